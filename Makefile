@@ -1,0 +1,48 @@
+# Developer entry points. `make test` is the command CI runs (.ci/run).
+#
+#   make run HOST=0.0.0.0 PORT=9000 [WORKERS=4]
+#   make test PYTEST_ARGS='-k refresh -x'
+
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+HOST        ?= 127.0.0.1
+PORT        ?= 8000
+WORKERS     ?=
+PYTEST_ARGS ?=
+BENCH_ARGS  ?=
+
+.PHONY: venv run test check bench fuzz clean
+
+# Reinstall only when pyproject.toml is newer than the stamp.
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: venv
+	$(BIN)/idp db upgrade && $(BIN)/idp serve --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
+
+test: venv
+	bash scripts/test-setup.sh && $(BIN)/ruff check . && $(BIN)/pytest $(PYTEST_ARGS)
+
+check: venv
+	$(BIN)/ruff check .
+
+bench: venv
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+fuzz: venv
+	$(BIN)/pytest tests/robustness -m slow $(PYTEST_ARGS)
+
+# Build/test leftovers only: keeps .venv, data/ and keys/.
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

@@ -1,0 +1,84 @@
+"""create_app(): the composition root for HTTP. Nothing is created at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from idp.bootstrap import bootstrap, format_demo
+from idp.config import Settings, load_settings
+from idp.container import Container, build_container
+from idp.errors import OAuthError
+from idp.web.middleware import BodyLimit, SecurityHeaders
+from idp.web.responses import oauth_error_handler, server_error_handler
+
+log = logging.getLogger("idp")
+
+# Each module exposes ``routes(container) -> list[BaseRoute]``; order matters only for overlaps.
+ROUTE_MODULES = [
+    "idp.web.wellknown",
+    "idp.web.health",
+]
+KEY_TICK_SECONDS = 60.0
+
+
+def _routes(c: Container) -> list[BaseRoute]:
+    out: list[BaseRoute] = []
+    for name in ROUTE_MODULES:
+        out.extend(importlib.import_module(name).routes(c))
+    return out
+
+
+async def _key_maintenance(c: Container) -> None:
+    while True:
+        await asyncio.sleep(KEY_TICK_SECONDS)
+        try:
+            await run_in_threadpool(c.keyring.tick)
+        except Exception:
+            log.exception("key maintenance failed; will retry")
+
+
+def create_app(settings: Settings | None = None, *, container: Container | None = None) -> Starlette:
+    owned = container is None
+    c = container or build_container(settings or load_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        demo = await run_in_threadpool(bootstrap, c)
+        if demo:
+            print(format_demo(demo), flush=True)
+        hooks = c.extras.get("startup_hooks", [])
+        for hook in hooks:
+            await hook()
+        task = asyncio.create_task(_key_maintenance(c))
+        try:
+            yield
+        finally:
+            task.cancel()
+            for hook in c.extras.get("shutdown_hooks", []):
+                await hook()
+            if owned:
+                c.close()
+
+    app = Starlette(
+        routes=_routes(c),
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, max_bytes=64 * 1024)],
+        exception_handlers={OAuthError: oauth_error_handler, Exception: server_error_handler},
+        lifespan=lifespan,
+    )
+    app.state.container = c
+    return app
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory: ``uvicorn --factory idp.app:app_from_env``."""
+    logging.basicConfig(level=load_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app()

@@ -1,0 +1,337 @@
+"""The ``idp`` command. Bad arguments or settings: one clear line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from idp.clients.model import ClientValidationError
+from idp.config import ConfigError, load_settings
+from idp.container import Container, StartupError, build_container, check_kek, ping_database
+from idp.keys.keyring import ALGORITHMS, KeyImportError
+from idp.store.db import SchemaError, check_schema, upgrade
+from idp.users.directory import UserError
+
+EXIT_USAGE = 2
+Handler = Callable[[Container, argparse.Namespace], Any]
+# Other packages add sub-commands here: name -> (configure(subparsers), handler lookup).
+EXTENSIONS: list[Callable[[Any], None]] = []
+
+
+class CliError(Exception):
+    pass
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if getattr(args, "json", False) else text)
+
+
+def _container(*, check: bool = True) -> Container:
+    c = build_container(load_settings())
+    ping_database(c)
+    if check:
+        check_schema(c.engine)
+        check_kek(c)
+    return c
+
+
+# -- serve / db ---------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings()
+    if args.workers > 1 and settings.embedded:
+        raise CliError("--workers > 1 needs IDP_REDIS_URL: the in-process store is not shared between workers")
+    c = _container()
+    c.close()
+    uvicorn.run(
+        "idp.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    c = build_container(load_settings())
+    ping_database(c)
+    upgrade(c.engine)
+    c.close()
+    print("database is at the latest schema")
+    return 0
+
+
+# -- clients ---------------------------------------------------------------------------------------
+def _client_dict(cl: Any) -> dict[str, Any]:
+    return {
+        "client_id": cl.client_id,
+        "name": cl.name,
+        "type": cl.kind,
+        "auth_method": cl.auth_method,
+        "redirect_uris": cl.redirect_uris,
+        "post_logout_redirect_uris": cl.post_logout_redirect_uris,
+        "grant_types": cl.grant_types,
+        "scope": cl.scope,
+        "audience": cl.audience,
+        "first_party": cl.first_party,
+        "disabled": cl.disabled,
+    }
+
+
+def clients_create(c: Container, args: argparse.Namespace) -> None:
+    jwks = None
+    if args.jwks:
+        try:
+            jwks = json.loads(Path(args.jwks).read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--jwks: cannot read a JWKS from {args.jwks}: {exc}") from None
+    client, secret = c.clients.create(
+        name=args.name,
+        kind=args.type,
+        redirect_uris=args.redirect_uri,
+        post_logout_redirect_uris=args.post_logout_redirect_uri,
+        scope=args.scope,
+        audience=args.audience or "",
+        first_party=args.first_party,
+        auth_method=args.auth_method,
+        jwks=jwks,
+        require_pkce=not args.no_pkce,
+        access_token_alg=args.access_token_alg,
+        id_token_alg=args.id_token_alg,
+    )
+    data = _client_dict(client) | ({"client_secret": secret} if secret else {})
+    text = f"client_id     {client.client_id}"
+    if secret:
+        text += f"\nclient_secret {secret}\n(the secret is shown once; only its digest is stored)"
+    c.audit.record("client.created", actor="cli", client_id=client.client_id)
+    _out(args, data, text)
+
+
+def clients_list(c: Container, args: argparse.Namespace) -> None:
+    rows = [_client_dict(cl) for cl in c.clients.list()]
+    _out(args, rows, "\n".join(f"{r['client_id']}  {r['type']:<8} {r['name']}" for r in rows) or "(no clients)")
+
+
+def clients_show(c: Container, args: argparse.Namespace) -> None:
+    cl = c.clients.get(args.client_id)
+    if cl is None:
+        raise CliError(f"no client {args.client_id!r}")
+    d = _client_dict(cl)
+    _out(args, d, "\n".join(f"{k:<26}{v}" for k, v in d.items()))
+
+
+def clients_delete(c: Container, args: argparse.Namespace) -> None:
+    if not c.clients.delete(args.client_id):
+        raise CliError(f"no client {args.client_id!r}")
+    c.audit.record("client.deleted", actor="cli", client_id=args.client_id)
+    _out(args, {"deleted": args.client_id}, f"deleted {args.client_id}")
+
+
+def clients_rotate(c: Container, args: argparse.Namespace) -> None:
+    try:
+        secret = c.clients.rotate_secret(args.client_id)
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    c.audit.record("client.secret_rotated", actor="cli", client_id=args.client_id)
+    _out(args, {"client_id": args.client_id, "client_secret": secret}, f"client_secret {secret}")
+
+
+# -- users -----------------------------------------------------------------------------------------
+def users_create(c: Container, args: argparse.Namespace) -> None:
+    if not args.password_stdin:
+        raise CliError("--password-stdin is required (passwords never go on the command line)")
+    password = sys.stdin.readline().rstrip("\n")
+    user = c.directory.create(args.username, password, email=args.email, name=args.name)
+    c.audit.record("user.created", actor="cli", subject=user.id)
+    _out(args, {"id": user.id, "username": user.username}, f"created {user.username} (sub {user.id})")
+
+
+def users_list(c: Container, args: argparse.Namespace) -> None:
+    rows = [
+        {"id": u.id, "username": u.username, "email": u.email, "disabled": u.disabled} for u in c.directory.store.list()
+    ]
+    _out(
+        args,
+        rows,
+        "\n".join(f"{r['id']}  {r['username']}{'  (disabled)' if r['disabled'] else ''}" for r in rows) or "(no users)",
+    )
+
+
+def _users_set_disabled(disabled: bool) -> Handler:
+    def handler(c: Container, args: argparse.Namespace) -> None:
+        user = c.directory.set_disabled(args.username, disabled)
+        for hook in c.extras.get("on_user_disabled", []) if disabled else []:
+            hook(user.id)
+        c.audit.record("user.disabled" if disabled else "user.enabled", actor="cli", subject=user.id)
+        _out(args, {"username": user.username, "disabled": disabled}, f"{user.username}: disabled={disabled}")
+
+    return handler
+
+
+# -- keys ------------------------------------------------------------------------------------------
+def _key_dict(r: Any) -> dict[str, Any]:
+    return {
+        "kid": r.kid,
+        "alg": r.alg,
+        "state": r.state,
+        "created_at": r.created_at,
+        "activate_after": r.activate_after,
+        "remove_after": r.remove_after,
+    }
+
+
+def keys_list(c: Container, args: argparse.Namespace) -> None:
+    c.keyring.refresh(force=True)
+    rows = [_key_dict(r) for r in sorted(c.keyring.rows(), key=lambda r: (r.alg, r.created_at))]
+    fmt = "%Y-%m-%d %H:%M:%S"
+    _out(
+        args,
+        rows,
+        "\n".join(
+            f"{r['kid']:<18} {r['alg']:<6} {r['state']:<11} created {time.strftime(fmt, time.gmtime(r['created_at']))}"
+            f"  signs from {time.strftime(fmt, time.gmtime(r['activate_after']))}"
+            for r in rows
+        ),
+    )
+
+
+def keys_rotate(c: Container, args: argparse.Namespace) -> None:
+    algs = [args.alg] if args.alg else list(c.keyring.policy.algorithms)
+    made = [c.keyring.rotate(alg) for alg in algs]
+    for r in made:
+        c.audit.record("key.rotated", actor="cli", kid=r.kid, alg=r.alg)
+    _out(
+        args,
+        [_key_dict(r) for r in made],
+        "\n".join(f"{r.kid} ({r.alg}) published as next; signs after {time.ctime(r.activate_after)}" for r in made),
+    )
+
+
+def keys_retire(c: Container, args: argparse.Namespace) -> None:
+    try:
+        r = c.keyring.retire(args.kid)
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    c.audit.record("key.retired", actor="cli", kid=r.kid)
+    _out(args, _key_dict(r), f"{r.kid} retired")
+
+
+def keys_revoke(c: Container, args: argparse.Namespace) -> None:
+    try:
+        r = c.keyring.revoke(args.kid)
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    for hook in c.extras.get("on_key_compromised", []):
+        hook(r.kid, "cli")
+    c.audit.record("key.compromised", actor="cli", kid=r.kid)
+    _out(args, _key_dict(r), f"{r.kid} marked compromised and removed from the JWKS")
+
+
+def keys_import(c: Container, args: argparse.Namespace) -> None:
+    try:
+        pem = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        r = c.keyring.add_imported(pem)
+    except KeyImportError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    c.audit.record("key.imported", actor="cli", kid=r.kid, alg=r.alg)
+    _out(args, _key_dict(r), f"imported {r.kid} ({r.alg}) as next")
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="idp", description="OAuth 2.1 / OpenID Connect identity provider.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the HTTP server (uvicorn)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=1)
+    s.set_defaults(run=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(run=cmd_db_upgrade)
+
+    def leaf(group: Any, name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
+        q = group.add_parser(name, help=help_)
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+        q.set_defaults(handler=handler)
+        return q
+
+    cl = sub.add_parser("clients", help="manage clients").add_subparsers(dest="sub", required=True)
+    q = leaf(cl, "create", clients_create, "register a client; prints the secret once")
+    q.add_argument("--name", required=True)
+    q.add_argument("--type", required=True, choices=["web", "native", "service"])
+    q.add_argument("--redirect-uri", action="append", default=[])
+    q.add_argument("--post-logout-redirect-uri", action="append", default=[])
+    q.add_argument("--scope", default="")
+    q.add_argument("--audience")
+    q.add_argument("--first-party", action="store_true", help="skip the consent screen")
+    q.add_argument("--auth-method", choices=["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])
+    q.add_argument("--jwks", help="file with the client's public JWKS (private_key_jwt)")
+    q.add_argument("--no-pkce", action="store_true", help="confidential web OIDC clients sending nonce only")
+    q.add_argument("--access-token-alg", choices=list(ALGORITHMS))
+    q.add_argument("--id-token-alg", choices=list(ALGORITHMS))
+    leaf(cl, "list", clients_list, "list clients")
+    for name, handler, help_ in (
+        ("show", clients_show, "show one client"),
+        ("delete", clients_delete, "delete a client"),
+        ("rotate-secret", clients_rotate, "issue a new secret (printed once)"),
+    ):
+        leaf(cl, name, handler, help_).add_argument("client_id")
+
+    us = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True)
+    q = leaf(us, "create", users_create, "create a user; the password is read from stdin")
+    q.add_argument("--username", required=True)
+    q.add_argument("--email")
+    q.add_argument("--name")
+    q.add_argument("--password-stdin", action="store_true")
+    leaf(us, "list", users_list, "list users")
+    leaf(us, "disable", _users_set_disabled(True), "disable a user and end their sessions").add_argument("username")
+    leaf(us, "enable", _users_set_disabled(False), "enable a user").add_argument("username")
+
+    ks = sub.add_parser("keys", help="manage signing keys").add_subparsers(dest="sub", required=True)
+    leaf(ks, "list", keys_list, "list keys and their states")
+    leaf(ks, "rotate", keys_rotate, "publish a next key (signs after the JWKS cache lifetime)").add_argument(
+        "--alg", choices=list(ALGORITHMS)
+    )
+    leaf(ks, "retire", keys_retire, "stop signing with a key; still verifies").add_argument("kid")
+    leaf(ks, "revoke", keys_revoke, "mark a key compromised: unpublished and denied at once").add_argument("kid")
+    leaf(ks, "import", keys_import, "import a PEM private key as next").add_argument("file")
+
+    for extend in EXTENSIONS:
+        extend(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if hasattr(args, "run"):
+            return int(args.run(args) or 0)
+        c = _container()
+        try:
+            args.handler(c, args)
+        finally:
+            c.close()
+        return 0
+    except (ConfigError, StartupError, SchemaError, CliError, ClientValidationError, UserError) as exc:
+        print(f"idp: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

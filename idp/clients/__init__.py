@@ -1,0 +1,1 @@
+"""Client registrations: model, redirect-URI rules, registry (create, authenticate, rotate)."""

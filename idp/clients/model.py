@@ -1,0 +1,98 @@
+"""Registered clients and the redirect-URI rules they live by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from idp.config import is_loopback_host
+
+KINDS = ("web", "native", "service")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+GRANTS_BY_KIND = {
+    "web": ["authorization_code", "refresh_token"],
+    "native": ["authorization_code", "refresh_token"],
+    "service": ["client_credentials"],
+}
+
+
+class ClientValidationError(ValueError):
+    pass
+
+
+@dataclass
+class Client:
+    client_id: str
+    name: str
+    kind: str
+    auth_method: str
+    secret_digest: bytes | None = None
+    jwks: dict[str, Any] | None = None
+    redirect_uris: list[str] = field(default_factory=list)
+    post_logout_redirect_uris: list[str] = field(default_factory=list)
+    grant_types: list[str] = field(default_factory=list)
+    scope: str = ""
+    audience: str = ""
+    first_party: bool = False
+    require_pkce: bool = True
+    access_token_alg: str | None = None
+    id_token_alg: str | None = None
+    disabled: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def is_public(self) -> bool:
+        return self.auth_method == "none"
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+    def allows_grant(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+    def redirect_uri_allowed(self, uri: str) -> bool:
+        """Exact string match (RFC 9700 §4.1.3); loopback ports vary for native apps (RFC 8252 §7.3)."""
+        if uri in self.redirect_uris:
+            return True
+        if self.kind != "native":
+            return False
+        got = urlsplit(uri)
+        if got.scheme != "http" or got.hostname not in ("127.0.0.1", "::1") or got.username or got.password:
+            return False
+        for registered in self.redirect_uris:
+            reg = urlsplit(registered)
+            if (
+                reg.scheme == "http"
+                and reg.hostname == got.hostname
+                and reg.path == got.path
+                and reg.query == got.query
+                and not got.fragment
+            ):
+                return True
+        return False
+
+
+def validate_redirect_uri(uri: str, kind: str) -> str:
+    """Registration rules: https; loopback http and private-use schemes only for native apps (RFC 8252 §7)."""
+    parts = urlsplit(uri)
+    if parts.fragment or "#" in uri:
+        raise ClientValidationError(f"redirect URI {uri!r} must not contain a fragment")
+    if parts.scheme == "https" and parts.netloc:
+        if parts.username or parts.password:
+            raise ClientValidationError(f"redirect URI {uri!r} must not contain userinfo")
+        return uri
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        if kind == "native" and parts.hostname == "localhost":
+            # RFC 8252 §8.3: NOT RECOMMENDED; the IP literal avoids firewall and resolver surprises.
+            raise ClientValidationError("use http://127.0.0.1 or http://[::1], not localhost (RFC 8252 §8.3)")
+        return uri
+    if kind == "native" and parts.scheme and "." in parts.scheme and parts.scheme not in ("http", "https"):
+        # RFC 8252 §7.1: private-use scheme in reverse-domain form, e.g. com.example.app:/cb
+        return uri
+    raise ClientValidationError(
+        f"redirect URI {uri!r} must be https (loopback http or a reverse-domain private-use scheme "
+        "only for native clients)"
+    )

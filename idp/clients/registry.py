@@ -1,0 +1,153 @@
+"""The client registry: creation with generated credentials, cached lookup, secret checks."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import replace
+from typing import Any, Protocol
+
+from idp.clients.model import (
+    AUTH_METHODS,
+    GRANTS_BY_KIND,
+    KINDS,
+    Client,
+    ClientValidationError,
+    validate_redirect_uri,
+)
+from idp.clock import Clock
+from idp.crypto import Digester, random_token
+
+SECRET_BYTES = 32  # 256 bits
+
+
+class ClientStore(Protocol):
+    def get(self, client_id: str) -> Client | None: ...
+    def list(self) -> list[Client]: ...
+    def save(self, client: Client) -> None: ...
+    def delete(self, client_id: str) -> bool: ...
+
+
+class ClientRegistry:
+    """Lookups are cached for ``cache_seconds`` (a changed client takes effect within that bound)."""
+
+    def __init__(self, store: ClientStore, digester: Digester, clock: Clock, *, cache_seconds: float = 5.0) -> None:
+        self._store = store
+        self._digester = digester
+        self._clock = clock
+        self._ttl = cache_seconds
+        self._cache: dict[str, tuple[float, Client | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> Client | None:
+        now = self._clock.now()
+        hit = self._cache.get(client_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        client = self._store.get(client_id) if 0 < len(client_id) <= 64 else None
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[client_id] = (now + self._ttl, client)
+        return client
+
+    def get_active(self, client_id: str) -> Client | None:
+        client = self.get(client_id)
+        return client if client is not None and not client.disabled else None
+
+    def invalidate(self, client_id: str) -> None:
+        self._cache.pop(client_id, None)
+
+    def list(self) -> list[Client]:
+        return self._store.list()
+
+    def check_secret(self, client: Client, secret: str) -> bool:
+        return self._digester.matches(secret, client.secret_digest)
+
+    def create(
+        self,
+        *,
+        name: str,
+        kind: str,
+        redirect_uris: list[str] | None = None,
+        post_logout_redirect_uris: list[str] | None = None,
+        scope: str = "",
+        audience: str = "",
+        first_party: bool = False,
+        auth_method: str | None = None,
+        jwks: dict[str, Any] | None = None,
+        grant_types: list[str] | None = None,
+        require_pkce: bool = True,
+        access_token_alg: str | None = None,
+        id_token_alg: str | None = None,
+        client_id: str | None = None,
+    ) -> tuple[Client, str | None]:
+        """Returns the client and, once only, its plaintext secret (None for public/JWT clients)."""
+        if kind not in KINDS:
+            raise ClientValidationError(f"client type must be one of {', '.join(KINDS)}")
+        if not name.strip():
+            raise ClientValidationError("client name must not be empty")
+        method = auth_method or ("none" if kind == "native" else "client_secret_basic")
+        if method not in AUTH_METHODS:
+            raise ClientValidationError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
+        if kind == "native" and method != "none":
+            raise ClientValidationError("native clients are public (auth method none)")
+        if kind != "native" and method == "none":
+            raise ClientValidationError("only native clients may be public")
+        if method == "private_key_jwt" and not (jwks and jwks.get("keys")):
+            raise ClientValidationError("private_key_jwt needs the client's public JWKS")
+        grants = grant_types or list(GRANTS_BY_KIND[kind])
+        if method == "none" and "client_credentials" in grants:
+            raise ClientValidationError("public clients cannot use client_credentials (RFC 6749 §4.4)")
+        uris = [validate_redirect_uri(u, kind) for u in (redirect_uris or [])]
+        if "authorization_code" in grants and not uris:
+            raise ClientValidationError("clients using the authorization code flow need a redirect URI")
+        logout_uris = [validate_redirect_uri(u, "web") for u in (post_logout_redirect_uris or [])]
+        if not require_pkce and (method == "none" or kind != "web"):
+            raise ClientValidationError("only confidential web clients may go without PKCE")
+        for alg in (access_token_alg, id_token_alg):
+            if alg is not None and alg not in ("ES256", "RS256", "EdDSA"):
+                raise ClientValidationError(f"unsupported signing algorithm {alg!r}")
+        secret = random_token(SECRET_BYTES) if method in ("client_secret_basic", "client_secret_post") else None
+        now = self._clock.now()
+        client = Client(
+            client_id=client_id or secrets.token_urlsafe(16),
+            name=name.strip(),
+            kind=kind,
+            auth_method=method,
+            secret_digest=self._digester.digest(secret) if secret else None,
+            jwks=jwks,
+            redirect_uris=uris,
+            post_logout_redirect_uris=logout_uris,
+            grant_types=grants,
+            scope=" ".join(dict.fromkeys(scope.split())),
+            audience=audience,
+            first_party=first_party,
+            require_pkce=require_pkce,
+            access_token_alg=access_token_alg,
+            id_token_alg=id_token_alg,
+            created_at=now,
+            updated_at=now,
+        )
+        self._store.save(client)
+        return client, secret
+
+    def rotate_secret(self, client_id: str) -> str:
+        client = self._store.get(client_id)
+        if client is None or client.secret_digest is None:
+            raise LookupError(f"no client with a secret named {client_id!r}")
+        secret = random_token(SECRET_BYTES)
+        self._store.save(replace(client, secret_digest=self._digester.digest(secret), updated_at=self._clock.now()))
+        self.invalidate(client_id)
+        return secret
+
+    def set_disabled(self, client_id: str, disabled: bool) -> None:
+        client = self._store.get(client_id)
+        if client is None:
+            raise LookupError(f"no client {client_id!r}")
+        self._store.save(replace(client, disabled=disabled, updated_at=self._clock.now()))
+        self.invalidate(client_id)
+
+    def delete(self, client_id: str) -> bool:
+        self.invalidate(client_id)
+        return self._store.delete(client_id)

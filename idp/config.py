@@ -1,0 +1,171 @@
+"""Settings: one typed object read from ``IDP_*`` environment variables.
+
+Every field is documented where it is defined; ``docs/configuration.md`` and
+``.env.example`` are generated from this file. Nothing in ``idp`` imports this
+module except the composition roots (``idp.app``, ``idp.cli``): protocol code
+receives plain values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DAY = 86_400
+SigningAlg = Literal["ES256", "RS256", "EdDSA"]
+
+
+class ConfigError(Exception):
+    """A setting is invalid. The message names the setting; the CLI exits 2."""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IDP_", extra="ignore", frozen=True)
+
+    issuer: str = Field(
+        "http://127.0.0.1:8000",
+        description="Issuer identifier (RFC 8414 §2): https URL without query or fragment. "
+        "Plain http is accepted only for localhost/127.0.0.1 development.",
+    )
+    data_dir: Path = Field(Path("data"), description="Where the embedded default keeps its SQLite file.")
+    database_url: str = Field(
+        "",
+        description="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (the driver is picked here). "
+        "Empty = SQLite file under IDP_DATA_DIR.",
+    )
+    redis_url: str = Field(
+        "", description="redis://HOST:PORT/DB. Empty = in-process ephemeral store (one process only)."
+    )
+    redis_prefix: str = Field("idp:", description="Prefix for every Redis key and channel.")
+
+    access_token_ttl: int = Field(600, ge=60, le=3600, description="Access token lifetime, seconds.")
+    id_token_ttl: int = Field(900, ge=60, le=86_400, description="ID token lifetime, seconds.")
+    authorization_code_ttl: int = Field(60, ge=10, le=600, description="Authorization code lifetime, s.")
+    refresh_idle_ttl: int = Field(30 * DAY, ge=60, description="Refresh token idle (sliding) lifetime, s.")
+    refresh_absolute_ttl: int = Field(90 * DAY, ge=60, description="Refresh family absolute lifetime, s.")
+    refresh_grace_seconds: int = Field(
+        5,
+        ge=0,
+        le=60,
+        description="Window in which repeating the same refresh returns the same successor "
+        "(retries, several tabs); outside it, reuse revokes the family. 0 disables it.",
+    )
+    refresh_grace_max_uses: int = Field(3, ge=1, le=10, description="Repeats allowed inside the grace window.")
+    session_idle_ttl: int = Field(30 * DAY, ge=300, description="Login session sliding lifetime, s.")
+    session_absolute_ttl: int = Field(90 * DAY, ge=300, description="Login session absolute lifetime, s.")
+    logout_revokes_offline: bool = Field(
+        False, description="Whether ending a login session also revokes offline_access refresh grants."
+    )
+
+    access_token_alg: SigningAlg = Field("ES256", description="Default signing algorithm for access tokens.")
+    id_token_alg: SigningAlg = Field("RS256", description="Default ID token algorithm (OIDC mandates RS256).")
+    key_rotation_days: int = Field(30, ge=1, le=3650, description="Active keys are rotated after this age.")
+    jwks_max_age: int = Field(300, ge=0, le=86_400, description="Cache-Control max-age of the JWKS, s.")
+    kek: str = Field(
+        "",
+        repr=False,
+        description="Key-encryption key (base64url, 32 bytes) protecting private keys at rest. "
+        "Empty = read or create the 0600 file IDP_KEK_FILE.",
+    )
+    kek_file: Path = Field(Path("keys/kek"), description="File holding the key-encryption key.")
+
+    default_audience: str = Field(
+        "", description="Audience of access tokens for clients without their own. Empty = ISSUER/api."
+    )
+    login_max_failures: int = Field(5, ge=1, le=100, description="Failed logins before throttling.")
+    login_lockout_seconds: int = Field(60, ge=1, le=86_400, description="Back-off once throttled, s.")
+    argon2_time_cost: int = Field(2, ge=1, description="Argon2id iterations (OWASP minimum 2 at 19 MiB).")
+    argon2_memory_kib: int = Field(19_456, ge=19_456, description="Argon2id memory, KiB (>= 19 MiB).")
+    argon2_parallelism: int = Field(1, ge=1, le=16, description="Argon2id lanes.")
+    trusted_proxies: str = Field("", description="Comma-separated proxy IPs whose X-Forwarded-* headers are believed.")
+    demo: bool = Field(True, description="On the first start of an empty database, create demo clients/user.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.query or parts.fragment or not parts.netloc:
+            raise ValueError("must be an absolute URL without query or fragment")
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(parts.hostname)):
+            raise ValueError("must use https (plain http only for localhost/127.0.0.1)")
+        return v.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, v: str) -> str:
+        if v and urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be redis://HOST:PORT/DB")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return v.upper()
+
+    @model_validator(mode="after")
+    def _lifetimes(self) -> Settings:
+        if self.refresh_absolute_ttl < self.refresh_idle_ttl:
+            raise ValueError("IDP_REFRESH_ABSOLUTE_TTL must be >= IDP_REFRESH_IDLE_TTL")
+        if self.session_absolute_ttl < self.session_idle_ttl:
+            raise ValueError("IDP_SESSION_ABSOLUTE_TTL must be >= IDP_SESSION_IDLE_TTL")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return normalise_database_url(self.database_url or f"sqlite:///{self.data_dir / 'idp.sqlite3'}")
+
+    @property
+    def audience(self) -> str:
+        return self.default_audience or f"{self.issuer}/api"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the plain forms and pick the driver: sqlite (stdlib), postgresql (psycopg 3)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("must look like sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    base = scheme.split("+", 1)[0]
+    if base == "sqlite":
+        return f"sqlite+pysqlite://{rest}"
+    if base in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    raise ValueError(f"unsupported database scheme {scheme!r} (use sqlite or postgresql)")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ConfigError with one line naming the setting."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        _ = settings.sqlalchemy_url
+        return settings
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc") or ()
+        name = f"IDP_{str(loc[0]).upper()}" if loc else "settings"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {msg}") from None
+    except ValueError as exc:
+        raise ConfigError(f"IDP_DATABASE_URL: {exc}") from None

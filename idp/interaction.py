@@ -1,0 +1,127 @@
+"""Where the authorization endpoint meets the hosted pages, and the services they share.
+
+The authorization endpoint validates a request, and when a person must sign in or
+consent it parks the request as a :class:`PendingAuthorization` in the ephemeral
+store and sends the browser to ``/login?interaction=ID`` or
+``/consent?interaction=ID``. Those pages record what happened on the pending
+record and send the browser (303) to ``/authorize/resume?interaction=ID``, which
+checks that the same login session finishes what it started and issues the code.
+
+The Protocols below are the seams between packages; ``idp.container`` wires the
+implementations.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import orjson
+
+from idp.clock import Clock
+from idp.store.ephemeral import EphemeralStore
+
+SESSION_COOKIE = "__Host-idp-session"
+INTERACTION_TTL = 600.0
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What the protocol needs to know of a login session."""
+
+    sid: str  # public id, goes into tokens as `sid`; never the cookie value
+    user_id: str
+    auth_time: float
+    amr: tuple[str, ...] = ("pwd",)
+
+
+class SessionReader(Protocol):
+    def from_cookie(self, cookie_value: str | None) -> SessionInfo | None:
+        """Validate the cookie's session server-side (idle/absolute expiry, user enabled); slide it. Blocking."""
+        ...
+
+    def is_active(self, sid: str) -> bool:
+        """False once the session has ended (logout, expiry, sign-out everywhere)."""
+        ...
+
+
+class ConsentReader(Protocol):
+    def covers(self, user_id: str, client_id: str, scopes: Iterable[str]) -> bool:
+        """True when the user already granted at least these scopes to this client."""
+        ...
+
+
+class GrantRevoker(Protocol):
+    """Implemented by the refresh-token families (idp.tokens.refresh)."""
+
+    def revoke_for_session(self, sid: str, *, keep_offline: bool, actor: str, reason: str) -> int: ...
+
+    def revoke_for_user(self, user_id: str, *, actor: str, reason: str, client_id: str | None = None) -> int: ...
+
+
+class DenyWriter(Protocol):
+    """Implemented by the deny-list (idp.tokens.denylist)."""
+
+    def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> None:
+        """kind: jti | subject | session | client | kid. Subject/client entries deny tokens issued before now."""
+        ...
+
+
+@dataclass
+class PendingAuthorization:
+    id: str
+    client_id: str
+    params: dict[str, str]  # the validated authorization request
+    scopes: list[str]
+    created_at: float
+    expires_at: float
+    login_sid: str | None = None  # the session that signed in for this request
+    login_at: float | None = None
+    consent: str | None = None  # "granted" | "denied"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Interactions:
+    def __init__(self, store: EphemeralStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    @staticmethod
+    def _key(interaction_id: str) -> str:
+        return f"interaction:{interaction_id}"
+
+    def create(self, client_id: str, params: dict[str, str], scopes: list[str]) -> PendingAuthorization:
+        now = self._clock.now()
+        pending = PendingAuthorization(
+            id=secrets.token_urlsafe(16),
+            client_id=client_id,
+            params=params,
+            scopes=scopes,
+            created_at=now,
+            expires_at=now + INTERACTION_TTL,
+        )
+        self.save(pending)
+        return pending
+
+    def save(self, pending: PendingAuthorization) -> None:
+        ttl = max(pending.expires_at - self._clock.now(), 1.0)
+        self._store.put(self._key(pending.id), orjson.dumps(asdict(pending)), ttl)
+
+    def get(self, interaction_id: str) -> PendingAuthorization | None:
+        if not interaction_id or len(interaction_id) > 64:
+            return None
+        raw = self._store.get(self._key(interaction_id))
+        if raw is None:
+            return None
+        pending = PendingAuthorization(**orjson.loads(raw))
+        return pending if pending.expires_at > self._clock.now() else None
+
+    def finish(self, interaction_id: str) -> PendingAuthorization | None:
+        """Take the record once (atomic): a resumed request cannot be replayed."""
+        raw = self._store.take(self._key(interaction_id)) if interaction_id and len(interaction_id) <= 64 else None
+        if raw is None:
+            return None
+        pending = PendingAuthorization(**orjson.loads(raw))
+        return pending if pending.expires_at > self._clock.now() else None

@@ -1,0 +1,1 @@
+"""The only package importing Authlib: the authorization server, its grants, and the Starlette adapter."""

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models and repositories (durable), and the ephemeral store (Redis or in-process)."""

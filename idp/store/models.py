@@ -1,0 +1,192 @@
+"""SQLAlchemy tables: the durable source of truth.
+
+Bearer secrets are never stored: refresh tokens, client secrets and session ids
+are kept as keyed digests (``idp.secrets.digest``); private keys are AES-GCM
+encrypted. Times are float seconds since the epoch (the injected clock's unit),
+which behaves the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ClientRow(Base):
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # web | native | service
+    auth_method: Mapped[str] = mapped_column(String(32))
+    secret_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    jwks: Mapped[dict | None] = mapped_column(JSON)  # public keys for private_key_jwt
+    redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list] = mapped_column(JSON, default=list)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    audience: Mapped[str] = mapped_column(String(300), default="")
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
+    access_token_alg: Mapped[str | None] = mapped_column(String(10))
+    id_token_alg: Mapped[str | None] = mapped_column(String(10))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the stable `sub`
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class SigningKeyRow(Base):
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(10))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # next|active|retired|removed|compromised
+    private_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    public_jwk: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    activate_after: Mapped[float] = mapped_column(Float)  # earliest moment next -> active
+    activated_at: Mapped[float | None] = mapped_column(Float)
+    retired_at: Mapped[float | None] = mapped_column(Float)
+    remove_after: Mapped[float | None] = mapped_column(Float)  # retired -> removed
+    compromised_at: Mapped[float | None] = mapped_column(Float)
+
+
+class LoginSessionRow(Base):
+    __tablename__ = "login_sessions"
+
+    id_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)  # public id, goes into tokens
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[float] = mapped_column(Float)
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    csrf_secret: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float] = mapped_column(Float)
+    idle_expires_at: Mapped[float] = mapped_column(Float)
+    absolute_expires_at: Mapped[float] = mapped_column(Float)
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+
+
+class GrantRow(Base):
+    """A refresh-token family: everything issued from one authorization (or one code)."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    audience: Mapped[str] = mapped_column(String(300), default="")
+    auth_time: Mapped[float | None] = mapped_column(Float)
+    acr: Mapped[str | None] = mapped_column(String(64))
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    code_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    absolute_expires_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class RefreshTokenRow(Base):
+    """One issuance within a grant: the refresh token (by digest) and the access token sent with it.
+
+    ``digest`` is NULL when no refresh token was issued; the row still records the
+    access token's ``jti`` so that revoking the grant can deny-list it.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    idle_expires_at: Mapped[float] = mapped_column(Float)
+    at_jti: Mapped[str | None] = mapped_column(String(64))
+    at_exp: Mapped[float | None] = mapped_column(Float)
+    rotated_at: Mapped[float | None] = mapped_column(Float)
+    successor_id: Mapped[str | None] = mapped_column(String(64))
+    successor_enc: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted response, grace only
+    grace_uses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConsentRow(Base):
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("user_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class DenyEntryRow(Base):
+    """A deny-list entry; ``id`` doubles as the monotonic version resource servers follow."""
+
+    __tablename__ = "deny_list"
+    __table_args__ = (Index("ix_deny_kind_value", "kind", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # jti|subject|session|client|kid
+    value: Mapped[str] = mapped_column(String(200))
+    not_before: Mapped[float | None] = mapped_column(Float)  # subject/client: tokens with iat < this
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # drop after: no token can match
+    reason: Mapped[str] = mapped_column(String(300), default="")
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    removed_at: Mapped[float | None] = mapped_column(Float)
+
+
+class AuditEventRow(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str | None] = mapped_column(String(200), index=True)
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class MetaRow(Base):
+    """Small key/value facts: the secret-digest pepper's check value, demo bootstrap marker."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

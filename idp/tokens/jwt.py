@@ -1,0 +1,127 @@
+"""Signing and verifying our own JWTs (RFC 8725 rules in one place).
+
+* ``kid`` is required and names a published key; the key's pinned ``alg`` is the
+  only algorithm accepted for it (no ``none``, no HS*, no algorithm from the token).
+* ``jku``, ``x5u``, ``jwk``, ``x5c`` and any ``crit`` header are refused (RFC 8725 §3.10, ASVS V9.1.3).
+* ``typ`` is explicit and must match what the caller expects (RFC 8725 §3.11), so an
+  ID token is never accepted as an access token.
+* ``iss``, ``aud``, ``exp`` are always checked; ``nbf`` and ``iat`` when present,
+  with a small leeway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from joserfc import jws
+from joserfc.errors import JoseError
+
+from idp.crypto import b64url_decode
+from idp.keys.keyring import Keyring
+
+LEEWAY = 30  # seconds (RFC 8725 §3.9 / ASVS: small)
+FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit", "b64", "zip"})
+MAX_TOKEN_BYTES = 8192
+
+
+class TokenInvalid(Exception):
+    """The token is not acceptable; the message is safe to show (no key material)."""
+
+
+def sign(keyring: Keyring, alg: str, typ: str, claims: dict[str, Any]) -> str:
+    kid, key = keyring.signer(alg)
+    header = {"alg": alg, "typ": typ, "kid": kid}
+    payload = orjson.dumps(claims)
+    return jws.serialize_compact(header, payload, key, algorithms=[alg])
+
+
+def peek_header(token: str) -> dict[str, Any]:
+    """Decode the protected header without trusting it."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+        raise TokenInvalid("malformed token")
+    try:
+        header = orjson.loads(b64url_decode(token.split(".", 1)[0]))
+    except Exception:
+        raise TokenInvalid("malformed token header") from None
+    if not isinstance(header, dict):
+        raise TokenInvalid("malformed token header")
+    return header
+
+
+def verify(
+    keyring: Keyring,
+    token: str,
+    *,
+    typ: str | Iterable[str],
+    issuer: str,
+    audience: str | Iterable[str] | None,
+    now: float,
+    leeway: int = LEEWAY,
+    require: Iterable[str] = ("iss", "exp", "iat"),
+    allow_expired: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Returns (header, claims) or raises TokenInvalid.
+
+    ``audience=None`` skips the audience check; only callers that check ``aud``
+    themselves (logout's ``id_token_hint`` against the client) may pass it.
+    """
+    header = peek_header(token)
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise TokenInvalid("token has no kid")
+    if FORBIDDEN_HEADERS & header.keys():
+        raise TokenInvalid("token header carries a forbidden parameter")
+    expected_typ = {typ} if isinstance(typ, str) else set(typ)
+    if str(header.get("typ", "")).lower() not in {t.lower() for t in expected_typ}:
+        raise TokenInvalid("unexpected token type")
+    found = keyring.verification_key(kid)
+    if found is None:
+        raise TokenInvalid("unknown or revoked signing key")
+    alg, key = found
+    if header.get("alg") != alg:  # RFC 8725 §3.1: the key's pinned algorithm, never the token's choice
+        raise TokenInvalid("algorithm does not match the signing key")
+    try:
+        obj = jws.deserialize_compact(token, key, algorithms=[alg])
+        claims = orjson.loads(obj.payload)
+    except (JoseError, ValueError):
+        raise TokenInvalid("bad signature") from None
+    if not isinstance(claims, dict):
+        raise TokenInvalid("malformed claims")
+    check_claims(
+        claims, issuer=issuer, audience=audience, now=now, leeway=leeway, require=require, allow_expired=allow_expired
+    )
+    return header, claims
+
+
+def check_claims(
+    claims: dict[str, Any],
+    *,
+    issuer: str,
+    audience: str | Iterable[str] | None,
+    now: float,
+    leeway: int = LEEWAY,
+    require: Iterable[str] = ("iss", "exp", "iat"),
+    allow_expired: bool = False,
+) -> None:
+    for name in require:
+        if name not in claims:
+            raise TokenInvalid(f"missing {name} claim")
+    if claims.get("iss") != issuer:
+        raise TokenInvalid("wrong issuer")
+    if audience is not None:
+        wanted = {audience} if isinstance(audience, str) else set(audience)
+        aud = claims.get("aud")
+        got = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+        if not (got & wanted):
+            raise TokenInvalid("wrong audience")
+    for name in ("exp", "nbf", "iat"):
+        if name in claims and not isinstance(claims[name], int | float):
+            raise TokenInvalid(f"malformed {name} claim")
+    if not allow_expired and claims["exp"] <= now - leeway:
+        raise TokenInvalid("token expired")
+    if "nbf" in claims and claims["nbf"] > now + leeway:
+        raise TokenInvalid("token not yet valid")
+    if "iat" in claims and claims["iat"] > now + leeway:
+        raise TokenInvalid("token issued in the future")

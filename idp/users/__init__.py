@@ -1,0 +1,1 @@
+"""People: password hashing (Argon2id) and the user directory."""

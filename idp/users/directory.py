@@ -1,0 +1,97 @@
+"""The user directory: stable opaque ``sub`` values, constant-work authentication."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from idp.clock import Clock
+from idp.users.passwords import Passwords
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+
+class UserError(ValueError):
+    pass
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    email: str | None
+    email_verified: bool
+    name: str | None
+    password_hash: str
+    disabled: bool
+    created_at: float
+    updated_at: float
+
+
+class UserStore(Protocol):
+    def get(self, user_id: str) -> User | None: ...
+    def by_username(self, username: str) -> User | None: ...
+    def list(self) -> list[User]: ...
+    def save(self, user: User) -> None: ...
+
+
+class Directory:
+    def __init__(self, store: UserStore, passwords: Passwords, clock: Clock) -> None:
+        self.store = store
+        self.passwords = passwords
+        self._clock = clock
+
+    def create(self, username: str, password: str, *, email: str | None = None, name: str | None = None) -> User:
+        username = username.strip()
+        if not username or len(username) > 200:
+            raise UserError("username must be 1-200 characters")
+        self.check_password(password)
+        if self.store.by_username(username) is not None:
+            raise UserError(f"user {username!r} already exists")
+        now = self._clock.now()
+        user = User(
+            id=secrets.token_urlsafe(16),
+            username=username,
+            email=email,
+            email_verified=False,
+            name=name,
+            password_hash=self.passwords.hash(password),
+            disabled=False,
+            created_at=now,
+            updated_at=now,
+        )
+        self.store.save(user)
+        return user
+
+    @staticmethod
+    def check_password(password: str) -> None:
+        # NIST 800-63B §5.1.1.2: at least 8 characters, allow long passphrases, no composition rules.
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            raise UserError(f"password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters")
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        """Blocking (Argon2id): call from a worker thread. Same work for unknown and known users."""
+        user = self.store.by_username(username.strip()) if len(username) <= 200 else None
+        ok = self.passwords.verify(user.password_hash if user else None, password[:MAX_PASSWORD])
+        if not ok or user is None or user.disabled:
+            return None
+        if self.passwords.needs_rehash(user.password_hash):
+            user = replace(user, password_hash=self.passwords.hash(password), updated_at=self._clock.now())
+            self.store.save(user)
+        return user
+
+    def set_password(self, user: User, password: str) -> User:
+        self.check_password(password)
+        user = replace(user, password_hash=self.passwords.hash(password), updated_at=self._clock.now())
+        self.store.save(user)
+        return user
+
+    def set_disabled(self, username: str, disabled: bool) -> User:
+        user = self.store.by_username(username)
+        if user is None:
+            raise UserError(f"no user {username!r}")
+        user = replace(user, disabled=disabled, updated_at=self._clock.now())
+        self.store.save(user)
+        return user

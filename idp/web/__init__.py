@@ -1,0 +1,1 @@
+"""HTTP surface: thin Starlette routes over the core, middlewares, error rendering."""

@@ -1,0 +1,181 @@
+"""The `idp` command: every sub-command, --json output, and exit code 2 with one clear line on bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from idp.cli import main
+from idp.config import Settings
+from idp.container import Container
+from idp.store.models import ClientRow
+
+
+@pytest.fixture
+def env(container: Container, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Container:
+    monkeypatch.setenv("IDP_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("IDP_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("IDP_REDIS_PREFIX", settings.redis_prefix)
+    monkeypatch.setenv("IDP_KEK", settings.kek)
+    monkeypatch.setenv("IDP_ISSUER", settings.issuer)
+    container.keyring.tick()
+    return container
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_clients_lifecycle(env: Container, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "clients", "create", "--name", "Billing", "--type", "service", "--scope", "api:read", "--json"
+    )
+    assert code == 0
+    created = json.loads(out)
+    secret, cid = created["client_secret"], created["client_id"]
+    assert len(secret) >= 43  # >= 256 bits
+    with env.sessions() as s:
+        row = s.get(ClientRow, cid)
+        assert row is not None and secret.encode() not in (row.secret_digest or b"")
+        assert row.secret_digest == env.digester.digest(secret)  # stored as a keyed digest only
+    code, out, _ = run(capsys, "clients", "list", "--json")
+    assert [c["client_id"] for c in json.loads(out)] == [cid]
+    code, out, _ = run(capsys, "clients", "show", cid)
+    assert "Billing" in out and secret not in out
+    code, out, _ = run(capsys, "clients", "rotate-secret", cid, "--json")
+    new_secret = json.loads(out)["client_secret"]
+    assert new_secret != secret
+    client = env.clients.get(cid)
+    assert client and env.clients.check_secret(client, new_secret) and not env.clients.check_secret(client, secret)
+    assert run(capsys, "clients", "delete", cid)[0] == 0
+    code, _, err = run(capsys, "clients", "show", cid)
+    assert code == 2 and "no client" in err
+
+
+def test_client_validation_errors_exit_2(env: Container, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "clients", "create", "--name", "W", "--type", "web", "--redirect-uri", "http://x.com/cb")
+    assert code == 2 and err.startswith("idp: error: ") and "https" in err
+    with env.sessions() as s:
+        assert s.query(ClientRow).count() == 0  # nothing written
+
+
+def test_users_create_reads_password_from_stdin(
+    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    code, out, _ = run(capsys, "users", "create", "--username", "alice", "--password-stdin", "--json")
+    assert code == 0
+    sub = json.loads(out)["id"]
+    assert sub != "alice"  # sub is stable and not the username
+    assert env.directory.authenticate("alice", "correct horse battery") is not None
+    assert run(capsys, "users", "disable", "alice")[0] == 0
+    assert env.directory.authenticate("alice", "correct horse battery") is None
+    assert run(capsys, "users", "enable", "alice")[0] == 0
+    code, out, _ = run(capsys, "users", "list", "--json")
+    assert json.loads(out)[0]["username"] == "alice"
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    code, _, err = run(capsys, "users", "create", "--username", "bob", "--password-stdin")
+    assert code == 2 and "password" in err
+
+
+def test_keys_commands(env: Container, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "keys", "list", "--json")
+    active = [k for k in json.loads(out) if k["state"] == "active"]
+    assert {k["alg"] for k in active} == {"ES256", "RS256"}
+    code, out, _ = run(capsys, "keys", "rotate", "--alg", "ES256", "--json")
+    nxt = json.loads(out)[0]
+    assert nxt["state"] == "next"
+    es_active = next(k["kid"] for k in active if k["alg"] == "ES256")
+    assert run(capsys, "keys", "retire", es_active)[0] == 0
+    code, out, _ = run(capsys, "keys", "revoke", nxt["kid"], "--json")
+    assert json.loads(out)["state"] == "compromised"
+    weak = tmp_path / "weak.pem"
+    weak.write_bytes(
+        rsa.generate_private_key(65537, 1024).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    code, _, err = run(capsys, "keys", "import", str(weak))
+    assert code == 2 and "2048" in err
+    code, _, err = run(capsys, "keys", "import", str(tmp_path / "missing.pem"))
+    assert code == 2
+
+
+def test_bad_setting_exits_2_naming_it(
+    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IDP_ACCESS_TOKEN_TTL", "5")
+    code, _, err = run(capsys, "clients", "list")
+    assert code == 2 and "IDP_ACCESS_TOKEN_TTL" in err and err[-1] == "\n" and err.count("\n") == 1
+
+
+def test_foreign_kek_is_refused(
+    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from idp.container import check_kek
+
+    check_kek(env)  # the database now holds the check value for the real KEK
+    monkeypatch.setenv("IDP_KEK", "A" * 43)
+    code, _, err = run(capsys, "keys", "list")
+    assert code == 2 and "IDP_KEK" in err and "does not match" in err
+    monkeypatch.setenv("IDP_KEK", "not-base64!!")
+    code, _, err = run(capsys, "keys", "list")
+    assert code == 2 and "IDP_KEK" in err
+
+
+def test_unreachable_database(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("IDP_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("IDP_KEK_FILE", str(tmp_path / "kek"))
+    monkeypatch.delenv("IDP_KEK", raising=False)
+    code, _, err = run(capsys, "db", "upgrade")
+    assert code == 2 and "IDP_DATABASE_URL" in err and "cannot connect" in err
+
+
+def test_serve_refuses_an_unmigrated_database(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("IDP_DATABASE_URL", f"sqlite:///{tmp_path}/empty.db")
+    monkeypatch.setenv("IDP_KEK_FILE", str(tmp_path / "kek"))
+    monkeypatch.delenv("IDP_KEK", raising=False)
+    monkeypatch.delenv("IDP_REDIS_URL", raising=False)
+    code, _, err = run(capsys, "serve", "--port", "1")
+    assert code == 2 and "idp db upgrade" in err
+    assert (tmp_path / "kek").stat().st_mode & 0o777 == 0o600  # created 0600 on first start
+    code, _, err = run(capsys, "serve", "--workers", "2")
+    assert code == 2 and "IDP_REDIS_URL" in err
+
+
+def test_serve_refuses_a_newer_schema(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    db = tmp_path / "new.db"
+    monkeypatch.setenv("IDP_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("IDP_KEK_FILE", str(tmp_path / "kek"))
+    monkeypatch.delenv("IDP_KEK", raising=False)
+    monkeypatch.delenv("IDP_REDIS_URL", raising=False)
+    assert run(capsys, "db", "upgrade")[0] == 0
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff_future'")
+    code, _, err = run(capsys, "serve")
+    assert code == 2 and "newer" in err
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["clients", "create", "--type", "nope"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "serve" in capsys.readouterr().out

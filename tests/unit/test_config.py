@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+
+from idp.config import ConfigError, load_settings, normalise_database_url
+
+
+def test_defaults_are_embedded_sqlite_and_loopback_issuer(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("IDP_ISSUER", "IDP_DATABASE_URL", "IDP_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    s = load_settings()
+    assert s.issuer == "http://127.0.0.1:8000"
+    assert s.sqlalchemy_url.startswith("sqlite+pysqlite:///")
+    assert s.embedded
+    assert s.access_token_ttl == 600
+    assert (s.refresh_idle_ttl, s.refresh_absolute_ttl) == (30 * 86400, 90 * 86400)
+    assert (s.session_idle_ttl, s.session_absolute_ttl) == (30 * 86400, 90 * 86400)
+    assert (s.access_token_alg, s.id_token_alg) == ("ES256", "RS256")
+
+
+@pytest.mark.parametrize(
+    ("issuer", "ok"),
+    [
+        ("https://id.example.com", True),
+        ("https://id.example.com/tenant", True),
+        ("http://localhost:8000", True),
+        ("http://127.0.0.1:8000", True),
+        ("http://id.example.com", False),  # RFC 8414 §2: https
+        ("https://id.example.com?x=1", False),  # no query
+        ("https://id.example.com#frag", False),  # no fragment
+        ("id.example.com", False),
+    ],
+)
+def test_issuer_rules(issuer: str, ok: bool) -> None:
+    if ok:
+        assert load_settings(issuer=issuer).issuer == issuer.rstrip("/")
+    else:
+        with pytest.raises(ConfigError, match="IDP_ISSUER"):
+            load_settings(issuer=issuer)
+
+
+@pytest.mark.parametrize("ttl", [59, 3601, "ten"])
+def test_access_token_ttl_bounds_name_the_setting(monkeypatch: pytest.MonkeyPatch, ttl: object) -> None:
+    monkeypatch.setenv("IDP_ACCESS_TOKEN_TTL", str(ttl))
+    with pytest.raises(ConfigError, match="^IDP_ACCESS_TOKEN_TTL: "):
+        load_settings()
+
+
+def test_absolute_lifetime_must_cover_idle() -> None:
+    with pytest.raises(ConfigError, match="IDP_REFRESH_ABSOLUTE_TTL"):
+        load_settings(refresh_idle_ttl=1000, refresh_absolute_ttl=999)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///data/x.db", "sqlite+pysqlite:///data/x.db"),
+        ("postgresql://root@127.0.0.1:5432/test", "postgresql+psycopg://root@127.0.0.1:5432/test"),
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+    ],
+)
+def test_database_url_driver_is_chosen(url: str, expected: str) -> None:
+    assert normalise_database_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["mysql://root@h/db", "not a url"])
+def test_bad_database_url(url: str) -> None:
+    with pytest.raises(ConfigError, match="IDP_DATABASE_URL"):
+        load_settings(database_url=url)
+
+
+def test_bad_redis_url() -> None:
+    with pytest.raises(ConfigError, match="IDP_REDIS_URL"):
+        load_settings(redis_url="http://127.0.0.1:6379")
+
+
+def test_argon2_memory_floor_is_owasp_minimum() -> None:
+    with pytest.raises(ConfigError, match="IDP_ARGON2_MEMORY_KIB"):
+        load_settings(argon2_memory_kib=8192)

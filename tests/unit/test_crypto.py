@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from idp.crypto import Digester, KeyError_, Sealer, random_token
+
+
+def test_random_tokens_carry_at_least_256_bits() -> None:
+    tok = random_token()
+    assert len(tok) >= 43
+    assert tok != random_token()
+
+
+def test_digest_is_keyed_and_constant_time_compared() -> None:
+    k1, k2 = secrets.token_bytes(32), secrets.token_bytes(32)
+    d1, d2 = Digester(k1), Digester(k2)
+    assert d1.digest("s") == Digester(k1).digest("s")
+    assert d1.digest("s") != d2.digest("s")  # a stolen table is useless without the KEK
+    assert d1.matches("s", d1.digest("s"))
+    assert not d1.matches("t", d1.digest("s"))
+    assert not d1.matches("s", None)
+
+
+def test_sealed_data_is_bound_to_key_and_context() -> None:
+    kek = secrets.token_bytes(32)
+    blob = Sealer(kek).seal(b"private key", b"kid-1")
+    assert b"private key" not in blob
+    assert Sealer(kek).open(blob, b"kid-1") == b"private key"
+    with pytest.raises(KeyError_):
+        Sealer(kek).open(blob, b"kid-2")
+    with pytest.raises(KeyError_):
+        Sealer(secrets.token_bytes(32)).open(blob, b"kid-1")
