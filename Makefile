@@ -31,10 +31,10 @@ run: venv
 	$(BIN)/idp db upgrade && $(BIN)/idp serve --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
 test: venv
-	bash scripts/test-setup.sh && $(BIN)/ruff check . && $(BIN)/pytest $(PYTEST_ARGS)
+	bash scripts/test-setup.sh && $(BIN)/ruff check . && $(BIN)/lint-imports --no-cache && $(BIN)/pytest $(PYTEST_ARGS)
 
 check: venv
-	$(BIN)/ruff check .
+	$(BIN)/ruff check . && $(BIN)/lint-imports --no-cache
 
 bench: venv
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

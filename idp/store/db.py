@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic.config import Config
@@ -10,7 +11,20 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+def _migrations_dir() -> Path:
+    """Next to the package in a checkout or editable install; else ./migrations (the Docker image's /app)."""
+    for candidate in (
+        os.environ.get("IDP_MIGRATIONS_DIR"),
+        Path(__file__).resolve().parents[2] / "migrations",
+        Path.cwd() / "migrations",
+    ):
+        if candidate and (Path(candidate) / "env.py").exists():
+            return Path(candidate)
+    raise RuntimeError("cannot find the migrations folder; set IDP_MIGRATIONS_DIR")
+
+
+MIGRATIONS = _migrations_dir()
 
 
 class SchemaError(Exception):
