@@ -10,10 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from idp.cli_deny import configure as register_deny
+from idp.cli_sessions import configure as register_sessions
 from idp.clients.model import ClientValidationError
 from idp.config import ConfigError, load_settings
 from idp.container import Container, StartupError, build_container, check_kek, ping_database
 from idp.keys.keyring import ALGORITHMS, KeyImportError
+from idp.observability import serve as observability_serve
+from idp.observability.audit import register as register_audit
 from idp.store.db import SchemaError, check_schema, upgrade
 from idp.users.directory import UserError
 
@@ -21,6 +25,9 @@ EXIT_USAGE = 2
 Handler = Callable[[Container, argparse.Namespace], Any]
 # Other packages add sub-commands here: name -> (configure(subparsers), handler lookup).
 EXTENSIONS: list[Callable[[Any], None]] = []
+EXTENSIONS.append(register_audit)  # idp audit list (issue 9)
+EXTENSIONS.append(register_deny)  # idp deny ... (issue 6)
+EXTENSIONS.append(register_sessions)  # idp sessions list|end|end-all (issue 5)
 
 
 class CliError(Exception):
@@ -47,8 +54,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.workers > 1 and settings.embedded:
         raise CliError("--workers > 1 needs IDP_REDIS_URL: the in-process store is not shared between workers")
+    # Before anything imports prometheus-client: workers share metrics through files (idp.observability.serve).
+    observability_serve.prepare(args.workers, settings.metrics_port)
     c = _container()
     c.close()
+    if settings.metrics_port:
+        observability_serve.start_metrics_server(settings)
     uvicorn.run(
         "idp.app:app_from_env",
         factory=True,

@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     id_token_alg: SigningAlg = Field("RS256", description="Default ID token algorithm (OIDC mandates RS256).")
     key_rotation_days: int = Field(30, ge=1, le=3650, description="Active keys are rotated after this age.")
     jwks_max_age: int = Field(300, ge=0, le=86_400, description="Cache-Control max-age of the JWKS, s.")
+    denylist_sync_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="How often each worker re-reads the deny-list version from SQL (in case a pub/sub message "
+        "was lost): bounds how stale its copy can be, s.",
+    )
+    denylist_heartbeat_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Heartbeat interval on the GET /deny-list/events stream; resource servers treat a longer "
+        "silence as a broken stream, s.",
+    )
     kek: str = Field(
         "",
         repr=False,
@@ -96,6 +110,20 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field("", description="Comma-separated proxy IPs whose X-Forwarded-* headers are believed.")
     demo: bool = Field(True, description="On the first start of an empty database, create demo clients/user.")
     log_level: str = Field("INFO", description="Python logging level.")
+    metrics_token: str = Field(
+        "",
+        repr=False,
+        description="Static bearer token a Prometheus scraper may send to GET /metrics (besides idp:admin access "
+        "tokens). Empty = admin tokens only.",
+    )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65_535,
+        description="When set, `idp serve` also serves /metrics WITHOUT authentication on "
+        "IDP_METRICS_HOST:this port (all workers merged). Keep it on a private interface. 0 = off.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Interface for IDP_METRICS_PORT.")
 
     @field_validator("issuer")
     @classmethod

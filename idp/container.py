@@ -27,6 +27,7 @@ from idp.store.ephemeral import EphemeralStore
 from idp.store.keys_repo import SqlKeyStore
 from idp.store.models import MetaRow
 from idp.store.users_repo import SqlUserStore
+from idp.users.cache import CachedUserStore
 from idp.users.directory import Directory
 from idp.users.passwords import Passwords
 
@@ -93,7 +94,7 @@ def build_container(
     digester, sealer = Digester(kek), Sealer(kek)
     lead = settings.jwks_max_age + 60
     policy = KeyPolicy(
-        algorithms=tuple(dict.fromkeys([settings.access_token_alg, settings.id_token_alg, "RS256", "ES256"])),
+        algorithms=tuple(dict.fromkeys([settings.access_token_alg, settings.id_token_alg, "RS256", "ES256", "EdDSA"])),
         rotation_seconds=settings.key_rotation_days * 86_400,
         publish_lead=lead,
         # Retired keys verify every token they signed, plus a day for id_token_hint at logout.
@@ -117,7 +118,7 @@ def build_container(
         keyring=keyring,
         jwks=JwksCache(keyring),
         clients=ClientRegistry(SqlClientStore(sessions), digester, clock),
-        directory=Directory(SqlUserStore(sessions), passwords, clock),
+        directory=Directory(CachedUserStore(SqlUserStore(sessions), clock), passwords, clock),
         audit=SqlAuditLog(sessions, clock),
         metadata=build_metadata(settings.issuer),
         interactions=Interactions(ephemeral, clock),
@@ -128,6 +129,99 @@ def build_container(
 
 def _wire(c: Container) -> None:
     """Attach the services of the packages built on the foundation. Each block owns its lines."""
+    _wire_sessions(c)
+    _wire_denylist(c)
+    _wire_observability(c)
+    _wire_oauth(c)
+
+
+def _wire_sessions(c: Container) -> None:
+    """idp.sessions (issue 5): login sessions, consents, login throttle, account actions."""
+    from idp.sessions.account import Account
+    from idp.sessions.consents import Consents
+    from idp.sessions.signout import SignOut
+    from idp.sessions.store import LoginSessions
+    from idp.store.consents_repo import SqlConsentStore, SqlGrantSummary
+    from idp.store.sessions_repo import SqlSessionStore
+    from idp.users.throttle import LoginThrottle
+
+    s = c.settings
+    signout = SignOut(lambda: c.grants, lambda: c.denylist, c.audit, keep_offline=not s.logout_revokes_offline)
+    c.login_sessions = LoginSessions(
+        SqlSessionStore(c.sessions), c.digester, c.clock, c.directory.store,
+        idle_ttl=s.session_idle_ttl, absolute_ttl=s.session_absolute_ttl, on_end=signout.sessions_ended,
+    )  # fmt: skip
+    c.consents = Consents(SqlConsentStore(c.sessions), c.clock)
+    throttle = LoginThrottle(
+        c.ephemeral, c.clock, max_failures=s.login_max_failures, lockout_seconds=s.login_lockout_seconds
+    )
+    account = Account(
+        sessions=c.login_sessions, consents=c.consents, directory=c.directory, signout=signout, clients=c.clients,
+        grants=SqlGrantSummary(c.sessions), throttle=throttle, audit=c.audit, clock=c.clock,
+    )  # fmt: skip
+    c.extras.update(login_throttle=throttle, account=account, signout=signout)
+    c.extras.setdefault("on_user_disabled", []).append(account.user_disabled)
+
+
+def _wire_denylist(c: Container) -> None:
+    """idp.tokens.denylist (issue 6): the deny-list, its SET signer, the key-compromise hook."""
+    from idp.store.denylist_repo import SqlDenyStore
+    from idp.tokens import jwt
+    from idp.tokens.denylist import DenyList
+    from idp.tokens.secevent import SET_TYP
+
+    s = c.settings
+    lifetime = max(s.access_token_ttl, s.id_token_ttl)
+    c.denylist = DenyList(
+        SqlDenyStore(c.sessions, c.audit), c.clock, issuer=s.issuer, publisher=c.ephemeral,
+        sign=lambda claims: jwt.sign(c.keyring, s.access_token_alg, SET_TYP, claims),
+        token_lifetime=lifetime, kid_lifetime=lifetime + s.jwks_max_age + 86_400,
+        leeway=2 * jwt.LEEWAY, sync_seconds=s.denylist_sync_seconds,
+    )  # fmt: skip
+    c.extras.setdefault("on_key_compromised", []).append(
+        lambda kid, actor: c.denylist.deny("kid", kid, reason="signing key compromised", actor=actor)
+    )
+
+    def reread_keys(changes: list[Any] | None) -> None:
+        # A kid entry from elsewhere (the CLI): re-read the keys now, so this process stops signing with it.
+        if any(ch.entry is not None and ch.entry.kind == "kid" for ch in changes or ()):
+            c.keyring.refresh(force=True)
+
+    c.denylist.listeners.append(reread_keys)
+
+
+def _wire_observability(c: Container) -> None:
+    """idp.observability (issue 9): Prometheus metrics fed by the HTTP middleware and the audit log."""
+    from idp.observability.metrics import Metrics, StateCollector
+    from idp.store.stats_repo import SqlStateCounts
+
+    metrics = Metrics()
+    metrics.add_state(StateCollector(c.keyring.rows, c.clock.now, SqlStateCounts(c.sessions)))
+    c.audit.listeners.append(metrics.audit_event)
+    c.extras["metrics"] = metrics
+
+
+def _wire_oauth(c: Container) -> None:
+    """idp.tokens + idp.oauth (issue 4): access/ID tokens, authorization codes, refresh-token families."""
+    from idp.store.grants_repo import SqlGrantStore
+    from idp.tokens.access import AccessTokens
+    from idp.tokens.codes import AuthorizationCodes
+    from idp.tokens.id_token import IdTokens
+    from idp.tokens.refresh import RefreshTokens
+
+    s = c.settings
+    c.grants = RefreshTokens(
+        SqlGrantStore(c.sessions, c.audit), c.digester, c.sealer, c.clock,
+        idle_ttl=s.refresh_idle_ttl, absolute_ttl=s.refresh_absolute_ttl,
+        grace_seconds=s.refresh_grace_seconds, grace_max_uses=s.refresh_grace_max_uses, denylist=lambda: c.denylist,
+    )  # fmt: skip
+    c.extras["access_tokens"] = AccessTokens(
+        c.keyring, c.clock, issuer=s.issuer, ttl=s.access_token_ttl, default_alg=s.access_token_alg
+    )
+    c.extras["id_tokens"] = IdTokens(
+        c.keyring, c.clock, issuer=s.issuer, ttl=s.id_token_ttl, default_alg=s.id_token_alg
+    )
+    c.extras["codes"] = AuthorizationCodes(c.ephemeral, c.digester, c.clock, ttl=s.authorization_code_ttl)
 
 
 def check_kek(c: Container) -> None:

@@ -8,12 +8,18 @@ otherwise). ``detail`` is for logs only and never shown.
 from __future__ import annotations
 
 
+def rfc_text(text: str) -> str:
+    """RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E only (it also ends up in headers)."""
+    return "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "?" for ch in text)
+
+
 class OAuthError(Exception):
     error = "server_error"
     status = 400
     allow_redirect = True
 
     def __init__(self, description: str = "", *, detail: str = "", status: int | None = None) -> None:
+        description = rfc_text(description)
         super().__init__(description or self.error)
         self.description = description
         self.detail = detail

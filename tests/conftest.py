@@ -73,6 +73,33 @@ def _redis_reachable() -> bool:
         r.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _key_material_pool() -> Iterator[None]:
+    """Reuse a few pre-generated private keys (fresh kids) instead of making RSA keys for every app.
+
+    Key generation is most of an app's start-up cost in tests; the keyring logic under test is unchanged
+    (states, kids, publication, signing), only the key material repeats across tests, cycling through a
+    pool so that consecutive keys in one test differ.
+    """
+    import itertools
+
+    import idp.keys.keyring as keyring_mod
+
+    real = keyring_mod.generate
+    pools = {alg: itertools.cycle([real(alg)[1] for _ in range(4)]) for alg in ("ES256", "RS256", "EdDSA")}
+
+    def pooled(alg: str, kid: str | None = None) -> tuple[str, bytes, dict[str, object]]:
+        if alg not in pools:
+            return real(alg, kid)
+        kid = kid or secrets.token_urlsafe(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
+        key = keyring_mod._import_private(alg, next(pools[alg]), kid)
+        return kid, key.as_pem(private=True), key.as_dict(private=False)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(keyring_mod, "generate", pooled)
+        yield
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "idp.sqlite3"
@@ -176,7 +203,7 @@ def container(settings: Settings, clock: FrozenClock) -> Iterator[Container]:
 @pytest.fixture
 async def app(container: Container) -> AsyncIterator[object]:
     application = create_app(container=container)
-    async with LifespanManager(application) as manager:
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
         yield manager.app
 
 

@@ -44,12 +44,18 @@ class ClientRegistry:
         hit = self._cache.get(client_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        client = self._store.get(client_id) if 0 < len(client_id) <= 64 else None
+        # Never send NUL or control characters to the database (PostgreSQL rejects NUL in text).
+        client = self._store.get(client_id) if 0 < len(client_id) <= 64 and client_id.isprintable() else None
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[client_id] = (now + self._ttl, client)
         return client
+
+    def peek(self, client_id: str) -> Client | None:
+        """The cached record, if any, without I/O (safe on the event loop: logs and metrics)."""
+        hit = self._cache.get(client_id)
+        return hit[1] if hit is not None else None
 
     def get_active(self, client_id: str) -> Client | None:
         client = self.get(client_id)
@@ -111,7 +117,7 @@ class ClientRegistry:
         secret = random_token(SECRET_BYTES) if method in ("client_secret_basic", "client_secret_post") else None
         now = self._clock.now()
         client = Client(
-            client_id=client_id or secrets.token_urlsafe(16),
+            client_id=client_id or secrets.token_urlsafe(12),  # 96 bits; short: it rides in every token
             name=name.strip(),
             kind=kind,
             auth_method=method,
@@ -140,6 +146,45 @@ class ClientRegistry:
         self._store.save(replace(client, secret_digest=self._digester.digest(secret), updated_at=self._clock.now()))
         self.invalidate(client_id)
         return secret
+
+    UPDATABLE = frozenset(
+        {"name", "redirect_uris", "post_logout_redirect_uris", "scope", "audience", "first_party", "jwks",
+         "require_pkce", "access_token_alg", "id_token_alg", "disabled"}
+    )  # fmt: skip
+
+    def update(self, client_id: str, **changes: Any) -> Client:
+        """Change registration fields (not the type, auth method, grants or secret) under the rules of ``create``."""
+        client = self._store.get(client_id)
+        if client is None:
+            raise LookupError(f"no client {client_id!r}")
+        unknown = set(changes) - self.UPDATABLE
+        if unknown:
+            raise ClientValidationError(f"cannot change {', '.join(sorted(unknown))}")
+        c = replace(client, **changes)
+        if not c.name.strip():
+            raise ClientValidationError("client name must not be empty")
+        uris = [validate_redirect_uri(u, c.kind) for u in c.redirect_uris]
+        if "authorization_code" in c.grant_types and not uris:
+            raise ClientValidationError("clients using the authorization code flow need a redirect URI")
+        logout_uris = [validate_redirect_uri(u, "web") for u in c.post_logout_redirect_uris]
+        if c.auth_method == "private_key_jwt" and not (c.jwks and c.jwks.get("keys")):
+            raise ClientValidationError("private_key_jwt needs the client's public JWKS")
+        if not c.require_pkce and (c.auth_method == "none" or c.kind != "web"):
+            raise ClientValidationError("only confidential web clients may go without PKCE")
+        for alg in (c.access_token_alg, c.id_token_alg):
+            if alg is not None and alg not in ("ES256", "RS256", "EdDSA"):
+                raise ClientValidationError(f"unsupported signing algorithm {alg!r}")
+        c = replace(
+            c,
+            name=c.name.strip(),
+            redirect_uris=uris,
+            post_logout_redirect_uris=logout_uris,
+            scope=" ".join(dict.fromkeys(c.scope.split())),
+            updated_at=self._clock.now(),
+        )
+        self._store.save(c)
+        self.invalidate(client_id)
+        return c
 
     def set_disabled(self, client_id: str, disabled: bool) -> None:
         client = self._store.get(client_id)

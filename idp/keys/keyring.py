@@ -81,7 +81,7 @@ class _Loaded:
 
 def generate(alg: str, kid: str | None = None) -> tuple[str, bytes, dict[str, Any]]:
     """Returns (kid, private PEM, public JWK dict)."""
-    kid = kid or secrets.token_urlsafe(12)
+    kid = kid or secrets.token_urlsafe(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
     params = {"kid": kid, "alg": alg, "use": "sig"}
     key: AnyKey
     if alg == "ES256":
@@ -113,7 +113,7 @@ def import_pem(pem: bytes, kid: str | None = None) -> tuple[str, str, bytes, dic
         alg = "EdDSA"
     else:
         raise KeyImportError("unsupported key type; use RSA >= 2048, EC P-256 or Ed25519")
-    kid = kid or secrets.token_urlsafe(12)
+    kid = kid or secrets.token_urlsafe(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
     key = _import_private(alg, pem, kid)
     return kid, alg, key.as_pem(private=True), key.as_dict(private=False)
 

@@ -1,1 +1,35 @@
-"""What resource servers import: JWKS cache, local at+jwt verification, deny-list follower, ASGI middleware."""
+"""What resource servers import: JWKS cache, local at+jwt verification, deny-list follower, ASGI middleware.
+
+    from idp.resource import BearerAuthMiddleware, ResourceProtector, requires_scope
+
+    protector = ResourceProtector(issuer="https://idp.example", audience="https://api.example")
+    app = Starlette(routes=..., middleware=[Middleware(BearerAuthMiddleware, protector=protector)])
+
+    @requires_scope("orders:read")
+    async def orders(request):
+        principal = request.state.principal  # sub, client_id, scopes, claims
+
+Imports neither ``idp.web`` nor ``idp.oauth`` nor SQLAlchemy: a resource server needs
+only this package, ``idp.tokens`` (JWT rules, the deny-list matcher) and ``httpx``.
+See ``examples/resource_server.py``.
+"""
+
+from idp.resource.follower import DenyListFollower
+from idp.resource.jwks import JwksCache
+from idp.resource.middleware import BearerAuthMiddleware, principal_of, requires_scope
+from idp.resource.protector import AuthError, Introspector, ResourceProtector
+from idp.resource.verifier import AccessTokenVerifier, Principal, TokenInvalid
+
+__all__ = [
+    "AccessTokenVerifier",
+    "AuthError",
+    "BearerAuthMiddleware",
+    "DenyListFollower",
+    "Introspector",
+    "JwksCache",
+    "Principal",
+    "ResourceProtector",
+    "TokenInvalid",
+    "principal_of",
+    "requires_scope",
+]

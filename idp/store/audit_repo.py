@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.clock import Clock
 from idp.store.models import AuditEventRow
+
+log = logging.getLogger("idp.audit")
+# Called with (action, detail) after each event is recorded (metrics); must not raise.
+AuditListener = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass
@@ -28,6 +34,7 @@ class SqlAuditLog:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
         self._sessions = sessions
         self._clock = clock
+        self.listeners: list[AuditListener] = []
 
     def record(
         self,
@@ -52,14 +59,28 @@ class SqlAuditLog:
         )
         if session is not None:
             session.add(row)
-            return
-        with self._sessions.begin() as s:
-            s.add(row)
+        else:
+            with self._sessions.begin() as s:
+                s.add(row)
+        for listener in self.listeners:
+            try:
+                listener(action, detail)
+            except Exception:
+                log.exception("audit listener failed")
 
     def query(
-        self, *, subject: str | None = None, action: str | None = None, since: float | None = None, limit: int = 100
+        self,
+        *,
+        subject: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        before: int | None = None,
+        limit: int = 100,
     ) -> list[AuditEvent]:
+        """Newest first; ``before`` (an event id) pages backwards."""
         q = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
+        if before is not None:
+            q = q.where(AuditEventRow.id < before)
         if subject:
             q = q.where(AuditEventRow.subject == subject)
         if action:

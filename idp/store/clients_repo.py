@@ -22,6 +22,8 @@ class SqlClientStore:
         self._sessions = sessions
 
     def get(self, client_id: str) -> Client | None:
+        if "\x00" in client_id:  # no id holds NUL, and PostgreSQL refuses it in a query (DataError, a 500)
+            return None
         with self._sessions() as s:
             row = s.get(ClientRow, client_id)
             return _to_client(row) if row else None
@@ -35,5 +37,7 @@ class SqlClientStore:
             s.merge(ClientRow(**{name: getattr(client, name) for name in _FIELDS}))
 
     def delete(self, client_id: str) -> bool:
+        if "\x00" in client_id:
+            return False
         with self._sessions.begin() as s:
             return s.execute(delete(ClientRow).where(ClientRow.client_id == client_id)).rowcount > 0

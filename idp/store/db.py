@@ -25,6 +25,7 @@ def _migrations_dir() -> Path:
 
 
 MIGRATIONS = _migrations_dir()
+MIGRATION_LOCK = 0x1D9_0001  # pg_advisory_xact_lock key for `idp db upgrade`
 
 
 class SchemaError(Exception):
@@ -74,6 +75,10 @@ def upgrade(engine: Engine) -> None:
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas starting together (compose --scale) migrate one at a time; the lock is held until commit,
+            # so the others then find the schema at head and do nothing.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

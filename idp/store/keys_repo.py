@@ -6,6 +6,7 @@ from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.keys.keyring import StoredKey
@@ -35,6 +36,13 @@ class SqlKeyStore:
             return (int(meta.value) if meta else 0), [_to_stored(r) for r in rows]
 
     def mutate(self, change: Any) -> Any:
+        try:
+            return self._mutate(change)
+        except IntegrityError:
+            # Two instances created the version row at once on an empty database; the row exists now.
+            return self._mutate(change)
+
+    def _mutate(self, change: Any) -> Any:
         with self._sessions.begin() as s:
             # The version row is the keyring lock: two instances rotating at once serialise here
             # (SELECT ... FOR UPDATE on PostgreSQL; SQLite transactions begin IMMEDIATE).

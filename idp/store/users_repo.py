@@ -22,11 +22,15 @@ class SqlUserStore:
         self._sessions = sessions
 
     def get(self, user_id: str) -> User | None:
+        if "\x00" in user_id:  # no id holds NUL, and PostgreSQL refuses it in a query (DataError, a 500)
+            return None
         with self._sessions() as s:
             row = s.get(UserRow, user_id)
             return _to_user(row) if row else None
 
     def by_username(self, username: str) -> User | None:
+        if "\x00" in username:
+            return None
         with self._sessions() as s:
             row = s.scalars(select(UserRow).where(UserRow.username == username)).first()
             return _to_user(row) if row else None

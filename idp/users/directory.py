@@ -45,8 +45,8 @@ class Directory:
 
     def create(self, username: str, password: str, *, email: str | None = None, name: str | None = None) -> User:
         username = username.strip()
-        if not username or len(username) > 200:
-            raise UserError("username must be 1-200 characters")
+        if not username or len(username) > 200 or not username.isprintable():
+            raise UserError("username must be 1-200 printable characters")
         self.check_password(password)
         if self.store.by_username(username) is not None:
             raise UserError(f"user {username!r} already exists")
@@ -73,7 +73,8 @@ class Directory:
 
     def authenticate(self, username: str, password: str) -> User | None:
         """Blocking (Argon2id): call from a worker thread. Same work for unknown and known users."""
-        user = self.store.by_username(username.strip()) if len(username) <= 200 else None
+        known = len(username) <= 200 and username.isprintable()  # no NUL/control characters to the database
+        user = self.store.by_username(username.strip()) if known else None
         ok = self.passwords.verify(user.password_hash if user else None, password[:MAX_PASSWORD])
         if not ok or user is None or user.disabled:
             return None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -11,8 +14,10 @@ class Passwords:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
-        # Verified against for unknown users so that both paths cost one Argon2id verification.
-        self._dummy = self._hasher.hash("dummy password for unknown users")
+        self._dummy: str | None = None
+        # At most one Argon2id computation per core: more only queue for the CPU and each holds its
+        # memory (19 MiB) meanwhile, which glibc keeps afterwards (bench/RESULTS.md: 360-480 MiB workers).
+        self._slots = threading.BoundedSemaphore(os.cpu_count() or 1)
 
     @property
     def parameters(self) -> str:
@@ -20,11 +25,21 @@ class Passwords:
         return f"argon2id m={h.memory_cost} KiB t={h.time_cost} p={h.parallelism}"
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self._slots:
+            return self._hasher.hash(password)
+
+    def _dummy_hash(self) -> str:
+        # Verified against for unknown users so that both paths cost one Argon2id verification.
+        # Made on first use, not at start-up (it costs one hash).
+        if self._dummy is None:
+            self._dummy = self._hasher.hash("dummy password for unknown users")
+        return self._dummy
 
     def verify(self, stored: str | None, password: str) -> bool:
+        target = stored or self._dummy_hash()
         try:
-            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+            with self._slots:
+                return self._hasher.verify(target, password) and stored is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

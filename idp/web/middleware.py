@@ -78,8 +78,8 @@ class BodyLimit:
             await _too_large(send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(BaseException):
+    """Not an Exception: a route's ``except Exception`` (the hosted pages have one) must not turn it into a 500."""
 
 
 async def _too_large(send: Send) -> None:

@@ -88,7 +88,7 @@ def test_users_create_reads_password_from_stdin(
 def test_keys_commands(env: Container, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "keys", "list", "--json")
     active = [k for k in json.loads(out) if k["state"] == "active"]
-    assert {k["alg"] for k in active} == {"ES256", "RS256"}
+    assert {k["alg"] for k in active} == {"ES256", "EdDSA", "RS256"}
     code, out, _ = run(capsys, "keys", "rotate", "--alg", "ES256", "--json")
     nxt = json.loads(out)[0]
     assert nxt["state"] == "next"

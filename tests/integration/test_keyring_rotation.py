@@ -22,9 +22,9 @@ def kids(c: Container) -> set[str]:
 def test_first_tick_creates_one_active_key_per_algorithm(container: Container) -> None:
     container.keyring.tick()
     rows = container.keyring.rows()
-    assert sorted(r.alg for r in rows if r.state == "active") == ["ES256", "RS256"]
+    assert sorted(r.alg for r in rows if r.state == "active") == ["ES256", "EdDSA", "RS256"]
     container.keyring.tick()  # idempotent
-    assert len(container.keyring.rows()) == 2
+    assert len(container.keyring.rows()) == 3
 
 
 def test_rotation_publishes_next_before_it_signs(container: Container, clock: FrozenClock) -> None:
@@ -59,7 +59,7 @@ def test_scheduled_rotation_after_the_period(container: Container, clock: Frozen
     kr.tick()
     clock.advance(container.settings.key_rotation_days * 86400 + 1)
     kr.tick()
-    assert {r.alg for r in kr.rows() if r.state == "next"} == {"ES256", "RS256"}
+    assert {r.alg for r in kr.rows() if r.state == "next"} == {"ES256", "EdDSA", "RS256"}
 
 
 def test_tokens_signed_by_a_retired_key_verify_until_removed(container: Container, clock: FrozenClock) -> None:

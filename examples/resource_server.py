@@ -1,0 +1,76 @@
+"""A tiny API protected by ``idp.resource``: local JWT verification plus the pushed deny-list.
+
+Run it next to an IdP (the service client from ``idp clients create --type service
+--audience https://api.example --scope "api:read api:write"`` gets tokens for it)::
+
+    IDP_ISSUER=http://127.0.0.1:8000 API_AUDIENCE=http://127.0.0.1:8000/api \\
+        uvicorn --factory examples.resource_server:app_from_env --port 8080
+
+    curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/orders
+
+Optional: ``API_ON_STALE=introspect`` with ``API_CLIENT_ID``/``API_CLIENT_SECRET`` asks
+the IdP's introspection endpoint while the deny-list stream is silent, instead of
+refusing every token (``API_STALE_STATUS=401|503``) once the stream has been silent for
+``API_STALE_AFTER`` seconds (25).
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from idp.resource import BearerAuthMiddleware, ResourceProtector, principal_of, requires_scope
+
+ORDERS = [{"id": 1, "item": "coffee"}, {"id": 2, "item": "tea"}]
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def me(request: Request) -> JSONResponse:
+    p = principal_of(request)
+    assert p is not None  # the middleware let the request through
+    return JSONResponse({"sub": p.sub, "client_id": p.client_id, "scopes": sorted(p.scopes)})
+
+
+@requires_scope("api:read")
+async def list_orders(request: Request) -> JSONResponse:
+    return JSONResponse(ORDERS)
+
+
+@requires_scope("api:write")
+async def create_order(request: Request) -> JSONResponse:
+    return JSONResponse({"id": len(ORDERS) + 1}, status_code=201)
+
+
+def create_app(protector: ResourceProtector) -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/me", me),
+            Route("/orders", list_orders, methods=["GET"]),
+            Route("/orders", create_order, methods=["POST"]),
+        ],
+        middleware=[Middleware(BearerAuthMiddleware, protector=protector, public_paths={"/health"})],
+    )
+
+
+def app_from_env() -> Starlette:
+    issuer = os.environ["IDP_ISSUER"]
+    client = (os.environ["API_CLIENT_ID"], os.environ["API_CLIENT_SECRET"]) if "API_CLIENT_ID" in os.environ else None
+    protector = ResourceProtector(
+        issuer=issuer,
+        audience=os.environ.get("API_AUDIENCE", f"{issuer}/api"),
+        base_url=os.environ.get("IDP_URL") or None,
+        on_stale="introspect" if os.environ.get("API_ON_STALE") == "introspect" else "fail_closed",
+        stale_status=503 if os.environ.get("API_STALE_STATUS") == "503" else 401,
+        stale_after=float(os.environ.get("API_STALE_AFTER", "25")),
+        introspection_client=client,
+    )
+    return create_app(protector)

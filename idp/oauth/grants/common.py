@@ -1,0 +1,97 @@
+"""What the grants share: the services they use and how a user's token response is minted."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from idp.clients.model import Client
+from idp.errors import InvalidGrant
+from idp.oauth import policy
+from idp.tokens.access import AccessTokens, IssuedAccessToken
+from idp.tokens.id_token import IdTokens
+from idp.tokens.refresh import Minted
+from idp.users.directory import User
+
+if TYPE_CHECKING:
+    from idp.container import Container
+
+JSON_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+
+def access_tokens(c: Container) -> AccessTokens:
+    return c.extras["access_tokens"]  # type: ignore[no-any-return]
+
+
+def id_tokens(c: Container) -> IdTokens:
+    return c.extras["id_tokens"]  # type: ignore[no-any-return]
+
+
+def active_user(c: Container, user_id: str | None) -> User:
+    """The user a grant acts for; a deleted or disabled user ends every grant (ASVS V7.4.1)."""
+    user = c.directory.store.get(user_id) if user_id else None
+    if user is None or user.disabled:
+        raise InvalidGrant("the user is no longer active")
+    return user
+
+
+def token_body(at: IssuedAccessToken, ttl: int, scopes: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"access_token": at.token, "token_type": "Bearer", "expires_in": ttl}
+    if scopes:
+        body["scope"] = " ".join(scopes)
+    return body
+
+
+def issue_user_access_token(
+    c: Container,
+    client: Client,
+    *,
+    user_id: str,
+    scopes: list[str],
+    audience: str,
+    auth_time: float | None,
+    acr: str | None,
+    sid: str | None,
+) -> IssuedAccessToken:
+    return access_tokens(c).issue(
+        client_id=client.client_id,
+        sub=user_id,
+        audience=policy.token_audiences(audience, scopes, c.settings.issuer),
+        scope=" ".join(scopes),
+        alg=policy.access_token_alg(client, c.settings.access_token_alg),
+        auth_time=auth_time,
+        acr=acr,
+        sid=sid,
+    )
+
+
+def mint_for_user(
+    c: Container,
+    client: Client,
+    *,
+    user_id: str,
+    scopes: list[str],
+    audience: str,
+    auth_time: float | None,
+    acr: str | None,
+    amr: list[str],
+    sid: str | None,
+    nonce: str | None = None,
+    with_id_token: bool = True,
+) -> Minted:
+    at = issue_user_access_token(
+        c, client, user_id=user_id, scopes=scopes, audience=audience, auth_time=auth_time, acr=acr, sid=sid
+    )
+    body = token_body(at, access_tokens(c).ttl, scopes)
+    if with_id_token and policy.OPENID in scopes:
+        body["id_token"] = id_tokens(c).issue(
+            client_id=client.client_id,
+            sub=user_id,
+            auth_time=auth_time,
+            alg=policy.id_token_alg(client, c.settings.id_token_alg),
+            nonce=nonce,
+            sid=sid,
+            acr=acr,
+            amr=amr,
+            access_token=at.token,
+        )
+    return Minted(response=body, at_jti=at.jti, at_exp=at.exp)

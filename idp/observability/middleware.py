@@ -1,0 +1,178 @@
+"""One pure-ASGI middleware per request: request id, one JSON access-log line, HTTP metrics.
+
+* ``X-Request-ID`` is taken from the request when it is a short token of safe
+  characters, otherwise generated; it is returned on the response and carried by
+  every log line written while the request is served.
+* The access line holds the route *template* (never the raw path or query, which
+  may carry codes or ``id_token_hint``), status, latency, client id and address.
+* The client id is what a handler recorded with :func:`idp.observability.context.annotate`,
+  else what the request claims (HTTP Basic user name, ``client_id`` form or query
+  field). The Basic password and every other form field are never kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import secrets
+import time
+from typing import Any, Protocol
+from urllib.parse import unquote_plus
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from idp.observability import context
+from idp.observability.metrics import Metrics
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
+FORM_TYPE = b"application/x-www-form-urlencoded"
+MAX_TEE = 64 * 1024
+TOKEN_PATH = "/token"
+LOGIN_PATH = "/login"
+
+
+class ClientPeek(Protocol):
+    def peek(self, client_id: str) -> Any: ...
+
+
+def incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"x-request-id":
+            try:
+                text = value.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+            return text if REQUEST_ID.fullmatch(text) else None
+    return None
+
+
+def _basic_user(value: bytes) -> str | None:
+    """The client id of an HTTP Basic header (RFC 6749 §2.3.1: form-encoded). The password is dropped."""
+    if value[:6].lower() != b"basic ":
+        return None
+    try:
+        user = base64.b64decode(value[6:].strip(), validate=True).split(b":", 1)[0]
+        return unquote_plus(user.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _form_field(body: bytes, name: bytes) -> str | None:
+    """One field of a form body, found without parsing (and unquoting) the others, which may be secrets."""
+    m = re.search(rb"(?:^|&)" + name + rb"=([^&]{0,256})", body)
+    if m is None:
+        return None
+    try:
+        return unquote_plus(m.group(1).decode("latin-1")) or None
+    except ValueError:
+        return None
+
+
+class Observe:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics | None = None, clients: ClientPeek | None = None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.clients = clients
+        self.log = logging.getLogger("idp.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        rid = incoming_request_id(headers) or secrets.token_hex(16)
+        fields = context.start(rid)
+        status = 500  # until a response starts: an exception becomes a 500 from the outer error handler
+        chunks: list[bytes] | None = None
+        if scope.get("method") == "POST" and any(
+            n == b"content-type" and v.split(b";", 1)[0].strip().lower() == FORM_TYPE for n, v in headers
+        ):
+            chunks = []
+        seen = 0
+
+        async def tee_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if chunks is not None and message["type"] == "http.request":
+                body = message.get("body", b"")
+                seen += len(body)
+                if seen <= MAX_TEE:
+                    chunks.append(body)
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, tee_receive if chunks is not None else receive, send_with_id)
+        finally:
+            try:
+                self._done(scope, headers, rid, status, time.perf_counter() - started, fields, chunks)
+            except Exception:  # observability never fails a request
+                logging.getLogger("idp.metrics").exception("access log / metrics failed")
+
+    def _done(
+        self,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        rid: str,
+        status: int,
+        seconds: float,
+        fields: dict[str, Any],
+        chunks: list[bytes] | None,
+    ) -> None:
+        route = scope.get("route")
+        endpoint = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        body = b"".join(chunks) if chunks else b""
+        client_id = fields.get("client_id") or self._claimed_client(scope, headers, body)
+        if client_id:
+            client_id = client_id[:128]
+        if self.metrics is not None:
+            self.metrics.observe_request(endpoint, method, status, seconds)
+            if endpoint == TOKEN_PATH and status == 200:
+                kind = fields.get("client_type")
+                if kind is None and client_id and self.clients is not None:
+                    kind = getattr(self.clients.peek(client_id), "kind", None)
+                grant = fields.get("grant_type") or _form_field(body, b"grant_type") or ""
+                self.metrics.token_issued(grant, kind)
+            elif endpoint == LOGIN_PATH and method == "POST" and status == 429:
+                self.metrics.login_throttled()
+        if not self.log.isEnabledFor(logging.INFO):
+            return
+        line: dict[str, Any] = {
+            "method": method,
+            "endpoint": endpoint,
+            "status": status,
+            "latency_ms": round(seconds * 1000, 2),
+        }
+        if client_id:
+            line["client_id"] = client_id
+        if fields.get("user_id"):
+            line["user_id"] = fields["user_id"]
+        if scope.get("client"):
+            line["ip"] = scope["client"][0]
+        # makeRecord + handle: the same record logger.info would build, without walking the stack for the caller.
+        record = self.log.makeRecord(self.log.name, logging.INFO, __file__, 0, "request", (), None)
+        record.fields, record.request_id = line, rid
+        self.log.handle(record)
+
+    @staticmethod
+    def _claimed_client(scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
+        for name, value in headers:
+            if name == b"authorization":
+                user = _basic_user(value)
+                if user:
+                    return user
+        if body and b"client_id=" in body:
+            return _form_field(body, b"client_id")
+        query = scope.get("query_string", b"")
+        if b"client_id=" in query:
+            return _form_field(query, b"client_id")
+        return None

@@ -1,0 +1,118 @@
+"""Local verification of our JWT access tokens (RFC 9068) at a resource server.
+
+The same RFC 8725 rules as the IdP's own ``idp.tokens.jwt.verify``, with keys from the
+cached JWKS instead of the keyring: ``kid`` required and known; the key's pinned
+``alg`` only (no ``none``, no HS*); ``jku``/``x5u``/``jwk``/``x5c``/``crit`` refused;
+``typ`` must be ``at+jwt`` (an ID token or a logout token is not an access token);
+``iss``, ``aud``, ``exp``, ``nbf``, ``iat`` with a small leeway; the RFC 9068 §2.2 claims
+present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from joserfc import jws
+from joserfc.errors import JoseError
+
+from idp.clock import Clock, SystemClock
+from idp.resource.jwks import AnyKey, JwksCache
+from idp.tokens.jwt import FORBIDDEN_HEADERS, LEEWAY, TokenInvalid, check_claims, peek_header
+
+AT_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §2.1
+AT_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")  # RFC 9068 §2.2
+
+__all__ = ["AccessTokenVerifier", "Principal", "TokenInvalid"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: handed to the handler by the middleware."""
+
+    sub: str
+    client_id: str
+    scopes: frozenset[str]
+    claims: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> Principal:
+        scope = claims.get("scope", "")
+        return cls(
+            sub=str(claims.get("sub", "")),
+            client_id=str(claims.get("client_id", "")),
+            scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+            claims=claims,
+        )
+
+
+def decode_with(token: str, header: dict[str, Any], found: tuple[str, AnyKey] | None) -> dict[str, Any]:
+    """Check the signature with the key the ``kid`` named; return the claims (no claim checks)."""
+    if found is None:
+        raise TokenInvalid("unknown or revoked signing key")
+    alg, key = found
+    if header.get("alg") != alg:  # RFC 8725 §3.1: the key's pinned algorithm, never the token's choice
+        raise TokenInvalid("algorithm does not match the signing key")
+    try:
+        claims = orjson.loads(jws.deserialize_compact(token, key, algorithms=[alg]).payload)
+    except (JoseError, ValueError):
+        raise TokenInvalid("bad signature") from None
+    if not isinstance(claims, dict):
+        raise TokenInvalid("malformed claims")
+    return claims
+
+
+def checked_header(token: str, types: Iterable[str]) -> tuple[dict[str, Any], str]:
+    header = peek_header(token)
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:  # RFC 8725 §3.1 / ASVS V9.1.1: verify with the key kid names
+        raise TokenInvalid("token has no kid")
+    if FORBIDDEN_HEADERS & header.keys():  # RFC 8725 §3.10 / ASVS V9.1.3: no key material from the token
+        raise TokenInvalid("token header carries a forbidden parameter")
+    if str(header.get("typ", "")).lower() not in types:  # RFC 8725 §3.11 / RFC 9068 §4: explicit typing
+        raise TokenInvalid("unexpected token type")
+    return header, kid
+
+
+class AccessTokenVerifier:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str | Iterable[str],
+        jwks: JwksCache,
+        clock: Clock | None = None,
+        leeway: int = LEEWAY,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience if isinstance(audience, str) else tuple(audience)
+        self.jwks = jwks
+        self.clock = clock or SystemClock()
+        self.leeway = leeway
+
+    async def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(header, claims) of a valid access token, else TokenInvalid (message safe to show)."""
+        header, kid = checked_header(token, AT_TYPES)
+        claims = decode_with(token, header, await self.jwks.get(kid))
+        self.check(claims)
+        return header, claims
+
+    def verify_cached(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Like :meth:`verify` with no I/O: an unknown kid is simply invalid (benchmarks, sync code)."""
+        header, kid = checked_header(token, AT_TYPES)
+        claims = decode_with(token, header, self.jwks.cached(kid))
+        self.check(claims)
+        return header, claims
+
+    def check(self, claims: dict[str, Any]) -> None:
+        # RFC 9068 §4 / RFC 8725 §3.8-3.9: iss, aud, exp, nbf, iat with a small leeway.
+        check_claims(
+            claims,
+            issuer=self.issuer,
+            audience=self.audience,
+            now=self.clock.now(),
+            leeway=self.leeway,
+            require=AT_CLAIMS,
+        )

@@ -1,0 +1,226 @@
+"""Login sessions: an opaque cookie value pointing at a server-side record.
+
+The cookie carries 256 random bits; the database keeps only its keyed digest, so
+a leaked table cannot be replayed as cookies. ``sid`` is a separate public id
+that goes into tokens and logout messages. A new cookie value is issued at every
+login and privilege change and the old one stops working at once (no fixation).
+
+Lifetimes (checked against the injected clock): idle ``idle_ttl`` sliding, and an
+absolute cap from the last authentication. Sliding writes at most once per
+``SLIDE_EVERY`` seconds, so a busy browser does not write on every request.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from idp.clock import Clock
+from idp.crypto import Digester
+from idp.interaction import SessionInfo
+
+COOKIE_BYTES = 32  # 256 bits (ASVS V7.2.3 asks >= 128)
+MAX_COOKIE_LEN = 128
+SLIDE_EVERY = 60.0
+
+
+@dataclass(frozen=True)
+class LoginSession:
+    sid: str
+    user_id: str
+    auth_time: float
+    amr: tuple[str, ...]
+    csrf_secret: bytes
+    created_at: float
+    last_seen_at: float
+    idle_expires_at: float
+    absolute_expires_at: float
+    user_agent: str = ""
+    ip: str = ""
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(sid=self.sid, user_id=self.user_id, auth_time=self.auth_time, amr=self.amr)
+
+    def alive(self, now: float) -> bool:
+        return now < self.idle_expires_at and now < self.absolute_expires_at
+
+
+class SessionStore(Protocol):
+    """Durable session records keyed by the digest of the cookie value."""
+
+    def insert(self, digest: bytes, session: LoginSession) -> None: ...
+
+    def get(self, digest: bytes) -> LoginSession | None: ...
+
+    def get_by_sid(self, sid: str) -> LoginSession | None: ...
+
+    def update(self, sid: str, session: LoginSession, new_digest: bytes | None = None) -> bool:
+        """Overwrite the record with this ``sid``; with ``new_digest`` the old cookie stops working atomically."""
+        ...
+
+    def delete(self, sids: list[str]) -> list[LoginSession]:
+        """Delete these sessions; returns the ones that existed."""
+        ...
+
+    def list_for_user(self, user_id: str) -> list[LoginSession]: ...
+
+
+class UserLookup(Protocol):
+    def get(self, user_id: str) -> object | None:
+        """The user (anything with a ``disabled`` attribute) or None."""
+        ...
+
+
+# Called with the sessions that just ended (logout, expiry, sign-out everywhere, user switch).
+EndHook = Callable[[list[LoginSession], str, str], None]
+
+
+class LoginSessions:
+    """Implements :class:`idp.interaction.SessionReader` plus the session life cycle."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        digester: Digester,
+        clock: Clock,
+        users: UserLookup,
+        *,
+        idle_ttl: float,
+        absolute_ttl: float,
+        on_end: EndHook | None = None,
+    ) -> None:
+        self._store = store
+        self._digester = digester
+        self._clock = clock
+        self._users = users
+        self.idle_ttl = idle_ttl
+        self.absolute_ttl = absolute_ttl
+        self._on_end = on_end
+
+    # -- reading -----------------------------------------------------------------------------
+    def _digest(self, cookie_value: str | None) -> bytes | None:
+        if not cookie_value or len(cookie_value) > MAX_COOKIE_LEN:
+            return None
+        return self._digester.digest(cookie_value)
+
+    def current(self, cookie_value: str | None, *, slide: bool = True) -> LoginSession | None:
+        """The live session behind this cookie, or None. Expired sessions are deleted. Blocking."""
+        digest = self._digest(cookie_value)
+        session = self._store.get(digest) if digest else None
+        if session is None:
+            return None
+        now = self._clock.now()
+        if not session.alive(now):  # ASVS V7.3.1/V7.3.2: idle and absolute timeouts, server-side
+            self._end([session.sid], actor="system", reason="expired")
+            return None
+        user = self._users.get(session.user_id)
+        if user is None or getattr(user, "disabled", True):
+            self._end([session.sid], actor="system", reason="user disabled")
+            return None
+        if slide and now - session.last_seen_at >= SLIDE_EVERY:
+            session = replace(
+                session, last_seen_at=now, idle_expires_at=min(now + self.idle_ttl, session.absolute_expires_at)
+            )
+            self._store.update(session.sid, session)
+        return session
+
+    def from_cookie(self, cookie_value: str | None) -> SessionInfo | None:
+        session = self.current(cookie_value)
+        return session.info() if session else None
+
+    def is_active(self, sid: str) -> bool:
+        session = self._store.get_by_sid(sid) if sid and len(sid) <= 64 else None
+        return session is not None and session.alive(self._clock.now())
+
+    def get_by_sid(self, sid: str) -> LoginSession | None:
+        session = self._store.get_by_sid(sid) if sid and len(sid) <= 64 else None
+        return session if session is not None and session.alive(self._clock.now()) else None
+
+    def list_for_user(self, user_id: str) -> list[LoginSession]:
+        """Live sessions, most recently seen first; expired ones are collected on the way."""
+        now = self._clock.now()
+        sessions = self._store.list_for_user(user_id)
+        dead = [s.sid for s in sessions if not s.alive(now)]
+        if dead:
+            self._end(dead, actor="system", reason="expired")
+        return sorted((s for s in sessions if s.alive(now)), key=lambda s: s.last_seen_at, reverse=True)
+
+    # -- life cycle --------------------------------------------------------------------------
+    def login(
+        self,
+        user_id: str,
+        *,
+        amr: tuple[str, ...] = ("pwd",),
+        user_agent: str = "",
+        ip: str = "",
+        previous_cookie: str | None = None,
+    ) -> tuple[str, LoginSession]:
+        """Start (or re-authenticate) a session; returns the NEW cookie value and the record.
+
+        ASVS V7.2.4: a new id at every authentication, the old one destroyed. Re-authenticating
+        the same user keeps the public ``sid`` (tokens bound to the session stay bound); a
+        different user ends the previous session entirely.
+        """
+        now = self._clock.now()
+        previous = self.current(previous_cookie, slide=False)
+        cookie = secrets.token_urlsafe(COOKIE_BYTES)
+        fresh = LoginSession(
+            sid=previous.sid if previous and previous.user_id == user_id else secrets.token_urlsafe(16),
+            user_id=user_id,
+            auth_time=now,
+            amr=tuple(amr),
+            csrf_secret=secrets.token_bytes(32),
+            created_at=previous.created_at if previous and previous.user_id == user_id else now,
+            last_seen_at=now,
+            idle_expires_at=now + min(self.idle_ttl, self.absolute_ttl),
+            absolute_expires_at=now + self.absolute_ttl,
+            user_agent=user_agent[:300],
+            ip=ip[:64],
+        )
+        if previous is not None and previous.user_id == user_id:
+            self._store.update(previous.sid, fresh, new_digest=self._digester.digest(cookie))
+        else:
+            if previous is not None:
+                self._end([previous.sid], actor=previous.user_id, reason="another user signed in")
+            self._store.insert(self._digester.digest(cookie), fresh)
+        return cookie, fresh
+
+    def rotate(self, cookie_value: str) -> tuple[str, LoginSession] | None:
+        """Privilege change (password change): new cookie value and CSRF secret, same ``sid``."""
+        session = self.current(cookie_value, slide=False)
+        if session is None:
+            return None
+        cookie = secrets.token_urlsafe(COOKIE_BYTES)
+        session = replace(session, csrf_secret=secrets.token_bytes(32), last_seen_at=self._clock.now())
+        self._store.update(session.sid, session, new_digest=self._digester.digest(cookie))  # ASVS V7.2.4
+        return cookie, session
+
+    def end(self, cookie_value: str | None, *, actor: str, reason: str) -> LoginSession | None:
+        """Logout: delete the record (not just the cookie)."""
+        digest = self._digest(cookie_value)
+        session = self._store.get(digest) if digest else None
+        if session is None:
+            return None
+        ended = self._end([session.sid], actor=actor, reason=reason)
+        return ended[0] if ended else None
+
+    def end_sid(self, sid: str, *, user_id: str | None = None, actor: str, reason: str) -> bool:
+        """End one session by public id; with ``user_id`` only if it belongs to that user."""
+        session = self._store.get_by_sid(sid) if sid and len(sid) <= 64 else None
+        if session is None or (user_id is not None and session.user_id != user_id):
+            return False
+        return bool(self._end([sid], actor=actor, reason=reason))
+
+    def end_all_for_user(
+        self, user_id: str, *, actor: str, reason: str, except_sid: str | None = None
+    ) -> list[LoginSession]:
+        sids = [s.sid for s in self._store.list_for_user(user_id) if s.sid != except_sid]
+        return self._end(sids, actor=actor, reason=reason) if sids else []
+
+    def _end(self, sids: list[str], *, actor: str, reason: str) -> list[LoginSession]:
+        ended = self._store.delete(sids)
+        if ended and self._on_end is not None:
+            self._on_end(ended, actor, reason)
+        return ended

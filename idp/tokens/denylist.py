@@ -1,0 +1,273 @@
+"""The IdP's deny-list: durable entries in SQL, an in-memory snapshot per process, a change feed.
+
+Writers (logout, "sign out everywhere", refresh reuse detection, revocation, the CLI,
+the admin API, key compromise) call :meth:`DenyList.deny`. The row commits with the
+next version and its audit event; this process applies it at once and publishes it
+as a signed SET on the ephemeral store's channel (Redis pub/sub across instances).
+
+Every other process keeps its snapshot fresh two ways: the pub/sub message wakes it
+(``idp.web.denylist_feed`` runs the subscriber), and it re-reads the SQL version every
+``sync_seconds`` in case a message was lost (pub/sub is at-most-once; the CLI in
+another process with the embedded store has no pub/sub at all). Staleness is therefore
+bounded by ``sync_seconds`` (default 0.5 s) plus a query. SQL is the only source of
+truth: a message only says "look".
+
+Entry lifetimes follow the tokens they can match (``expires_at``), after which the row
+is purged: ``jti`` until the token's ``exp``; cut-offs (subject/session/client) for the
+longest token lifetime; ``kid`` for the longest token lifetime plus the JWKS cache
+lifetime plus a day (a forged token can claim any ``exp``, so the key must also have
+left every resource server's JWKS cache by then).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from idp.clock import Clock
+from idp.tokens.denyset import KINDS, MAX_VALUE, DenyChange, DenyEntry, DenySet
+from idp.tokens.secevent import CHANNEL, set_claims
+
+log = logging.getLogger("idp.denylist")
+
+CUTOFF_KINDS = ("subject", "session", "client")
+REPLAY_LIMIT = 10_000  # beyond this, a follower resynchronises with GET /deny-list instead
+SIGNED_CACHE = 2048
+MAX_VERSION = 2**31 - 1  # deny_list.id is a 32-bit INTEGER
+
+
+class DenyStore(Protocol):
+    """Durable deny entries (``idp.store.denylist_repo``)."""
+
+    def version(self) -> int: ...
+
+    def add(
+        self, kind: str, value: str, *, not_before: float | None, expires_at: float, reason: str, actor: str, now: float
+    ) -> DenyEntry:
+        """Insert at the next version, with its audit event, in one transaction (writes serialise)."""
+        ...
+
+    def remove(self, entry_id: int, *, actor: str, reason: str, now: float) -> DenyChange | None: ...
+
+    def get(self, entry_id: int) -> DenyEntry | None: ...
+
+    def live(self, now: float) -> tuple[int, list[DenyEntry]]: ...
+
+    def changes_since(self, version: int, now: float, limit: int) -> tuple[int, list[DenyChange]]: ...
+
+    def purge(self, now: float) -> int: ...
+
+
+class Publisher(Protocol):
+    def publish(self, channel: str, message: bytes) -> None: ...
+
+
+class DenyList:
+    """Implements :class:`idp.interaction.DenyWriter` and answers ``is_denied`` from memory."""
+
+    def __init__(
+        self,
+        store: DenyStore,
+        clock: Clock,
+        *,
+        issuer: str,
+        sign: Callable[[dict[str, Any]], str],
+        publisher: Publisher | None,
+        token_lifetime: float,
+        kid_lifetime: float,
+        leeway: float = 60.0,
+        sync_seconds: float = 0.5,
+    ) -> None:
+        """``sign(claims) -> compact JWS`` signs SETs; ``token_lifetime``: the longest-lived token we issue."""
+        self._store = store
+        self._clock = clock
+        self._issuer = issuer
+        self._sign = sign
+        self._publisher = publisher
+        self._token_lifetime = token_lifetime
+        self._kid_lifetime = kid_lifetime
+        self._leeway = leeway
+        self.sync_seconds = sync_seconds
+        self._set = DenySet()
+        self._loaded = False
+        self._sync_lock = threading.Lock()
+        self._synced_at = -math.inf  # time.monotonic(): freshness is wall time, not protocol time
+        self._signed: OrderedDict[int, str] = OrderedDict()
+        self._signed_lock = threading.Lock()
+        self.listeners: list[Callable[[list[DenyChange] | None], None]] = []
+        """Called in the applying thread with each batch of changes in version order; None = reloaded
+        from scratch (followers of this process must resynchronise). Keep them quick."""
+
+    # -- writing ---------------------------------------------------------------------------------
+    def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> DenyEntry:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_VALUE:
+            raise ValueError(f"value must be 1..{MAX_VALUE} characters")
+        if until is not None and not math.isfinite(until):
+            raise ValueError("until must be a finite time")
+        now = self._clock.now()
+        not_before = now if kind in CUTOFF_KINDS else None
+        if kind == "kid":
+            expires_at = now + self._kid_lifetime
+        elif kind == "jti" and until is not None:
+            expires_at = until + self._leeway  # the token's exp, plus the leeway verifiers allow
+        else:
+            expires_at = now + self._token_lifetime + self._leeway
+        if until is not None and kind != "jti":
+            expires_at = max(expires_at, until)
+        entry = self._store.add(
+            kind,
+            value,
+            not_before=not_before,
+            expires_at=expires_at,
+            reason=(reason or "")[:300],
+            actor=(actor or "system")[:200],
+            now=now,
+        )
+        self._committed(DenyChange(entry.id, entry=entry))
+        return entry
+
+    def remove(self, entry_id: int, *, actor: str, reason: str = "") -> bool:
+        """Take an entry off before it expires (a mistaken entry). False when there is no such live entry."""
+        change = self._store.remove(
+            entry_id, actor=(actor or "system")[:200], reason=(reason or "")[:300], now=self._clock.now()
+        )
+        if change is None:
+            return False
+        self._committed(change)
+        return True
+
+    def purge_expired(self) -> int:
+        """Delete rows no token can match any more; returns how many."""
+        now = self._clock.now()
+        self._set.prune(now)
+        return self._store.purge(now)
+
+    def _committed(self, change: DenyChange) -> None:
+        self._ensure_loaded()
+        with self._sync_lock:
+            if self._set.version == change.version - 1:
+                self._set.apply(change)
+                self._notify([change])
+            elif self._set.version < change.version:  # another writer got in between: read it all, in order
+                self._sync_locked()
+        if self._publisher is not None:
+            try:
+                self._publisher.publish(CHANNEL, self.signed(change).encode())
+            except Exception as exc:  # the row is durable; others catch up from SQL within sync_seconds
+                log.warning("deny-list: publish failed (%s); followers catch up from SQL", type(exc).__name__)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def is_denied(self, claims: Mapping[str, Any], kid: str | None = None) -> bool:
+        self.maybe_sync()
+        return self._set.is_denied(claims, kid)
+
+    @property
+    def version(self) -> int:
+        self._ensure_loaded()
+        return self._set.version
+
+    def snapshot(self) -> tuple[int, list[DenyEntry]]:
+        """(version, live entries) from memory, as served by ``GET /deny-list``."""
+        self.maybe_sync()
+        now = self._clock.now()
+        return self._set.version, [e for e in self._set.entries() if e.expires_at > now]
+
+    def list(self) -> list[DenyEntry]:
+        """Live entries with their reason and actor, straight from SQL (for operators)."""
+        return self._store.live(self._clock.now())[1]
+
+    def get(self, entry_id: int) -> DenyEntry | None:
+        return self._store.get(entry_id)
+
+    def changes_since(self, version: int) -> tuple[int, list[DenyChange]] | None:
+        """Changes after ``version`` from SQL, or None when the follower must resynchronise
+        (its version is ahead of ours: another database, or too far behind to replay)."""
+        if not 0 <= version <= MAX_VERSION:
+            return None
+        current, changes = self._store.changes_since(version, self._clock.now(), REPLAY_LIMIT + 1)
+        if version > current or len(changes) > REPLAY_LIMIT:
+            return None
+        return current, changes
+
+    def signed(self, change: DenyChange) -> str:
+        """The change as a signed SET; each version is signed once per process."""
+        with self._signed_lock:
+            cached = self._signed.get(change.version)
+        if cached is not None:
+            return cached
+        token = self._sign(set_claims(change, issuer=self._issuer, now=self._clock.now()))
+        with self._signed_lock:
+            self._signed[change.version] = token
+            while len(self._signed) > SIGNED_CACHE:
+                self._signed.popitem(last=False)
+        return token
+
+    # -- freshness -------------------------------------------------------------------------------
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            with self._sync_lock:
+                if not self._loaded:
+                    version, entries = self._store.live(self._clock.now())
+                    self._set.replace(entries, version)
+                    self._loaded = True
+                    self._synced_at = time.monotonic()
+
+    def maybe_sync(self) -> None:
+        """Re-check SQL inline when nothing has refreshed the snapshot for two intervals: a process without
+        the background poll (the CLI, tests), or one whose poll is stuck. The poll normally gets there first."""
+        if time.monotonic() - self._synced_at >= 2 * self.sync_seconds:
+            try:
+                self.sync_if_changed()
+            except Exception:
+                self._synced_at = time.monotonic()  # back off for one interval; keep the last snapshot
+                log.exception("deny-list: cannot re-check the SQL version; using the last snapshot")
+
+    def sync_if_changed(self) -> None:
+        if not self._loaded:
+            self._ensure_loaded()
+            return
+        if self._store.version() != self._set.version:
+            self.sync()
+        else:
+            self._synced_at = time.monotonic()
+
+    def sync(self) -> list[DenyChange]:
+        """Apply every committed change after our version, in order; notify listeners."""
+        self._ensure_loaded()
+        with self._sync_lock:
+            return self._sync_locked()
+
+    def _sync_locked(self) -> list[DenyChange]:
+        checked = time.monotonic()
+        found = self.changes_since(self._set.version)
+        if found is None:  # ahead of the database (restored?) or too far behind to replay: reload
+            version, entries = self._store.live(self._clock.now())
+            self._set.replace(entries, version)
+            self._synced_at = checked
+            log.warning("deny-list: reloaded the snapshot at version %d", version)
+            self._notify(None)
+            return []
+        current, changes = found
+        for change in changes:
+            self._set.apply(change)
+        self._set.version = max(self._set.version, current)
+        self._set.prune(self._clock.now())
+        self._synced_at = checked
+        if changes:
+            self._notify(changes)
+        return changes
+
+    def _notify(self, changes: list[DenyChange] | None) -> None:
+        """Called with the sync lock held, so listeners see batches in version order."""
+        for listener in list(self.listeners):
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("deny-list listener failed")

@@ -1,0 +1,227 @@
+"""The deny-list matcher: a snapshot of entries answering ``is_denied(claims, kid)`` with no I/O.
+
+Used by the IdP (introspection, admin API) and by resource servers (``idp.resource``).
+Entry kinds and what they match:
+
+* ``jti``: the token with this ``jti`` (entry kept until that token's ``exp`` plus leeway);
+* ``subject`` / ``session`` / ``client``: tokens whose ``sub`` / ``sid`` / ``client_id``
+  equals the value and whose ``iat`` is before ``not_before`` ("everything issued before
+  T"; tokens issued afterwards, e.g. after signing in again, are not affected);
+* ``kid``: every token signed by that key (a compromised key).
+
+A token without a numeric ``iat`` cannot prove it is newer than a cut-off, so it is
+denied whenever a cut-off entry names it (fail closed).
+
+Readers do not lock: mutations build the new per-value cut-off first and then assign
+it, and single dict operations are atomic under the GIL.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("jti", "subject", "session", "client", "kid")
+CUTOFF_CLAIMS = {"subject": "sub", "session": "sid", "client": "client_id"}
+MAX_VALUE = 200
+
+
+@dataclass(frozen=True)
+class DenyEntry:
+    id: int  # also the version at which the entry was added
+    kind: str
+    value: str
+    expires_at: float  # after this no token can match: the entry may be dropped
+    not_before: float | None = None  # subject/session/client: tokens with iat < this are denied
+    # Operator context: kept at the IdP (list, audit), never published to resource servers.
+    reason: str = field(default="", compare=False)
+    actor: str = field(default="", compare=False)
+    created_at: float = field(default=0.0, compare=False)
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "value": self.value, "expires_at": self.expires_at}
+        if self.not_before is not None:
+            out["not_before"] = self.not_before
+        return out
+
+    def admin(self) -> dict[str, Any]:
+        return self.public() | {"reason": self.reason, "actor": self.actor, "created_at": self.created_at}
+
+    @classmethod
+    def from_public(cls, data: Mapping[str, Any]) -> DenyEntry:
+        """Parse an entry received from the IdP; raises ValueError on anything malformed."""
+        try:
+            entry_id, kind, value, expires_at = data["id"], data["kind"], data["value"], data["expires_at"]
+        except (KeyError, TypeError):
+            raise ValueError("deny entry lacks id, kind, value or expires_at") from None
+        not_before = data.get("not_before")
+        if (
+            not isinstance(entry_id, int)
+            or isinstance(entry_id, bool)
+            or kind not in KINDS
+            or not isinstance(value, str)
+            or not 0 < len(value) <= MAX_VALUE
+            or not _is_time(expires_at)
+            or (not_before is not None and not _is_time(not_before))
+            or (kind in CUTOFF_CLAIMS and not_before is None)
+        ):
+            raise ValueError("malformed deny entry")
+        return cls(entry_id, kind, value, float(expires_at), None if not_before is None else float(not_before))
+
+
+@dataclass(frozen=True)
+class DenyChange:
+    """One step of the change feed: an entry added, or (``removed``) an entry taken off early."""
+
+    version: int
+    entry: DenyEntry | None = None
+    removed: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        if self.entry is not None:
+            return {"version": self.version, "op": "add", "entry": self.entry.public()}
+        return {"version": self.version, "op": "remove", "id": self.removed}
+
+    @classmethod
+    def from_public(cls, data: Mapping[str, Any]) -> DenyChange:
+        if not isinstance(data, Mapping):
+            raise ValueError("malformed deny change")
+        version, op = data.get("version"), data.get("op")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError("malformed deny change version")
+        if op == "add":
+            return cls(version, entry=DenyEntry.from_public(data.get("entry")))  # type: ignore[arg-type]
+        removed = data.get("id")
+        if op == "remove" and isinstance(removed, int) and not isinstance(removed, bool):
+            return cls(version, removed=removed)
+        raise ValueError("malformed deny change")
+
+
+def _is_time(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class DenySet:
+    """An in-memory deny-list at a version. Mutations take a lock; ``is_denied`` does not."""
+
+    def __init__(self, entries: Iterable[DenyEntry] = (), version: int = 0) -> None:
+        self._lock = threading.Lock()
+        self.version = version
+        self._by_id: dict[int, DenyEntry] = {}
+        self._jti: dict[str, int] = {}  # jti -> count of entries naming it
+        self._kid: dict[str, int] = {}
+        self._by_value: dict[tuple[str, str], set[int]] = {}
+        self._cutoff: dict[str, dict[str, float]] = {kind: {} for kind in CUTOFF_CLAIMS}
+        for entry in entries:
+            self._add(entry)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def is_denied(self, claims: Mapping[str, Any], kid: str | None = None) -> bool:
+        if kid is not None and kid in self._kid:
+            return True
+        jti = claims.get("jti")
+        if isinstance(jti, str) and jti in self._jti:
+            return True
+        iat = claims.get("iat")
+        newer_than = iat if _is_time(iat) else -math.inf
+        for kind, claim in CUTOFF_CLAIMS.items():
+            table = self._cutoff[kind]
+            if not table:
+                continue
+            value = claims.get(claim)
+            if isinstance(value, str):
+                cutoff = table.get(value)
+                if cutoff is not None and newer_than < cutoff:
+                    return True
+        return False
+
+    def entries(self) -> list[DenyEntry]:
+        return sorted(self._by_id.values(), key=lambda e: e.id)
+
+    def get(self, entry_id: int) -> DenyEntry | None:
+        return self._by_id.get(entry_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def next_expiry(self) -> float:
+        return min((e.expires_at for e in self._by_id.values()), default=math.inf)
+
+    # -- changing --------------------------------------------------------------------------------
+    def add(self, entry: DenyEntry, *, version: int | None = None) -> None:
+        with self._lock:
+            self._add(entry)
+            self.version = max(self.version, entry.id if version is None else version)
+
+    def discard(self, entry_id: int, *, version: int | None = None) -> bool:
+        with self._lock:
+            found = self._discard(entry_id)
+            if version is not None:
+                self.version = max(self.version, version)
+            return found
+
+    def apply(self, change: DenyChange) -> None:
+        if change.entry is not None:
+            self.add(change.entry, version=change.version)
+        elif change.removed is not None:
+            self.discard(change.removed, version=change.version)
+
+    def prune(self, now: float) -> int:
+        """Drop entries no live token can match any more."""
+        with self._lock:
+            gone = [e.id for e in self._by_id.values() if e.expires_at <= now]
+            for entry_id in gone:
+                self._discard(entry_id)
+            return len(gone)
+
+    def replace(self, entries: Iterable[DenyEntry], version: int) -> None:
+        """Swap in a full snapshot (initial load or resynchronisation)."""
+        fresh = DenySet(entries, version)
+        with self._lock:
+            self._by_id, self._jti, self._kid = fresh._by_id, fresh._jti, fresh._kid
+            self._by_value, self._cutoff, self.version = fresh._by_value, fresh._cutoff, version
+
+    def _add(self, entry: DenyEntry) -> None:
+        if entry.kind not in KINDS:
+            raise ValueError(f"unknown deny kind {entry.kind!r}")
+        if entry.id in self._by_id:
+            return
+        self._by_id[entry.id] = entry
+        if entry.kind == "jti":
+            self._jti[entry.value] = self._jti.get(entry.value, 0) + 1
+        elif entry.kind == "kid":
+            self._kid[entry.value] = self._kid.get(entry.value, 0) + 1
+        else:
+            self._by_value.setdefault((entry.kind, entry.value), set()).add(entry.id)
+            self._recompute(entry.kind, entry.value)
+
+    def _discard(self, entry_id: int) -> bool:
+        entry = self._by_id.pop(entry_id, None)
+        if entry is None:
+            return False
+        if entry.kind in ("jti", "kid"):
+            table = self._jti if entry.kind == "jti" else self._kid
+            left = table.get(entry.value, 1) - 1
+            if left > 0:
+                table[entry.value] = left
+            else:
+                table.pop(entry.value, None)
+        else:
+            ids = self._by_value.get((entry.kind, entry.value), set())
+            ids.discard(entry_id)
+            if not ids:
+                self._by_value.pop((entry.kind, entry.value), None)
+            self._recompute(entry.kind, entry.value)
+        return True
+
+    def _recompute(self, kind: str, value: str) -> None:
+        ids = self._by_value.get((kind, value))
+        if not ids:
+            self._cutoff[kind].pop(value, None)
+            return
+        # A missing not_before on a cut-off kind means "every token": +inf.
+        cutoffs = [self._by_id[i].not_before for i in ids]
+        self._cutoff[kind][value] = max(math.inf if nb is None else nb for nb in cutoffs)

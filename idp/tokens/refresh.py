@@ -1,0 +1,419 @@
+"""Grant families: rotating refresh tokens with reuse detection, and family revocation.
+
+A *grant* is everything issued from one authorization (one code exchange). Each
+issuance within it is one ``refresh_tokens`` row: the refresh token's digest (if
+one was issued) and the access token's ``jti``/``exp`` sent with it, so revoking
+the grant can deny-list every live access token of the family.
+
+Rotation (RFC 9700 §4.14.2) happens in ONE transaction: the old row is marked
+rotated with a conditional UPDATE (``WHERE rotated_at IS NULL``), so of several
+concurrent refreshes exactly one wins. The winner also stores its response,
+sealed, on the old row. A repeat of the same refresh within the grace window
+(``grace_seconds``, at most ``grace_max_uses`` times) returns that *same*
+successor: a retry or a second tab gets the tokens the first one got, never a
+second branch. Any other presentation of a rotated token is treated as theft:
+the family is revoked, its live access tokens deny-listed, and an audit event
+written.
+
+Default grace: 5 s and 3 repeats (settings). Long enough for a retry after a
+lost response or two tabs refreshing at once, short enough that a stolen token
+replayed later still trips reuse detection. 0 turns it off.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from idp.clock import Clock
+from idp.crypto import Digester, Sealer, random_token
+from idp.errors import InvalidGrant, InvalidScope
+from idp.interaction import DenyWriter
+
+REFRESH_BYTES = 32  # 256 bits, opaque
+OFFLINE = "offline_access"
+
+
+@dataclass
+class GrantRecord:
+    id: str
+    client_id: str
+    user_id: str | None
+    sid: str | None
+    scope: str
+    audience: str
+    auth_time: float | None
+    acr: str | None
+    amr: list[str]
+    code_digest: bytes | None
+    created_at: float
+    absolute_expires_at: float
+    revoked_at: float | None = None
+    revoked_reason: str | None = None
+
+    @property
+    def offline(self) -> bool:
+        return OFFLINE in self.scope.split()
+
+
+@dataclass
+class TokenRecord:
+    id: str
+    grant_id: str
+    digest: bytes | None
+    scope: str
+    created_at: float
+    idle_expires_at: float
+    at_jti: str | None = None
+    at_exp: float | None = None
+    rotated_at: float | None = None
+    successor_id: str | None = None
+    successor_enc: bytes | None = None
+    grace_uses: int = 0
+
+
+@dataclass
+class Minted:
+    """What the token endpoint issues alongside a refresh token: the response body and the AT it contains."""
+
+    response: dict[str, Any]
+    at_jti: str
+    at_exp: float
+
+
+@dataclass
+class RevokedGrant:
+    id: str
+    client_id: str
+    user_id: str | None
+    live_jtis: list[tuple[str, float]] = field(default_factory=list)
+
+
+class GrantTx(Protocol):
+    """One database transaction over grants and refresh tokens (idp.store.grants_repo)."""
+
+    def token_by_digest(self, digest: bytes, *, lock: bool = False) -> tuple[TokenRecord, GrantRecord] | None:
+        """The issuance and its grant; ``lock`` holds both rows until commit (rotation vs revocation)."""
+        ...
+
+    def insert_grant(self, grant: GrantRecord) -> None: ...
+
+    def insert_token(self, token: TokenRecord) -> None: ...
+
+    def mark_rotated(self, token_id: str, *, now: float, successor_id: str, successor_enc: bytes | None) -> bool:
+        """Conditional: only if not rotated yet. True for the one caller that rotated it."""
+        ...
+
+    def use_grace(self, token_id: str, max_uses: int) -> bool:
+        """Conditional increment of ``grace_uses`` below ``max_uses``."""
+        ...
+
+    def forget_successor_of(self, token_id: str) -> None:
+        """Drop the sealed grace copy held by the predecessor of ``token_id``."""
+        ...
+
+    def revoke(
+        self,
+        *,
+        now: float,
+        reason: str,
+        grant_id: str | None = None,
+        code_digest: bytes | None = None,
+        sid: str | None = None,
+        user_id: str | None = None,
+        client_id: str | None = None,
+        keep_offline: bool = False,
+    ) -> list[RevokedGrant]:
+        """Revoke the live grants matching every given filter; returns them with their live AT jtis."""
+        ...
+
+    def audit(self, action: str, *, actor: str, subject: str | None, client_id: str | None, **detail: Any) -> None: ...
+
+
+class GrantStore(Protocol):
+    def transaction(self) -> AbstractContextManager[GrantTx]: ...
+
+    def grants_for_user(self, user_id: str, now: float) -> list[GrantRecord]: ...
+
+    def purge(self, *, now: float, grace_seconds: float) -> int:
+        """Drop sealed grace copies older than the window and rows of long-dead grants."""
+        ...
+
+
+class _LostRace(Exception):
+    pass
+
+
+class RefreshTokens:
+    """Implements :class:`idp.interaction.GrantRevoker`, rotation, and the lookups revocation needs."""
+
+    def __init__(
+        self,
+        store: GrantStore,
+        digester: Digester,
+        sealer: Sealer,
+        clock: Clock,
+        *,
+        idle_ttl: float,
+        absolute_ttl: float,
+        grace_seconds: float,
+        grace_max_uses: int,
+        denylist: Callable[[], DenyWriter | None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._digester = digester
+        self._sealer = sealer
+        self._clock = clock
+        self.idle_ttl = idle_ttl
+        self.absolute_ttl = absolute_ttl
+        self.grace_seconds = grace_seconds
+        self.grace_max_uses = grace_max_uses
+        self._denylist = denylist
+
+    # -- issuing ---------------------------------------------------------------------------------
+    def start(
+        self,
+        *,
+        client_id: str,
+        user_id: str,
+        sid: str | None,
+        scope: str,
+        audience: str,
+        auth_time: float | None,
+        acr: str | None,
+        amr: list[str],
+        code_digest: bytes | None,
+        at_jti: str,
+        at_exp: float,
+        with_refresh: bool,
+    ) -> tuple[GrantRecord, str | None]:
+        """Open a family for a code exchange; returns it and the first refresh token (if any)."""
+        now = self._clock.now()
+        grant = GrantRecord(
+            id=secrets.token_urlsafe(16),
+            client_id=client_id,
+            user_id=user_id,
+            sid=sid,
+            scope=scope,
+            audience=audience,
+            auth_time=auth_time,
+            acr=acr,
+            amr=list(amr),
+            code_digest=code_digest,
+            created_at=now,
+            absolute_expires_at=now + self.absolute_ttl,  # ASVS V10.4.8: absolute cap despite sliding
+        )
+        token = random_token(REFRESH_BYTES) if with_refresh else None
+        row = TokenRecord(
+            id=secrets.token_urlsafe(16),
+            grant_id=grant.id,
+            digest=self._digester.digest(token) if token else None,  # stored hashed, never the token
+            scope=scope,
+            created_at=now,
+            idle_expires_at=min(now + self.idle_ttl, grant.absolute_expires_at),
+            at_jti=at_jti,
+            at_exp=at_exp,
+        )
+        with self._store.transaction() as tx:
+            tx.insert_grant(grant)
+            tx.insert_token(row)
+        return grant, token
+
+    # -- rotation --------------------------------------------------------------------------------
+    def rotate(
+        self,
+        token: str,
+        *,
+        client_id: str,
+        scope: list[str] | None,
+        mint: Callable[[GrantRecord, str], Minted],
+        actor: str = "",
+    ) -> dict[str, Any]:
+        """Exchange a refresh token for a new response (with a new refresh token). Raises InvalidGrant/Scope."""
+        digest = self._digester.digest(token)
+        for _ in range(3):
+            try:
+                return self._rotate_once(digest, client_id=client_id, scope=scope, mint=mint, actor=actor)
+            except _LostRace:
+                continue  # another request rotated it first: read again, now as a repeat
+        raise InvalidGrant("refresh token is being used concurrently")
+
+    def _rotate_once(
+        self,
+        digest: bytes,
+        *,
+        client_id: str,
+        scope: list[str] | None,
+        mint: Callable[[GrantRecord, str], Minted],
+        actor: str,
+    ) -> dict[str, Any]:
+        now = self._clock.now()
+        # 1. Read and check, then mint OUTSIDE any transaction: minting reads (the user, the keyring) and
+        #    signs, and must neither wait on nor hold the write lock (SQLite has one per database).
+        with self._store.transaction() as tx:
+            row, grant = self._check(tx.token_by_digest(digest), client_id)
+        minted: tuple[str, Minted] | None = None
+        if row.rotated_at is None:
+            if now >= grant.absolute_expires_at:
+                raise InvalidGrant("refresh token expired")  # absolute lifetime (ASVS V10.4.8)
+            if now >= row.idle_expires_at:
+                raise InvalidGrant("refresh token expired")  # idle lifetime (RFC 9700 §4.14.2)
+            new_scope = narrow_scope(grant.scope, scope)
+            minted = (new_scope, mint(grant, new_scope))
+        # 2. One short transaction decides: rotate (exactly one winner), repeat within grace, or reuse.
+        with self._store.transaction() as tx:
+            row, grant = self._check(tx.token_by_digest(digest, lock=True), client_id)
+            if row.rotated_at is None:
+                if minted is None:
+                    raise _LostRace
+                return self._rotate_row(tx, row, grant, minted[0], minted[1], now)
+            repeat = self._repeat(tx, row, now)
+            if repeat is not None:
+                return repeat
+            # RFC 9700 §4.14.2: a rotated token presented again is theft; revoke the whole family.
+            revoked = tx.revoke(now=now, reason="refresh token reuse", grant_id=grant.id)
+            tx.audit(
+                "refresh_token_reuse",
+                actor=actor or client_id,
+                subject=grant.user_id,
+                client_id=client_id,
+                grant_id=grant.id,
+            )
+        self._deny(revoked, reason="refresh token reuse", actor=actor or client_id)
+        raise InvalidGrant("refresh token was already used; the grant is revoked")
+
+    @staticmethod
+    def _check(found: tuple[TokenRecord, GrantRecord] | None, client_id: str) -> tuple[TokenRecord, GrantRecord]:
+        if found is None:
+            raise InvalidGrant("unknown refresh token")
+        row, grant = found
+        if grant.client_id != client_id:
+            raise InvalidGrant("refresh token was issued to another client")  # RFC 6749 §6: bound to client
+        if grant.revoked_at is not None:
+            raise InvalidGrant("refresh token was revoked")
+        return row, grant
+
+    def _rotate_row(
+        self, tx: GrantTx, row: TokenRecord, grant: GrantRecord, scope: str, minted: Minted, now: float
+    ) -> dict[str, Any]:
+        new_token = random_token(REFRESH_BYTES)
+        successor = TokenRecord(
+            id=secrets.token_urlsafe(16),
+            grant_id=grant.id,
+            digest=self._digester.digest(new_token),
+            scope=scope,
+            created_at=now,
+            idle_expires_at=min(now + self.idle_ttl, grant.absolute_expires_at),
+            at_jti=minted.at_jti,
+            at_exp=minted.at_exp,
+        )
+        response = {**minted.response, "refresh_token": new_token}
+        sealed = self._sealer.seal(orjson.dumps(response), row.id.encode()) if self.grace_seconds > 0 else None
+        # RFC 9700 §4.14.2 rotation: the conditional UPDATE admits exactly one winner per token.
+        if not tx.mark_rotated(row.id, now=now, successor_id=successor.id, successor_enc=sealed):
+            raise _LostRace
+        tx.insert_token(successor)
+        tx.forget_successor_of(row.id)
+        return response
+
+    def _repeat(self, tx: GrantTx, row: TokenRecord, now: float) -> dict[str, Any] | None:
+        """The same successor again, inside the grace window and count; None when that does not apply."""
+        if (
+            self.grace_seconds <= 0
+            or row.successor_enc is None
+            or row.rotated_at is None
+            or now - row.rotated_at > self.grace_seconds
+        ):
+            return None
+        if not tx.use_grace(row.id, self.grace_max_uses):
+            return None
+        return orjson.loads(self._sealer.open(row.successor_enc, row.id.encode()))
+
+    # -- revocation (GrantRevoker) --------------------------------------------------------------
+    def _revoke(self, *, actor: str, reason: str, **where: Any) -> list[RevokedGrant]:
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            revoked = tx.revoke(now=now, reason=reason, **where)
+            for g in revoked:
+                tx.audit(
+                    "grant_revoked", actor=actor, subject=g.user_id, client_id=g.client_id, grant_id=g.id, reason=reason
+                )
+        self._deny(revoked, reason=reason, actor=actor)
+        return revoked
+
+    def _deny(self, revoked: list[RevokedGrant], *, reason: str, actor: str) -> None:
+        """Deny-list the family's live access tokens so resource servers drop them before they expire."""
+        deny = self._denylist()
+        if deny is None:
+            return
+        for g in revoked:
+            for jti, exp in g.live_jtis:
+                deny.deny("jti", jti, reason=reason, actor=actor, until=exp)
+
+    def revoke_grant(self, grant_id: str, *, actor: str, reason: str) -> bool:
+        return bool(self._revoke(actor=actor, reason=reason, grant_id=grant_id))
+
+    def revoke_by_code(self, code_digest: bytes, *, actor: str, reason: str) -> bool:
+        """RFC 6749 §4.1.2: a replayed code revokes every token issued from it."""
+        return bool(self._revoke(actor=actor, reason=reason, code_digest=code_digest))
+
+    def revoke_for_session(self, sid: str, *, keep_offline: bool, actor: str, reason: str) -> int:
+        return len(self._revoke(actor=actor, reason=reason, sid=sid, keep_offline=keep_offline))
+
+    def revoke_for_user(self, user_id: str, *, actor: str, reason: str, client_id: str | None = None) -> int:
+        return len(self._revoke(actor=actor, reason=reason, user_id=user_id, client_id=client_id))
+
+    def revoke_refresh_token(self, token: str, *, client_id: str, actor: str) -> bool:
+        """RFC 7009 §2.1: revoking a refresh token revokes its grant (and the grant's access tokens).
+
+        Only the client it was issued to may revoke it; anything else is a silent no-op.
+        """
+        info = self.lookup(token, include_inactive=True)
+        if info is None or info[1].client_id != client_id:
+            return False
+        return self.revoke_grant(info[1].id, actor=actor, reason="revoked by client")
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def lookup(self, token: str, *, include_inactive: bool = False) -> tuple[TokenRecord, GrantRecord] | None:
+        """The row and grant of a refresh token; None unless active (not rotated, revoked or expired)."""
+        if not token or len(token) > 512:
+            return None
+        with self._store.transaction() as tx:
+            found = tx.token_by_digest(self._digester.digest(token))
+        if found is None:
+            return None
+        row, grant = found
+        if include_inactive:
+            return found
+        now = self._clock.now()
+        if (
+            row.rotated_at is not None
+            or grant.revoked_at is not None
+            or now >= row.idle_expires_at
+            or now >= grant.absolute_expires_at
+        ):
+            return None
+        return found
+
+    def grants_for_user(self, user_id: str) -> list[GrantRecord]:
+        """Live grants (for the account page and admin tools)."""
+        return self._store.grants_for_user(user_id, self._clock.now())
+
+    def purge(self) -> int:
+        return self._store.purge(now=self._clock.now(), grace_seconds=self.grace_seconds)
+
+
+def narrow_scope(granted: str, requested: list[str] | None) -> str:
+    """RFC 6749 §6: the requested scope MUST NOT include any scope not originally granted."""
+    if not requested:
+        return granted
+    allowed = granted.split()
+    extra = [s for s in requested if s not in allowed]
+    if extra:
+        raise InvalidScope("the requested scope exceeds the original grant")  # RFC 6749 §6
+    return " ".join(s for s in allowed if s in requested)

@@ -1,0 +1,159 @@
+"""/admin/clients: register, read, change, delete clients; rotate a secret (returned once)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from idp.clients.model import Client
+from idp.container import Container
+from idp.web.admin.auth import AdminPrincipal
+from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
+
+STR_FIELDS = ("name", "scope", "audience")
+LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris")
+GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})  # RFC 9700 §2.4: no password
+
+
+def client_json(cl: Client) -> dict[str, Any]:
+    """Everything but the secret digest."""
+    return {
+        "client_id": cl.client_id,
+        "name": cl.name,
+        "type": cl.kind,
+        "auth_method": cl.auth_method,
+        "redirect_uris": cl.redirect_uris,
+        "post_logout_redirect_uris": cl.post_logout_redirect_uris,
+        "grant_types": cl.grant_types,
+        "scope": cl.scope,
+        "audience": cl.audience,
+        "first_party": cl.first_party,
+        "require_pkce": cl.require_pkce,
+        "access_token_alg": cl.access_token_alg,
+        "id_token_alg": cl.id_token_alg,
+        "jwks": cl.jwks,
+        "disabled": cl.disabled,
+        "created_at": cl.created_at,
+        "updated_at": cl.updated_at,
+    }
+
+
+def _changes(data: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    unknown = set(data) - allowed
+    if unknown:
+        raise Problem(422, f"unknown or read-only field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    out: dict[str, Any] = {}
+    for name in data:
+        if name in STR_FIELDS:
+            out[name] = field(data, name, str, "")
+        elif name in LIST_FIELDS or name == "grant_types":
+            out[name] = field(data, name, list, [])
+            if name == "grant_types" and not set(out[name]) <= GRANT_TYPES:
+                allowed = ", ".join(sorted(GRANT_TYPES))
+                raise Problem(422, f"grant_types may contain only {allowed}.", code="invalid_field")
+        elif name in ("first_party", "require_pkce", "disabled"):
+            out[name] = field(data, name, bool, False)
+        elif name == "jwks":
+            out[name] = field(data, name, dict)
+        else:  # type, auth_method, *_alg, client_id
+            out[name] = field(data, name, str)
+    return out
+
+
+CREATE_FIELDS = frozenset(
+    {*STR_FIELDS, *LIST_FIELDS, "type", "auth_method", "jwks", "grant_types", "first_party", "require_pkce",
+     "access_token_alg", "id_token_alg"}
+)  # fmt: skip
+UPDATE_FIELDS = frozenset(
+    {*STR_FIELDS, *LIST_FIELDS, "first_party", "jwks", "require_pkce", "access_token_alg", "id_token_alg", "disabled"}
+)
+
+
+def routes(c: Container) -> list[Route]:
+    def get_client(client_id: str) -> Client:
+        client = c.clients.get(client_id)
+        if client is None:
+            raise Problem(404, f"No client {client_id!r}.", code="not_found")
+        return client
+
+    def deny_client(client_id: str, actor: str, reason: str) -> None:
+        if c.denylist is not None:  # live access tokens of the client stop at once
+            c.denylist.deny("client", client_id, reason=reason, actor=actor)
+
+    async def list_clients(request: Request, admin: AdminPrincipal) -> Response:
+        clients = await run_in_threadpool(c.clients.list)
+        return json_ok({"clients": [client_json(cl) for cl in clients]})
+
+    async def create_client(request: Request, admin: AdminPrincipal) -> Response:
+        values = _changes(await json_body(request), CREATE_FIELDS)
+        if "type" not in values or "name" not in values:
+            raise Problem(422, "'name' and 'type' are required.", code="invalid_field")
+        kind = values.pop("type")
+
+        def create() -> tuple[Client, str | None]:
+            client, secret = c.clients.create(kind=kind, **values)
+            c.audit.record("client.created", actor=admin.actor, client_id=client.client_id)
+            return client, secret
+
+        client, secret = await run_in_threadpool(create)
+        body = client_json(client) | ({"client_secret": secret} if secret else {})
+        response = json_ok(body, 201)
+        response.headers["location"] = f"{c.settings.issuer}/admin/clients/{client.client_id}"
+        return response
+
+    async def show_client(request: Request, admin: AdminPrincipal) -> Response:
+        client = await run_in_threadpool(get_client, request.path_params["client_id"])
+        return json_ok(client_json(client))
+
+    async def update_client(request: Request, admin: AdminPrincipal) -> Response:
+        client_id = request.path_params["client_id"]
+        values = _changes(await json_body(request), UPDATE_FIELDS)
+
+        def update() -> Client:
+            before = get_client(client_id)
+            client = c.clients.update(client_id, **values)
+            c.audit.record("client.updated", actor=admin.actor, client_id=client_id, fields=sorted(values))
+            if client.disabled and not before.disabled:
+                deny_client(client_id, admin.actor, "client disabled")
+            return client
+
+        return json_ok(client_json(await run_in_threadpool(update)))
+
+    async def delete_client(request: Request, admin: AdminPrincipal) -> Response:
+        client_id = request.path_params["client_id"]
+
+        def delete() -> None:
+            get_client(client_id)
+            c.clients.delete(client_id)  # refresh-token families go with it (ON DELETE CASCADE)
+            deny_client(client_id, admin.actor, "client deleted")
+            c.audit.record("client.deleted", actor=admin.actor, client_id=client_id)
+
+        await run_in_threadpool(delete)
+        return Response(status_code=204, headers={"cache-control": "no-store"})
+
+    async def rotate_secret(request: Request, admin: AdminPrincipal) -> Response:
+        client_id = request.path_params["client_id"]
+
+        def rotate() -> str:
+            client = get_client(client_id)
+            if client.secret_digest is None:
+                raise Problem(409, f"Client {client_id!r} does not authenticate with a secret.", code="no_secret")
+            secret = c.clients.rotate_secret(client_id)
+            c.audit.record("client.secret_rotated", actor=admin.actor, client_id=client_id)
+            return secret
+
+        secret = await run_in_threadpool(rotate)
+        return json_ok({"client_id": client_id, "client_secret": secret})
+
+    return [
+        admin_route(c, "/admin/clients", list_clients, ["GET"]),
+        admin_route(c, "/admin/clients", create_client, ["POST"]),
+        admin_route(c, "/admin/clients/{client_id}", show_client, ["GET"]),
+        admin_route(c, "/admin/clients/{client_id}", update_client, ["PATCH"]),
+        admin_route(c, "/admin/clients/{client_id}", delete_client, ["DELETE"]),
+        admin_route(c, "/admin/clients/{client_id}/secret", rotate_secret, ["POST"]),
+    ]

@@ -1,0 +1,182 @@
+"""/admin/users: create, read, disable/enable, reset a password, list and end sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from idp.container import Container
+from idp.crypto import random_token
+from idp.users.directory import User
+from idp.web.admin.auth import AdminPrincipal
+from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
+
+GENERATED_PASSWORD_BYTES = 15  # 120 bits, 20 characters
+
+
+def user_json(u: User) -> dict[str, Any]:
+    """Never the password hash."""
+    return {
+        "id": u.id,
+        "username": u.username,
+        "email": u.email,
+        "email_verified": u.email_verified,
+        "name": u.name,
+        "disabled": u.disabled,
+        "created_at": u.created_at,
+        "updated_at": u.updated_at,
+    }
+
+
+def session_json(s: Any) -> dict[str, Any]:
+    """The public sid and metadata; never the cookie value, its digest or the CSRF secret."""
+    return {
+        "sid": s.sid,
+        "auth_time": s.auth_time,
+        "amr": list(s.amr),
+        "created_at": s.created_at,
+        "last_seen_at": s.last_seen_at,
+        "idle_expires_at": s.idle_expires_at,
+        "absolute_expires_at": s.absolute_expires_at,
+        "user_agent": s.user_agent,
+        "ip": s.ip,
+    }
+
+
+def routes(c: Container) -> list[Route]:
+    def get_user(user_id: str) -> User:
+        user = c.directory.store.get(user_id) if 0 < len(user_id) <= 64 else None
+        if user is None:
+            raise Problem(404, f"No user {user_id!r}.", code="not_found")
+        return user
+
+    def sessions() -> Any:
+        if c.login_sessions is None:
+            raise Problem(501, "Login sessions are not available in this build.", code="not_implemented")
+        return c.login_sessions
+
+    def sign_out_everywhere(user_id: str, actor: str, reason: str) -> int:
+        """Every login session, every refresh-token family, and every live access token (subject cut-off)."""
+        ended = sessions().end_all_for_user(user_id, actor=actor, reason=reason)
+        signout = c.extras.get("signout")
+        if signout is not None:
+            signout.everything_for_user(user_id, actor=actor, reason=reason)
+        else:
+            if c.grants is not None:
+                c.grants.revoke_for_user(user_id, actor=actor, reason=reason)
+            if c.denylist is not None:
+                c.denylist.deny("subject", user_id, reason=reason, actor=actor)
+        return len(ended)
+
+    async def list_users(request: Request, admin: AdminPrincipal) -> Response:
+        users = await run_in_threadpool(c.directory.store.list)
+        return json_ok({"users": [user_json(u) for u in users]})
+
+    async def create_user(request: Request, admin: AdminPrincipal) -> Response:
+        data = await json_body(request)
+        unknown = set(data) - {"username", "password", "email", "name"}
+        if unknown:
+            raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        username = field(data, "username", str, required=True)
+        password = field(data, "password", str)
+        generated = password is None
+        if generated:
+            password = random_token(GENERATED_PASSWORD_BYTES)
+
+        def create() -> User:
+            if c.directory.store.by_username(username.strip()) is not None:
+                raise Problem(409, f"User {username.strip()!r} already exists.", code="conflict")
+            user = c.directory.create(
+                username, password, email=field(data, "email", str), name=field(data, "name", str)
+            )
+            c.audit.record("user.created", actor=admin.actor, subject=user.id)
+            return user
+
+        user = await run_in_threadpool(create)
+        body = user_json(user) | ({"password": password} if generated else {})
+        response = json_ok(body, 201)
+        response.headers["location"] = f"{c.settings.issuer}/admin/users/{user.id}"
+        return response
+
+    async def show_user(request: Request, admin: AdminPrincipal) -> Response:
+        return json_ok(user_json(await run_in_threadpool(get_user, request.path_params["user_id"])))
+
+    def set_disabled(disabled: bool) -> Any:
+        async def handler(request: Request, admin: AdminPrincipal) -> Response:
+            def change() -> User:
+                user = c.directory.set_disabled(get_user(request.path_params["user_id"]).username, disabled)
+                if disabled:
+                    for hook in c.extras.get("on_user_disabled", []):  # ends sessions, grants, live tokens
+                        hook(user.id)
+                c.audit.record("user.disabled" if disabled else "user.enabled", actor=admin.actor, subject=user.id)
+                return user
+
+            return json_ok(user_json(await run_in_threadpool(change)))
+
+        handler.__name__ = "disable_user" if disabled else "enable_user"
+        return handler
+
+    async def reset_password(request: Request, admin: AdminPrincipal) -> Response:
+        data = await json_body(request)
+        unknown = set(data) - {"password", "sign_out"}
+        if unknown:
+            raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        password = field(data, "password", str)
+        generated = password is None
+        if generated:
+            password = random_token(GENERATED_PASSWORD_BYTES)
+        sign_out = field(data, "sign_out", bool, True)
+
+        def reset() -> int | None:
+            user = c.directory.set_password(get_user(request.path_params["user_id"]), password)
+            c.audit.record("user.password_reset", actor=admin.actor, subject=user.id, signed_out=sign_out)
+            if sign_out:  # a reset usually means the old password is known to someone else
+                return sign_out_everywhere(user.id, admin.actor, "password reset by admin")
+            return None
+
+        ended = await run_in_threadpool(reset)
+        body: dict[str, Any] = {"user_id": request.path_params["user_id"], "sessions_ended": ended or 0}
+        if generated:
+            body["password"] = password
+        return json_ok(body)
+
+    async def list_sessions(request: Request, admin: AdminPrincipal) -> Response:
+        def load() -> list[Any]:
+            return sessions().list_for_user(get_user(request.path_params["user_id"]).id)
+
+        return json_ok({"sessions": [session_json(s) for s in await run_in_threadpool(load)]})
+
+    async def end_all_sessions(request: Request, admin: AdminPrincipal) -> Response:
+        def end() -> int:
+            user = get_user(request.path_params["user_id"])
+            n = sign_out_everywhere(user.id, admin.actor, "signed out everywhere by admin")
+            c.audit.record("user.signed_out_everywhere", actor=admin.actor, subject=user.id, sessions=n)
+            return n
+
+        return json_ok({"user_id": request.path_params["user_id"], "sessions_ended": await run_in_threadpool(end)})
+
+    async def end_session(request: Request, admin: AdminPrincipal) -> Response:
+        def end() -> None:
+            user = get_user(request.path_params["user_id"])
+            sid = request.path_params["sid"]
+            if not sessions().end_sid(sid, user_id=user.id, actor=admin.actor, reason="ended by admin"):
+                raise Problem(404, "No such session for this user.", code="not_found")
+
+        await run_in_threadpool(end)
+        return Response(status_code=204, headers={"cache-control": "no-store"})
+
+    return [
+        admin_route(c, "/admin/users", list_users, ["GET"]),
+        admin_route(c, "/admin/users", create_user, ["POST"]),
+        admin_route(c, "/admin/users/{user_id}", show_user, ["GET"]),
+        admin_route(c, "/admin/users/{user_id}/disable", set_disabled(True), ["POST"]),
+        admin_route(c, "/admin/users/{user_id}/enable", set_disabled(False), ["POST"]),
+        admin_route(c, "/admin/users/{user_id}/password", reset_password, ["POST"]),
+        admin_route(c, "/admin/users/{user_id}/sessions", list_sessions, ["GET"]),
+        admin_route(c, "/admin/users/{user_id}/sessions", end_all_sessions, ["DELETE"]),
+        admin_route(c, "/admin/users/{user_id}/sessions/{sid}", end_session, ["DELETE"]),
+    ]

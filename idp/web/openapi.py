@@ -1,0 +1,41 @@
+"""GET /openapi.json: the OpenAPI 3.1 description of the public endpoints.
+
+The document is the file ``openapi_public.json`` beside this module (the admin API has
+its own, ``/admin/openapi.json``). ``tests/robustness/test_openapi.py`` keeps it true:
+every route of the app is described by one of the two, every described operation exists,
+and schemathesis fuzzes the app against it.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from idp.container import Container
+
+SPEC_FILE = Path(__file__).with_name("openapi_public.json")
+
+
+@cache
+def load_spec() -> dict[str, Any]:
+    return json.loads(SPEC_FILE.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def spec_for(issuer: str) -> dict[str, Any]:
+    return {**load_spec(), "servers": [{"url": issuer}]}
+
+
+def routes(c: Container) -> list[Route]:
+    body = json.dumps(spec_for(c.settings.issuer), ensure_ascii=False).encode()
+
+    async def openapi(request: Request) -> Response:
+        # Public on purpose: it describes the endpoints, it grants nothing.
+        return Response(body, media_type="application/json", headers={"cache-control": "public, max-age=3600"})
+
+    return [Route("/openapi.json", openapi, methods=["GET"])]

@@ -1,0 +1,146 @@
+"""Browser tests: Debian's Chromium driven by Playwright against the real server on a loopback port.
+
+The server runs under uvicorn in a thread of this process (embedded SQLite + in-process
+store, the system clock), so tests can look at its container directly. JavaScript is
+off in every page: the hosted pages must work without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from idp.app import create_app
+from idp.config import Settings
+from idp.container import Container, build_container
+from tests.integration.live_server import LiveServer, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(__file__).parent / "screenshots"
+PASSWORD = "correct horse battery staple"
+PHONE = {"width": 390, "height": 844}
+
+
+@dataclass
+class Live:
+    url: str
+    container: Container
+    client_id: str
+    client_secret: str
+    rp: str  # the relying party's origin: a tiny HTTP server that answers every GET
+
+
+class _RelyingParty(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>RP</title><p>Relying party</p>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is required in CI", pytrace=False)
+        pytest.skip(f"{CHROMIUM} not installed")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    tmp = tmp_path_factory.mktemp("browser")
+    db = tmp / "idp.sqlite3"
+    shutil.copy(sqlite_template, db)
+    rp_server = ThreadingHTTPServer(("127.0.0.1", 0), _RelyingParty)
+    threading.Thread(target=rp_server.serve_forever, daemon=True, name="rp").start()
+    port, rp = free_port(), f"http://127.0.0.1:{rp_server.server_address[1]}"
+    settings = Settings(
+        issuer=f"http://127.0.0.1:{port}",
+        database_url=f"sqlite:///{db}",
+        kek=base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode(),
+        kek_file=tmp / "kek",
+        data_dir=tmp,
+        demo=False,
+    )  # type: ignore[call-arg]
+    c = build_container(settings)
+    client, secret = c.clients.create(
+        name="Photo Book", kind="web", redirect_uris=[f"{rp}/callback"], post_logout_redirect_uris=[f"{rp}/bye"],
+        scope="openid profile email offline_access",
+    )  # fmt: skip
+    server = LiveServer(create_app(container=c), port).start()
+    try:
+        yield Live(server.url, c, client.client_id, secret or "", rp)
+    finally:
+        server.stop()
+        c.close()
+        rp_server.shutdown()
+        rp_server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def new_context(browser):  # type: ignore[no-untyped-def]
+    """Factory for isolated browser profiles (desktop by default, ``phone=True`` for 390 px)."""
+    made = []
+
+    def make(*, phone: bool = False):  # type: ignore[no-untyped-def]
+        kwargs = {"java_script_enabled": False, "viewport": PHONE if phone else {"width": 1280, "height": 860}}
+        if phone:
+            kwargs |= {"device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+        ctx = browser.new_context(**kwargs)
+        ctx.set_default_timeout(10_000)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        ctx.close()
+
+
+@pytest.fixture(scope="session")
+def shot() -> object:
+    SHOTS.mkdir(exist_ok=True)
+
+    def save(page, name: str) -> Path:  # type: ignore[no-untyped-def]
+        path = SHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 5_000  # something rendered
+        return path
+
+    return save

@@ -1,0 +1,211 @@
+"""Every guide in docs/ runs: its ```python title="…" test``` blocks are executed against a live idp.
+
+The IdP runs under uvicorn on a loopback port (issuer ``http://127.0.0.1:PORT``); the
+snippets use plain ``httpx`` (or Authlib, or ``idp.resource``) exactly as a reader would,
+configured through the environment variables they document. A scripted browser plays the
+person signing in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from idp.container import Container
+from tests import oauthkit
+from tests.docs.guidekit import DOCS, Browser, run_snippets, snippets
+from tests.integration.live_server import LiveServer, free_port
+from tests.integration.resource_support import idp_server
+
+# Authlib's Starlette client (the web-app guide) imports its httpx integration, which Authlib now deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:The httpx module is deprecated:DeprecationWarning")
+
+GUIDES = ["native-apps.md", "integrators.md", "web-apps.md", "resource-servers.md"]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def settings_overrides(port: int) -> dict[str, object]:
+    return {"issuer": f"http://127.0.0.1:{port}"}
+
+
+@pytest.fixture
+def embedded_only(backend) -> None:
+    if backend.name != "embedded":
+        pytest.skip("the guides describe client behaviour; the embedded server is enough to run them")
+
+
+@pytest.fixture
+def idp(embedded_only: None, container: Container, port: int) -> Iterator[LiveServer]:
+    server = idp_server(container, port).start()  # stopping it first ends its deny-list streams
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def background_browser(browser: Browser):
+    """``open_browser`` for the snippets: like webbrowser.open, it returns at once."""
+    failures: list[BaseException] = []
+
+    def visit(url: str) -> None:
+        try:
+            browser.visit(url)
+        except BaseException as exc:  # unblock the app's loopback listener, then report
+            failures.append(exc)
+            redirect = parse_qs(urlsplit(url).query).get("redirect_uri", [""])[0]
+            if redirect.startswith("http://127.0.0.1"):
+                httpx.get(redirect, params={"error": "browser_failed"})
+
+    def open_browser(url: str) -> bool:
+        threading.Thread(target=visit, args=(url,), daemon=True).start()
+        return True
+
+    return open_browser, failures
+
+
+def test_every_guide_has_a_tested_snippet_and_links_the_configuration_reference() -> None:
+    for guide in GUIDES:
+        assert snippets(guide), guide
+        assert "configuration.md" in (DOCS / guide).read_text(), guide
+    ops = (DOCS / "operations.md").read_text()
+    for topic in ("Backup", "a signing key leaked", "a user's phone was stolen", "Redis", "configuration.md"):
+        assert topic in ops, topic
+
+
+def test_native_app_guide(idp: LiveServer, container: Container, monkeypatch) -> None:
+    oauthkit.make_user(container)
+    app = oauthkit.native_client(container, first_party=False)  # third party: the person consents
+    monkeypatch.setenv("IDP_ISSUER", idp.url)
+    monkeypatch.setenv("IDP_CLIENT_ID", app.client_id)
+    guide = run_snippets("native-apps.md")
+    browser = Browser("alice", oauthkit.PASSWORD)
+    open_browser, failures = background_browser(browser)
+
+    tokens = guide["sign_in"](open_browser=open_browser)
+    assert not failures
+    assert {"access_token", "refresh_token", "id_token"} <= set(tokens)
+
+    first = guide["refresh"](tokens)
+    retried = guide["refresh"](tokens)  # the response was "lost": the same token again, inside the grace window
+    assert retried["refresh_token"] == first["refresh_token"]
+    second = guide["refresh"](first)
+    assert second["refresh_token"] != first["refresh_token"]
+
+    container.clock.advance(container.settings.refresh_grace_seconds + 1)
+    with pytest.raises(guide["SignInAgain"]):
+        guide["refresh"](tokens)  # replayed after the window: theft assumed...
+    with pytest.raises(guide["SignInAgain"]):
+        guide["refresh"](second)  # ...and the whole family is revoked
+
+
+def claims_of(token: str) -> dict:
+    import base64
+
+    import orjson
+
+    return orjson.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+
+
+def test_integrator_guide(idp: LiveServer, container: Container, monkeypatch) -> None:
+    from joserfc.jwk import ECKey
+
+    monkeypatch.setenv("IDP_ISSUER", idp.url)
+    guide = run_snippets("integrators.md")
+    TokenClient = guide["TokenClient"]
+
+    svc, secret = oauthkit.service_client(container, scope="api:read api:write", audience="https://api.example.com")
+    now = [1_000.0]
+    tc = TokenClient(svc.client_id, secret=secret, scope="api:read", clock=lambda: now[0])
+    first = tc.access_token()
+    assert tc.access_token() == first  # cached: no second request
+    claims = claims_of(first)
+    assert claims["aud"] == "https://api.example.com" and claims["client_id"] == svc.client_id
+    assert claims["scope"] == "api:read"
+    now[0] += claims["exp"] - claims["iat"] - 59  # inside the last minute: renewed
+    assert tc.access_token() != first
+
+    key = ECKey.generate_key("P-256", parameters={"kid": "billing-1", "alg": "ES256", "use": "sig"})
+    jwt_client, none = container.clients.create(
+        name="Billing sync", kind="service", scope="api:read", audience="https://api.example.com",
+        auth_method="private_key_jwt", jwks={"keys": [key.as_dict(private=False)]},
+    )  # fmt: skip
+    assert none is None  # nothing secret is stored or shown
+    tc = TokenClient(jwt_client.client_id, private_key_pem=key.as_pem(private=True), key_id="billing-1")
+    token = tc.access_token()
+    assert claims_of(token)["client_id"] == jwt_client.client_id
+    tc.forget()
+    assert tc.access_token() != token  # a fresh assertion (new jti) is accepted again
+
+
+def test_web_app_guide(idp: LiveServer, container: Container, monkeypatch) -> None:
+    rp_port = free_port()
+    app_url = f"http://127.0.0.1:{rp_port}"
+    user = oauthkit.make_user(container)
+    web, secret = container.clients.create(
+        name="Shop", kind="web", scope="openid profile email",
+        redirect_uris=[f"{app_url}/callback"], post_logout_redirect_uris=[f"{app_url}/"],
+    )  # fmt: skip
+    for name, value in {
+        "IDP_ISSUER": idp.url, "IDP_CLIENT_ID": web.client_id, "IDP_CLIENT_SECRET": secret or "",
+        "APP_URL": app_url, "APP_SESSION_SECRET": "test-only-session-secret-0123456789",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    guide = run_snippets("web-apps.md")
+    rp = LiveServer(guide["app"], rp_port).start()
+    browser = Browser("alice", oauthkit.PASSWORD)
+    try:
+        page = browser.visit(f"{app_url}/login")  # idp login, consent, back to the app
+        assert page.status_code == 200 and "Hello Alice!" in page.text, browser.visited
+        assert len(container.login_sessions.list_for_user(user.id)) == 1
+        page = browser.visit(f"{app_url}/logout")
+        assert "Sign in" in page.text, browser.visited
+        assert container.login_sessions.list_for_user(user.id) == []  # idp's session ended too
+    finally:
+        browser.close()
+        rp.stop()
+
+
+def test_resource_server_guide(idp: LiveServer, container: Container, monkeypatch) -> None:
+    api_port = free_port()
+    monkeypatch.setenv("IDP_ISSUER", idp.url)
+    monkeypatch.setenv("API_AUDIENCE", "https://api.example.com")
+    guide = run_snippets("resource-servers.md")
+    reader, secret = oauthkit.service_client(container, scope="orders:read", audience="https://api.example.com")
+    other_api, other_secret = oauthkit.service_client(container, scope="orders:read", audience="https://other.example")
+
+    def token(client_id: str, secret: str) -> str:
+        r = httpx.post(f"{idp.url}/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    api = LiveServer(guide["app"], api_port).start()
+    try:
+        url = f"http://127.0.0.1:{api_port}/orders"
+        access = token(reader.client_id, secret)
+        r = httpx.get(url, headers={"authorization": f"Bearer {access}"})
+        assert r.status_code == 200 and r.json()["via"] == reader.client_id
+        r = httpx.post(url, headers={"authorization": f"Bearer {access}"})
+        assert r.status_code == 403 and 'error="insufficient_scope"' in r.headers["www-authenticate"]
+        r = httpx.get(url, headers={"authorization": f"Bearer {token(other_api.client_id, other_secret)}"})
+        assert r.status_code == 401  # a token for another API
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{api_port}/health").status_code == 200
+
+        container.clock.advance(1)
+        container.denylist.deny("client", reader.client_id, reason="leaked secret", actor="test")  # idp pushes it
+        deadline = time.monotonic() + 2.0
+        while httpx.get(url, headers={"authorization": f"Bearer {access}"}).status_code != 401:
+            assert time.monotonic() < deadline, "the deny-list entry did not reach the API within 2 s"
+            time.sleep(0.02)
+    finally:
+        api.stop()

@@ -1,0 +1,80 @@
+"""Shared pieces for the resource-server tests: an IdP under uvicorn, a protected API, token minting."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from examples.resource_server import create_app as create_api
+from idp.app import create_app
+from idp.clock import FrozenClock
+from idp.container import Container
+from idp.resource import ResourceProtector
+from idp.tokens import jwt
+from tests.integration.live_server import LiveServer
+
+ISSUER = "https://idp.test"
+API = "https://api.test"
+
+
+def mint(c: Container, clock: FrozenClock, *, alg: str = "ES256", typ: str = "at+jwt", **claims: Any) -> str:
+    now = int(clock.now())
+    base = {
+        "iss": ISSUER,
+        "sub": "u1",
+        "aud": API,
+        "client_id": "c1",
+        "iat": now,
+        "exp": now + 600,
+        "jti": secrets.token_urlsafe(12),
+        "scope": "api:read",
+        "sid": "s1",
+    }
+    return jwt.sign(c.keyring, alg, typ, base | claims)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def idp_server(c: Container, port: int | None = None) -> LiveServer:
+    """The IdP app under uvicorn; stopping it first ends its SSE streams (what SIGTERM does in `idp serve`)."""
+
+    def close_streams() -> None:
+        feed = c.extras.get("denylist_feed")
+        if feed is not None:
+            feed.close()
+
+    return LiveServer(create_app(container=c), port, before_stop=close_streams)
+
+
+@asynccontextmanager
+async def api_client(protector: ResourceProtector) -> AsyncIterator[httpx.AsyncClient]:
+    """The example API (idp.resource middleware) in-process, with its lifespan (starts the follower)."""
+    async with LifespanManager(create_api(protector)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=API) as client:
+            yield client
+
+
+def protector_for(idp_url: str, clock: FrozenClock, **kw: Any) -> ResourceProtector:
+    options: dict[str, Any] = {"stale_after": 3.0, "reconnect_max": 0.3}
+    options.update(kw)
+    return ResourceProtector(issuer=ISSUER, audience=API, base_url=idp_url, clock=clock, **options)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
+    """Poll ``check`` until true; fail after ``within`` seconds. Returns the time it took."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"not within {within}s: {what}")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started

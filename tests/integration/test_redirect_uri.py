@@ -1,0 +1,108 @@
+"""Redirect URIs at the authorization endpoint: exact match, loopback ports for native apps, never an open redirect."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from idp.container import Container
+from tests.oauthkit import (
+    ISSUER,
+    auth_params,
+    get_code,
+    make_user,
+    native_client,
+    pkce_pair,
+    query,
+    sign_in_fast,
+    web_client,
+)
+
+BAD_WEB = [
+    "https://rp.example/cb/",  # trailing slash
+    "https://RP.example/cb",  # case change
+    "https://rp.example/CB",
+    "https://rp.example/cb?foo=bar",  # extra query
+    "https://rp.example/cb/more",  # path suffix
+    "https://user@rp.example/cb",  # userinfo
+    "https://rp.example/cb#frag",  # fragment
+    "https://rp.example:8443/cb",  # other port
+    "http://rp.example/cb",  # scheme downgrade
+    "https://evil.example/cb",
+]
+
+
+def _page_not_redirect(r: httpx.Response) -> None:
+    assert r.status_code == 400, r.status_code
+    assert "location" not in r.headers  # RFC 6749 §4.1.2.1: never redirect to an unvalidated URI
+    assert r.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("uri", BAD_WEB)
+async def test_web_redirect_must_match_exactly(client: httpx.AsyncClient, container: Container, uri: str) -> None:
+    web, _ = web_client(container)
+    _, challenge = pkce_pair()
+    _page_not_redirect(await client.get("/authorize", params=auth_params(web, challenge, redirect_uri=uri)))
+
+
+async def test_unknown_client_and_missing_redirect_get_a_page(client: httpx.AsyncClient, container: Container) -> None:
+    web, _ = web_client(container)
+    _, challenge = pkce_pair()
+    _page_not_redirect(await client.get("/authorize", params=auth_params(web, challenge, client_id="ghost")))
+    params = auth_params(web, challenge)
+    del params["redirect_uri"]
+    _page_not_redirect(await client.get("/authorize", params=params))
+    del params["client_id"]
+    _page_not_redirect(await client.get("/authorize", params=params))
+    container.clients.set_disabled(web.client_id, True)
+    _page_not_redirect(await client.get("/authorize", params=auth_params(web, challenge)))
+
+
+async def test_other_clients_redirect_uri_is_refused(client: httpx.AsyncClient, container: Container) -> None:
+    web, _ = web_client(container)
+    other, _ = web_client(container, redirect_uris=["https://other.example/cb"])
+    _, challenge = pkce_pair()
+    params = auth_params(web, challenge, redirect_uri=other.redirect_uris[0])
+    _page_not_redirect(await client.get("/authorize", params=params))
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["http://127.0.0.1:51234/callback", "http://127.0.0.1:1/callback", "http://127.0.0.1/callback"],
+)
+async def test_native_loopback_any_port(client: httpx.AsyncClient, container: Container, uri: str) -> None:
+    native = native_client(container)
+    sign_in_fast(container, client, make_user(container))
+    r = await client.get("/authorize", params=auth_params(native, pkce_pair()[1], redirect_uri=uri))
+    assert r.status_code == 302
+    assert r.headers["location"].startswith(uri + "?")  # RFC 8252 §7.3
+    assert query(r.headers["location"])["iss"] == ISSUER
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://localhost:51234/callback",  # RFC 8252 §8.3: the IP literal, not localhost
+        "http://127.0.0.1:51234/other",  # path must match
+        "http://127.0.0.1:51234/callback?x=1",
+        "http://[::1]:51234/callback",  # registered for 127.0.0.1 only
+        "https://127.0.0.1:51234/callback",
+    ],
+)
+async def test_native_loopback_other_mismatches(client: httpx.AsyncClient, container: Container, uri: str) -> None:
+    native = native_client(container)
+    _page_not_redirect(await client.get("/authorize", params=auth_params(native, pkce_pair()[1], redirect_uri=uri)))
+
+
+async def test_private_use_scheme_for_native(client: httpx.AsyncClient, container: Container) -> None:
+    native = native_client(container, redirect_uris=["com.example.app:/oauth"])
+    sign_in_fast(container, client, make_user(container))
+    code, _, q = await get_code(client, native)
+    assert code and q["iss"] == ISSUER
+
+
+async def test_web_client_gets_no_loopback_latitude(client: httpx.AsyncClient, container: Container) -> None:
+    web, _ = web_client(container, redirect_uris=["http://127.0.0.1:8080/cb"])
+    params = auth_params(web, pkce_pair()[1], redirect_uri="http://127.0.0.1:9999/cb")
+    _page_not_redirect(await client.get("/authorize", params=params))

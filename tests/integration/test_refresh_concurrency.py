@@ -1,0 +1,87 @@
+"""Concurrent refreshes of one token: exactly one rotation, never two live successors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from idp.container import Container
+from idp.errors import InvalidGrant
+from idp.store.models import RefreshTokenRow
+from idp.tokens.refresh import Minted
+from tests.oauthkit import make_user, refresh, tokens_for, web_client
+
+OFFLINE = {"scope": "openid offline_access"}
+N = 6
+
+
+def _live_successors(container: Container) -> int:
+    with container.sessions() as s:
+        q = (
+            select(func.count())
+            .select_from(RefreshTokenRow)
+            .where(RefreshTokenRow.rotated_at.is_(None), RefreshTokenRow.digest.is_not(None))
+        )
+        return int(s.scalar(q) or 0)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"refresh_grace_seconds": 0}])
+async def test_without_grace_exactly_one_wins(client: httpx.AsyncClient, container: Container) -> None:
+    web, secret = web_client(container)
+    t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
+    results = await asyncio.gather(*[refresh(client, web, secret, t0["refresh_token"]) for _ in range(N)])
+    ok = [r for r in results if r.status_code == 200]
+    assert len(ok) == 1, [r.status_code for r in results]
+    assert all(r.json()["error"] == "invalid_grant" for r in results if r.status_code != 200)
+    assert _live_successors(container) <= 1  # never two live branches
+
+
+@pytest.mark.parametrize("settings_overrides", [{"refresh_grace_seconds": 5, "refresh_grace_max_uses": N}])
+async def test_with_grace_all_get_the_same_successor(client: httpx.AsyncClient, container: Container) -> None:
+    web, secret = web_client(container)
+    t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
+    results = await asyncio.gather(*[refresh(client, web, secret, t0["refresh_token"]) for _ in range(N)])
+    assert all(r.status_code == 200 for r in results), [r.text for r in results]
+    bodies = {r.json()["refresh_token"] for r in results}
+    assert len(bodies) == 1  # one rotation; every repeat got the same successor
+    assert _live_successors(container) == 1
+    assert (await refresh(client, web, secret, bodies.pop())).status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{"refresh_grace_seconds": 0}])
+def test_threads_racing_in_the_core_have_one_winner(container: Container) -> None:
+    """Drive RefreshTokens.rotate from threads directly, so the race is on the database, not the event loop."""
+    container.keyring.tick()
+    web, _ = web_client(container)
+    user = make_user(container)
+    _, token = container.grants.start(
+        client_id=web.client_id, user_id=user.id, sid=None, scope="openid offline_access", audience="a",
+        auth_time=None, acr=None, amr=[], code_digest=None, at_jti="j0", at_exp=container.clock.now() + 60,
+        with_refresh=True,
+    )  # fmt: skip
+    assert token is not None
+    barrier = threading.Barrier(N)
+    wins: list[dict] = []
+    losses: list[Exception] = []
+
+    def mint(grant, scope):  # type: ignore[no-untyped-def]
+        barrier.wait(timeout=10)  # everyone has read the token as live before anyone writes
+        return Minted(response={"access_token": "x"}, at_jti=f"j{threading.get_ident()}", at_exp=1e12)
+
+    def worker() -> None:
+        try:
+            wins.append(container.grants.rotate(token, client_id=web.client_id, scope=None, mint=mint))
+        except InvalidGrant as exc:
+            losses.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(N)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(wins) == 1 and len(losses) == N - 1
+    assert _live_successors(container) <= 1

@@ -1,0 +1,91 @@
+"""examples/resource_server.py configured from the environment, against a live IdP: public and protected
+routes, scopes, and the introspection fallback while the deny-list stream is broken but the IdP answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from examples.resource_server import app_from_env
+from idp.clock import FrozenClock
+from idp.container import Container
+from tests.integration.live_server import LiveServer
+from tests.integration.resource_support import API, ISSUER, bearer, eventually, idp_server, mint
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    return {"denylist_heartbeat_seconds": 0.3}
+
+
+@pytest.fixture
+async def idp(container: Container) -> AsyncIterator[LiveServer]:
+    server = idp_server(container)
+    await server.astart()
+    try:
+        yield server
+    finally:
+        await server.astop()
+
+
+async def test_example_api_with_introspection_fallback(
+    idp: LiveServer, container: Container, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rs, secret = container.clients.create(name="Orders API", kind="service", scope="", audience=API)
+    for name, value in {
+        "IDP_ISSUER": ISSUER, "IDP_URL": idp.url, "API_AUDIENCE": API, "API_ON_STALE": "introspect",
+        "API_CLIENT_ID": rs.client_id, "API_CLIENT_SECRET": secret or "", "API_STALE_AFTER": "1.0",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    app = app_from_env()
+    protector = next(m.kwargs["protector"] for m in app.user_middleware)
+    protector.verifier.clock = clock  # tokens are minted on the test's frozen clock
+    protector.follower._clock = clock  # type: ignore[union-attr]
+    caller, _ = container.clients.create(name="Caller", kind="service", scope="api:read", audience=API)
+    as_caller = {"client_id": caller.client_id, "sub": caller.client_id}  # introspection checks they exist
+    reader = mint(container, clock, scope="api:read", **as_caller)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app),
+            base_url=API,  # type: ignore[arg-type]
+        ) as api,
+    ):
+        assert (await api.get("/health")).status_code == 200
+        assert (await api.get("/orders")).status_code == 401
+        assert (await api.get("/orders", headers=bearer(reader))).status_code == 200
+        r = await api.post("/orders", headers=bearer(reader))
+        assert r.status_code == 403 and 'scope="api:write"' in r.headers["www-authenticate"]
+        assert (await api.get("/me", headers=bearer(reader))).json()["scopes"] == ["api:read"]
+
+        # Break the stream (the IdP still answers introspection): after 1 s of silence, ask the IdP.
+        follower = protector.follower
+        assert follower is not None and protector.introspector is not None
+        follower.events_url = "http://127.0.0.1:9/deny-list/events"  # nothing listens there
+        container.extras["denylist_feed"].end_streams()
+        await eventually(lambda: _true(follower.is_stale()), 3.0, "the follower notices the silence")
+        assert (await api.get("/orders", headers=bearer(reader))).status_code == 200
+        assert protector.introspector.calls >= 1
+        doomed = mint(container, clock, scope="api:read", **as_caller)
+        assert (await api.get("/orders", headers=bearer(doomed))).status_code == 200
+        await asyncio.to_thread(container.denylist.deny, "jti", _jti(doomed), reason="stolen", actor="t")
+        await asyncio.sleep(1.1)  # the introspection cache (1 s) runs out
+        r = await api.get("/orders", headers=bearer(doomed))
+        assert r.status_code == 401  # learnt from introspection, not from the (broken) stream
+        assert follower.version < container.denylist.version
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _jti(token: str) -> str:
+    from tests.integration.test_revocation import claims_of
+
+    return str(claims_of(token)["jti"])

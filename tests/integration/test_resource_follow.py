@@ -1,0 +1,235 @@
+"""End to end: revoke at the IdP (CLI, sign-out-everywhere, key compromise) and an idp.resource API refuses
+the token within a second; the stream survives drops and IdP restarts without missing a change; a silent
+stream fails closed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from idp.cli import main as cli_main
+from idp.clock import FrozenClock
+from idp.config import Settings
+from idp.container import Container
+from tests.integration.live_server import LiveServer
+from tests.integration.resource_support import api_client, bearer, eventually, idp_server, mint, protector_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    return {"denylist_heartbeat_seconds": 0.5, "denylist_sync_seconds": 0.2}
+
+
+@pytest.fixture
+async def idp(container: Container) -> AsyncIterator[LiveServer]:
+    server = idp_server(container)
+    await server.astart()
+    try:
+        yield server
+    finally:
+        await server.astop()
+
+
+async def status(api: httpx.AsyncClient, token: str, path: str = "/me") -> int:
+    return (await api.get(path, headers=bearer(token))).status_code
+
+
+async def test_sign_out_everywhere_reaches_the_api_within_a_second(
+    idp: LiveServer, container: Container, clock: FrozenClock
+) -> None:
+    token, other_user = mint(container, clock), mint(container, clock, sub="u2")
+    protector = protector_for(idp.url, clock)
+    async with api_client(protector) as api:
+        assert await status(api, token) == 200
+        clock.advance(1)  # the cut-off is "issued before now"; frozen time would make them simultaneous
+        signout = container.extras.get("signout")
+        if signout is not None:  # the account page's "sign out everywhere" (issue 5)
+            await asyncio.to_thread(signout.everything_for_user, "u1", actor="user:u1", reason="sign out everywhere")
+        else:
+            await asyncio.to_thread(container.denylist.deny, "subject", "u1", reason="sign out", actor="user:u1")
+
+        async def refused() -> bool:
+            return await status(api, token) == 401
+
+        await eventually(refused, 1.0, "revoked token refused by the API")
+        r = await api.get("/me", headers=bearer(token))
+        assert r.headers["www-authenticate"].startswith('Bearer realm="api", error="invalid_token"')
+        assert await status(api, other_user) == 200  # only that user's tokens
+        clock.advance(1)
+        assert await status(api, mint(container, clock)) == 200  # signing in again works
+
+
+@pytest.mark.parametrize(("kind", "claim"), [("jti", "jti"), ("session", "sid"), ("client", "client_id")])
+async def test_cli_deny_reaches_the_api_within_a_second(
+    idp: LiveServer,
+    container: Container,
+    settings: Settings,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+    claim: str,
+) -> None:
+    """`idp deny` runs as another process would: its own container, no shared memory with the server."""
+    for name in ("database_url", "redis_url", "redis_prefix", "kek", "issuer"):
+        monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))
+    # Issued a little before the CLI's cut-off (the CLI runs on the system clock).
+    token = mint(container, clock, jti="jti-1", sid="sid-1", client_id="client-1", iat=int(clock.now()) - 5)
+    protector = protector_for(idp.url, clock)
+    async with api_client(protector) as api:
+        assert await status(api, token) == 200
+        value = {"jti": "jti-1", "sid": "sid-1", "client_id": "client-1"}[claim]
+        code = await asyncio.to_thread(cli_main, ["deny", kind, value, "--reason", "incident 42", "--json"])
+        assert code == 0, capsys.readouterr().err
+
+        async def refused() -> bool:
+            return await status(api, token) == 401
+
+        await eventually(refused, 1.0, f"token refused after `idp deny {kind}`")
+    assert "incident 42" in capsys.readouterr().out
+
+
+async def test_stream_drop_resumes_from_last_event_id_without_missing_a_change(
+    idp: LiveServer, container: Container, clock: FrozenClock
+) -> None:
+    tokens = [mint(container, clock) for _ in range(3)]
+    protector = protector_for(idp.url, clock)
+    follower = protector.follower
+    assert follower is not None
+    async with api_client(protector) as api:
+        assert all([await status(api, t) == 200 for t in tokens])
+        assert follower.snapshots == 1
+        feed = container.extras["denylist_feed"]
+        for i, t in enumerate(tokens):
+            # Drop every open stream, then revoke while the follower is away (it backs off >= 50 ms).
+            idp_loop_call(idp, feed.end_streams)
+            await asyncio.sleep(0.02)
+            await asyncio.to_thread(container.denylist.deny, "jti", jwt_id(t), reason=f"drop {i}", actor="t")
+
+        async def all_refused() -> bool:
+            return all([await status(api, t) == 401 for t in tokens])
+
+        await eventually(all_refused, 2.0, "every change made while disconnected arrives after reconnecting")
+        assert follower.reconnects >= 1
+        assert follower.snapshots == 1  # resumed with Last-Event-ID, no full refetch
+        assert follower.version == container.denylist.version
+
+
+async def test_idp_restart_is_survived(container: Container, clock: FrozenClock) -> None:
+    server = idp_server(container)
+    await server.astart()
+    token, later = mint(container, clock), mint(container, clock, sub="u9")
+    protector = protector_for(server.url, clock, stale_after=5.0)
+    try:
+        async with api_client(protector) as api:
+            assert await status(api, token) == 200
+            await server.astop()  # a deploy: the IdP goes away...
+            await asyncio.to_thread(container.denylist.deny, "jti", jwt_id(token), reason="while down", actor="t")
+            server = idp_server(container, server.port)  # ...and a new process comes up on the same address
+            await server.astart()
+
+            async def refused() -> bool:
+                return await status(api, token) == 401
+
+            await eventually(refused, 3.0, "change made while the IdP was down arrives after the restart")
+            assert protector.follower is not None and protector.follower.snapshots == 1
+            clock.advance(1)
+            await asyncio.to_thread(container.denylist.deny, "subject", "u9", reason="after restart", actor="t")
+
+            async def later_refused() -> bool:
+                return await status(api, later) == 401
+
+            await eventually(later_refused, 1.0, "the new stream delivers")
+    finally:
+        await server.astop()
+
+
+@pytest.mark.parametrize("stale_status", [401, 503])
+async def test_silent_stream_fails_closed(container: Container, clock: FrozenClock, stale_status: int) -> None:
+    server = idp_server(container)
+    await server.astart()
+    token = mint(container, clock)
+    protector = protector_for(server.url, clock, stale_after=0.5, stale_status=stale_status)
+    try:
+        async with api_client(protector) as api:
+            assert await status(api, token) == 200
+            await server.astop()  # nothing more can be heard
+
+            async def closed() -> bool:
+                return await status(api, token) == stale_status
+
+            await eventually(closed, 2.0, "stale stream fails closed")
+            assert protector.follower is not None
+            assert time.monotonic() - protector.follower.last_heard > 0.5  # not before the bound
+            r = await api.get("/me", headers=bearer(token))
+            if stale_status == 401:
+                assert 'error="invalid_token"' in r.headers["www-authenticate"]
+            else:
+                assert r.json()["error"] == "temporarily_unavailable" and r.headers["retry-after"]
+            server = idp_server(container, server.port)
+            await server.astart()
+
+            async def open_again() -> bool:
+                return await status(api, token) == 200
+
+            await eventually(open_again, 3.0, "accepted again once the stream is back")
+    finally:
+        await server.astop()
+
+
+async def test_compromised_key_is_refused_and_leaves_the_jwks(
+    idp: LiveServer,
+    container: Container,
+    settings: Settings,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("database_url", "redis_url", "redis_prefix", "kek", "issuer"):
+        monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))
+    kid, _ = container.keyring.signer("ES256")
+    token = mint(container, clock)
+    protector = protector_for(idp.url, clock)
+    async with api_client(protector) as api:
+        assert await status(api, token) == 200
+        clock.advance(2)  # the CLI's system clock dates the promoted key; keep the IdP's frozen clock past it
+        assert await asyncio.to_thread(cli_main, ["keys", "revoke", kid]) == 0, capsys.readouterr().err
+
+        async def refused() -> bool:
+            return await status(api, token) == 401
+
+        await eventually(refused, 1.0, "tokens signed by the compromised key refused")
+        assert kid not in protector.jwks.kids()  # evicted from the API's cache at once
+        clock.advance(3)  # the IdP's keyring re-reads its rows (keyring recheck interval)
+        async with httpx.AsyncClient(base_url=idp.url) as http:
+            jwks = (await http.get("/jwks.json")).json()
+        assert kid not in [k["kid"] for k in jwks["keys"]]
+        fresh = mint(container, clock)  # signed by the promoted key: unknown kid -> JWKS refetch
+        assert await status(api, fresh) == 200
+
+
+def jwt_id(token: str) -> str:
+    import orjson
+
+    from idp.crypto import b64url_decode
+
+    return str(orjson.loads(b64url_decode(token.split(".")[1]))["jti"])
+
+
+def idp_loop_call(server: LiveServer, fn: object) -> None:
+    loop = server._loop
+    assert loop is not None
+    loop.call_soon_threadsafe(fn)  # type: ignore[arg-type]
+
+
+if os.environ.get("IDP_TEST_VERBOSE_STREAM"):  # pragma: no cover - debugging aid
+    import logging
+
+    logging.getLogger("idp").setLevel(logging.DEBUG)

@@ -1,0 +1,181 @@
+"""Races, on both backends: one refresh token, one code, one keyring, one throttled account.
+
+Concurrency comes from the server's own threadpool (requests gathered on the in-process
+transport) or from plain threads calling the core, and always hits the real storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from idp.config import Settings
+from idp.container import Container, build_container
+from idp.store.models import GrantRow, RefreshTokenRow, SigningKeyRow
+from idp.users.throttle import LoginThrottle
+from tests.oauthkit import exchange, get_code, make_user, refresh, sign_in_fast, tokens_for, web_client
+from tests.pagekit import PASSWORD, SAME_ORIGIN, field
+from tests.robustness.kit import Site, assert_sane, need
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    # Grace 0: a repeated refresh is reuse, never "the same successor again" (RFC 9700 §4.14.2).
+    return {"refresh_grace_seconds": 0, "login_max_failures": 5, "login_lockout_seconds": 60}
+
+
+def statuses(results: list[httpx.Response]) -> Counter[int]:
+    for r in results:
+        assert_sane(r)
+    return Counter(r.status_code for r in results)
+
+
+async def test_50_parallel_refreshes_of_one_token_have_exactly_one_winner(container: Container, site: Site) -> None:
+    need(site, "/token", "POST")
+    c, http = container, site.http
+    web, secret = web_client(c)
+    t0 = await tokens_for(c, http, web, secret, make_user(c), scope="openid offline_access")
+
+    results = await asyncio.gather(*[refresh(http, web, secret, t0["refresh_token"]) for _ in range(50)])
+
+    counts = statuses(results)
+    assert counts[200] == 1, counts  # RFC 9700 §4.14.2: one rotation per token
+    assert counts[400] == 49, counts
+    assert all(r.json()["error"] == "invalid_grant" for r in results if r.status_code == 400)
+    with c.sessions() as s:
+        grant_id = s.scalars(select(GrantRow.id)).one()
+        rows = s.scalar(select(func.count()).select_from(RefreshTokenRow).where(RefreshTokenRow.grant_id == grant_id))
+        revoked = s.scalar(select(GrantRow.revoked_at).where(GrantRow.id == grant_id))
+    assert rows == 2, "one successor, never two (no double issue, no half rotation)"
+    # The 49 losers presented a rotated token: reuse, so the family (and the winner's successor) is revoked.
+    assert revoked is not None
+    winner = next(r for r in results if r.status_code == 200).json()
+    assert (await refresh(http, web, secret, winner["refresh_token"])).status_code == 400
+
+
+async def test_20_parallel_redemptions_of_one_code_issue_one_grant(container: Container, site: Site) -> None:
+    """Exactly one redemption wins the code; the other 19 are replays (RFC 6749 §4.1.2), which revoke what the
+    winner was issued, so the winner's client may see its 200 revoked or, while still issuing, a 400."""
+    need(site, "/token", "POST")
+    c, http = container, site.http
+    web, secret = web_client(c)
+    sign_in_fast(c, http, make_user(c))
+    code, verifier, _ = await get_code(http, web, scope="openid offline_access")
+
+    results = await asyncio.gather(*[exchange(http, web, secret, code, verifier) for _ in range(20)])
+
+    counts = statuses(results)
+    assert counts[200] <= 1 and counts[200] + counts[400] == 20, counts
+    assert all(r.json()["error"] == "invalid_grant" for r in results if r.status_code == 400)
+    with c.sessions() as s:
+        grants = s.scalars(select(GrantRow)).all()
+    assert len(grants) == 1, "the code was redeemed once"
+    assert grants[0].revoked_at is not None, "the replays revoked what the code issued"
+    for r in results:
+        if r.status_code == 200:
+            assert (await refresh(http, web, secret, r.json()["refresh_token"])).status_code == 400
+
+
+async def test_one_redemption_without_replays_succeeds(container: Container, site: Site) -> None:
+    """The control for the race above: the same exchange alone gets its tokens."""
+    need(site, "/token", "POST")
+    web, secret = web_client(container)
+    sign_in_fast(container, site.http, make_user(container))
+    code, verifier, _ = await get_code(site.http, web)
+    assert (await exchange(site.http, web, secret, code, verifier)).status_code == 200
+
+
+def _parallel(n: int, fn: Any, *args: Any) -> list[Any]:
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> Any:
+        barrier.wait()
+        return fn(i, *args)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+def _keyring_state(c: Container) -> list[tuple[str, str, str]]:
+    with c.sessions() as s:
+        return sorted((r.alg, r.state, r.kid) for r in s.scalars(select(SigningKeyRow)))
+
+
+def test_parallel_rotations_from_two_instances_leave_one_consistent_keyring(
+    container: Container, settings: Settings
+) -> None:
+    """Two containers over one database (two instances) rotate and tick at once."""
+    a = container
+    b = build_container(settings, clock=a.clock)
+    try:
+        a.keyring.tick()
+        algs = a.keyring.policy.algorithms
+
+        def act(i: int) -> None:
+            ring = (a, b)[i % 2].keyring
+            if i % 4 == 0:
+                ring.tick()
+            else:
+                ring.rotate(algs[i % len(algs)])
+
+        _parallel(12, act)
+        for alg in algs:  # every algorithm has exactly one pending key, whoever asked for it
+            states = [state for al, state, _ in _keyring_state(a) if al == alg]
+            assert states.count("active") == 1 and states.count("next") == 1, (alg, states)
+
+        a.clock.advance(a.keyring.policy.publish_lead + 1)
+        _parallel(8, lambda i: (a, b)[i % 2].keyring.tick())  # both instances promote the next keys at once
+        rows = _keyring_state(a)
+        for alg in algs:
+            states = [state for al, state, _ in rows if al == alg]
+            assert states.count("active") == 1 and states.count("next") == 0, (alg, states)
+            assert states.count("retired") == 1, (alg, states)
+        a.keyring.refresh(force=True)
+        b.keyring.refresh(force=True)
+        assert a.keyring.rows() and sorted(r.kid for r in a.keyring.rows()) == sorted(r.kid for r in b.keyring.rows())
+        for alg in algs:
+            assert a.keyring.signer(alg)[0] == b.keyring.signer(alg)[0], "both instances sign with the same key"
+        assert a.jwks.current().body == b.jwks.current().body
+    finally:
+        b.close()
+
+
+def test_parallel_failures_are_all_counted(container: Container) -> None:
+    throttle: LoginThrottle = container.extras["login_throttle"]
+    n = 60
+    waits = _parallel(n, lambda i: throttle.failure("alice", f"10.0.0.{i}"))
+    # RFC-free but NIST SP 800-63B §5.2.2: every failure counts, however concurrent.
+    window = int(container.clock.now() // 86_400)
+    count = container.ephemeral.incr(f"throttle:fail:{throttle._account('alice')}:{window}", 86_400) - 1
+    assert count == n
+    assert sum(w is not None for w in waits) == n - throttle.max_failures + 1  # locked from the 5th on
+    assert throttle.retry_after("alice", "10.9.9.9") is not None
+
+
+async def test_parallel_wrong_passwords_over_http_lock_the_account(container: Container, site: Site) -> None:
+    c, http = container, site.http
+    make_user(c)
+    form = await http.get("/login")
+    token = field(form.text, "csrf")
+
+    async def attempt(password: str) -> httpx.Response:
+        data = {"csrf": token, "username": "alice", "password": password}
+        return await http.post("/login", data=data, headers=SAME_ORIGIN)
+
+    results = await asyncio.gather(*[attempt(f"wrong-{i}") for i in range(12)])
+    counts = statuses(results)
+    assert counts[400] + counts[429] == 12, counts
+    assert counts[429] >= 12 - c.settings.login_max_failures + 1, counts  # every failure from the 5th on counted
+    r = await attempt(PASSWORD)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0  # locked, even for the right password
+    c.clock.advance(3600 * 24)  # a new window: the lock and the counters are gone
+    token = field((await http.get("/login")).text, "csrf")  # the old form expired meanwhile
+    r = await attempt(PASSWORD)
+    assert r.status_code == 303, r.status_code

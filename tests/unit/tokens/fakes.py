@@ -1,0 +1,121 @@
+"""In-memory stand-ins for the stores the token core reaches through Protocols."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from idp.keys.keyring import KeyPolicy, Keyring, StoredKey
+from idp.tokens.refresh import GrantRecord, RevokedGrant, TokenRecord
+
+
+class MemoryKeyStore:
+    def __init__(self) -> None:
+        self.rows: list[StoredKey] = []
+        self._version = 0
+
+    def load(self) -> tuple[int, list[StoredKey]]:
+        return self._version, [copy.copy(r) for r in self.rows]
+
+    def version(self) -> int:
+        return self._version
+
+    def mutate(self, change: Any) -> Any:
+        rows = [copy.copy(r) for r in self.rows]
+        result, dirty = change(rows)
+        by_kid = {r.kid: r for r in self.rows}
+        for r in dirty:
+            by_kid[r.kid] = r
+        self.rows = list(by_kid.values())
+        self._version += 1
+        return result
+
+
+def keyring(sealer: Any, clock: Any) -> Keyring:
+    policy = KeyPolicy(algorithms=("ES256", "RS256", "EdDSA"), rotation_seconds=1e9, publish_lead=60, retire_keep=600)
+    ring = Keyring(MemoryKeyStore(), sealer, clock, policy)
+    ring.tick()
+    return ring
+
+
+class MemoryGrantTx:
+    def __init__(self, store: MemoryGrantStore) -> None:
+        self.s = store
+        self.audits: list[tuple[str, dict[str, Any]]] = []
+
+    def token_by_digest(self, digest: bytes, *, lock: bool = False) -> tuple[TokenRecord, GrantRecord] | None:
+        for t in self.s.tokens.values():
+            if t.digest == digest:
+                return copy.copy(t), copy.copy(self.s.grants[t.grant_id])
+        return None
+
+    def insert_grant(self, grant: GrantRecord) -> None:
+        self.s.grants[grant.id] = copy.copy(grant)
+
+    def insert_token(self, token: TokenRecord) -> None:
+        self.s.tokens[token.id] = copy.copy(token)
+
+    def mark_rotated(self, token_id: str, *, now: float, successor_id: str, successor_enc: bytes | None) -> bool:
+        t = self.s.tokens[token_id]
+        if t.rotated_at is not None:
+            return False
+        t.rotated_at, t.successor_id, t.successor_enc = now, successor_id, successor_enc
+        return True
+
+    def use_grace(self, token_id: str, max_uses: int) -> bool:
+        t = self.s.tokens[token_id]
+        if t.grace_uses >= max_uses:
+            return False
+        t.grace_uses += 1
+        return True
+
+    def forget_successor_of(self, token_id: str) -> None:
+        for t in self.s.tokens.values():
+            if t.successor_id == token_id:
+                t.successor_enc = None
+
+    def revoke(self, *, now: float, reason: str, keep_offline: bool = False, **where: Any) -> list[RevokedGrant]:
+        out = []
+        for g in self.s.grants.values():
+            names = {"grant_id": "id"}
+            if g.revoked_at is not None or any(
+                getattr(g, names.get(k, k)) != v for k, v in where.items() if v is not None
+            ):
+                continue
+            if keep_offline and g.offline:
+                continue
+            g.revoked_at, g.revoked_reason = now, reason
+            live = [
+                (t.at_jti, t.at_exp)
+                for t in self.s.tokens.values()
+                if t.grant_id == g.id and t.at_jti and t.at_exp and t.at_exp > now
+            ]
+            out.append(RevokedGrant(g.id, g.client_id, g.user_id, live))
+        return out
+
+    def audit(self, action: str, **kw: Any) -> None:
+        self.s.audits.append((action, kw))
+
+
+class MemoryGrantStore:
+    def __init__(self) -> None:
+        self.grants: dict[str, GrantRecord] = {}
+        self.tokens: dict[str, TokenRecord] = {}
+        self.audits: list[tuple[str, dict[str, Any]]] = []
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryGrantTx]:
+        saved = copy.deepcopy((self.grants, self.tokens))
+        try:
+            yield MemoryGrantTx(self)
+        except BaseException:
+            self.grants, self.tokens = saved
+            raise
+
+    def grants_for_user(self, user_id: str, now: float) -> list[GrantRecord]:
+        return [g for g in self.grants.values() if g.user_id == user_id and g.revoked_at is None]
+
+    def purge(self, *, now: float, grace_seconds: float) -> int:
+        return 0

@@ -1,0 +1,126 @@
+"""The pure deny-list matcher: each kind matches what it should and nothing else."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from idp.tokens.denyset import DenyChange, DenyEntry, DenySet
+
+T = 1_700_000_000.0
+
+
+def token(**claims: object) -> dict[str, object]:
+    base: dict[str, object] = {"sub": "u1", "client_id": "c1", "sid": "s1", "jti": "j1", "iat": T}
+    base.update(claims)
+    return base
+
+
+def entry(i: int, kind: str, value: str, *, nb: float | None = None, exp: float = T + 600) -> DenyEntry:
+    return DenyEntry(i, kind, value, exp, nb)
+
+
+def test_empty_set_denies_nothing() -> None:
+    assert not DenySet().is_denied(token(), "k1")
+
+
+def test_jti_matches_only_that_token() -> None:
+    ds = DenySet([entry(1, "jti", "j1")])
+    assert ds.is_denied(token(jti="j1"))
+    assert not ds.is_denied(token(jti="j2"))
+    assert not ds.is_denied(token(jti=["j1"]))  # odd types never crash or match
+
+
+@pytest.mark.parametrize(("kind", "claim"), [("subject", "sub"), ("session", "sid"), ("client", "client_id")])
+def test_cutoff_kinds_deny_tokens_issued_before_not_before(kind: str, claim: str) -> None:
+    ds = DenySet([entry(1, kind, "X", nb=T)])
+    assert ds.is_denied(token(**{claim: "X", "iat": T - 1}))
+    assert ds.is_denied(token(**{claim: "X", "iat": T - 0.001}))
+    assert not ds.is_denied(token(**{claim: "X", "iat": T}))  # issued at/after the cut-off: a new login
+    assert not ds.is_denied(token(**{claim: "X", "iat": T + 5}))
+    assert not ds.is_denied(token(**{claim: "other", "iat": T - 1}))
+
+
+@pytest.mark.parametrize("iat", [None, "yesterday", math.nan, True])
+def test_token_without_numeric_iat_is_denied_by_a_cutoff(iat: object) -> None:
+    ds = DenySet([entry(1, "subject", "u1", nb=T)])
+    claims = token(iat=iat)
+    if iat is None:
+        del claims["iat"]
+    assert ds.is_denied(claims)
+
+
+def test_kid_denies_everything_it_signed() -> None:
+    ds = DenySet([entry(1, "kid", "bad")])
+    assert ds.is_denied(token(), "bad")
+    assert not ds.is_denied(token(), "good")
+    assert not ds.is_denied(token())
+
+
+def test_latest_cutoff_wins_and_discard_recomputes() -> None:
+    ds = DenySet([entry(1, "subject", "u1", nb=T), entry(2, "subject", "u1", nb=T + 100)])
+    assert ds.is_denied(token(iat=T + 50))
+    assert ds.discard(2)
+    assert not ds.is_denied(token(iat=T + 50))
+    assert ds.is_denied(token(iat=T - 1))
+    assert ds.discard(1)
+    assert not ds.is_denied(token(iat=T - 1))
+    assert not ds.discard(1)
+
+
+def test_duplicate_jti_entries_are_counted() -> None:
+    ds = DenySet([entry(1, "jti", "j1"), entry(2, "jti", "j1")])
+    ds.discard(1)
+    assert ds.is_denied(token(jti="j1"))
+    ds.discard(2)
+    assert not ds.is_denied(token(jti="j1"))
+
+
+def test_prune_drops_only_expired_entries() -> None:
+    ds = DenySet([entry(1, "jti", "j1", exp=T), entry(2, "jti", "j2", exp=T + 10)])
+    assert ds.prune(T) == 1
+    assert not ds.is_denied(token(jti="j1"))
+    assert ds.is_denied(token(jti="j2"))
+    assert ds.next_expiry() == T + 10
+
+
+def test_apply_changes_moves_the_version() -> None:
+    ds = DenySet()
+    ds.apply(DenyChange(1, entry=entry(1, "jti", "j1")))
+    ds.apply(DenyChange(2, removed=1))
+    assert ds.version == 2 and len(ds) == 0
+    ds.replace([entry(7, "kid", "k")], 9)
+    assert ds.version == 9 and ds.is_denied({}, "k")
+
+
+def test_public_round_trip_without_operator_context() -> None:
+    e = DenyEntry(3, "subject", "u1", T + 600, T, reason="stolen phone", actor="admin")
+    data = e.public()
+    assert "reason" not in data and "actor" not in data
+    assert DenyEntry.from_public(data) == e
+    change = DenyChange(4, removed=3)
+    assert DenyChange.from_public(change.public()) == change
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"id": 1, "kind": "user", "value": "x", "expires_at": T},
+        {"id": "1", "kind": "jti", "value": "x", "expires_at": T},
+        {"id": 1, "kind": "jti", "value": "", "expires_at": T},
+        {"id": 1, "kind": "jti", "value": "x", "expires_at": "soon"},
+        {"id": 1, "kind": "subject", "value": "x", "expires_at": T},  # a cut-off needs not_before
+        {"id": 1, "kind": "jti", "value": "x" * 201, "expires_at": T},
+    ],
+)
+def test_malformed_entries_are_refused(data: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        DenyEntry.from_public(data)
+
+
+@pytest.mark.parametrize("data", [None, {}, {"version": 0, "op": "add"}, {"version": 2, "op": "remove", "id": "3"}])
+def test_malformed_changes_are_refused(data: object) -> None:
+    with pytest.raises(ValueError):
+        DenyChange.from_public(data)  # type: ignore[arg-type]

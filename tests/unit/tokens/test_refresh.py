@@ -1,0 +1,126 @@
+"""Refresh families in the core, over an in-memory store: rotation, grace, reuse, revocation filters."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from idp.clock import FrozenClock
+from idp.crypto import Digester, Sealer
+from idp.errors import InvalidGrant, InvalidScope
+from idp.tokens.refresh import Minted, RefreshTokens, narrow_scope
+from tests.oauthkit import RecordingDenyList
+from tests.unit.tokens.fakes import MemoryGrantStore
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(1_700_000_000.0)
+
+
+@pytest.fixture
+def deny() -> RecordingDenyList:
+    return RecordingDenyList()
+
+
+@pytest.fixture
+def store() -> MemoryGrantStore:
+    return MemoryGrantStore()
+
+
+@pytest.fixture
+def grants(store: MemoryGrantStore, clock: FrozenClock, deny: RecordingDenyList) -> RefreshTokens:
+    kek = os.urandom(32)
+    return RefreshTokens(store, Digester(kek), Sealer(kek), clock, idle_ttl=100, absolute_ttl=1000,
+                         grace_seconds=5, grace_max_uses=1, denylist=lambda: deny)  # fmt: skip
+
+
+def _start(grants: RefreshTokens, scope: str = "openid offline_access", sid: str = "s1", user: str = "u") -> str:
+    _, token = grants.start(client_id="c", user_id=user, sid=sid, scope=scope, audience="a", auth_time=1.0,
+                            acr=None, amr=[], code_digest=None, at_jti="jti-0", at_exp=1_700_000_600,
+                            with_refresh=True)  # fmt: skip
+    assert token
+    return token
+
+
+counter = iter(range(1, 10_000))
+
+
+def mint(grant, scope):  # type: ignore[no-untyped-def]
+    n = next(counter)
+    return Minted(response={"access_token": f"at{n}", "scope": scope}, at_jti=f"jti-{n}", at_exp=1_700_000_600)
+
+
+def test_rotate_then_old_token_is_reuse(grants: RefreshTokens, clock: FrozenClock, deny: RecordingDenyList,
+                                        store: MemoryGrantStore) -> None:  # fmt: skip
+    t0 = _start(grants)
+    r1 = grants.rotate(t0, client_id="c", scope=None, mint=mint)
+    assert r1["refresh_token"] != t0
+    clock.advance(6)
+    with pytest.raises(InvalidGrant, match="revoked"):
+        grants.rotate(t0, client_id="c", scope=None, mint=mint)
+    with pytest.raises(InvalidGrant):
+        grants.rotate(r1["refresh_token"], client_id="c", scope=None, mint=mint)
+    assert {v for _, v, _, _ in deny.calls} == {"jti-0", r1_jti(store, r1)}
+    assert store.audits[0][0] == "refresh_token_reuse"
+
+
+def r1_jti(store: MemoryGrantStore, response: dict) -> str:
+    return next(t.at_jti for t in store.tokens.values() if t.rotated_at is None and t.at_jti != "jti-0") or ""
+
+
+def test_grace_returns_same_successor_then_counts(grants: RefreshTokens, clock: FrozenClock) -> None:
+    t0 = _start(grants)
+    r1 = grants.rotate(t0, client_id="c", scope=None, mint=mint)
+    clock.advance(2)
+    assert grants.rotate(t0, client_id="c", scope=None, mint=mint) == r1
+    with pytest.raises(InvalidGrant):  # grace_max_uses=1
+        grants.rotate(t0, client_id="c", scope=None, mint=mint)
+
+
+def test_client_binding_does_not_burn_the_token(grants: RefreshTokens) -> None:
+    t0 = _start(grants)
+    with pytest.raises(InvalidGrant, match="another client"):
+        grants.rotate(t0, client_id="other", scope=None, mint=mint)
+    assert grants.rotate(t0, client_id="c", scope=None, mint=mint)
+
+
+def test_expiry(grants: RefreshTokens, clock: FrozenClock) -> None:
+    t0 = _start(grants)
+    clock.advance(101)
+    with pytest.raises(InvalidGrant, match="expired"):
+        grants.rotate(t0, client_id="c", scope=None, mint=mint)
+
+
+def test_scope_narrowing() -> None:
+    assert narrow_scope("a b c", None) == "a b c"
+    assert narrow_scope("a b c", ["c", "a"]) == "a c"
+    with pytest.raises(InvalidScope):
+        narrow_scope("a b", ["a", "z"])
+
+
+def test_revoke_for_session_keeps_offline_when_asked(grants: RefreshTokens) -> None:
+    offline = _start(grants, scope="openid offline_access")
+    online = _start(grants, scope="openid")
+    assert grants.revoke_for_session("s1", keep_offline=True, actor="u", reason="logout") == 1
+    assert grants.lookup(offline) is not None and grants.lookup(online) is None
+    assert grants.revoke_for_session("s1", keep_offline=False, actor="u", reason="logout") == 1
+    assert grants.lookup(offline) is None
+
+
+def test_revoke_refresh_token_only_by_its_client(grants: RefreshTokens) -> None:
+    t0 = _start(grants)
+    assert not grants.revoke_refresh_token(t0, client_id="other", actor="other")
+    assert grants.lookup(t0) is not None
+    assert grants.revoke_refresh_token(t0, client_id="c", actor="c")
+    assert grants.lookup(t0) is None
+    assert not grants.revoke_refresh_token("garbage", client_id="c", actor="c")
+
+
+def test_revoke_for_user_and_client_filter(grants: RefreshTokens) -> None:
+    _start(grants, user="u")
+    _start(grants, user="v")
+    assert grants.revoke_for_user("u", actor="admin", reason="x", client_id="nope") == 0
+    assert grants.revoke_for_user("u", actor="admin", reason="x") == 1
+    assert len(grants.grants_for_user("v")) == 1
