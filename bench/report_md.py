@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bench.report import DASH, PAIRS, _fmt
@@ -50,7 +51,14 @@ def render(results: dict[str, Any]) -> str:
     lines += _sizes(results)
     lines += _roundtrips(results)
     lines += _profile(results)
+    lines += _soak()
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _soak() -> list[str]:
+    """The sustained-load and fault section written by ``python -m bench.soak --faults`` (issue 8)."""
+    path = Path(__file__).with_name("results-soak.md")
+    return ["", *path.read_text().splitlines(), ""] if path.exists() else []
 
 
 def _modes(results: dict[str, Any]) -> list[str]:

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     )
     login_max_failures: int = Field(5, ge=1, le=100, description="Failed logins before throttling.")
     login_lockout_seconds: int = Field(60, ge=1, le=86_400, description="Back-off once throttled, s.")
-    argon2_time_cost: int = Field(2, ge=1, description="Argon2id iterations (OWASP minimum 2 at 19 MiB).")
+    argon2_time_cost: int = Field(2, ge=2, description="Argon2id iterations (OWASP minimum 2 at 19 MiB).")
     argon2_memory_kib: int = Field(19_456, ge=19_456, description="Argon2id memory, KiB (>= 19 MiB).")
     argon2_parallelism: int = Field(1, ge=1, le=16, description="Argon2id lanes.")
     trusted_proxies: str = Field("", description="Comma-separated proxy IPs whose X-Forwarded-* headers are believed.")

@@ -38,6 +38,15 @@ def random_token(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def random_id(nbytes: int = 16) -> str:
+    """A URL-safe identifier (client_id, kid, sub, sid) that never starts with "-",
+    so it can be passed to the CLI as a positional argument."""
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return value
+
+
 def _derive(kek: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(kek)
 

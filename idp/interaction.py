@@ -14,9 +14,9 @@ implementations.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -66,6 +66,10 @@ class DenyWriter(Protocol):
 
     def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> None:
         """kind: jti | subject | session | client | kid. Subject/client entries deny tokens issued before now."""
+        ...
+
+    def is_denied(self, claims: Mapping[str, Any], kid: str | None = None) -> bool:
+        """Whether a token with these claims (``sub``, ``client_id``, ``sid``, ``jti``, ``iat``) is denied."""
         ...
 
 

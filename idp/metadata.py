@@ -38,6 +38,7 @@ def build_metadata(issuer: str) -> dict[str, Any]:
             "client_secret_basic",
             "client_secret_post",
             "private_key_jwt",
+            "none",  # public clients revoke their own tokens (RFC 7009 §2.1)
         ],
         "introspection_endpoint_auth_methods_supported": [
             "client_secret_basic",

@@ -84,6 +84,7 @@ def _key_material_pool() -> Iterator[None]:
     import itertools
 
     import idp.keys.keyring as keyring_mod
+    from idp.crypto import random_id
 
     real = keyring_mod.generate
     pools = {alg: itertools.cycle([real(alg)[1] for _ in range(4)]) for alg in ("ES256", "RS256", "EdDSA")}
@@ -91,7 +92,7 @@ def _key_material_pool() -> Iterator[None]:
     def pooled(alg: str, kid: str | None = None) -> tuple[str, bytes, dict[str, object]]:
         if alg not in pools:
             return real(alg, kid)
-        kid = kid or secrets.token_urlsafe(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
+        kid = kid or random_id(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
         key = keyring_mod._import_private(alg, next(pools[alg]), kid)
         return kid, key.as_pem(private=True), key.as_dict(private=False)
 

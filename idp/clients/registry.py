@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 from dataclasses import replace
 from typing import Any, Protocol
@@ -16,7 +15,7 @@ from idp.clients.model import (
     validate_redirect_uri,
 )
 from idp.clock import Clock
-from idp.crypto import Digester, random_token
+from idp.crypto import Digester, random_id, random_token
 
 SECRET_BYTES = 32  # 256 bits
 
@@ -117,7 +116,7 @@ class ClientRegistry:
         secret = random_token(SECRET_BYTES) if method in ("client_secret_basic", "client_secret_post") else None
         now = self._clock.now()
         client = Client(
-            client_id=client_id or secrets.token_urlsafe(12),  # 96 bits; short: it rides in every token
+            client_id=client_id or random_id(12),  # 96 bits; short: it rides in every token
             name=name.strip(),
             kind=kind,
             auth_method=method,

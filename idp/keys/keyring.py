@@ -13,7 +13,6 @@ Algorithms are pinned per key: a key verifies only its own ``alg``. HS* and
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from idp.clock import Clock
-from idp.crypto import Sealer
+from idp.crypto import Sealer, random_id
 
 ALGORITHMS = ("ES256", "RS256", "EdDSA")
 PUBLISHED = ("next", "active", "retired")
@@ -81,7 +80,7 @@ class _Loaded:
 
 def generate(alg: str, kid: str | None = None) -> tuple[str, bytes, dict[str, Any]]:
     """Returns (kid, private PEM, public JWK dict)."""
-    kid = kid or secrets.token_urlsafe(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
+    kid = kid or random_id(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
     params = {"kid": kid, "alg": alg, "use": "sig"}
     key: AnyKey
     if alg == "ES256":
@@ -113,7 +112,7 @@ def import_pem(pem: bytes, kid: str | None = None) -> tuple[str, str, bytes, dic
         alg = "EdDSA"
     else:
         raise KeyImportError("unsupported key type; use RSA >= 2048, EC P-256 or Ed25519")
-    kid = kid or secrets.token_urlsafe(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
+    kid = kid or random_id(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
     key = _import_private(alg, pem, kid)
     return kid, alg, key.as_pem(private=True), key.as_dict(private=False)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from idp.clock import Clock
-from idp.crypto import Digester
+from idp.crypto import Digester, random_id
 from idp.interaction import SessionInfo
 
 COOKIE_BYTES = 32  # 256 bits (ASVS V7.2.3 asks >= 128)
@@ -167,7 +167,7 @@ class LoginSessions:
         previous = self.current(previous_cookie, slide=False)
         cookie = secrets.token_urlsafe(COOKIE_BYTES)
         fresh = LoginSession(
-            sid=previous.sid if previous and previous.user_id == user_id else secrets.token_urlsafe(16),
+            sid=previous.sid if previous and previous.user_id == user_id else random_id(16),
             user_id=user_id,
             auth_time=now,
             amr=tuple(amr),

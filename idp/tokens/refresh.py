@@ -287,14 +287,22 @@ class RefreshTokens:
         self._deny(revoked, reason="refresh token reuse", actor=actor or client_id)
         raise InvalidGrant("refresh token was already used; the grant is revoked")
 
-    @staticmethod
-    def _check(found: tuple[TokenRecord, GrantRecord] | None, client_id: str) -> tuple[TokenRecord, GrantRecord]:
+    def _check(
+        self, found: tuple[TokenRecord, GrantRecord] | None, client_id: str
+    ) -> tuple[TokenRecord, GrantRecord]:
         if found is None:
             raise InvalidGrant("unknown refresh token")
         row, grant = found
         if grant.client_id != client_id:
             raise InvalidGrant("refresh token was issued to another client")  # RFC 6749 §6: bound to client
         if grant.revoked_at is not None:
+            raise InvalidGrant("refresh token was revoked")
+        deny = self._denylist()
+        # A subject or client cut-off ("not before") covers refresh tokens issued before it too, so the token
+        # endpoint agrees with introspection. Session cut-offs do not: offline grants outlive their session.
+        if deny is not None and deny.is_denied(
+            {"sub": grant.user_id or grant.client_id, "client_id": grant.client_id, "iat": row.created_at}
+        ):
             raise InvalidGrant("refresh token was revoked")
         return row, grant
 

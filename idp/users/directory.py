@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from idp.clock import Clock
+from idp.crypto import random_id
 from idp.users.passwords import Passwords
 
 MIN_PASSWORD = 8
@@ -52,7 +52,7 @@ class Directory:
             raise UserError(f"user {username!r} already exists")
         now = self._clock.now()
         user = User(
-            id=secrets.token_urlsafe(16),
+            id=random_id(16),
             username=username,
             email=email,
             email_verified=False,

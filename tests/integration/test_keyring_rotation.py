@@ -47,6 +47,9 @@ def test_rotation_publishes_next_before_it_signs(container: Container, clock: Fr
     assert old_kid in kids(container)  # retired keys still verify
 
     retired = next(r for r in kr.rows() if r.kid == old_kid)
+    s = container.settings
+    # Retired keys outlive every token they signed (and id_token_hint at logout).
+    assert retired.remove_after - clock.now() >= max(s.access_token_ttl, s.id_token_ttl) + s.jwks_max_age  # type: ignore[operator]
     clock.advance(retired.remove_after - clock.now() + 1)  # type: ignore[operator]
     kr.tick()
     assert old_kid not in kids(container)

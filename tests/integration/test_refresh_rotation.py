@@ -215,3 +215,20 @@ async def test_logout_keeps_offline_grants_but_kills_session_grants(
     n = container.grants.revoke_for_user(user.id, actor="admin", reason="disable")
     assert n == 1
     assert not container.grants.grants_for_user(user.id)
+
+
+@pytest.mark.parametrize("kind", ["subject", "client"])
+async def test_a_subject_or_client_cut_off_also_stops_refresh(
+    client: httpx.AsyncClient, container: Container, clock, kind: str
+) -> None:
+    """The token endpoint agrees with introspection: a "not before" cut-off covers earlier refresh tokens."""
+    native = native_client(container)
+    user = make_user(container)
+    t0 = await tokens_for(container, client, native, None, user, **OFFLINE)
+    clock.advance(1)
+    container.denylist.deny(kind, user.id if kind == "subject" else native.client_id, reason="test", actor="test")
+    r = await refresh(client, native, None, t0["refresh_token"])
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    clock.advance(1)
+    t1 = await tokens_for(container, client, native, None, user, **OFFLINE)  # issued after the cut-off
+    assert (await refresh(client, native, None, t1["refresh_token"])).status_code == 200

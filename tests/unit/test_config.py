@@ -74,6 +74,21 @@ def test_bad_redis_url() -> None:
         load_settings(redis_url="http://127.0.0.1:6379")
 
 
-def test_argon2_memory_floor_is_owasp_minimum() -> None:
+def test_argon2_floor_is_owasp_minimum() -> None:
     with pytest.raises(ConfigError, match="IDP_ARGON2_MEMORY_KIB"):
         load_settings(argon2_memory_kib=8192)
+    with pytest.raises(ConfigError, match="IDP_ARGON2_TIME_COST"):
+        load_settings(argon2_time_cost=1)  # OWASP: t >= 2 at 19 MiB
+
+
+def test_password_hashes_are_argon2id_with_the_configured_parameters() -> None:
+    from idp.users.passwords import Passwords
+
+    stored = Passwords().hash("correct horse battery staple")
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+def test_refresh_grace_window_is_bounded() -> None:
+    with pytest.raises(ConfigError, match="IDP_REFRESH_GRACE_SECONDS"):
+        load_settings(refresh_grace_seconds=61)  # industry practice: <= 60 s
+    assert load_settings(refresh_grace_seconds=0).refresh_grace_seconds == 0

@@ -32,3 +32,12 @@ def test_sealed_data_is_bound_to_key_and_context() -> None:
         Sealer(kek).open(blob, b"kid-2")
     with pytest.raises(KeyError_):
         Sealer(secrets.token_bytes(32)).open(blob, b"kid-1")
+
+
+def test_identifiers_never_start_with_a_dash(monkeypatch) -> None:
+    """A client_id or kid starting with "-" would read as an option on the command line."""
+    from idp import crypto
+
+    values = iter(["-abc", "--x", "ok-1"])
+    monkeypatch.setattr(crypto.secrets, "token_urlsafe", lambda n: next(values))
+    assert crypto.random_id(3) == "ok-1"
