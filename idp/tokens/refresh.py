@@ -257,6 +257,7 @@ class RefreshTokens:
         #    signs, and must neither wait on nor hold the write lock (SQLite has one per database).
         with self._store.transaction() as tx:
             row, grant = self._check(tx.token_by_digest(digest), client_id)
+        self._check_cut_offs(row, grant)
         minted: tuple[str, Minted] | None = None
         if row.rotated_at is None:
             if now >= grant.absolute_expires_at:
@@ -287,9 +288,8 @@ class RefreshTokens:
         self._deny(revoked, reason="refresh token reuse", actor=actor or client_id)
         raise InvalidGrant("refresh token was already used; the grant is revoked")
 
-    def _check(
-        self, found: tuple[TokenRecord, GrantRecord] | None, client_id: str
-    ) -> tuple[TokenRecord, GrantRecord]:
+    @staticmethod
+    def _check(found: tuple[TokenRecord, GrantRecord] | None, client_id: str) -> tuple[TokenRecord, GrantRecord]:
         if found is None:
             raise InvalidGrant("unknown refresh token")
         row, grant = found
@@ -297,14 +297,19 @@ class RefreshTokens:
             raise InvalidGrant("refresh token was issued to another client")  # RFC 6749 §6: bound to client
         if grant.revoked_at is not None:
             raise InvalidGrant("refresh token was revoked")
+        return row, grant
+
+    def _check_cut_offs(self, row: TokenRecord, grant: GrantRecord) -> None:
+        """A subject or client cut-off ("not before") covers refresh tokens issued before it too, so the token
+        endpoint agrees with introspection. Session cut-offs do not: offline grants outlive their session.
+
+        Called outside any transaction: the deny-list may read SQL, and SQLite has one write lock.
+        """
         deny = self._denylist()
-        # A subject or client cut-off ("not before") covers refresh tokens issued before it too, so the token
-        # endpoint agrees with introspection. Session cut-offs do not: offline grants outlive their session.
         if deny is not None and deny.is_denied(
             {"sub": grant.user_id or grant.client_id, "client_id": grant.client_id, "iat": row.created_at}
         ):
             raise InvalidGrant("refresh token was revoked")
-        return row, grant
 
     def _rotate_row(
         self, tx: GrantTx, row: TokenRecord, grant: GrantRecord, scope: str, minted: Minted, now: float
