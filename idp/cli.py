@@ -85,19 +85,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 # -- clients ---------------------------------------------------------------------------------------
 def _client_dict(cl: Any) -> dict[str, Any]:
-    return {
-        "client_id": cl.client_id,
-        "name": cl.name,
-        "type": cl.kind,
-        "auth_method": cl.auth_method,
-        "redirect_uris": cl.redirect_uris,
-        "post_logout_redirect_uris": cl.post_logout_redirect_uris,
-        "grant_types": cl.grant_types,
-        "scope": cl.scope,
-        "audience": cl.audience,
-        "first_party": cl.first_party,
-        "disabled": cl.disabled,
-    }
+    return cl.public_view()  # type: ignore[no-any-return]
 
 
 def clients_create(c: Container, args: argparse.Namespace) -> None:

@@ -42,6 +42,28 @@ class Client:
     created_at: float = 0.0
     updated_at: float = 0.0
 
+    def public_view(self) -> dict[str, Any]:
+        """Everything but the secret digest (CLI output and the admin API)."""
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "type": self.kind,
+            "auth_method": self.auth_method,
+            "redirect_uris": self.redirect_uris,
+            "post_logout_redirect_uris": self.post_logout_redirect_uris,
+            "grant_types": self.grant_types,
+            "scope": self.scope,
+            "audience": self.audience,
+            "first_party": self.first_party,
+            "require_pkce": self.require_pkce,
+            "access_token_alg": self.access_token_alg,
+            "id_token_alg": self.id_token_alg,
+            "jwks": self.jwks,
+            "disabled": self.disabled,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
     @property
     def is_public(self) -> bool:
         return self.auth_method == "none"

@@ -20,26 +20,7 @@ GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credenti
 
 
 def client_json(cl: Client) -> dict[str, Any]:
-    """Everything but the secret digest."""
-    return {
-        "client_id": cl.client_id,
-        "name": cl.name,
-        "type": cl.kind,
-        "auth_method": cl.auth_method,
-        "redirect_uris": cl.redirect_uris,
-        "post_logout_redirect_uris": cl.post_logout_redirect_uris,
-        "grant_types": cl.grant_types,
-        "scope": cl.scope,
-        "audience": cl.audience,
-        "first_party": cl.first_party,
-        "require_pkce": cl.require_pkce,
-        "access_token_alg": cl.access_token_alg,
-        "id_token_alg": cl.id_token_alg,
-        "jwks": cl.jwks,
-        "disabled": cl.disabled,
-        "created_at": cl.created_at,
-        "updated_at": cl.updated_at,
-    }
+    return cl.public_view()
 
 
 def _changes(data: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
