@@ -4,7 +4,7 @@
 # Idempotent and quiet when nothing is missing. Installs from Debian, as root:
 #   chromium        -> /usr/bin/chromium, driven by Playwright in tests/browser
 #   docker-compose  -> `docker-compose config` in tests/integration/test_compose.py
-# It never runs `playwright install` (that downloads a browser build).
+# It never asks Playwright to download a browser of its own (that fails here); Debian's chromium is used.
 # Without root or apt-get it only warns: the tests that need a missing tool
 # skip locally and fail when CI is set.
 set -euo pipefail

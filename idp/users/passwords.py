@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import sys
 import threading
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def _return_large_blocks_to_the_os() -> None:
+    """Serve allocations >= 1 MiB (each Argon2id call takes 19 MiB) with mmap, so they go back on free.
+
+    Otherwise glibc keeps them in per-thread arenas: measured 385 MiB RSS after 200 verifications from 40
+    threads, 16 MiB with this (bench/RESULTS.md). No effect off glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
 class Passwords:
@@ -18,6 +35,7 @@ class Passwords:
         # At most one Argon2id computation per core: more only queue for the CPU and each holds its
         # memory (19 MiB) meanwhile, which glibc keeps afterwards (bench/RESULTS.md: 360-480 MiB workers).
         self._slots = threading.BoundedSemaphore(os.cpu_count() or 1)
+        _return_large_blocks_to_the_os()
 
     @property
     def parameters(self) -> str:
