@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,17 @@ def mint(c: Container, clock: FrozenClock, *, alg: str = "ES256", typ: str = "at
 
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+@contextlib.asynccontextmanager
+async def running_idp(c: Container) -> AsyncIterator[LiveServer]:
+    """The IdP on a loopback port for the duration of the block."""
+    server = idp_server(c)
+    await server.astart()
+    try:
+        yield server
+    finally:
+        await server.astop()
 
 
 def idp_server(c: Container, port: int | None = None) -> LiveServer:

@@ -12,7 +12,7 @@ from idp.clock import FrozenClock
 from idp.container import Container
 from tests.adminkit import AdminApi, admin_client, mint
 from tests.integration.live_server import LiveServer
-from tests.integration.resource_support import api_client, bearer, eventually, idp_server, protector_for
+from tests.integration.resource_support import api_client, bearer, eventually, protector_for, running_idp
 from tests.integration.resource_support import mint as mint_api_token
 from tests.integration.test_revocation import claims_of
 from tests.oauthkit import basic
@@ -115,12 +115,8 @@ def settings_overrides() -> dict[str, object]:
 
 @pytest.fixture
 async def idp(container: Container) -> AsyncIterator[LiveServer]:
-    server = idp_server(container)
-    await server.astart()
-    try:
+    async with running_idp(container) as server:
         yield server
-    finally:
-        await server.astop()
 
 
 @pytest.mark.timeout(60)

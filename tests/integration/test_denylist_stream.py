@@ -24,7 +24,7 @@ from idp.tokens.denyset import DenyChange, DenyEntry
 from idp.tokens.secevent import EVENT_DENY, SET_TYP
 from idp.web.denylist_feed import DenyFeed, _Stream
 from tests.integration.live_server import LiveServer, free_port
-from tests.integration.resource_support import ISSUER, idp_server
+from tests.integration.resource_support import ISSUER, idp_server, running_idp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,12 +36,8 @@ def settings_overrides() -> dict[str, object]:
 
 @pytest.fixture
 async def idp(container: Container) -> AsyncIterator[LiveServer]:
-    server = idp_server(container)
-    await server.astart()
-    try:
+    async with running_idp(container) as server:
         yield server
-    finally:
-        await server.astop()
 
 
 class Events:

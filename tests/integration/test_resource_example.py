@@ -14,7 +14,7 @@ from examples.resource_server import app_from_env
 from idp.clock import FrozenClock
 from idp.container import Container
 from tests.integration.live_server import LiveServer
-from tests.integration.resource_support import API, ISSUER, bearer, eventually, idp_server, mint
+from tests.integration.resource_support import API, ISSUER, bearer, eventually, mint, running_idp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,12 +26,8 @@ def settings_overrides() -> dict[str, object]:
 
 @pytest.fixture
 async def idp(container: Container) -> AsyncIterator[LiveServer]:
-    server = idp_server(container)
-    await server.astart()
-    try:
+    async with running_idp(container) as server:
         yield server
-    finally:
-        await server.astop()
 
 
 async def test_example_api_with_introspection_fallback(

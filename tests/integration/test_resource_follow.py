@@ -17,7 +17,15 @@ from idp.clock import FrozenClock
 from idp.config import Settings
 from idp.container import Container
 from tests.integration.live_server import LiveServer
-from tests.integration.resource_support import api_client, bearer, eventually, idp_server, mint, protector_for
+from tests.integration.resource_support import (
+    api_client,
+    bearer,
+    eventually,
+    idp_server,
+    mint,
+    protector_for,
+    running_idp,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,12 +37,8 @@ def settings_overrides() -> dict[str, object]:
 
 @pytest.fixture
 async def idp(container: Container) -> AsyncIterator[LiveServer]:
-    server = idp_server(container)
-    await server.astart()
-    try:
+    async with running_idp(container) as server:
         yield server
-    finally:
-        await server.astop()
 
 
 async def status(api: httpx.AsyncClient, token: str, path: str = "/me") -> int:
