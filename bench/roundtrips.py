@@ -3,8 +3,9 @@
 Deterministic where throughput is noisy: the app runs in this process (uvicorn in a
 thread, the same ``create_app`` and container as ``idp serve``), requests are sent one
 at a time, and SQLAlchemy engine events and a wrapper on the Redis client count what
-each request costs in round trips. Every SQL transaction adds a BEGIN and a COMMIT (or
-ROLLBACK) round trip to its statements, and every pool checkout a ``pool_pre_ping``.
+each request costs in round trips. ``pg`` counts what goes over the wire to PostgreSQL: each
+statement, the BEGIN psycopg sends before the first statement of a transaction, and each
+COMMIT or ROLLBACK that ends one (autocommit statements have neither).
 
     python -m bench.roundtrips [--backend postgres|embedded] [-n 20]
 """
@@ -34,6 +35,7 @@ class Counts:
     commits: int = 0
     rollbacks: int = 0
     checkouts: int = 0
+    pg: int = 0
     redis: int = 0
 
     def snapshot(self) -> Counts:
@@ -50,9 +52,27 @@ def _instrument(c: Any, counts: Counts) -> None:
 
         return listener
 
-    event.listen(c.engine, "before_cursor_execute", bump("sql"))
-    event.listen(c.engine, "commit", bump("commits"))
-    event.listen(c.engine, "rollback", bump("rollbacks"))
+    def in_transaction(conn: Any) -> bool:
+        dbapi = conn.connection.dbapi_connection
+        status = getattr(getattr(dbapi, "info", None), "transaction_status", None)
+        return status is not None and int(status) != 0  # psycopg: 0 = IDLE (SQLite: not counted)
+
+    def statement(conn: Any, *args: Any) -> None:
+        counts.sql += 1
+        dbapi = conn.connection.dbapi_connection
+        if getattr(dbapi, "info", None) is not None:  # PostgreSQL
+            counts.pg += 1 + (not dbapi.autocommit and not in_transaction(conn))  # + the implicit BEGIN
+
+    def ended(name: str) -> Callable[..., None]:
+        def listener(conn: Any) -> None:
+            setattr(counts, name, getattr(counts, name) + 1)
+            counts.pg += in_transaction(conn)
+
+        return listener
+
+    event.listen(c.engine, "before_cursor_execute", statement)
+    event.listen(c.engine, "commit", ended("commits"))
+    event.listen(c.engine, "rollback", ended("rollbacks"))
     event.listen(c.engine, "checkout", bump("checkouts"))
     client = getattr(c.ephemeral, "_client", None)
     if client is not None:

@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     cleanup_work(run_dir, keep=3)
     report.aggregate(results)
     out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
     (out / "RESULTS.md").write_text(report.markdown(results))
     log(f"wrote {out / 'RESULTS.md'} and {out / 'results.json'} in {results['meta']['elapsed_s']:.0f}s")

@@ -20,8 +20,9 @@ from idp.errors import OAuthError
 from idp.observability.logs import configure_logging
 from idp.observability.middleware import Observe
 from idp.web import unavailable
-from idp.web.middleware import BodyLimit, SecurityHeaders
+from idp.web.middleware import Edge
 from idp.web.responses import oauth_error_handler, server_error_handler
+from idp.web.wellknown import StaticDocuments
 
 log = logging.getLogger("idp")
 
@@ -84,9 +85,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app = Starlette(
         routes=_routes(c),
         middleware=[
-            Middleware(Observe, metrics=c.extras.get("metrics"), clients=c.clients),  # request id, access log, metrics
-            Middleware(SecurityHeaders),
-            Middleware(BodyLimit, max_bytes=64 * 1024),
+            # One layer: request id, access log, metrics, 413 over 64 KiB, security headers, discovery and JWKS.
+            Middleware(
+                Edge,
+                observe=Observe(metrics=c.extras.get("metrics"), clients=c.clients),
+                max_body=64 * 1024,
+                static=StaticDocuments(c).get,
+            ),
         ],
         exception_handlers={OAuthError: oauth_error_handler, **unavailable.handlers(), Exception: server_error_handler},
         lifespan=lifespan,

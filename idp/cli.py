@@ -67,11 +67,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level="warning",
+        access_log=False,  # ours (idp.observability) replaces it; uvicorn would still format its arguments per request
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
         timeout_graceful_shutdown=20,
+        http=http_protocol(args.http),
     )
     return 0
+
+
+HTTP_CHOICES = ("idp", "httptools", "h11")
+
+
+def http_protocol(choice: str) -> str:
+    """uvicorn's ``http`` setting: ``idp`` is uvicorn's httptools protocol writing each response in one
+    ``write`` (:mod:`idp.web.http_protocol`); without httptools installed, uvicorn's own choice."""
+    if choice != "idp":
+        return choice
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "auto"
+    return "idp.web.http_protocol:OneWriteProtocol"
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -259,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1)
+    s.add_argument(
+        "--http",
+        choices=HTTP_CHOICES,
+        default="idp",
+        help="HTTP/1.1 implementation: idp (default; uvicorn's httptools, one write per response), httptools, h11",
+    )
     s.set_defaults(run=cmd_serve)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)

@@ -14,7 +14,7 @@ implementations.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -66,6 +66,10 @@ class DenyWriter(Protocol):
 
     def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> None:
         """kind: jti | subject | session | client | kid. Subject/client entries deny tokens issued before now."""
+        ...
+
+    def deny_many(self, items: Sequence[tuple[str, str, float | None]], *, reason: str, actor: str) -> Any:
+        """Several ``(kind, value, until)`` entries in one write, all or none (a revoked grant's access tokens)."""
         ...
 
     def is_denied(self, claims: Mapping[str, Any], kid: str | None = None) -> bool:

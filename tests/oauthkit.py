@@ -159,9 +159,15 @@ class RecordingDenyList:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, float | None, str]] = []
+        self.batches: list[int] = []  # sizes of deny_many calls
 
     def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> None:
         self.calls.append((kind, value, until, reason))
+
+    def deny_many(self, items: list[tuple[str, str, float | None]], *, reason: str, actor: str) -> None:
+        self.batches.append(len(items))
+        for kind, value, until in items:
+            self.deny(kind, value, reason=reason, actor=actor, until=until)
 
     def is_denied(self, claims: dict[str, Any], kid: str | None = None) -> bool:
         return any(k == "jti" and v == claims.get("jti") for k, v, _, _ in self.calls)

@@ -7,7 +7,7 @@ endpoints accepts only ``application/x-www-form-urlencoded`` bodies.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from starlette.requests import Request
 
@@ -25,17 +25,48 @@ MULTI = frozenset({"resource"})  # RFC 8707 §2 allows several; the grants decid
 Pairs = list[tuple[str, str]]
 
 
+def split_pairs(text: str, max_fields: int = MAX_PARAMS) -> Pairs:
+    """``urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=..., errors="strict")``, without
+    its per-field overhead: ``unquote`` only where a ``%`` needs it (half the cost of a token request's parse).
+    Raises ValueError (too many fields) or UnicodeDecodeError like it."""
+    if text.count("&") >= max_fields:
+        raise ValueError("Max number of fields exceeded")
+    pairs: Pairs = []
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name, "utf-8", "strict")
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value, "utf-8", "strict")
+        pairs.append((name, value))
+    return pairs
+
+
 def parse_pairs(raw: bytes | str) -> Pairs:
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARAMS, encoding="utf-8", errors="strict")
+        pairs = split_pairs(text)
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("malformed parameters") from None
-    if any("\x00" in k or "\x00" in v for k, v in pairs):
+    # Only a raw NUL or "%00" decodes to NUL: the common request skips the per-pair scan.
+    if ("\x00" in text or "%00" in text) and any("\x00" in k or "\x00" in v for k, v in pairs):
         raise InvalidRequest("malformed parameters")  # no OAuth value holds NUL (and PostgreSQL text cannot)
-    if any(len(k) > MAX_NAME or (len(v) > MAX_VALUE and k not in TOKENS) for k, v in pairs):
+    out: Pairs = []
+    too_long = False
+    for k, v in pairs:  # one pass: length bounds, and RFC 6749 §3.1 (empty means omitted)
+        if len(k) > MAX_NAME or (len(v) > MAX_VALUE and k not in TOKENS):
+            too_long = True
+        elif v:
+            out.append((k, v))
+    if too_long:
         raise InvalidRequest("a parameter is too long")  # bounded input; narrower limits live with each parameter
-    return [(k, v) for k, v in pairs if v != ""]  # RFC 6749 §3.1: empty means omitted
+    return out
 
 
 def is_form(request: Request) -> bool:

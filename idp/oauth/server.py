@@ -69,11 +69,26 @@ class OAuthClient(ClientMixin):
         return self.client.allows_grant(grant_type)  # ASVS V10.4.4: per-client grant types
 
 
+_CHECKED: dict[str, dict[str, Any]] = {}  # token endpoint URI -> a fresh request's attributes, once Authlib passed it
+
+
 class TokenRequest(OAuth2Request):
-    """A token request whose client is already authenticated; ``form`` is the single-valued body."""
+    """A token request whose client is already authenticated; ``form`` is the single-valued body.
+
+    Authlib's constructor re-parses the URI on every request to check it is https (or loopback);
+    the URI is our own token endpoint, the same every time, so that check runs once per URI and
+    later requests start from a copy of the attributes it left.
+    """
 
     def __init__(self, uri: str, headers: Any, form: dict[str, str], resources: list[str], client: Client) -> None:
-        super().__init__("POST", uri, headers=headers)
+        checked = _CHECKED.get(uri)
+        if checked is None:
+            super().__init__("POST", uri, headers=headers)  # raises InsecureTransportError for a plain-http URI
+            if len(_CHECKED) < 16:
+                _CHECKED[uri] = dict(vars(self))
+        else:
+            self.__dict__.update(checked)
+            self.headers = headers
         self.payload = BasicOAuth2Payload(form)
         self._form = form
         self.resources = resources

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,6 +21,7 @@ from idp.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthErr
 from idp.oauth.forms import is_form, parse_pairs, single
 from idp.oauth.grants.common import access_tokens
 from idp.tokens.jwt import TokenInvalid
+from idp.web.inline import run_cached
 from idp.web.responses import NO_STORE, json_response, oauth_error_response
 
 REALM = "idp"
@@ -90,7 +90,7 @@ def userinfo_endpoint(c: Container) -> Callable[[Request], Awaitable[Response]]:
                     401,
                     {**NO_STORE, "www-authenticate": f'Bearer realm="{REALM}"'},
                 )
-            claims = await run_in_threadpool(claims_for, c, token)
+            claims = await run_cached(claims_for, c, token)
         except OAuthError as exc:
             return _bearer_error(exc)
         return json_response(claims, 200, NO_STORE)

@@ -7,12 +7,11 @@ from the ``idp.access`` logger with their fields under ``extra={"fields": ...}``
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import sys
+import threading
 import time
-from logging.handlers import QueueHandler, QueueListener
-from queue import Full, Queue
+from collections import deque
 from typing import Any
 
 import orjson
@@ -48,45 +47,111 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-class _ContextQueueHandler(QueueHandler):
-    """Hands records to the writer thread, carrying the request id (a contextvar the thread cannot see)."""
+class BatchHandler(logging.Handler):
+    """Hands records to a writer thread that formats and writes them in batches.
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        if getattr(record, "request_id", None) is None:
+    The request path only appends to a deque: no lock hand-off, no thread wake-up and no write per
+    line (a ``QueueHandler`` paid a ``Condition.notify`` and the writer a flushed ``write`` for every
+    record). The writer wakes every ``interval`` seconds, formats what arrived and writes it in one
+    call. When ``max_pending`` records wait, new ones are dropped: logging never blocks a request.
+    """
+
+    def __init__(
+        self, target: logging.StreamHandler[Any], *, interval: float = 0.05, max_pending: int = 100_000
+    ) -> None:
+        super().__init__()
+        self.target = target
+        self.interval = interval
+        self.max_pending = max_pending
+        self.dropped = 0  # records refused since the last batch; the writer reports them
+        self._pending: deque[logging.LogRecord] = deque()
+        self._writing = threading.Lock()  # one batch at a time, so lines keep their order
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="idp-log-writer", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        if getattr(record, "request_id", None) is None:  # a contextvar: the writer thread cannot see it
             record.request_id = context.request_id()
-        return super().prepare(record)
+        if record.args:  # freeze the message now: its arguments may change once the caller moves on
+            record.msg, record.args = record.getMessage(), None
+        self._pending.append(record)
 
-    def enqueue(self, record: logging.LogRecord) -> None:
-        with contextlib.suppress(Full):  # never block a request on logging; the line is dropped
-            self.queue.put_nowait(record)
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush()
+        self.flush()
+
+    def flush(self) -> None:
+        """Format and write every pending record (the writer thread calls it; so do ``close`` and shutdown)."""
+        with self._writing:
+            lines = self._format_pending()
+            if not lines:
+                return
+            self.target.acquire()
+            try:
+                self.target.stream.write("\n".join(lines) + "\n")
+                self.target.stream.flush()
+            except Exception:
+                self.handleError(logging.makeLogRecord({"msg": "log write failed"}))
+            finally:
+                self.target.release()
+
+    def _format_pending(self) -> list[str]:
+        pending, lines = self._pending, []
+        if self.dropped:
+            dropped, self.dropped = self.dropped, 0
+            warning = {"name": "idp.logs", "levelno": logging.WARNING, "levelname": "WARNING"}
+            warning["msg"] = f"{dropped} log records dropped: the log stream is not keeping up"
+            lines.append(self.target.format(logging.makeLogRecord(warning)))
+        while pending:
+            record = pending.popleft()
+            try:
+                lines.append(self.target.format(record))
+            except Exception:
+                self.handleError(record)
+        return lines
+
+    def close(self) -> None:
+        """Stop the writer after it has written everything pending (atexit, reconfiguration)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            if self._thread is not threading.current_thread():
+                self._thread.join(timeout=5)
+        self.flush()
+        super().close()
 
 
-_listener: QueueListener | None = None
+_batch: BatchHandler | None = None
 
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     """Root logger -> one JSON object per line on stderr (or ``stream``).
 
-    On stderr the write happens on a background thread (QueueHandler): formatting and a flushed write per
-    request cost ~40 µs on the request path otherwise (bench/RESULTS.md). An explicit ``stream`` is
-    written synchronously, so tests read what was logged as soon as the request returns.
+    On stderr, lines are formatted and written in batches on a background thread (:class:`BatchHandler`):
+    a flushed write per line on the request path cost ~40 µs, and a per-record hand-off to a writer
+    thread (``QueueHandler``: a wake-up and a write per line) still 30-70 µs of CPU per request
+    (bench/RESULTS.md). An explicit ``stream`` is written synchronously, so tests read what was logged
+    as soon as the request returns.
     """
-    global _listener
+    global _batch
     handler: logging.Handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    if _batch is not None:
+        _batch.close()
+        _batch = None
     if stream is None:
-        queue: Queue[logging.LogRecord] = Queue(maxsize=100_000)
-        _listener = QueueListener(queue, handler, respect_handler_level=False)
-        _listener.start()
-        atexit.register(_listener.stop)
-        handler = _ContextQueueHandler(queue)
+        handler = _batch = BatchHandler(handler)
+        atexit.register(handler.close)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # The JSON lines carry no thread or process fields: skip looking them up (an os.getpid() syscall) per record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # uvicorn's own access log would print raw paths and query strings (codes, id_token_hint): ours replaces it.
     logging.getLogger("uvicorn.access").disabled = True

@@ -1,4 +1,9 @@
-"""One pure-ASGI middleware per request: request id, one JSON access-log line, HTTP metrics.
+"""Request id, one JSON access-log line and the HTTP metrics of every request.
+
+:class:`Observe` is driven by the one pure-ASGI layer in front of the app
+(:class:`idp.web.middleware.Edge`): ``begin`` when a request arrives, ``finish`` when it
+is done. One layer instead of one per concern: each layer cost a coroutine and a
+wrapped ``send``/``receive`` per request (bench/RESULTS.md).
 
 * ``X-Request-ID`` is taken from the request when it is a short token of safe
   characters, otherwise generated; it is returned on the response and carried by
@@ -15,13 +20,13 @@ from __future__ import annotations
 import base64
 import logging
 import re
-import secrets
 import time
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
+from idp.crypto import random_hex
 from idp.observability import context
 from idp.observability.metrics import Metrics
 
@@ -36,15 +41,19 @@ class ClientPeek(Protocol):
     def peek(self, client_id: str) -> Any: ...
 
 
-def incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"x-request-id":
-            try:
-                text = value.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-            return text if REQUEST_ID.fullmatch(text) else None
-    return None
+def request_id_from(value: bytes | None) -> str | None:
+    """The caller's ``X-Request-ID`` when it is safe to echo and log, else None."""
+    if value is None:
+        return None
+    try:
+        text = value.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return text if REQUEST_ID.fullmatch(text) else None
+
+
+def is_form(content_type: bytes | None) -> bool:
+    return content_type is not None and content_type.split(b";", 1)[0].strip().lower() == FORM_TYPE
 
 
 def _basic_user(value: bytes) -> str | None:
@@ -69,69 +78,42 @@ def _form_field(body: bytes, name: bytes) -> str | None:
         return None
 
 
+class Visit:
+    """One request as the access log and the metrics see it."""
+
+    __slots__ = ("chunks", "fields", "rid", "started", "status")
+
+    def __init__(self, rid: str, fields: dict[str, Any], tee: bool) -> None:
+        self.rid = rid
+        self.started = time.perf_counter()
+        self.fields = fields
+        self.status = 500  # until a response starts: an exception becomes a 500 from the outer error handler
+        self.chunks: list[bytes] | None = [] if tee else None  # the form body, for the claimed client id
+
+
 class Observe:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics | None = None, clients: ClientPeek | None = None) -> None:
-        self.app = app
+    def __init__(self, *, metrics: Metrics | None = None, clients: ClientPeek | None = None) -> None:
         self.metrics = metrics
         self.clients = clients
         self.log = logging.getLogger("idp.access")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-        rid = incoming_request_id(headers) or secrets.token_hex(16)
-        fields = context.start(rid)
-        status = 500  # until a response starts: an exception becomes a 500 from the outer error handler
-        chunks: list[bytes] | None = None
-        if scope.get("method") == "POST" and any(
-            n == b"content-type" and v.split(b";", 1)[0].strip().lower() == FORM_TYPE for n, v in headers
-        ):
-            chunks = []
-        seen = 0
+    def begin(self, request_id: bytes | None, *, tee: bool) -> Visit:
+        """Opens the request's context (its id, what handlers annotate); ``tee``: keep the form body read."""
+        rid = request_id_from(request_id) or random_hex(16)
+        return Visit(rid, context.start(rid), tee)
 
-        async def tee_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if chunks is not None and message["type"] == "http.request":
-                body = message.get("body", b"")
-                seen += len(body)
-                if seen <= MAX_TEE:
-                    chunks.append(body)
-            return message
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
-            await send(message)
-
+    def finish(self, scope: Scope, visit: Visit, endpoint: str | None = None) -> None:
+        """The access line and the metrics; never raises (observability never fails a request)."""
         try:
-            await self.app(scope, tee_receive if chunks is not None else receive, send_with_id)
-        finally:
-            try:
-                self._done(scope, headers, rid, status, time.perf_counter() - started, fields, chunks)
-            except Exception:  # observability never fails a request
-                logging.getLogger("idp.metrics").exception("access log / metrics failed")
+            self._done(scope, visit, endpoint or getattr(scope.get("route"), "path", None) or "unmatched")
+        except Exception:
+            logging.getLogger("idp.metrics").exception("access log / metrics failed")
 
-    def _done(
-        self,
-        scope: Scope,
-        headers: list[tuple[bytes, bytes]],
-        rid: str,
-        status: int,
-        seconds: float,
-        fields: dict[str, Any],
-        chunks: list[bytes] | None,
-    ) -> None:
-        route = scope.get("route")
-        endpoint = getattr(route, "path", None) or "unmatched"
-        method = scope.get("method", "")
-        body = b"".join(chunks) if chunks else b""
-        client_id = fields.get("client_id") or self._claimed_client(scope, headers, body)
+    def _done(self, scope: Scope, visit: Visit, endpoint: str) -> None:
+        seconds = time.perf_counter() - visit.started
+        method, status, fields = scope.get("method", ""), visit.status, visit.fields
+        body = b"".join(visit.chunks) if visit.chunks else b""
+        client_id = fields.get("client_id") or self._claimed_client(scope, body)
         if client_id:
             client_id = client_id[:128]
         if self.metrics is not None:
@@ -160,12 +142,12 @@ class Observe:
             line["ip"] = scope["client"][0]
         # makeRecord + handle: the same record logger.info would build, without walking the stack for the caller.
         record = self.log.makeRecord(self.log.name, logging.INFO, __file__, 0, "request", (), None)
-        record.fields, record.request_id = line, rid
+        record.fields, record.request_id = line, visit.rid
         self.log.handle(record)
 
     @staticmethod
-    def _claimed_client(scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
-        for name, value in headers:
+    def _claimed_client(scope: Scope, body: bytes) -> str | None:
+        for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 user = _basic_user(value)
                 if user:

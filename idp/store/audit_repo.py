@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.clock import Clock
@@ -16,6 +16,7 @@ from idp.store.models import AuditEventRow
 log = logging.getLogger("idp.audit")
 # Called with (action, detail) after each event is recorded (metrics); must not raise.
 AuditListener = Callable[[str, dict[str, Any]], None]
+_INSERT = insert(AuditEventRow.__table__)
 
 
 @dataclass
@@ -48,25 +49,46 @@ class SqlAuditLog:
         **detail: Any,
     ) -> None:
         """Write one event; pass ``session`` to make it part of the caller's transaction."""
-        row = AuditEventRow(
-            at=self._clock.now(),
-            actor=actor,
-            action=action,
-            subject=subject,
-            client_id=client_id,
-            detail=detail,
-            ip=ip,
-        )
+        event = {"action": action, "actor": actor, "subject": subject, "client_id": client_id, "ip": ip}
         if session is not None:
-            session.add(row)
+            self._notify(self._insert(session, [event | {"detail": detail}]))
         else:
             with self._sessions.begin() as s:
-                s.add(row)
-        for listener in self.listeners:
-            try:
-                listener(action, detail)
-            except Exception:
-                log.exception("audit listener failed")
+                rows = self._insert(s, [event | {"detail": detail}])
+            self._notify(rows)
+
+    def record_many(self, session: Session, events: Sequence[Mapping[str, Any]]) -> None:
+        """Write several events in the caller's transaction with one statement.
+
+        Each event: ``action``, ``actor``, and optionally ``subject``, ``client_id``, ``ip``, ``detail``."""
+        if events:
+            self._notify(self._insert(session, events))
+
+    def _insert(self, session: Session, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """A Core INSERT on the session's connection: no ORM objects, no flush."""
+        at = self._clock.now()
+        rows = [
+            {
+                "at": at,
+                "actor": e.get("actor", "system"),
+                "action": e["action"],
+                "subject": e.get("subject"),
+                "client_id": e.get("client_id"),
+                "detail": e.get("detail") or {},
+                "ip": e.get("ip"),
+            }
+            for e in events
+        ]
+        session.connection().execute(_INSERT, rows)
+        return rows
+
+    def _notify(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            for listener in self.listeners:
+                try:
+                    listener(row["action"], row["detail"])
+                except Exception:
+                    log.exception("audit listener failed")
 
     def query(
         self,

@@ -36,6 +36,14 @@ class EphemeralStore(Protocol):
         """Atomically read and delete: of N concurrent callers exactly one gets the value."""
         ...
 
+    def claim(self, marker: str, key: str, ttl: float) -> tuple[bool, bytes | None]:
+        """Atomically: set ``marker`` for ``ttl`` seconds unless it exists and, if this call set it, take ``key``.
+
+        Returns (set the marker, the value taken). One round trip for single-use secrets: the marker outlives
+        the value, so a later caller learns that it was used, not merely that it is unknown.
+        """
+        ...
+
     def delete(self, key: str) -> None: ...
 
     def incr(self, key: str, window: float) -> int:

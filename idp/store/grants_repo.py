@@ -1,4 +1,11 @@
-"""SQL implementation of :class:`idp.tokens.refresh.GrantStore` (tables ``grants`` and ``refresh_tokens``)."""
+"""SQL implementation of :class:`idp.tokens.refresh.GrantStore` (tables ``grants`` and ``refresh_tokens``).
+
+The hot paths (opening a family at a code exchange, reading a refresh token, rotating it) are
+Core statements built once, on an autocommit connection: one round trip each on PostgreSQL,
+where the ORM and a transaction around a single statement cost several. The rarer paths
+(grace repeats, reuse detection, revocation) run in a transaction that locks the rows
+(:class:`SqlGrantTx`).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +13,103 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import JSON, Engine, LargeBinary, and_, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.store.audit_repo import SqlAuditLog
 from idp.store.models import GrantRow, RefreshTokenRow
-from idp.tokens.refresh import GrantRecord, RevokedGrant, TokenRecord
+from idp.tokens.refresh import OFFLINE, GrantRecord, RevokedGrant, TokenRecord
 
 _GRANT = [c.key for c in GrantRow.__table__.columns]
 _TOKEN = [c.key for c in RefreshTokenRow.__table__.columns]
 PURGE_AFTER = 86_400.0  # dead grants are kept a day for the audit trail and late reuse reports
+
+_T, _G = RefreshTokenRow.__table__, GrantRow.__table__
+_FIND = (
+    select(*_T.c, *_G.c)
+    .select_from(_T.join(_G, _G.c.id == _T.c.grant_id))
+    .where(_T.c.digest == bindparam("digest", type_=LargeBinary))
+)
+_FIND_LOCKED = _FIND.with_for_update(of=_T)
+_LOCK_GRANT = (
+    select(_G.c.id)
+    .where(_G.c.id == select(_T.c.grant_id).where(_T.c.digest == bindparam("digest")).scalar_subquery())
+    .with_for_update()
+)
+_INSERT_GRANT = insert(_G)
+_INSERT_TOKEN = insert(_T)
+# Rotation. The grant row is share-locked so a concurrent revocation (UPDATE grants ... then SELECT the
+# family's live access tokens) either waits for this rotation and then sees its new access token, or
+# commits first and makes this statement rotate nothing. A data-modifying CTE is one atomic statement.
+_ROTATE_PG = text(
+    """
+    WITH live AS (
+        SELECT id FROM grants WHERE id = :grant_id AND revoked_at IS NULL FOR SHARE
+    ), old AS (
+        UPDATE refresh_tokens SET rotated_at = :now, successor_id = :id, successor_enc = :sealed
+        WHERE id = :old_id AND rotated_at IS NULL AND grant_id IN (SELECT id FROM live)
+        RETURNING id
+    ), forget AS (
+        UPDATE refresh_tokens SET successor_enc = NULL
+        WHERE grant_id = :grant_id AND successor_id = :old_id AND successor_enc IS NOT NULL
+          AND EXISTS (SELECT 1 FROM old)
+    )
+    INSERT INTO refresh_tokens
+        (id, grant_id, digest, scope, created_at, idle_expires_at, at_jti, at_exp, grace_uses)
+    SELECT :id, :grant_id, :digest, :scope, :created_at, :idle_expires_at, :at_jti, :at_exp, 0 FROM old
+    """
+).bindparams(bindparam("sealed", type_=LargeBinary), bindparam("digest", type_=LargeBinary))
+_OPEN_PG = text(
+    """
+    WITH g AS (
+        INSERT INTO grants (id, client_id, user_id, sid, scope, audience, auth_time, acr, amr, code_digest,
+                            created_at, absolute_expires_at)
+        VALUES (:grant_id, :client_id, :user_id, :sid, :grant_scope, :audience, :auth_time, :acr, :amr,
+                :code_digest, :grant_created_at, :absolute_expires_at)
+        RETURNING id
+    )
+    INSERT INTO refresh_tokens
+        (id, grant_id, digest, scope, created_at, idle_expires_at, at_jti, at_exp, grace_uses)
+    SELECT :id, g.id, :digest, :scope, :created_at, :idle_expires_at, :at_jti, :at_exp, 0 FROM g
+    """
+).bindparams(
+    bindparam("amr", type_=JSON),
+    bindparam("code_digest", type_=LargeBinary),
+    bindparam("digest", type_=LargeBinary),
+)
+_MARK_ROTATED = (
+    update(_T)
+    .where(
+        _T.c.id == bindparam("b_old"),
+        _T.c.rotated_at.is_(None),
+        _T.c.grant_id.in_(select(_G.c.id).where(_G.c.id == bindparam("b_grant"), _G.c.revoked_at.is_(None))),
+    )
+    .values(rotated_at=bindparam("b_now"), successor_id=bindparam("b_new"), successor_enc=bindparam("b_sealed"))
+)
+_FORGET = (
+    update(_T)
+    .where(
+        _T.c.grant_id == bindparam("b_grant"),
+        _T.c.successor_id == bindparam("b_old"),
+        _T.c.successor_enc.is_not(None),
+    )
+    .values(successor_enc=None)
+)
 
 
 def _grant(row: GrantRow) -> GrantRecord:
     return GrantRecord(**{k: getattr(row, k) for k in _GRANT})
 
 
-def _token(row: RefreshTokenRow) -> TokenRecord:
-    return TokenRecord(**{k: getattr(row, k) for k in _TOKEN})
+def _split(row: Any) -> tuple[TokenRecord, GrantRecord]:
+    """A row of ``_FIND`` (token columns, then grant columns) as records."""
+    n = len(_TOKEN)
+    token = TokenRecord(**dict(zip(_TOKEN, row[:n], strict=True)))
+    return token, GrantRecord(**dict(zip(_GRANT, row[n:], strict=True)))
+
+
+def _token_values(token: TokenRecord) -> dict[str, Any]:
+    return {k: getattr(token, k) for k in _TOKEN}
 
 
 class SqlGrantTx:
@@ -32,32 +118,14 @@ class SqlGrantTx:
         self._audit = audit
 
     def token_by_digest(self, digest: bytes, *, lock: bool = False) -> tuple[TokenRecord, GrantRecord] | None:
-        q = (
-            select(RefreshTokenRow, GrantRow)
-            .join(GrantRow, GrantRow.id == RefreshTokenRow.grant_id)
-            .where(RefreshTokenRow.digest == digest)
-        )
+        params = {"digest": digest}
         if lock:
-            # PostgreSQL: serialise rotation against revocation of the same family (SQLite: BEGIN IMMEDIATE does).
-            q = q.with_for_update()
-        found = self._s.execute(q).first()
-        return (_token(found[0]), _grant(found[1])) if found else None
-
-    def insert_grant(self, grant: GrantRecord) -> None:
-        self._s.add(GrantRow(**{k: getattr(grant, k) for k in _GRANT}))
-        self._s.flush()
-
-    def insert_token(self, token: TokenRecord) -> None:
-        self._s.add(RefreshTokenRow(**{k: getattr(token, k) for k in _TOKEN}))
-        self._s.flush()
-
-    def mark_rotated(self, token_id: str, *, now: float, successor_id: str, successor_enc: bytes | None) -> bool:
-        result = self._s.execute(
-            update(RefreshTokenRow)
-            .where(RefreshTokenRow.id == token_id, RefreshTokenRow.rotated_at.is_(None))
-            .values(rotated_at=now, successor_id=successor_id, successor_enc=successor_enc)
-        )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+            # Serialise with rotation and revocation of the same family (SQLite: BEGIN IMMEDIATE does). Locks
+            # are taken grant first, then token, as the rotation statement takes them; the other order
+            # deadlocks against it.
+            self._s.execute(_LOCK_GRANT, params)
+        found = self._s.execute(_FIND_LOCKED if lock else _FIND, params).first()
+        return _split(found) if found else None
 
     def use_grace(self, token_id: str, max_uses: int) -> bool:
         result = self._s.execute(
@@ -66,13 +134,6 @@ class SqlGrantTx:
             .values(grace_uses=RefreshTokenRow.grace_uses + 1)
         )
         return result.rowcount == 1  # type: ignore[attr-defined]
-
-    def forget_successor_of(self, token_id: str) -> None:
-        self._s.execute(
-            update(RefreshTokenRow)
-            .where(RefreshTokenRow.successor_id == token_id, RefreshTokenRow.successor_enc.is_not(None))
-            .values(successor_enc=None)
-        )
 
     def revoke(
         self,
@@ -85,41 +146,76 @@ class SqlGrantTx:
         user_id: str | None = None,
         client_id: str | None = None,
         keep_offline: bool = False,
+        refresh_digest: bytes | None = None,
     ) -> list[RevokedGrant]:
-        filters: list[Any] = [GrantRow.revoked_at.is_(None)]
-        for column, value in (
-            (GrantRow.id, grant_id),
-            (GrantRow.code_digest, code_digest),
-            (GrantRow.sid, sid),
-            (GrantRow.user_id, user_id),
-            (GrantRow.client_id, client_id),
-        ):
-            if value is not None:
-                filters.append(column == value)
-        if len(filters) == 1:
+        given = {
+            "b_id": grant_id,
+            "b_code_digest": code_digest,
+            "b_sid": sid,
+            "b_user_id": user_id,
+            "b_client_id": client_id,
+            "b_refresh_digest": refresh_digest,
+        }
+        params: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+        if not params:
             raise ValueError("revoke needs at least one filter")
-        rows = [_grant(r) for r in self._s.scalars(select(GrantRow).where(*filters))]
-        if keep_offline:
-            rows = [g for g in rows if not g.offline]
-        if not rows:
+        conn, filters = self._s.connection(), tuple(params)
+        marks = {"b_now": now, "b_reason": reason[:64]}
+        if keep_offline:  # offline grants outlive the session: pick the others first
+            found = conn.execute(self._revoke_statement(filters, pick=True), params)
+            ids = [gid for gid, scope in found if OFFLINE not in scope.split()]
+            if not ids:
+                return []
+            filters, params = ("b_ids",), {"b_ids": ids}
+        # UPDATE ... RETURNING reports exactly the grants THIS call revoked: of two concurrent revocations only
+        # one gets each grant (one audit event, one deny-list batch).
+        revoked = conn.execute(self._revoke_statement(filters), params | marks).all()
+        if not revoked:
             return []
-        ids = [g.id for g in rows]
-        self._s.execute(
-            update(GrantRow)
-            .where(GrantRow.id.in_(ids), GrantRow.revoked_at.is_(None))
-            .values(revoked_at=now, revoked_reason=reason[:64])
-        )
-        out = {g.id: RevokedGrant(g.id, g.client_id, g.user_id) for g in rows}
-        live = self._s.execute(
-            select(RefreshTokenRow.grant_id, RefreshTokenRow.at_jti, RefreshTokenRow.at_exp).where(
-                RefreshTokenRow.grant_id.in_(ids),
-                RefreshTokenRow.at_jti.is_not(None),
-                RefreshTokenRow.at_exp > now,
-            )
-        )
+        out = {gid: RevokedGrant(gid, cid, uid) for gid, cid, uid in revoked}
+        # A separate statement after the UPDATE: it sees the access token of a rotation that held the grant row
+        # until it committed (PostgreSQL READ COMMITTED takes a fresh snapshot per statement).
+        live = conn.execute(self._revoke_statement(("b_ids",), live=True), {"b_ids": list(out), "b_now": now})
         for gid, jti, exp in live:
             out[gid].live_jtis.append((jti, exp))
         return list(out.values())
+
+    _REVOKE_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+
+    @classmethod
+    def _revoke_statement(cls, filters: tuple[str, ...], *, pick: bool = False, live: bool = False) -> Any:
+        """Core statements of :meth:`revoke`, built once per combination of filters (building one costs
+        several times what running it does): select the candidates (``pick``), revoke them, or read the live
+        access tokens of revoked grants (``live``). Filters are ``b_<column>``, ``b_refresh_digest``, ``b_ids``."""
+        key = (filters, pick, live)
+        stmt = cls._REVOKE_STATEMENTS.get(key)
+        if stmt is not None:
+            return stmt
+        g, t = GrantRow.__table__.c, RefreshTokenRow.__table__.c
+        if live:
+            stmt = select(t.grant_id, t.at_jti, t.at_exp).where(
+                t.grant_id.in_(bindparam("b_ids", expanding=True)), t.at_jti.is_not(None), t.at_exp > bindparam("b_now")
+            )
+        else:
+            where: list[Any] = [g.revoked_at.is_(None)]
+            for name in filters:
+                if name == "b_ids":
+                    where.append(g.id.in_(bindparam(name, expanding=True)))
+                elif name == "b_refresh_digest":  # the token's lookup rides in the statement: no round trip of its own
+                    where.append(g.id.in_(select(t.grant_id).where(t.digest == bindparam(name))))
+                else:
+                    where.append(g[name.removeprefix("b_")] == bindparam(name))
+            if pick:
+                stmt = select(g.id, g.scope).where(*where)
+            else:
+                stmt = (
+                    update(GrantRow.__table__)
+                    .where(*where)
+                    .values(revoked_at=bindparam("b_now"), revoked_reason=bindparam("b_reason"))
+                    .returning(g.id, g.client_id, g.user_id)
+                )
+        cls._REVOKE_STATEMENTS[key] = stmt
+        return stmt
 
     def audit(self, action: str, *, actor: str, subject: str | None, client_id: str | None, **detail: Any) -> None:
         self._audit.record(action, actor=actor, subject=subject, client_id=client_id, session=self._s, **detail)
@@ -129,6 +225,45 @@ class SqlGrantStore:
     def __init__(self, sessions: sessionmaker[Session], audit: SqlAuditLog) -> None:
         self._sessions = sessions
         self._audit = audit
+        engine: Engine = sessions.kw["bind"]
+        self._pg = engine.dialect.name == "postgresql"
+        # Single statements need no BEGIN/COMMIT round trips; SQLite keeps its BEGIN IMMEDIATE transactions.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else engine
+        self._engine = engine
+
+    def find(self, digest: bytes) -> tuple[TokenRecord, GrantRecord] | None:
+        with self._autocommit.connect() as conn:
+            found = conn.execute(_FIND, {"digest": digest}).first()
+        return _split(found) if found else None
+
+    def open(self, grant: GrantRecord, token: TokenRecord) -> None:
+        if self._pg:
+            params = _token_values(token) | {
+                "grant_id": grant.id,
+                "grant_scope": grant.scope,
+                "grant_created_at": grant.created_at,
+                **{k: getattr(grant, k) for k in _GRANT if k not in ("id", "scope", "created_at")},
+            }
+            with self._autocommit.connect() as conn:
+                conn.execute(_OPEN_PG, params)
+            return
+        with self._engine.begin() as conn:
+            conn.execute(_INSERT_GRANT, {k: getattr(grant, k) for k in _GRANT})
+            conn.execute(_INSERT_TOKEN, _token_values(token))
+
+    def rotate(self, old_id: str, successor: TokenRecord, *, now: float, sealed: bytes | None) -> bool:
+        if self._pg:
+            params = _token_values(successor) | {"old_id": old_id, "now": now, "sealed": sealed}
+            with self._autocommit.connect() as conn:
+                return conn.execute(_ROTATE_PG, params).rowcount == 1  # type: ignore[attr-defined]
+        with self._engine.begin() as conn:
+            ids = {"b_old": old_id, "b_grant": successor.grant_id}
+            marked = conn.execute(_MARK_ROTATED, ids | {"b_now": now, "b_new": successor.id, "b_sealed": sealed})
+            if marked.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            conn.execute(_INSERT_TOKEN, _token_values(successor))
+            conn.execute(_FORGET, ids)
+        return True
 
     @contextmanager
     def transaction(self) -> Iterator[SqlGrantTx]:

@@ -160,6 +160,19 @@ class MemoryStore:
             del self._data[key]
             return entry[0]
 
+    def claim(self, marker: str, key: str, ttl: float) -> tuple[bool, bytes | None]:
+        ttl = _check_ttl(ttl)
+        with self._lock:
+            now = self._clock.now()
+            if self._live(marker, now) is not None:
+                return False, None
+            self._store(marker, b"1", now + ttl, now)
+            entry = self._live(key, now)
+            if entry is None:
+                return True, None
+            del self._data[key]
+            return True, entry[0]
+
     def delete(self, key: str) -> None:
         with self._lock:
             self._data.pop(key, None)

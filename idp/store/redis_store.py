@@ -43,6 +43,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from idp import nonblocking
 from idp.store.ephemeral import StoreUnavailable
 
 __all__ = ["RedisStore"]
@@ -74,6 +75,17 @@ if redis.call('PTTL', KEYS[1]) == -1 then
 end
 return n
 """
+# Set the marker unless present and, only then, take the value: one round trip (EphemeralStore.claim).
+_CLAIM_SCRIPT = """
+if not redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'NX') then
+  return {0}
+end
+local v = redis.call('GETDEL', KEYS[2])
+if v then
+  return {1, v}
+end
+return {1}
+"""
 
 
 def _ms(seconds: float) -> int:
@@ -92,6 +104,7 @@ def _check_value(value: bytes) -> bytes:
 
 @contextlib.contextmanager
 def _unavailable(command: str) -> Iterator[None]:
+    nonblocking.check()  # work tried on the event loop goes to a thread instead (idp.web.inline)
     try:
         yield
     except _UNAVAILABLE as exc:
@@ -117,6 +130,7 @@ class RedisStore:
             ),
         )
         self._incr = self._client.register_script(_INCR_SCRIPT)
+        self._claim = self._client.register_script(_CLAIM_SCRIPT)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -140,6 +154,11 @@ class RedisStore:
     def take(self, key: str) -> bytes | None:
         with _unavailable("GETDEL"):
             return self._client.getdel(self._k(key))
+
+    def claim(self, marker: str, key: str, ttl: float) -> tuple[bool, bytes | None]:
+        with _unavailable("EVALSHA claim"):
+            reply = self._claim(keys=[self._k(marker), self._k(key)], args=[_ms(ttl)])
+        return bool(reply[0]), (reply[1] if len(reply) > 1 else None)
 
     def delete(self, key: str) -> None:
         with _unavailable("DEL"):

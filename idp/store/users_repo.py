@@ -1,16 +1,26 @@
-"""SQL implementation of :class:`idp.users.directory.UserStore`."""
+"""SQL implementation of :class:`idp.users.directory.UserStore`.
+
+The reads (every sign-in looks the user up by name; sessions and tokens by id) are Core
+statements built once, on an autocommit connection on PostgreSQL: one round trip and no ORM
+unit of work. Writes are rare (registration, password changes) and keep the ORM ``merge``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, Select, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.store.models import UserRow
 from idp.users.directory import User
 
 _FIELDS = [f.name for f in fields(User)]
+_T = UserRow.__table__
+_COLUMNS = [_T.c[name] for name in _FIELDS]
+_BY_ID = select(*_COLUMNS).where(_T.c.id == bindparam("b_id"))
+_BY_USERNAME = select(*_COLUMNS).where(_T.c.username == bindparam("b_username"))
 
 
 def _to_user(row: UserRow) -> User:
@@ -20,20 +30,25 @@ def _to_user(row: UserRow) -> User:
 class SqlUserStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        engine: Engine = sessions.kw["bind"]
+        # One statement needs no BEGIN/COMMIT round trips; SQLite keeps its transaction (BEGIN IMMEDIATE).
+        pg = engine.dialect.name == "postgresql"
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine
+
+    def _one(self, statement: Select[Any], params: dict[str, str]) -> User | None:
+        with self._reader.connect() as conn:
+            row = conn.execute(statement, params).first()
+        return User(*row) if row else None
 
     def get(self, user_id: str) -> User | None:
         if "\x00" in user_id:  # no id holds NUL, and PostgreSQL refuses it in a query (DataError, a 500)
             return None
-        with self._sessions() as s:
-            row = s.get(UserRow, user_id)
-            return _to_user(row) if row else None
+        return self._one(_BY_ID, {"b_id": user_id})
 
     def by_username(self, username: str) -> User | None:
         if "\x00" in username:
             return None
-        with self._sessions() as s:
-            row = s.scalars(select(UserRow).where(UserRow.username == username)).first()
-            return _to_user(row) if row else None
+        return self._one(_BY_USERNAME, {"b_username": username})
 
     def list(self) -> list[User]:
         with self._sessions() as s:

@@ -35,6 +35,8 @@ class CodeStore(Protocol):
 
     def take(self, key: str) -> bytes | None: ...
 
+    def claim(self, marker: str, key: str, ttl: float) -> tuple[bool, bytes | None]: ...
+
 
 class CodeInvalid(Exception):
     """Unknown or expired code."""
@@ -91,10 +93,10 @@ class AuthorizationCodes:
         """Returns (data, digest) once; raises CodeReplayed on every later attempt, CodeInvalid if unknown."""
         digest = self._digester.digest(code)
         key, used, replayed = self._keys(digest)
-        if not self._store.put_if_absent(used, b"1", MARKER_TTL):
+        first, raw = self._store.claim(used, key, MARKER_TTL)  # atomic: single use, one round trip
+        if not first:
             self._store.put(replayed, b"1", MARKER_TTL)  # tell a winner that has not committed yet
             raise CodeReplayed(digest, "authorization code already used")  # RFC 6749 §4.1.2
-        raw = self._store.take(key)  # atomic: single use
         if raw is None:
             raise CodeInvalid(digest, "unknown or expired authorization code")
         data = CodeData(**orjson.loads(raw))

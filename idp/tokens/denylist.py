@@ -1,9 +1,11 @@
 """The IdP's deny-list: durable entries in SQL, an in-memory snapshot per process, a change feed.
 
 Writers (logout, "sign out everywhere", refresh reuse detection, revocation, the CLI,
-the admin API, key compromise) call :meth:`DenyList.deny`. The row commits with the
-next version and its audit event; this process applies it at once and publishes it
-as a signed SET on the ephemeral store's channel (Redis pub/sub across instances).
+the admin API, key compromise) call :meth:`DenyList.deny`, or :meth:`DenyList.deny_many`
+for a batch (a revoked grant's live access tokens). A batch commits in ONE transaction:
+consecutive versions, one audit event per entry. This process applies it at once and
+publishes each change as a signed SET on the ephemeral store's channel (Redis pub/sub
+across instances).
 
 Every other process keeps its snapshot fresh two ways: the pub/sub message wakes it
 (``idp.web.denylist_feed`` runs the subscriber), and it re-reads the SQL version every
@@ -26,8 +28,8 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from idp.clock import Clock
 from idp.tokens.denyset import KINDS, MAX_VALUE, DenyChange, DenyEntry, DenySet
@@ -39,6 +41,16 @@ CUTOFF_KINDS = ("subject", "session", "client")
 REPLAY_LIMIT = 10_000  # beyond this, a follower resynchronises with GET /deny-list instead
 SIGNED_CACHE = 2048
 MAX_VERSION = 2**31 - 1  # deny_list.id is a 32-bit INTEGER
+PRUNE_SECONDS = 1.0  # a sync prunes the snapshot at most this often: pruning walks every entry
+
+
+class NewEntry(NamedTuple):
+    """An entry about to be written: the store gives it its version (id)."""
+
+    kind: str
+    value: str
+    not_before: float | None
+    expires_at: float
 
 
 class DenyStore(Protocol):
@@ -46,10 +58,8 @@ class DenyStore(Protocol):
 
     def version(self) -> int: ...
 
-    def add(
-        self, kind: str, value: str, *, not_before: float | None, expires_at: float, reason: str, actor: str, now: float
-    ) -> DenyEntry:
-        """Insert at the next version, with its audit event, in one transaction (writes serialise)."""
+    def add_many(self, entries: Sequence[NewEntry], *, reason: str, actor: str, now: float) -> list[DenyEntry]:
+        """Insert at the next consecutive versions, one audit event each, in one transaction (writes serialise)."""
         ...
 
     def remove(self, entry_id: int, *, actor: str, reason: str, now: float) -> DenyChange | None: ...
@@ -97,6 +107,7 @@ class DenyList:
         self._loaded = False
         self._sync_lock = threading.Lock()
         self._synced_at = -math.inf  # time.monotonic(): freshness is wall time, not protocol time
+        self._pruned_at = -math.inf  # time.monotonic()
         self._signed: OrderedDict[int, str] = OrderedDict()
         self._signed_lock = threading.Lock()
         self.listeners: list[Callable[[list[DenyChange] | None], None]] = []
@@ -105,13 +116,29 @@ class DenyList:
 
     # -- writing ---------------------------------------------------------------------------------
     def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> DenyEntry:
+        return self.deny_many([(kind, value, until)], reason=reason, actor=actor)[0]
+
+    def deny_many(self, items: Sequence[tuple[str, str, float | None]], *, reason: str, actor: str) -> list[DenyEntry]:
+        """Add ``(kind, value, until)`` entries in one transaction, at consecutive versions (all or none).
+
+        Revoking a grant denies all its live access tokens at once: one lock of the version row and
+        one commit instead of one each, and followers see the batch as one step."""
+        now = self._clock.now()
+        pending = [self._new_entry(kind, value, until, now) for kind, value, until in items]  # all valid first
+        if not pending:
+            return []
+        entries = self._store.add_many(pending, reason=(reason or "")[:300], actor=(actor or "system")[:200], now=now)
+        self._committed([DenyChange(e.id, entry=e) for e in entries])
+        return entries
+
+    def _new_entry(self, kind: str, value: str, until: float | None, now: float) -> NewEntry:
+        """Validate one entry and give it the lifetime of the tokens it can match."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}")
         if not isinstance(value, str) or not 0 < len(value) <= MAX_VALUE:
             raise ValueError(f"value must be 1..{MAX_VALUE} characters")
         if until is not None and not math.isfinite(until):
             raise ValueError("until must be a finite time")
-        now = self._clock.now()
         not_before = now if kind in CUTOFF_KINDS else None
         if kind == "kid":
             expires_at = now + self._kid_lifetime
@@ -121,17 +148,7 @@ class DenyList:
             expires_at = now + self._token_lifetime + self._leeway
         if until is not None and kind != "jti":
             expires_at = max(expires_at, until)
-        entry = self._store.add(
-            kind,
-            value,
-            not_before=not_before,
-            expires_at=expires_at,
-            reason=(reason or "")[:300],
-            actor=(actor or "system")[:200],
-            now=now,
-        )
-        self._committed(DenyChange(entry.id, entry=entry))
-        return entry
+        return NewEntry(kind, value, not_before, expires_at)
 
     def remove(self, entry_id: int, *, actor: str, reason: str = "") -> bool:
         """Take an entry off before it expires (a mistaken entry). False when there is no such live entry."""
@@ -140,7 +157,7 @@ class DenyList:
         )
         if change is None:
             return False
-        self._committed(change)
+        self._committed([change])
         return True
 
     def purge_expired(self) -> int:
@@ -149,18 +166,21 @@ class DenyList:
         self._set.prune(now)
         return self._store.purge(now)
 
-    def _committed(self, change: DenyChange) -> None:
+    def _committed(self, changes: list[DenyChange]) -> None:
+        """Apply committed changes (consecutive versions) here at once, then tell the other processes."""
         self._ensure_loaded()
         with self._sync_lock:
-            if self._set.version == change.version - 1:
-                self._set.apply(change)
-                self._notify([change])
-            elif self._set.version < change.version:  # another writer got in between: read it all, in order
+            if self._set.version == changes[0].version - 1:
+                for change in changes:
+                    self._set.apply(change)
+                self._notify(changes)
+            elif self._set.version < changes[-1].version:  # another writer got in between: read it all, in order
                 self._sync_locked()
         if self._publisher is not None:
             try:
-                self._publisher.publish(CHANNEL, self.signed(change).encode())
-            except Exception as exc:  # the row is durable; others catch up from SQL within sync_seconds
+                for change in changes:  # one SET per version: what followers and channel consumers apply
+                    self._publisher.publish(CHANNEL, self.signed(change).encode())
+            except Exception as exc:  # the rows are durable; others catch up from SQL within sync_seconds
                 log.warning("deny-list: publish failed (%s); followers catch up from SQL", type(exc).__name__)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -258,7 +278,9 @@ class DenyList:
         for change in changes:
             self._set.apply(change)
         self._set.version = max(self._set.version, current)
-        self._set.prune(self._clock.now())
+        if checked - self._pruned_at >= PRUNE_SECONDS:  # an expired entry matches no live token: no hurry
+            self._set.prune(self._clock.now())
+            self._pruned_at = checked
         self._synced_at = checked
         if changes:
             self._notify(changes)

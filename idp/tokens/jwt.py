@@ -11,10 +11,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import base64
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jws
 from joserfc.errors import JoseError
 
@@ -30,11 +35,46 @@ class TokenInvalid(Exception):
     """The token is not acceptable; the message is safe to show (no key material)."""
 
 
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_PKCS1V15, _SHA256 = padding.PKCS1v15(), hashes.SHA256()
+
+
+def _es256(key: Any, data: bytes) -> bytes:
+    """RFC 7518 §3.4: the fixed-width R || S of the ECDSA P-256 / SHA-256 signature (not DER)."""
+    r, s = decode_dss_signature(key.sign(data, _ECDSA_SHA256))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+# RFC 7518 §3.3, §3.4; RFC 8037 §3.1. The keyring pins one algorithm to each key, so the key fits the function.
+_SIGNERS: dict[str, Callable[[Any, bytes], bytes]] = {
+    "ES256": _es256,
+    "RS256": lambda key, data: key.sign(data, _PKCS1V15, _SHA256),
+    "EdDSA": lambda key, data: key.sign(data),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _protected(alg: str, typ: str, kid: str) -> bytes:
+    return _b64(orjson.dumps({"alg": alg, "typ": typ, "kid": kid}))
+
+
 def sign(keyring: Keyring, alg: str, typ: str, claims: dict[str, Any]) -> str:
+    """A compact JWS of ``claims``, signed by the keyring's current ``alg`` key.
+
+    The compact form is assembled here (the protected header cached per key, the signature
+    from ``cryptography``): joserfc's generic path cost ~20 µs more per token than the ES256
+    signature itself. Header and payload are byte-for-byte what ``jws.serialize_compact`` makes.
+    """
     kid, key = keyring.signer(alg)
-    header = {"alg": alg, "typ": typ, "kid": kid}
-    payload = orjson.dumps(claims)
-    return jws.serialize_compact(header, payload, key, algorithms=[alg])
+    signer = _SIGNERS.get(alg)
+    if signer is None:
+        return jws.serialize_compact({"alg": alg, "typ": typ, "kid": kid}, orjson.dumps(claims), key, algorithms=[alg])
+    signing_input = _protected(alg, typ, kid) + b"." + _b64(orjson.dumps(claims))
+    return (signing_input + b"." + _b64(signer(key.private_key, signing_input))).decode("ascii")
 
 
 def peek_header(token: str) -> dict[str, Any]:

@@ -5,15 +5,16 @@ issuance within it is one ``refresh_tokens`` row: the refresh token's digest (if
 one was issued) and the access token's ``jti``/``exp`` sent with it, so revoking
 the grant can deny-list every live access token of the family.
 
-Rotation (RFC 9700 §4.14.2) happens in ONE transaction: the old row is marked
-rotated with a conditional UPDATE (``WHERE rotated_at IS NULL``), so of several
-concurrent refreshes exactly one wins. The winner also stores its response,
-sealed, on the old row. A repeat of the same refresh within the grace window
-(``grace_seconds``, at most ``grace_max_uses`` times) returns that *same*
-successor: a retry or a second tab gets the tokens the first one got, never a
-second branch. Any other presentation of a rotated token is treated as theft:
-the family is revoked, its live access tokens deny-listed, and an audit event
-written.
+Rotation (RFC 9700 §4.14.2) is ONE atomic write (``GrantStore.rotate``): the old
+row is marked rotated with a conditional UPDATE (``WHERE rotated_at IS NULL`` and
+the grant is live), so of several concurrent refreshes exactly one wins, and the
+successor is inserted with it. The winner also stores its response, sealed, on
+the old row. The read before it and the minting happen outside any transaction.
+A repeat of the same refresh within the grace window (``grace_seconds``, at most
+``grace_max_uses`` times) returns that *same* successor: a retry or a second
+tab gets the tokens the first one got, never a second branch. Any other
+presentation of a rotated token is treated as theft: the family is revoked, its
+live access tokens deny-listed, and an audit event written.
 
 Default grace: 5 s and 3 repeats (settings). Long enough for a retry after a
 lost response or two tabs refreshing at once, short enough that a stolen token
@@ -101,20 +102,8 @@ class GrantTx(Protocol):
         """The issuance and its grant; ``lock`` holds both rows until commit (rotation vs revocation)."""
         ...
 
-    def insert_grant(self, grant: GrantRecord) -> None: ...
-
-    def insert_token(self, token: TokenRecord) -> None: ...
-
-    def mark_rotated(self, token_id: str, *, now: float, successor_id: str, successor_enc: bytes | None) -> bool:
-        """Conditional: only if not rotated yet. True for the one caller that rotated it."""
-        ...
-
     def use_grace(self, token_id: str, max_uses: int) -> bool:
         """Conditional increment of ``grace_uses`` below ``max_uses``."""
-        ...
-
-    def forget_successor_of(self, token_id: str) -> None:
-        """Drop the sealed grace copy held by the predecessor of ``token_id``."""
         ...
 
     def revoke(
@@ -128,8 +117,10 @@ class GrantTx(Protocol):
         user_id: str | None = None,
         client_id: str | None = None,
         keep_offline: bool = False,
+        refresh_digest: bytes | None = None,
     ) -> list[RevokedGrant]:
-        """Revoke the live grants matching every given filter; returns them with their live AT jtis."""
+        """Revoke the live grants matching every given filter (``refresh_digest``: the grant of that refresh
+        token); returns the grants THIS call revoked, with their live AT jtis."""
         ...
 
     def audit(self, action: str, *, actor: str, subject: str | None, client_id: str | None, **detail: Any) -> None: ...
@@ -137,6 +128,20 @@ class GrantTx(Protocol):
 
 class GrantStore(Protocol):
     def transaction(self) -> AbstractContextManager[GrantTx]: ...
+
+    def find(self, digest: bytes) -> tuple[TokenRecord, GrantRecord] | None:
+        """The issuance and its grant, read without a transaction (the first look of a rotation)."""
+        ...
+
+    def open(self, grant: GrantRecord, token: TokenRecord) -> None:
+        """Insert a new family with its first issuance, atomically."""
+        ...
+
+    def rotate(self, old_id: str, successor: TokenRecord, *, now: float, sealed: bytes | None) -> bool:
+        """Atomically: mark ``old_id`` rotated (to ``successor``, keeping ``sealed`` for grace repeats) unless it
+        already is or its grant is revoked, insert ``successor``, and drop the grace copy held by ``old_id``'s
+        own predecessor. True for the one caller that rotated it; revocation of the family serialises with it."""
+        ...
 
     def grants_for_user(self, user_id: str, now: float) -> list[GrantRecord]: ...
 
@@ -219,9 +224,7 @@ class RefreshTokens:
             at_jti=at_jti,
             at_exp=at_exp,
         )
-        with self._store.transaction() as tx:
-            tx.insert_grant(grant)
-            tx.insert_token(row)
+        self._store.open(grant, row)
         return grant, token
 
     # -- rotation --------------------------------------------------------------------------------
@@ -254,25 +257,25 @@ class RefreshTokens:
     ) -> dict[str, Any]:
         now = self._clock.now()
         # 1. Read and check, then mint OUTSIDE any transaction: minting reads (the user, the keyring) and
-        #    signs, and must neither wait on nor hold the write lock (SQLite has one per database).
-        with self._store.transaction() as tx:
-            row, grant = self._check(tx.token_by_digest(digest), client_id)
+        #    signs, and must neither wait on nor hold a lock (SQLite has one write lock per database).
+        row, grant = self._check(self._store.find(digest), client_id)
         self._check_cut_offs(row, grant)
-        minted: tuple[str, Minted] | None = None
         if row.rotated_at is None:
             if now >= grant.absolute_expires_at:
                 raise InvalidGrant("refresh token expired")  # absolute lifetime (ASVS V10.4.8)
             if now >= row.idle_expires_at:
                 raise InvalidGrant("refresh token expired")  # idle lifetime (RFC 9700 §4.14.2)
             new_scope = narrow_scope(grant.scope, scope)
-            minted = (new_scope, mint(grant, new_scope))
-        # 2. One short transaction decides: rotate (exactly one winner), repeat within grace, or reuse.
+            response, successor, sealed = self._successor(row, grant, new_scope, mint(grant, new_scope), now)
+            # 2. RFC 9700 §4.14.2 rotation in one atomic write that admits exactly one winner per token.
+            if self._store.rotate(row.id, successor, now=now, sealed=sealed):
+                return response
+            # Lost: another request rotated it (or the family was revoked) meanwhile; decide below, under lock.
+        # 3. A rotated token: a repeat within grace gets the same successor, anything else is reuse.
         with self._store.transaction() as tx:
             row, grant = self._check(tx.token_by_digest(digest, lock=True), client_id)
             if row.rotated_at is None:
-                if minted is None:
-                    raise _LostRace
-                return self._rotate_row(tx, row, grant, minted[0], minted[1], now)
+                raise _LostRace  # rotated and then undone? read again
             repeat = self._repeat(tx, row, now)
             if repeat is not None:
                 return repeat
@@ -311,9 +314,10 @@ class RefreshTokens:
         ):
             raise InvalidGrant("refresh token was revoked")
 
-    def _rotate_row(
-        self, tx: GrantTx, row: TokenRecord, grant: GrantRecord, scope: str, minted: Minted, now: float
-    ) -> dict[str, Any]:
+    def _successor(
+        self, row: TokenRecord, grant: GrantRecord, scope: str, minted: Minted, now: float
+    ) -> tuple[dict[str, Any], TokenRecord, bytes | None]:
+        """The response with a new refresh token, the row that records it, and the response sealed for repeats."""
         new_token = random_token(REFRESH_BYTES)
         successor = TokenRecord(
             id=secrets.token_urlsafe(16),
@@ -327,12 +331,7 @@ class RefreshTokens:
         )
         response = {**minted.response, "refresh_token": new_token}
         sealed = self._sealer.seal(orjson.dumps(response), row.id.encode()) if self.grace_seconds > 0 else None
-        # RFC 9700 §4.14.2 rotation: the conditional UPDATE admits exactly one winner per token.
-        if not tx.mark_rotated(row.id, now=now, successor_id=successor.id, successor_enc=sealed):
-            raise _LostRace
-        tx.insert_token(successor)
-        tx.forget_successor_of(row.id)
-        return response
+        return response, successor, sealed
 
     def _repeat(self, tx: GrantTx, row: TokenRecord, now: float) -> dict[str, Any] | None:
         """The same successor again, inside the grace window and count; None when that does not apply."""
@@ -349,24 +348,27 @@ class RefreshTokens:
 
     # -- revocation (GrantRevoker) --------------------------------------------------------------
     def _revoke(self, *, actor: str, reason: str, **where: Any) -> list[RevokedGrant]:
-        now = self._clock.now()
         with self._store.transaction() as tx:
-            revoked = tx.revoke(now=now, reason=reason, **where)
-            for g in revoked:
-                tx.audit(
-                    "grant_revoked", actor=actor, subject=g.user_id, client_id=g.client_id, grant_id=g.id, reason=reason
-                )
+            revoked = self._revoke_in(tx, actor=actor, reason=reason, **where)
         self._deny(revoked, reason=reason, actor=actor)
         return revoked
 
-    def _deny(self, revoked: list[RevokedGrant], *, reason: str, actor: str) -> None:
-        """Deny-list the family's live access tokens so resource servers drop them before they expire."""
-        deny = self._denylist()
-        if deny is None:
-            return
+    def _revoke_in(self, tx: GrantTx, *, actor: str, reason: str, **where: Any) -> list[RevokedGrant]:
+        """Revoke and audit inside the caller's transaction; the deny-list write follows its commit."""
+        revoked = tx.revoke(now=self._clock.now(), reason=reason, **where)
         for g in revoked:
-            for jti, exp in g.live_jtis:
-                deny.deny("jti", jti, reason=reason, actor=actor, until=exp)
+            tx.audit(
+                "grant_revoked", actor=actor, subject=g.user_id, client_id=g.client_id, grant_id=g.id, reason=reason
+            )
+        return revoked
+
+    def _deny(self, revoked: list[RevokedGrant], *, reason: str, actor: str) -> None:
+        """Deny-list the families' live access tokens so resource servers drop them before they expire:
+        one batch (one transaction) however many grants and tokens."""
+        deny = self._denylist()
+        items = [("jti", jti, exp) for g in revoked for jti, exp in g.live_jtis]
+        if deny is not None and items:
+            deny.deny_many(items, reason=reason, actor=actor)
 
     def revoke_grant(self, grant_id: str, *, actor: str, reason: str) -> bool:
         return bool(self._revoke(actor=actor, reason=reason, grant_id=grant_id))
@@ -384,20 +386,44 @@ class RefreshTokens:
     def revoke_refresh_token(self, token: str, *, client_id: str, actor: str) -> bool:
         """RFC 7009 §2.1: revoking a refresh token revokes its grant (and the grant's access tokens).
 
-        Only the client it was issued to may revoke it; anything else is a silent no-op.
+        Only the client it was issued to may revoke it; anything else is a silent no-op. True when this call
+        revoked the grant.
         """
-        info = self.lookup(token, include_inactive=True)
-        if info is None or info[1].client_id != client_id:
-            return False
-        return self.revoke_grant(info[1].id, actor=actor, reason="revoked by client")
+        return self._revoke_by_token(token, client_id=client_id, actor=actor)[1]
+
+    def revoke_by_refresh_token(self, token: str, *, client_id: str, actor: str) -> str | None:
+        """:meth:`revoke_refresh_token` for the revocation endpoint, which must tell another client's token from
+        an unknown one (to audit the attempt): returns the client the token was issued to, None when unknown.
+        Rotated and expired tokens take their family with them too."""
+        return self._revoke_by_token(token, client_id=client_id, actor=actor)[0]
+
+    def _revoke_by_token(self, token: str, *, client_id: str, actor: str) -> tuple[str | None, bool]:
+        """(owner, revoked). The lookup, the ownership check and the revocation are ONE UPDATE in one
+        transaction; only when it revokes nothing (unknown, another client's, already revoked) does a
+        second read say which."""
+        if not self._plausible(token):
+            return None, False
+        digest = self._digester.digest(token)
+        reason = "revoked by client"
+        with self._store.transaction() as tx:  # client_id: RFC 6749 §6, a token is bound to its client
+            revoked = self._revoke_in(tx, actor=actor, reason=reason, refresh_digest=digest, client_id=client_id)
+        if revoked:
+            self._deny(revoked, reason=reason, actor=actor)
+            return client_id, True
+        found = self._store.find(digest)
+        return (None if found is None else found[1].client_id), False
 
     # -- lookups ---------------------------------------------------------------------------------
+    @staticmethod
+    def _plausible(token: str) -> bool:
+        """Worth hashing and looking up: ours are 43 characters; a huge string is refused before any work."""
+        return bool(token) and len(token) <= 512
+
     def lookup(self, token: str, *, include_inactive: bool = False) -> tuple[TokenRecord, GrantRecord] | None:
         """The row and grant of a refresh token; None unless active (not rotated, revoked or expired)."""
-        if not token or len(token) > 512:
+        if not self._plausible(token):
             return None
-        with self._store.transaction() as tx:
-            found = tx.token_by_digest(self._digester.digest(token))
+        found = self._store.find(self._digester.digest(token))  # one read: no transaction needed
         if found is None:
             return None
         row, grant = found

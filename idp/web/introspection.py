@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -32,6 +31,7 @@ from idp.errors import InvalidRequest
 from idp.oauth.client_auth import authenticate_client
 from idp.oauth.forms import read_form, single
 from idp.tokens import jwt
+from idp.web.inline import run_cached
 from idp.web.responses import NO_STORE, json_response
 from idp.web.revocation import ACCESS, try_order, verified_access_token
 
@@ -116,7 +116,7 @@ def routes(c: Container) -> list[Route]:
         token = form.get("token")
         if not token:
             raise InvalidRequest("the token parameter is required")  # RFC 7662 §2.1
-        body = await run_in_threadpool(introspect, c, caller, token, form.get("token_type_hint"))
+        body = await run_cached(introspect, c, caller, token, form.get("token_type_hint"))
         return json_response(body, 200, NO_STORE)
 
     return [Route("/introspect", introspection, methods=["POST"])]

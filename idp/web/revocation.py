@@ -72,13 +72,12 @@ def revoke(c: Container, client: Client, token: str, hint: str | None) -> str:
                 return "expired"
             c.denylist.deny("jti", str(claims["jti"]), reason="revoked by client", actor=actor, until=claims["exp"])
             return "revoked-access"
-        found = c.grants.lookup(token, include_inactive=True)
-        if found is None:
+        # Found, checked and revoked in one transaction; another client's token is left as it is.
+        owner = c.grants.revoke_by_refresh_token(token, client_id=client.client_id, actor=actor)
+        if owner is None:
             continue
-        _, grant = found
-        if grant.client_id != client.client_id:  # RFC 6749 §6 / RFC 7009 §2.1: bound to its client
-            return _refused(c, client, REFRESH, grant.client_id)
-        c.grants.revoke_grant(grant.id, actor=actor, reason="revoked by client")
+        if owner != client.client_id:  # RFC 6749 §6 / RFC 7009 §2.1: bound to its client
+            return _refused(c, client, REFRESH, owner)
         return "revoked-refresh"
     return "unknown"
 

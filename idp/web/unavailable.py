@@ -3,8 +3,9 @@
 * The ephemeral store (Redis) unreachable: :class:`idp.store.ephemeral.StoreUnavailable`.
 * The database connection lost (restart, failover, ``pg_terminate_backend``): SQLAlchemy's
   ``OperationalError`` / ``InterfaceError`` and any DBAPI error that invalidated its connection.
-  The transaction was rolled back by the database; the pool drops the dead connection and
-  ``pool_pre_ping`` replaces it, so the next request works without a restart.
+  The transaction was rolled back by the database; the pool drops the dead connection (and
+  checks each idle one for the server's goodbye at checkout, ``idp.store.db``), so the next
+  request works without a restart.
 
 Both are transient: the answer carries ``Retry-After`` (RFC 9110 §10.2.3) and, for a browser
 (``Accept: text/html``), the friendly error page instead of JSON. What failed is logged

@@ -1,4 +1,9 @@
-"""Discovery documents and the JWKS, served as pre-serialised bytes with strong ETags."""
+"""Discovery documents and the JWKS, served as pre-serialised bytes with strong ETags.
+
+:class:`StaticDocuments` holds each document with its response headers already built;
+:class:`idp.web.middleware.Edge` answers GET and HEAD from it before the router. The
+routes below serve the same answers (and give other methods their 405).
+"""
 
 from __future__ import annotations
 
@@ -10,29 +15,80 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.container import Container
+from idp.keys.jwks import JwksDocument
+from idp.web.middleware import Headers, secured
+
+DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
+JWKS_PATH = "/jwks.json"
+DISCOVERY_MAX_AGE = 3600
 
 
-def _conditional(request: Request, body: bytes, etag: str, max_age: int) -> Response:
-    headers = {"etag": etag, "cache-control": f"public, max-age={max_age}"}
-    inm = request.headers.get("if-none-match")
-    if inm and etag in [t.strip().removeprefix("W/") for t in inm.split(",")]:
-        return Response(status_code=304, headers=headers)
-    return Response(body, headers=headers, media_type="application/json")
+class Document:
+    """One static JSON document: its bytes, strong ETag and the headers of its 200 and 304 answers."""
+
+    __slots__ = ("_secured", "body", "etag", "plain")
+
+    def __init__(self, body: bytes, etag: str, max_age: int) -> None:
+        self.body = body
+        self.etag = etag
+        cache = [(b"etag", etag.encode()), (b"cache-control", f"public, max-age={max_age}".encode())]
+        length = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+        self.plain = {200: [*cache, *length], 304: cache}  # as an app returns them, for Edge to secure
+        self._secured = {status: secured(status, headers) for status, headers in self.plain.items()}
+
+    def status(self, if_none_match: str | None) -> int:
+        """304 when ``If-None-Match`` names our ETag (RFC 9110 §13.1.2: weak comparison), else 200."""
+        if if_none_match and self.etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
+            return 304
+        return 200
+
+    def answer(self, if_none_match: bytes | None) -> tuple[int, Headers, bytes]:
+        status = self.status(if_none_match.decode("latin-1") if if_none_match else None)
+        return status, self._secured[status], self.body if status == 200 else b""
+
+
+class StaticDocuments:
+    """``get(path)``: the document at ``path`` now (the JWKS follows the keyring), or None."""
+
+    def __init__(self, c: Container) -> None:
+        body = orjson.dumps(c.metadata)
+        discovery = Document(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', DISCOVERY_MAX_AGE)
+        self._fixed = dict.fromkeys(DISCOVERY_PATHS, discovery)
+        self._c = c
+        self._jwks: tuple[JwksDocument, Document] | None = None
+
+    def get(self, path: str) -> Document | None:
+        found = self._fixed.get(path)
+        if found is None and path == JWKS_PATH:
+            found = self.jwks()
+        return found
+
+    def jwks(self) -> Document:
+        current = self._c.jwks.current()
+        cached = self._jwks
+        if cached is None or cached[0] is not current:
+            cached = self._jwks = (current, Document(current.body, current.etag, self._c.settings.jwks_max_age))
+        return cached[1]
+
+
+def _response(document: Document, request: Request) -> Response:
+    status = document.status(request.headers.get("if-none-match"))
+    response = Response(document.body if status == 200 else b"", status)
+    response.raw_headers = list(document.plain[status])
+    return response
 
 
 def routes(c: Container) -> list[Route]:
-    meta_body = orjson.dumps(c.metadata)
-    meta_etag = '"' + hashlib.sha256(meta_body).hexdigest()[:32] + '"'
+    documents = StaticDocuments(c)
+    metadata = documents.get(DISCOVERY_PATHS[0])
+    assert metadata is not None
 
     async def discovery(request: Request) -> Response:
-        return _conditional(request, meta_body, meta_etag, 3600)
+        return _response(metadata, request)
 
     async def jwks(request: Request) -> Response:
-        doc = c.jwks.current()
-        return _conditional(request, doc.body, doc.etag, c.settings.jwks_max_age)
+        return _response(documents.jwks(), request)
 
-    return [
-        Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
-        Route("/.well-known/oauth-authorization-server", discovery, methods=["GET"]),
-        Route("/jwks.json", jwks, methods=["GET"]),
+    return [Route(path, discovery, methods=["GET"]) for path in DISCOVERY_PATHS] + [
+        Route(JWKS_PATH, jwks, methods=["GET"])
     ]

@@ -206,6 +206,39 @@ def test_take_returns_once(store: EphemeralStore) -> None:
     assert store.take("never") is None
 
 
+def test_claim_sets_the_marker_once_and_takes_the_value_with_it(store: EphemeralStore) -> None:
+    store.put("code", b"secret", LONG)
+    assert store.claim("used", "code", LONG) == (True, b"secret")
+    assert store.get("code") is None
+    assert store.get("used") is not None
+    assert store.claim("used", "code", LONG) == (False, None)  # a replay: the marker says "used"
+    assert store.claim("used-2", "unknown", LONG) == (True, None)  # first, but nothing to take
+    store.put("code-3", b"kept", LONG)
+    assert store.claim("used", "code-3", LONG) == (False, None)
+    assert store.get("code-3") == b"kept", "a caller that did not set the marker takes nothing"
+
+
+def test_claim_is_atomic_under_concurrency(store: EphemeralStore) -> None:
+    for round_ in range(5):
+        store.put(f"code-{round_}", b"the-code", LONG)
+        barrier = threading.Barrier(20)
+        results: list[tuple[bool, bytes | None]] = []
+        lock = threading.Lock()
+
+        def worker(n: int = round_, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            got = store.claim(f"used-{n}", f"code-{n}", LONG)
+            with lock:
+                results.append(got)
+
+        pool = [threading.Thread(target=worker) for _ in range(20)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join(5)
+        assert sorted(results, key=lambda r: r[0]) == [(False, None)] * 19 + [(True, b"the-code")]
+
+
 def test_take_is_atomic_under_concurrency(store: EphemeralStore) -> None:
     threads = 20
     for round_ in range(5):

@@ -14,6 +14,8 @@ from starlette.routing import Route
 from idp.container import Container
 from idp.interaction import SESSION_COOKIE, PendingAuthorization
 from idp.sessions.csrf import LoginFormCsrf
+from idp.sessions.store import LoginSession
+from idp.users.directory import User
 from idp.web.pages.forms import (
     LOGIN_COOKIE,
     clear_cookie,
@@ -86,7 +88,7 @@ def routes(c: Container) -> list[Route]:
         interaction_id = one(request.query_params, "interaction", 64)
         switching = one(request.query_params, "switch", 8) == "1"
         next_path = safe_next(one(request.query_params, "next", 512))
-        pending = await run_in_threadpool(_pending, interaction_id)
+        pending = await run_in_threadpool(_pending, interaction_id) if interaction_id else None
         if interaction_id and pending is None:
             return error_page("interaction_expired", EXPIRED_INTERACTION, 400)
         session = await run_in_threadpool(c.login_sessions.current, session_cookie(request))
@@ -105,7 +107,7 @@ def routes(c: Container) -> list[Route]:
         next_path = safe_next(one(form, "next", 512))
         username = one(form, "username", 200)
         password = one(form, "password", 1024)
-        pending = await run_in_threadpool(_pending, interaction_id)
+        pending = await run_in_threadpool(_pending, interaction_id) if interaction_id else None
         if interaction_id and pending is None:
             return error_page("interaction_expired", EXPIRED_INTERACTION, 400)
 
@@ -123,18 +125,8 @@ def routes(c: Container) -> list[Route]:
         if not username or not password:
             return await again("Enter your username and password.", 400)
         ip = client_ip(request)
-        retry = await run_in_threadpool(throttle.retry_after, username, ip)
-        if retry is not None:
-            return await again(TOO_MANY, 429, {"retry-after": str(retry)})
-        user = await run_in_threadpool(c.directory.authenticate, username, password)  # Argon2id off the event loop
-        if user is None:
-            retry = await run_in_threadpool(throttle.failure, username, ip)
-            await run_in_threadpool(c.audit.record, "login.failed", ip=ip)
-            if retry is not None:
-                return await again(TOO_MANY, 429, {"retry-after": str(retry)})
-            return await again(BAD_CREDENTIALS, 400)
 
-        def sign_in() -> tuple[str, Any]:
+        def sign_in(user: User) -> tuple[str, LoginSession]:
             throttle.success(username)
             cookie, session = c.login_sessions.login(
                 user.id, amr=("pwd",), user_agent=user_agent(request), ip=ip, previous_cookie=session_cookie(request)
@@ -146,7 +138,27 @@ def routes(c: Container) -> list[Route]:
             c.audit.record("login", actor=user.id, subject=user.id, ip=ip, sid=session.sid)
             return cookie, session
 
-        cookie, session = await run_in_threadpool(sign_in)
+        def attempt() -> tuple[str, LoginSession] | int | None:
+            """The session (cookie, record), the seconds to wait when throttled, or None for bad credentials.
+
+            One worker thread for the whole attempt (throttle check, Argon2id, then the sign-in or the
+            failure count): the event loop stays free, and one thread hop instead of four."""
+            retry = throttle.retry_after(username, ip)  # checked before verifying
+            if retry is not None:
+                return retry
+            user = c.directory.authenticate(username, password)
+            if user is not None:
+                return sign_in(user)
+            retry = throttle.failure(username, ip)
+            c.audit.record("login.failed", ip=ip)
+            return retry
+
+        outcome = await run_in_threadpool(attempt)
+        if outcome is None:
+            return await again(BAD_CREDENTIALS, 400)
+        if isinstance(outcome, int):
+            return await again(TOO_MANY, 429, {"retry-after": str(outcome)})
+        cookie, session = outcome
         response = see_other(resume_url(pending.id) if pending else next_path)
         set_cookie(response, SESSION_COOKIE, cookie, int(session.absolute_expires_at - session.auth_time))
         clear_cookie(response, LOGIN_COOKIE)

@@ -46,23 +46,7 @@ class MemoryGrantTx:
         self.audits: list[tuple[str, dict[str, Any]]] = []
 
     def token_by_digest(self, digest: bytes, *, lock: bool = False) -> tuple[TokenRecord, GrantRecord] | None:
-        for t in self.s.tokens.values():
-            if t.digest == digest:
-                return copy.copy(t), copy.copy(self.s.grants[t.grant_id])
-        return None
-
-    def insert_grant(self, grant: GrantRecord) -> None:
-        self.s.grants[grant.id] = copy.copy(grant)
-
-    def insert_token(self, token: TokenRecord) -> None:
-        self.s.tokens[token.id] = copy.copy(token)
-
-    def mark_rotated(self, token_id: str, *, now: float, successor_id: str, successor_enc: bytes | None) -> bool:
-        t = self.s.tokens[token_id]
-        if t.rotated_at is not None:
-            return False
-        t.rotated_at, t.successor_id, t.successor_enc = now, successor_id, successor_enc
-        return True
+        return self.s.find(digest)
 
     def use_grace(self, token_id: str, max_uses: int) -> bool:
         t = self.s.tokens[token_id]
@@ -71,12 +55,14 @@ class MemoryGrantTx:
         t.grace_uses += 1
         return True
 
-    def forget_successor_of(self, token_id: str) -> None:
-        for t in self.s.tokens.values():
-            if t.successor_id == token_id:
-                t.successor_enc = None
-
-    def revoke(self, *, now: float, reason: str, keep_offline: bool = False, **where: Any) -> list[RevokedGrant]:
+    def revoke(
+        self, *, now: float, reason: str, keep_offline: bool = False, refresh_digest: bytes | None = None, **where: Any
+    ) -> list[RevokedGrant]:
+        if refresh_digest is not None:  # the grant of that refresh token
+            found = self.s.find(refresh_digest)
+            if found is None or where.get("grant_id") not in (None, found[1].id):
+                return []
+            where["grant_id"] = found[1].id
         out = []
         for g in self.s.grants.values():
             names = {"grant_id": "id"}
@@ -113,6 +99,27 @@ class MemoryGrantStore:
         except BaseException:
             self.grants, self.tokens = saved
             raise
+
+    def find(self, digest: bytes) -> tuple[TokenRecord, GrantRecord] | None:
+        for t in self.tokens.values():
+            if t.digest == digest:
+                return copy.copy(t), copy.copy(self.grants[t.grant_id])
+        return None
+
+    def open(self, grant: GrantRecord, token: TokenRecord) -> None:
+        self.grants[grant.id] = copy.copy(grant)
+        self.tokens[token.id] = copy.copy(token)
+
+    def rotate(self, old_id: str, successor: TokenRecord, *, now: float, sealed: bytes | None) -> bool:
+        old = self.tokens[old_id]
+        if old.rotated_at is not None or self.grants[old.grant_id].revoked_at is not None:
+            return False
+        old.rotated_at, old.successor_id, old.successor_enc = now, successor.id, sealed
+        self.tokens[successor.id] = copy.copy(successor)
+        for t in self.tokens.values():
+            if t.successor_id == old_id:
+                t.successor_enc = None
+        return True
 
     def grants_for_user(self, user_id: str, now: float) -> list[GrantRecord]:
         return [g for g in self.grants.values() if g.user_id == user_id and g.revoked_at is None]

@@ -1,0 +1,105 @@
+"""BatchHandler: the request path only queues; the writer formats and writes batches, in order, losing nothing
+it accepted and saying what it had to drop."""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import json
+import logging
+
+from idp.observability import context
+from idp.observability.logs import BatchHandler, JsonFormatter
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        return super().write(s)
+
+
+def handler(**kw: object) -> tuple[BatchHandler, CountingStream]:
+    stream = CountingStream()
+    target = logging.StreamHandler(stream)
+    target.setFormatter(JsonFormatter())
+    return BatchHandler(target, interval=3600, **kw), stream  # type: ignore[arg-type]
+
+
+def record(msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("idp.test", logging.INFO, __file__, 1, msg, args, None)
+
+
+def lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(x) for x in stream.getvalue().splitlines()]
+
+
+def test_records_are_written_in_order_in_one_write_per_batch() -> None:
+    h, stream = handler()
+    try:
+        for i in range(50):
+            h.handle(record("line %d", i))
+        assert stream.getvalue() == ""  # nothing on the caller's path
+        h.flush()
+        assert [x["msg"] for x in lines(stream)] == [f"line {i}" for i in range(50)]
+        assert stream.writes == 1
+    finally:
+        h.close()
+
+
+def test_request_id_and_arguments_are_taken_when_the_record_is_made() -> None:
+    h, stream = handler()
+
+    def during_a_request() -> None:
+        context.start("rid-batch-1")
+        details = {"n": 1}
+        h.handle(record("state %s", details))
+        details["n"] = 2  # changed after the call: the line shows what was logged
+        context.start("rid-other")
+
+    try:
+        contextvars.copy_context().run(during_a_request)  # the test's own context keeps no request id
+        h.flush()
+        (line,) = lines(stream)
+        assert line["request_id"] == "rid-batch-1" and line["msg"] == "state {'n': 1}"
+    finally:
+        h.close()
+
+
+def test_when_full_new_records_are_dropped_and_the_drop_is_reported() -> None:
+    h, stream = handler(max_pending=3)
+    try:
+        for i in range(5):
+            h.handle(record(f"r{i}"))
+        h.flush()
+        out = lines(stream)
+        assert out[0]["level"] == "warning" and out[0]["msg"].startswith("2 log records dropped")
+        assert [x["msg"] for x in out[1:]] == ["r0", "r1", "r2"]
+    finally:
+        h.close()
+
+
+def test_close_writes_what_is_pending() -> None:
+    h, stream = handler()
+    h.handle(record("last words"))
+    h.close()
+    assert [x["msg"] for x in lines(stream)] == ["last words"]
+
+
+def test_the_writer_thread_flushes_on_its_own() -> None:
+    stream = CountingStream()
+    target = logging.StreamHandler(stream)
+    target.setFormatter(JsonFormatter())
+    h = BatchHandler(target, interval=0.01)
+    try:
+        h.handle(record("soon"))
+        for _ in range(200):
+            if stream.getvalue():
+                break
+            h._stop.wait(0.01)
+        assert [x["msg"] for x in lines(stream)] == ["soon"]
+    finally:
+        h.close()

@@ -1,0 +1,52 @@
+"""Inline first, threadpool on a cache miss: the I/O layers refuse to block the event loop."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from idp import nonblocking
+from idp.container import Container
+from idp.web.inline import run_cached
+from tests.oauthkit import make_user
+
+
+async def test_work_without_io_runs_on_the_event_loop() -> None:
+    def where() -> threading.Thread:
+        return threading.current_thread()
+
+    assert await run_cached(where) is threading.main_thread()
+
+
+async def test_a_sql_read_moves_the_work_to_a_thread_and_gives_the_same_answer(container: Container) -> None:
+    user = make_user(container, "cold")
+    calls: list[threading.Thread] = []
+
+    def read() -> str | None:
+        calls.append(threading.current_thread())
+        found = container.directory.store.get(user.id)  # the user cache is cold: a SELECT
+        return found.username if found else None
+
+    container.directory.store.save(user)  # a write drops the cached entry
+    assert await run_cached(read) == "cold"
+    assert calls[0] is threading.main_thread() and calls[1] is not threading.main_thread()
+    calls.clear()
+    assert await run_cached(read) == "cold"  # now cached: no I/O, one inline call
+    assert calls == [threading.main_thread()]
+
+
+def test_the_ephemeral_store_refuses_to_block_inline(container: Container) -> None:
+    if type(container.ephemeral).__name__ != "RedisStore":
+        pytest.skip("the in-process store does no I/O")
+    with nonblocking.inline(), pytest.raises(nonblocking.WouldBlock):
+        container.ephemeral.get("anything")
+    assert container.ephemeral.get("anything") is None  # outside inline() it just works
+
+
+def test_would_block_passes_through_except_exception() -> None:
+    with pytest.raises(nonblocking.WouldBlock), nonblocking.inline():
+        try:
+            nonblocking.check()
+        except Exception:  # a fallback that must not swallow the signal
+            pytest.fail("WouldBlock was caught as an ordinary error")
