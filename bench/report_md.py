@@ -253,7 +253,8 @@ def _roundtrips(results: dict[str, Any]) -> list[str]:
         f"Deterministic, unlike the throughput: {rt['requests_each']} sequential requests each, counted with"
         " SQLAlchemy engine events and a wrapper on the Redis client (`python -m bench.roundtrips`)."
         " PostgreSQL round trips = statements, plus the BEGIN before a transaction's first statement and the"
-        " COMMIT or ROLLBACK that ends it (single statements run in autocommit and have neither).",
+        " COMMIT or ROLLBACK that ends it (single statements run in autocommit and have neither; the"
+        " transactions column counts SQLAlchemy's connection scopes, autocommit ones included).",
         "",
         *_table(["request", "SQL statements", "transactions", "checkouts", "PG round trips", "Redis commands"], rows),
     ]
