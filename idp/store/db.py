@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import select
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -89,6 +91,17 @@ def _drop_dead_connection(dbapi_conn: Any, record: Any, proxy: Any) -> None:
     poller.register(dbapi_conn.pgconn.socket, select.POLLIN)
     if poller.poll(0):
         raise exc.DisconnectionError("the server ended the connection")
+
+
+def single_statements(engine: Engine) -> Callable[[], AbstractContextManager[Connection]]:
+    """Connections for work that is ONE statement (or, on SQLite, a few that must commit together).
+
+    On PostgreSQL in autocommit: the statement is its own transaction and costs one round trip, not
+    BEGIN, statement, COMMIT. On SQLite a committed transaction (the begin hook takes the write lock).
+    """
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT").connect
+    return engine.begin
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

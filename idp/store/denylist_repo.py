@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Integer, Text, bindparam, cast, delete, insert, select, update
+from sqlalchemy import Integer, Text, bindparam, cast, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.store.audit_repo import SqlAuditLog
+from idp.store.db import single_statements
 from idp.store.models import DenyEntryRow, MetaRow
 from idp.tokens.denylist import NewEntry
 from idp.tokens.denyset import DenyChange, DenyEntry
@@ -123,9 +124,7 @@ class SqlDenyStore:
         self._sessions = sessions
         self._audit = audit
         self._have_row = False
-        engine: Engine = sessions.kw["bind"]
-        pg = engine.dialect.name == "postgresql"
-        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine
+        self._reads = single_statements(sessions.kw["bind"])
 
     def _ensure_version_row(self) -> None:
         """Create the version row once; concurrent first writers race here, and the loser moves on."""
@@ -151,7 +150,7 @@ class SqlDenyStore:
         return int(value) if value is not None else 0
 
     def version(self) -> int:
-        with self._reads.connect() as conn:
+        with self._reads() as conn:
             return self._read_version(conn)
 
     def add_many(self, entries: Sequence[NewEntry], *, reason: str, actor: str, now: float) -> list[DenyEntry]:
@@ -219,14 +218,14 @@ class SqlDenyStore:
             return None if row is None or row.kind == REMOVAL else _entry(row)
 
     def live(self, now: float) -> tuple[int, list[DenyEntry]]:
-        with self._reads.connect() as conn:
+        with self._reads() as conn:
             version = self._read_version(conn)
             rows = conn.execute(_LIVE, {"b_upto": version, "b_now": now}).all()
         return version, [_entry(r) for r in rows]
 
     def changes_since(self, version: int, now: float, limit: int) -> tuple[int, list[DenyChange]]:
         """(current version, changes after ``version`` up to it whose entries can still match)."""
-        with self._reads.connect() as conn:
+        with self._reads() as conn:
             current = self._read_version(conn)
             if current <= version:
                 return current, []

@@ -17,6 +17,7 @@ from sqlalchemy import JSON, Engine, LargeBinary, and_, bindparam, delete, inser
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.store.audit_repo import SqlAuditLog
+from idp.store.db import single_statements
 from idp.store.models import GrantRow, RefreshTokenRow
 from idp.tokens.refresh import OFFLINE, GrantRecord, RevokedGrant, TokenRecord
 
@@ -227,40 +228,36 @@ class SqlGrantStore:
         self._audit = audit
         engine: Engine = sessions.kw["bind"]
         self._pg = engine.dialect.name == "postgresql"
-        # Single statements need no BEGIN/COMMIT round trips; SQLite keeps its BEGIN IMMEDIATE transactions.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else engine
-        self._engine = engine
+        self._statement = single_statements(engine)  # PostgreSQL: autocommit; SQLite: BEGIN IMMEDIATE ... COMMIT
 
     def find(self, digest: bytes) -> tuple[TokenRecord, GrantRecord] | None:
-        with self._autocommit.connect() as conn:
+        with self._statement() as conn:
             found = conn.execute(_FIND, {"digest": digest}).first()
         return _split(found) if found else None
 
     def open(self, grant: GrantRecord, token: TokenRecord) -> None:
-        if self._pg:
+        with self._statement() as conn:
+            if not self._pg:  # no data-modifying CTEs: two inserts in the one transaction
+                conn.execute(_INSERT_GRANT, {k: getattr(grant, k) for k in _GRANT})
+                conn.execute(_INSERT_TOKEN, _token_values(token))
+                return
             params = _token_values(token) | {
                 "grant_id": grant.id,
                 "grant_scope": grant.scope,
                 "grant_created_at": grant.created_at,
                 **{k: getattr(grant, k) for k in _GRANT if k not in ("id", "scope", "created_at")},
             }
-            with self._autocommit.connect() as conn:
-                conn.execute(_OPEN_PG, params)
-            return
-        with self._engine.begin() as conn:
-            conn.execute(_INSERT_GRANT, {k: getattr(grant, k) for k in _GRANT})
-            conn.execute(_INSERT_TOKEN, _token_values(token))
+            conn.execute(_OPEN_PG, params)
 
     def rotate(self, old_id: str, successor: TokenRecord, *, now: float, sealed: bytes | None) -> bool:
-        if self._pg:
-            params = _token_values(successor) | {"old_id": old_id, "now": now, "sealed": sealed}
-            with self._autocommit.connect() as conn:
+        with self._statement() as conn:
+            if self._pg:
+                params = _token_values(successor) | {"old_id": old_id, "now": now, "sealed": sealed}
                 return conn.execute(_ROTATE_PG, params).rowcount == 1  # type: ignore[attr-defined]
-        with self._engine.begin() as conn:
             ids = {"b_old": old_id, "b_grant": successor.grant_id}
             marked = conn.execute(_MARK_ROTATED, ids | {"b_now": now, "b_new": successor.id, "b_sealed": sealed})
             if marked.rowcount != 1:  # type: ignore[attr-defined]
-                return False
+                return False  # nothing written: the commit is empty
             conn.execute(_INSERT_TOKEN, _token_values(successor))
             conn.execute(_FORGET, ids)
         return True

@@ -8,14 +8,13 @@ transaction per statement (its BEGIN IMMEDIATE write lock).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, LargeBinary, bindparam, delete, insert, select, update
+from sqlalchemy import LargeBinary, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.sessions.store import LoginSession
+from idp.store.db import single_statements
 from idp.store.models import LoginSessionRow
 
 _FIELDS = (
@@ -49,16 +48,7 @@ def _values(session: LoginSession) -> dict[str, object]:
 
 class SqlSessionStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
-        engine: Engine = sessions.kw["bind"]
-        self._engine = engine
-        self._pg = engine.dialect.name == "postgresql"
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else engine
-
-    @contextmanager
-    def _statement(self) -> Iterator[Connection]:
-        """A connection for one statement: autocommit on PostgreSQL, a committed transaction elsewhere."""
-        with self._autocommit.connect() if self._pg else self._engine.begin() as conn:
-            yield conn
+        self._statement = single_statements(sessions.kw["bind"])
 
     def insert(self, digest: bytes, session: LoginSession) -> None:
         with self._statement() as conn:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.store.db import single_statements
 from idp.store.models import UserRow
 from idp.users.directory import User
 
@@ -30,13 +31,10 @@ def _to_user(row: UserRow) -> User:
 class SqlUserStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
-        engine: Engine = sessions.kw["bind"]
-        # One statement needs no BEGIN/COMMIT round trips; SQLite keeps its transaction (BEGIN IMMEDIATE).
-        pg = engine.dialect.name == "postgresql"
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine
+        self._statement = single_statements(sessions.kw["bind"])
 
     def _one(self, statement: Select[Any], params: dict[str, str]) -> User | None:
-        with self._reader.connect() as conn:
+        with self._statement() as conn:
             row = conn.execute(statement, params).first()
         return User(*row) if row else None
 

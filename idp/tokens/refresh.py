@@ -419,7 +419,7 @@ class RefreshTokens:
         """Worth hashing and looking up: ours are 43 characters; a huge string is refused before any work."""
         return bool(token) and len(token) <= 512
 
-    def lookup(self, token: str, *, include_inactive: bool = False) -> tuple[TokenRecord, GrantRecord] | None:
+    def lookup(self, token: str) -> tuple[TokenRecord, GrantRecord] | None:
         """The row and grant of a refresh token; None unless active (not rotated, revoked or expired)."""
         if not self._plausible(token):
             return None
@@ -427,8 +427,6 @@ class RefreshTokens:
         if found is None:
             return None
         row, grant = found
-        if include_inactive:
-            return found
         now = self._clock.now()
         if (
             row.rotated_at is not None
