@@ -2,7 +2,8 @@
 
 Deterministic where throughput is noisy: the app runs in this process (uvicorn in a
 thread, the same ``create_app`` and container as ``idp serve``), requests are sent one
-at a time, and SQLAlchemy engine events and a wrapper on the Redis client count what
+at a time, and SQLAlchemy engine events, a wrapper on psycopg's cursor (which also sees the
+statements of ``idp.store.direct``) and one on the Redis client count what
 each request costs in round trips. ``pg`` counts what goes over the wire to PostgreSQL: each
 statement, the BEGIN psycopg sends before the first statement of a transaction, and each
 COMMIT or ROLLBACK that ends one (autocommit statements have neither).
@@ -58,10 +59,13 @@ def _instrument(c: Any, counts: Counts) -> None:
         return status is not None and int(status) != 0  # psycopg: 0 = IDLE (SQLite: not counted)
 
     def statement(conn: Any, *args: Any) -> None:
+        if conn.dialect.name != "postgresql":  # PostgreSQL statements are counted at psycopg, below
+            counts.sql += 1
+
+    def pg_statement(raw: Any) -> None:
+        """Every statement psycopg sends, through SQLAlchemy or straight (idp.store.direct)."""
         counts.sql += 1
-        dbapi = conn.connection.dbapi_connection
-        if getattr(dbapi, "info", None) is not None:  # PostgreSQL
-            counts.pg += 1 + (not dbapi.autocommit and not in_transaction(conn))  # + the implicit BEGIN
+        counts.pg += 1 + (not raw.autocommit and int(raw.info.transaction_status) == 0)  # + the implicit BEGIN
 
     def ended(name: str) -> Callable[..., None]:
         def listener(conn: Any) -> None:
@@ -74,6 +78,23 @@ def _instrument(c: Any, counts: Counts) -> None:
     event.listen(c.engine, "commit", ended("commits"))
     event.listen(c.engine, "rollback", ended("rollbacks"))
     event.listen(c.engine, "checkout", bump("checkouts"))
+    if c.engine.dialect.name == "postgresql":
+        import psycopg
+
+        original_execute = psycopg.Cursor.execute
+
+        def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+            pg_statement(self.connection)
+            return original_execute(self, *args, **kwargs)
+
+        original_many = psycopg.Cursor.executemany
+
+        def counted_many(self: Any, *args: Any, **kwargs: Any) -> Any:
+            pg_statement(self.connection)  # one pipeline: one round trip
+            return original_many(self, *args, **kwargs)
+
+        psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
+        psycopg.Cursor.executemany = counted_many  # type: ignore[method-assign]
     client = getattr(c.ephemeral, "_client", None)
     if client is not None:
         original = client.execute_command

@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import JSON, Engine, LargeBinary, and_, bindparam, delete, insert, or_, select, text, update
+from psycopg.types.json import Json
+from sqlalchemy import Engine, LargeBinary, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.store.audit_repo import SqlAuditLog
 from idp.store.db import single_statements
+from idp.store.direct import Direct
 from idp.store.models import GrantRow, RefreshTokenRow
 from idp.tokens.refresh import OFFLINE, GrantRecord, RevokedGrant, TokenRecord
 
@@ -42,42 +45,37 @@ _INSERT_TOKEN = insert(_T)
 # Rotation. The grant row is share-locked so a concurrent revocation (UPDATE grants ... then SELECT the
 # family's live access tokens) either waits for this rotation and then sees its new access token, or
 # commits first and makes this statement rotate nothing. A data-modifying CTE is one atomic statement.
-_ROTATE_PG = text(
-    """
+_ROTATE_PG = """
     WITH live AS (
-        SELECT id FROM grants WHERE id = :grant_id AND revoked_at IS NULL FOR SHARE
+        SELECT id FROM grants WHERE id = %(grant_id)s AND revoked_at IS NULL FOR SHARE
     ), old AS (
-        UPDATE refresh_tokens SET rotated_at = :now, successor_id = :id, successor_enc = :sealed
-        WHERE id = :old_id AND rotated_at IS NULL AND grant_id IN (SELECT id FROM live)
+        UPDATE refresh_tokens SET rotated_at = %(now)s, successor_id = %(id)s, successor_enc = %(sealed)s
+        WHERE id = %(old_id)s AND rotated_at IS NULL AND grant_id IN (SELECT id FROM live)
         RETURNING id
     ), forget AS (
         UPDATE refresh_tokens SET successor_enc = NULL
-        WHERE grant_id = :grant_id AND successor_id = :old_id AND successor_enc IS NOT NULL
+        WHERE grant_id = %(grant_id)s AND successor_id = %(old_id)s AND successor_enc IS NOT NULL
           AND EXISTS (SELECT 1 FROM old)
     )
     INSERT INTO refresh_tokens
         (id, grant_id, digest, scope, created_at, idle_expires_at, at_jti, at_exp, grace_uses)
-    SELECT :id, :grant_id, :digest, :scope, :created_at, :idle_expires_at, :at_jti, :at_exp, 0 FROM old
-    """
-).bindparams(bindparam("sealed", type_=LargeBinary), bindparam("digest", type_=LargeBinary))
-_OPEN_PG = text(
-    """
+    SELECT %(id)s, %(grant_id)s, %(digest)s, %(scope)s, %(created_at)s, %(idle_expires_at)s, %(at_jti)s,
+           %(at_exp)s, 0 FROM old
+"""
+_OPEN_PG = """
     WITH g AS (
         INSERT INTO grants (id, client_id, user_id, sid, scope, audience, auth_time, acr, amr, code_digest,
                             created_at, absolute_expires_at)
-        VALUES (:grant_id, :client_id, :user_id, :sid, :grant_scope, :audience, :auth_time, :acr, :amr,
-                :code_digest, :grant_created_at, :absolute_expires_at)
+        VALUES (%(grant_id)s, %(client_id)s, %(user_id)s, %(sid)s, %(grant_scope)s, %(audience)s, %(auth_time)s,
+                %(acr)s, %(amr)s, %(code_digest)s, %(grant_created_at)s, %(absolute_expires_at)s)
         RETURNING id
     )
     INSERT INTO refresh_tokens
         (id, grant_id, digest, scope, created_at, idle_expires_at, at_jti, at_exp, grace_uses)
-    SELECT :id, g.id, :digest, :scope, :created_at, :idle_expires_at, :at_jti, :at_exp, 0 FROM g
-    """
-).bindparams(
-    bindparam("amr", type_=JSON),
-    bindparam("code_digest", type_=LargeBinary),
-    bindparam("digest", type_=LargeBinary),
-)
+    SELECT %(id)s, g.id, %(digest)s, %(scope)s, %(created_at)s, %(idle_expires_at)s, %(at_jti)s, %(at_exp)s, 0
+    FROM g
+"""
+_FIND_PG = str(_FIND.compile(dialect=psycopg_dialect()))  # the same SELECT, in psycopg's %(name)s style
 _MARK_ROTATED = (
     update(_T)
     .where(
@@ -227,33 +225,38 @@ class SqlGrantStore:
         self._sessions = sessions
         self._audit = audit
         engine: Engine = sessions.kw["bind"]
-        self._pg = engine.dialect.name == "postgresql"
-        self._statement = single_statements(engine)  # PostgreSQL: autocommit; SQLite: BEGIN IMMEDIATE ... COMMIT
+        # PostgreSQL: the three hot statements (find, open, rotate) go straight through psycopg, one round trip
+        # each (idp.store.direct); SQLite: BEGIN IMMEDIATE ... COMMIT through SQLAlchemy.
+        self._direct = Direct(engine) if engine.dialect.name == "postgresql" else None
+        self._statement = single_statements(engine)
 
     def find(self, digest: bytes) -> tuple[TokenRecord, GrantRecord] | None:
-        with self._statement() as conn:
-            found = conn.execute(_FIND, {"digest": digest}).first()
+        if self._direct is not None:
+            found = self._direct.fetchone(_FIND_PG, {"digest": digest})
+        else:
+            with self._statement() as conn:
+                found = conn.execute(_FIND, {"digest": digest}).first()
         return _split(found) if found else None
 
     def open(self, grant: GrantRecord, token: TokenRecord) -> None:
-        with self._statement() as conn:
-            if not self._pg:  # no data-modifying CTEs: two inserts in the one transaction
-                conn.execute(_INSERT_GRANT, {k: getattr(grant, k) for k in _GRANT})
-                conn.execute(_INSERT_TOKEN, _token_values(token))
-                return
+        if self._direct is not None:
             params = _token_values(token) | {
                 "grant_id": grant.id,
                 "grant_scope": grant.scope,
                 "grant_created_at": grant.created_at,
                 **{k: getattr(grant, k) for k in _GRANT if k not in ("id", "scope", "created_at")},
             }
-            conn.execute(_OPEN_PG, params)
+            self._direct.rowcount(_OPEN_PG, params | {"amr": Json(grant.amr)})
+            return
+        with self._statement() as conn:  # no data-modifying CTEs: two inserts in the one transaction
+            conn.execute(_INSERT_GRANT, {k: getattr(grant, k) for k in _GRANT})
+            conn.execute(_INSERT_TOKEN, _token_values(token))
 
     def rotate(self, old_id: str, successor: TokenRecord, *, now: float, sealed: bytes | None) -> bool:
+        if self._direct is not None:
+            params = _token_values(successor) | {"old_id": old_id, "now": now, "sealed": sealed}
+            return self._direct.rowcount(_ROTATE_PG, params) == 1
         with self._statement() as conn:
-            if self._pg:
-                params = _token_values(successor) | {"old_id": old_id, "now": now, "sealed": sealed}
-                return conn.execute(_ROTATE_PG, params).rowcount == 1  # type: ignore[attr-defined]
             ids = {"b_old": old_id, "b_grant": successor.grant_id}
             marked = conn.execute(_MARK_ROTATED, ids | {"b_now": now, "b_new": successor.id, "b_sealed": sealed})
             if marked.rowcount != 1:  # type: ignore[attr-defined]

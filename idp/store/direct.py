@@ -1,0 +1,77 @@
+"""Hot single statements on PostgreSQL, straight through psycopg.
+
+A refresh is two statements and a code exchange one; through SQLAlchemy's execution layer each
+cost ~0.5 ms of CPU on the reference box against ~0.07 ms for psycopg alone (measured in
+``bench/RESULTS.md``, "Where a statement's CPU goes"): the isolation-level switch at every checkout,
+the execution context, and a ``cursor.description`` built column by column for the result. Here a
+statement takes a connection from the SAME pool (its checkout hook still drops dead connections),
+runs in autocommit as one round trip, and reads plain tuples.
+
+What SQLAlchemy gave the other statements is kept:
+
+* ``idp.nonblocking.check()`` runs first, as the engine event does for every other statement;
+* psycopg errors become SQLAlchemy's ``DBAPIError`` family (parameters hidden: they hold digests),
+  so the 503 handler (``idp.web.unavailable``) answers a lost database the same way, and a
+  connection that broke is invalidated, not handed back to the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from idp import nonblocking
+
+
+class Direct:
+    """``execute(sql, params)`` of one autocommit statement; ``sql`` uses psycopg's ``%(name)s`` placeholders."""
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("idp.store.direct is for PostgreSQL (SQLite keeps the SQLAlchemy path)")
+        self._engine = engine
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        fairy = self._engine.raw_connection()  # the pool's checkout event runs: dead connections are dropped
+        raw: psycopg.Connection[Any] = fairy.dbapi_connection  # type: ignore[assignment]
+        broken = False
+        try:
+            raw.autocommit = True  # local flag: no round trip (the pool hands connections out idle)
+            yield raw
+        except psycopg.Error:
+            broken = raw.closed or raw.broken
+            raise
+        finally:
+            if broken:
+                fairy.invalidate()
+            else:
+                raw.autocommit = False  # as the pool's other users expect it
+            fairy.close()
+
+    def fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        with self._translated(sql), self._connection() as raw:
+            return raw.execute(sql, params, prepare=True).fetchone()  # type: ignore[arg-type]
+
+    def rowcount(self, sql: str, params: Mapping[str, Any]) -> int:
+        with self._translated(sql), self._connection() as raw:
+            return raw.execute(sql, params, prepare=True).rowcount  # type: ignore[arg-type]
+
+    @contextmanager
+    def _translated(self, sql: str) -> Iterator[None]:
+        nonblocking.check()  # work tried on the event loop goes to a thread instead (idp.web.inline)
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(
+                sql, None, exc, psycopg.Error, hide_parameters=True, connection_invalidated=_lost(exc)
+            ) from exc
+
+
+def _lost(exc: psycopg.Error) -> bool:
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
