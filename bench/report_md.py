@@ -251,7 +251,8 @@ def _roundtrips(results: dict[str, Any]) -> list[str]:
         "## Round trips per request (PostgreSQL + Redis, counted in-process)",
         "",
         f"Deterministic, unlike the throughput: {rt['requests_each']} sequential requests each, counted with"
-        " SQLAlchemy engine events, a wrapper on psycopg's cursor and one on the Redis client (`python -m bench.roundtrips`)."
+        " SQLAlchemy engine events, a wrapper on psycopg's cursor and one on the Redis client"
+        " (`python -m bench.roundtrips`)."
         " PostgreSQL round trips = statements, plus the BEGIN before a transaction's first statement and the"
         " COMMIT or ROLLBACK that ends it (single statements run in autocommit and have neither; the"
         " transactions column counts SQLAlchemy's connection scopes, autocommit ones included).",
