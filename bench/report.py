@@ -105,8 +105,10 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     probe = _get(results, "login", "probe_p99_ms")
     add("no stall during logins (discovery p99 beside them)", "<= 50 ms", probe, le(probe, 50), " ms")
     ext = results.get("external", {})
-    verify = _find_number(ext.get("resource_verify", {}).get("median", {}), ("per_core",))
-    add("idp.resource verifications per core", ">= 10,000/s", verify, ge(verify, 10_000), "/s")
+    verify = _find_number(ext.get("resource_verify", {}).get("median", {}), ("verifications_per_core",))
+    add("idp.resource verifications per core (a new token each time)", ">= 10,000/s", verify, ge(verify, 10_000), "/s")
+    repeat = _find_number(ext.get("resource_verify", {}).get("median", {}), ("repeat_per_core",))
+    add("idp.resource, a token it verified before (most requests)", ">= 10,000/s", repeat, ge(repeat, 10_000), "/s")
     lat = _find_number(ext.get("revocation_latency", {}).get("median", {}), ("p99_ms",))
     add("revocation reaches the resource server (p99)", "<= 1 s", lat, None if lat is None else lat <= 1000, " ms")
     limit = 120 * 1e6 / 2**20  # 120 MB in MiB
