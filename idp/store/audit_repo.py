@@ -11,6 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.clock import Clock
+from idp.store.db import single_statements
 from idp.store.models import AuditEventRow
 
 log = logging.getLogger("idp.audit")
@@ -34,6 +35,7 @@ class AuditEvent:
 class SqlAuditLog:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
         self._sessions = sessions
+        self._statement = single_statements(sessions.kw["bind"])
         self._clock = clock
         self.listeners: list[AuditListener] = []
 
@@ -52,9 +54,10 @@ class SqlAuditLog:
         event = {"action": action, "actor": actor, "subject": subject, "client_id": client_id, "ip": ip}
         if session is not None:
             self._notify(self._insert(session, [event | {"detail": detail}]))
-        else:
-            with self._sessions.begin() as s:
-                rows = self._insert(s, [event | {"detail": detail}])
+        else:  # an event of its own: one autocommit INSERT (PostgreSQL), not BEGIN, INSERT, COMMIT
+            rows = self._rows([event | {"detail": detail}])
+            with self._statement() as conn:
+                conn.execute(_INSERT, rows)
             self._notify(rows)
 
     def record_many(self, session: Session, events: Sequence[Mapping[str, Any]]) -> None:
@@ -66,8 +69,13 @@ class SqlAuditLog:
 
     def _insert(self, session: Session, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """A Core INSERT on the session's connection: no ORM objects, no flush."""
+        rows = self._rows(events)
+        session.connection().execute(_INSERT, rows)
+        return rows
+
+    def _rows(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         at = self._clock.now()
-        rows = [
+        return [
             {
                 "at": at,
                 "actor": e.get("actor", "system"),
@@ -79,8 +87,6 @@ class SqlAuditLog:
             }
             for e in events
         ]
-        session.connection().execute(_INSERT, rows)
-        return rows
 
     def _notify(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
