@@ -175,6 +175,10 @@ def _wire_denylist(c: Container) -> None:
     c.denylist = DenyList(
         SqlDenyStore(c.sessions, c.audit), c.clock, issuer=s.issuer, publisher=c.ephemeral,
         sign=lambda claims: jwt.sign(c.keyring, s.access_token_alg, SET_TYP, claims),
+        verify=lambda token: jwt.verify(  # SETs carry no exp: versions order them (RFC 8417 §2.2)
+            c.keyring, token, typ=SET_TYP, issuer=s.issuer, audience=None, now=c.clock.now(),
+            require=("iss", "iat", "jti", "events"), allow_expired=True,
+        )[1],
         token_lifetime=lifetime, kid_lifetime=lifetime + s.jwks_max_age + 86_400,
         leeway=2 * jwt.LEEWAY, sync_seconds=s.denylist_sync_seconds,
     )  # fmt: skip

@@ -33,7 +33,8 @@ from typing import Any, NamedTuple, Protocol
 
 from idp.clock import Clock
 from idp.tokens.denyset import KINDS, MAX_VALUE, DenyChange, DenyEntry, DenySet
-from idp.tokens.secevent import CHANNEL, set_claims
+from idp.tokens.jwt import TokenInvalid
+from idp.tokens.secevent import CHANNEL, change_from_claims, set_claims
 
 log = logging.getLogger("idp.denylist")
 
@@ -88,6 +89,7 @@ class DenyList:
         issuer: str,
         sign: Callable[[dict[str, Any]], str],
         publisher: Publisher | None,
+        verify: Callable[[str], dict[str, Any]] | None = None,
         token_lifetime: float,
         kid_lifetime: float,
         leeway: float = 60.0,
@@ -98,6 +100,7 @@ class DenyList:
         self._clock = clock
         self._issuer = issuer
         self._sign = sign
+        self._verify = verify
         self._publisher = publisher
         self._token_lifetime = token_lifetime
         self._kid_lifetime = kid_lifetime
@@ -183,6 +186,31 @@ class DenyList:
             except Exception as exc:  # the rows are durable; others catch up from SQL within sync_seconds
                 log.warning("deny-list: publish failed (%s); followers catch up from SQL", type(exc).__name__)
 
+    def apply_published(self, token: str) -> bool:
+        """A SET another process published after its commit: True once this process holds its version.
+
+        The next version is applied from the SET itself (its signature checked with ``verify``: the
+        channel is not trusted to add entries), keeping its token for the change feed, instead of two
+        SQL reads per change in every other worker. Anything else (a gap, a bad SET, no ``verify``) is
+        False and the caller reads SQL, which stays the source of truth (the poll re-checks it anyway).
+        """
+        if self._verify is None or not self._loaded:
+            return False
+        try:
+            change = change_from_claims(self._verify(token))
+        except (TokenInvalid, ValueError):
+            log.warning("deny-list: a published change did not verify; reading SQL instead")
+            return False
+        with self._sync_lock:
+            if self._set.version >= change.version:
+                return True  # ours, or already read from SQL
+            if self._set.version != change.version - 1:
+                return False  # a change in between is not here yet: SQL has them in order
+            self._set.apply(change)
+            self._notify([change])
+        self._remember_signed(change.version, token)
+        return True
+
     # -- reading ---------------------------------------------------------------------------------
     def is_denied(self, claims: Mapping[str, Any], kid: str | None = None) -> bool:
         self.maybe_sync()
@@ -223,11 +251,14 @@ class DenyList:
         if cached is not None:
             return cached
         token = self._sign(set_claims(change, issuer=self._issuer, now=self._clock.now()))
+        self._remember_signed(change.version, token)
+        return token
+
+    def _remember_signed(self, version: int, token: str) -> None:
         with self._signed_lock:
-            self._signed[change.version] = token
+            self._signed[version] = token
             while len(self._signed) > SIGNED_CACHE:
                 self._signed.popitem(last=False)
-        return token
 
     # -- freshness -------------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:

@@ -189,7 +189,11 @@ class DenyFeed:
                         if message == WAKE:
                             continue
                         version = _peek_version(message)
-                        if version is None or version > self._dl.version:
+                        if version is not None and version <= self._dl.version:
+                            continue  # ours, or already read
+                        # The next version is applied from the signed message; a gap is read from SQL. A thread:
+                        # listeners may do I/O (a kid entry re-reads the keys).
+                        if not await run_in_threadpool(self._dl.apply_published, message.decode("ascii", "replace")):
                             await run_in_threadpool(self._dl.sync)
             except asyncio.CancelledError:
                 raise

@@ -1,0 +1,82 @@
+"""Another process's published change is applied from its signed SET, never on trust and never out of order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from idp.clock import FrozenClock
+from idp.config import Settings
+from idp.container import Container, build_container
+from idp.crypto import b64url, b64url_decode
+from idp.tokens.denyset import DenyChange
+
+
+@pytest.fixture
+def other(container: Container, settings: Settings, clock: FrozenClock) -> Iterator[Container]:
+    """A second instance on the same database, its snapshot loaded, counting its SQL reads of changes."""
+    container.keyring.tick()  # signing keys, as at start: SETs are signed
+    c = build_container(settings, clock=clock)
+    c.denylist.is_denied({"sub": "nobody", "iat": 0})  # loads the snapshot
+    reads: list[int] = []
+    store = c.denylist._store
+    real = store.changes_since
+
+    def counted(version: int, now: float, limit: int):  # type: ignore[no-untyped-def]
+        reads.append(version)
+        return real(version, now, limit)
+
+    store.changes_since = counted  # type: ignore[method-assign]
+    c.extras["sql_reads"] = reads
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def published(container: Container, kind: str, value: str) -> tuple[DenyChange, str]:
+    entry = container.denylist.deny(kind, value, reason="test", actor="test")
+    change = DenyChange(entry.id, entry=entry)
+    return change, container.denylist.signed(change)
+
+
+def test_the_next_version_is_applied_from_the_set_without_sql(container: Container, other: Container) -> None:
+    heard: list[list[DenyChange] | None] = []
+    other.denylist.listeners.append(heard.append)
+    change, token = published(container, "subject", "u1")
+    assert other.denylist.apply_published(token)
+    assert other.denylist._set.is_denied({"sub": "u1", "iat": 0})
+    assert other.denylist.version == change.version
+    assert other.extras["sql_reads"] == []
+    assert heard == [[DenyChange(change.version, entry=change.entry)]]  # the change feed hears it once
+    assert other.denylist.signed(change) == token  # and streams the same SET, not a new signature
+
+
+def test_a_replay_changes_nothing(container: Container, other: Container) -> None:
+    _, token = published(container, "subject", "u1")
+    assert other.denylist.apply_published(token)
+    heard: list[object] = []
+    other.denylist.listeners.append(heard.append)
+    assert other.denylist.apply_published(token)  # already held
+    assert heard == []
+
+
+def test_a_gap_is_left_to_sql(container: Container, other: Container) -> None:
+    published(container, "subject", "u1")
+    change, token = published(container, "subject", "u2")
+    assert not other.denylist.apply_published(token)  # version 1 is not here yet
+    assert not other.denylist._set.is_denied({"sub": "u2", "iat": 0})
+    other.denylist.sync()  # what the caller does next
+    assert other.denylist.version == change.version
+
+
+def test_a_forged_or_tampered_set_adds_nothing(container: Container, other: Container) -> None:
+    _, token = published(container, "subject", "u1")
+    head, body, sig = token.split(".")
+    forged_body = b64url(b64url_decode(body).replace(b'"u1"', b'"u9"'))
+    assert not other.denylist.apply_published(f"{head}.{forged_body}.{sig}")
+    assert not other.denylist.apply_published(f"{head}.{body}.")  # unsigned
+    assert not other.denylist.apply_published("not a token")
+    assert not other.denylist._set.is_denied({"sub": "u9", "iat": 0})
+    assert not other.denylist._set.is_denied({"sub": "u1", "iat": 0})
