@@ -172,8 +172,9 @@ def _wire_denylist(c: Container) -> None:
 
     s = c.settings
     lifetime = max(s.access_token_ttl, s.id_token_ttl)
+    store = c.extras["deny_store"] = SqlDenyStore(c.sessions, c.audit)
     c.denylist = DenyList(
-        SqlDenyStore(c.sessions, c.audit), c.clock, issuer=s.issuer, publisher=c.ephemeral,
+        store, c.clock, issuer=s.issuer, publisher=c.ephemeral,
         sign=lambda claims: jwt.sign(c.keyring, s.access_token_alg, SET_TYP, claims),
         verify=lambda token: jwt.verify(  # SETs carry no exp: versions order them (RFC 8417 §2.2)
             c.keyring, token, typ=SET_TYP, issuer=s.issuer, audience=None, now=c.clock.now(),
@@ -215,7 +216,7 @@ def _wire_oauth(c: Container) -> None:
 
     s = c.settings
     c.grants = RefreshTokens(
-        SqlGrantStore(c.sessions, c.audit), c.digester, c.sealer, c.clock,
+        SqlGrantStore(c.sessions, c.audit, c.extras["deny_store"]), c.digester, c.sealer, c.clock,
         idle_ttl=s.refresh_idle_ttl, absolute_ttl=s.refresh_absolute_ttl,
         grace_seconds=s.refresh_grace_seconds, grace_max_uses=s.refresh_grace_max_uses, denylist=lambda: c.denylist,
     )  # fmt: skip

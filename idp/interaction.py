@@ -72,6 +72,15 @@ class DenyWriter(Protocol):
         """Several ``(kind, value, until)`` entries in one write, all or none (a revoked grant's access tokens)."""
         ...
 
+    def prepare(self, items: Sequence[tuple[str, str, float | None]]) -> list[Any]:
+        """:meth:`deny_many` in two halves, for a caller that writes the entries in a transaction of its own
+        (a grant revoked with its access tokens, one commit): the entries to write, validated..."""
+        ...
+
+    def committed(self, entries: Sequence[Any]) -> None:
+        """...and, after that commit, the written entries: applied here and published."""
+        ...
+
     def is_denied(self, claims: Mapping[str, Any], kid: str | None = None) -> bool:
         """Whether a token with these claims (``sub``, ``client_id``, ``sid``, ``jti``, ``iat``) is denied."""
         ...

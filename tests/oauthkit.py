@@ -15,6 +15,7 @@ import httpx
 from idp.clients.model import Client
 from idp.container import Container
 from idp.interaction import SESSION_COOKIE
+from idp.tokens.denylist import NewEntry
 from idp.users.directory import User
 
 with warnings.catch_warnings():
@@ -168,6 +169,16 @@ class RecordingDenyList:
         self.batches.append(len(items))
         for kind, value, until in items:
             self.deny(kind, value, reason=reason, actor=actor, until=until)
+
+    def prepare(self, items: list[tuple[str, str, float | None]]) -> list[NewEntry]:
+        """Entries for a revoking transaction to write (``until`` kept as their expiry)..."""
+        return [NewEntry(kind, value, None, until if until is not None else 0.0) for kind, value, until in items]
+
+    def committed(self, entries: list[Any]) -> None:
+        """...recorded once it committed, as one batch."""
+        self.batches.append(len(entries))
+        for e in entries:
+            self.deny(e.kind, e.value, reason=e.reason, actor=e.actor, until=e.expires_at)
 
     def is_denied(self, claims: dict[str, Any], kid: str | None = None) -> bool:
         return any(k == "jti" and v == claims.get("jti") for k, v, _, _ in self.calls)

@@ -126,8 +126,10 @@ class SqlDenyStore:
         self._have_row = False
         self._reads = single_statements(sessions.kw["bind"])
 
-    def _ensure_version_row(self) -> None:
-        """Create the version row once; concurrent first writers race here, and the loser moves on."""
+    def ensure_version_row(self) -> None:
+        """Create the version row once; concurrent first writers race here, and the loser moves on.
+
+        Called before a writing transaction opens (SQLite has one writer: not from inside another)."""
         if self._have_row:
             return
         try:
@@ -156,32 +158,41 @@ class SqlDenyStore:
     def add_many(self, entries: Sequence[NewEntry], *, reason: str, actor: str, now: float) -> list[DenyEntry]:
         if not entries:
             return []
-        self._ensure_version_row()
+        self.ensure_version_row()
         with self._sessions.begin() as s:
-            conn = s.connection()
-            last = conn.execute(_CLAIM, {"n": len(entries)}).scalar()
-            if last is None:
-                raise LookupError("deny-list version row missing")
-            first = int(last) - len(entries) + 1
-            added = [
-                DenyEntry(
-                    id=first + i,
-                    kind=e.kind,
-                    value=e.value,
-                    expires_at=e.expires_at,
-                    not_before=e.not_before,
-                    reason=reason,
-                    actor=actor,
-                    created_at=now,
-                )
-                for i, e in enumerate(entries)
-            ]
-            conn.execute(_INSERT, [_row(e) for e in added])
-            self._audit.record_many(s, [_added_event(e) for e in added])
+            return self.add_many_in(s, entries, reason=reason, actor=actor, now=now)
+
+    def add_many_in(
+        self, s: Session, entries: Sequence[NewEntry], *, reason: str, actor: str, now: float
+    ) -> list[DenyEntry]:
+        """:meth:`add_many` in the caller's transaction (after :meth:`ensure_version_row`): the version row is
+        its last lock, taken just before the commit, so writers still serialise only over the inserts."""
+        if not entries:
+            return []
+        conn = s.connection()
+        last = conn.execute(_CLAIM, {"n": len(entries)}).scalar()
+        if last is None:
+            raise LookupError("deny-list version row missing")
+        first = int(last) - len(entries) + 1
+        added = [
+            DenyEntry(
+                id=first + i,
+                kind=e.kind,
+                value=e.value,
+                expires_at=e.expires_at,
+                not_before=e.not_before,
+                reason=reason,
+                actor=actor,
+                created_at=now,
+            )
+            for i, e in enumerate(entries)
+        ]
+        conn.execute(_INSERT, [_row(e) for e in added])
+        self._audit.record_many(s, [_added_event(e) for e in added])
         return added
 
     def remove(self, entry_id: int, *, actor: str, reason: str, now: float) -> DenyChange | None:
-        self._ensure_version_row()
+        self.ensure_version_row()
         with self._sessions.begin() as s:
             meta = self._lock_version(s)
             target = s.get(DenyEntryRow, entry_id)

@@ -9,7 +9,7 @@ where the ORM and a transaction around a single statement cost several. The rare
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,8 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.store.audit_repo import SqlAuditLog
 from idp.store.db import single_statements
+from idp.store.denylist_repo import SqlDenyStore
 from idp.store.direct import Direct
 from idp.store.models import GrantRow, RefreshTokenRow
+from idp.tokens.denylist import NewEntry
+from idp.tokens.denyset import DenyEntry
 from idp.tokens.refresh import OFFLINE, GrantRecord, RevokedGrant, TokenRecord
 
 _GRANT = [c.key for c in GrantRow.__table__.columns]
@@ -112,9 +115,10 @@ def _token_values(token: TokenRecord) -> dict[str, Any]:
 
 
 class SqlGrantTx:
-    def __init__(self, s: Session, audit: SqlAuditLog) -> None:
+    def __init__(self, s: Session, audit: SqlAuditLog, deny: SqlDenyStore | None) -> None:
         self._s = s
         self._audit = audit
+        self._deny = deny
 
     def token_by_digest(self, digest: bytes, *, lock: bool = False) -> tuple[TokenRecord, GrantRecord] | None:
         params = {"digest": digest}
@@ -219,11 +223,18 @@ class SqlGrantTx:
     def audit(self, action: str, *, actor: str, subject: str | None, client_id: str | None, **detail: Any) -> None:
         self._audit.record(action, actor=actor, subject=subject, client_id=client_id, session=self._s, **detail)
 
+    def deny(self, entries: Sequence[NewEntry], *, reason: str, actor: str, now: float) -> list[DenyEntry]:
+        if self._deny is None:
+            raise RuntimeError("this grant store was built without the deny-list store")
+        return self._deny.add_many_in(self._s, entries, reason=reason, actor=actor, now=now)
+
 
 class SqlGrantStore:
-    def __init__(self, sessions: sessionmaker[Session], audit: SqlAuditLog) -> None:
+    def __init__(self, sessions: sessionmaker[Session], audit: SqlAuditLog, deny: SqlDenyStore | None = None) -> None:
+        """``deny``: where a revoking transaction writes the deny-list entries of its access tokens."""
         self._sessions = sessions
         self._audit = audit
+        self._deny = deny
         engine: Engine = sessions.kw["bind"]
         # PostgreSQL: the three hot statements (find, open, rotate) go straight through psycopg, one round trip
         # each (idp.store.direct); SQLite: BEGIN IMMEDIATE ... COMMIT through SQLAlchemy.
@@ -267,8 +278,10 @@ class SqlGrantStore:
 
     @contextmanager
     def transaction(self) -> Iterator[SqlGrantTx]:
+        if self._deny is not None:
+            self._deny.ensure_version_row()  # its own first write, before ours opens (SQLite: one writer)
         with self._sessions.begin() as s:
-            yield SqlGrantTx(s, self._audit)
+            yield SqlGrantTx(s, self._audit, self._deny)
 
     def grants_for_user(self, user_id: str, now: float) -> list[GrantRecord]:
         live_token = (

@@ -74,6 +74,14 @@ class DenyStore(Protocol):
     def purge(self, now: float) -> int: ...
 
 
+def clip_reason(reason: str | None) -> str:
+    return (reason or "")[:300]
+
+
+def clip_actor(actor: str | None) -> str:
+    return (actor or "system")[:200]
+
+
 class Publisher(Protocol):
     def publish(self, channel: str, message: bytes) -> None: ...
 
@@ -126,13 +134,23 @@ class DenyList:
 
         Revoking a grant denies all its live access tokens at once: one lock of the version row and
         one commit instead of one each, and followers see the batch as one step."""
-        now = self._clock.now()
-        pending = [self._new_entry(kind, value, until, now) for kind, value, until in items]  # all valid first
+        pending = self.prepare(items)  # all valid first
         if not pending:
             return []
-        entries = self._store.add_many(pending, reason=(reason or "")[:300], actor=(actor or "system")[:200], now=now)
-        self._committed([DenyChange(e.id, entry=e) for e in entries])
+        now = self._clock.now()
+        entries = self._store.add_many(pending, reason=clip_reason(reason), actor=clip_actor(actor), now=now)
+        self.committed(entries)
         return entries
+
+    def prepare(self, items: Sequence[tuple[str, str, float | None]]) -> list[NewEntry]:
+        """Validated entries with their lifetimes, for a store write in the caller's transaction."""
+        now = self._clock.now()
+        return [self._new_entry(kind, value, until, now) for kind, value, until in items]
+
+    def committed(self, entries: Sequence[DenyEntry]) -> None:
+        """Entries a transaction wrote (consecutive versions) after it committed: apply here, then publish."""
+        if entries:
+            self._committed([DenyChange(e.id, entry=e) for e in entries])
 
     def _new_entry(self, kind: str, value: str, until: float | None, now: float) -> NewEntry:
         """Validate one entry and give it the lifetime of the tokens it can match."""
@@ -156,7 +174,7 @@ class DenyList:
     def remove(self, entry_id: int, *, actor: str, reason: str = "") -> bool:
         """Take an entry off before it expires (a mistaken entry). False when there is no such live entry."""
         change = self._store.remove(
-            entry_id, actor=(actor or "system")[:200], reason=(reason or "")[:300], now=self._clock.now()
+            entry_id, actor=clip_actor(actor), reason=clip_reason(reason), now=self._clock.now()
         )
         if change is None:
             return False

@@ -24,7 +24,7 @@ replayed later still trips reuse detection. 0 turns it off.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +35,7 @@ from idp.clock import Clock
 from idp.crypto import Digester, Sealer, random_token
 from idp.errors import InvalidGrant, InvalidScope
 from idp.interaction import DenyWriter
+from idp.tokens.denylist import clip_actor, clip_reason
 
 REFRESH_BYTES = 32  # 256 bits, opaque
 OFFLINE = "offline_access"
@@ -124,6 +125,10 @@ class GrantTx(Protocol):
         ...
 
     def audit(self, action: str, *, actor: str, subject: str | None, client_id: str | None, **detail: Any) -> None: ...
+
+    def deny(self, entries: Sequence[Any], *, reason: str, actor: str, now: float) -> list[Any]:
+        """Write deny-list entries (``DenyWriter.prepare``'s) in this transaction; the entries written."""
+        ...
 
 
 class GrantStore(Protocol):
@@ -288,7 +293,8 @@ class RefreshTokens:
                 client_id=client_id,
                 grant_id=grant.id,
             )
-        self._deny(revoked, reason="refresh token reuse", actor=actor or client_id)
+            denied = self._deny_in(tx, revoked, reason="refresh token reuse", actor=actor or client_id)
+        self._denied(denied)
         raise InvalidGrant("refresh token was already used; the grant is revoked")
 
     @staticmethod
@@ -349,26 +355,33 @@ class RefreshTokens:
     # -- revocation (GrantRevoker) --------------------------------------------------------------
     def _revoke(self, *, actor: str, reason: str, **where: Any) -> list[RevokedGrant]:
         with self._store.transaction() as tx:
-            revoked = self._revoke_in(tx, actor=actor, reason=reason, **where)
-        self._deny(revoked, reason=reason, actor=actor)
+            revoked, denied = self._revoke_in(tx, actor=actor, reason=reason, **where)
+        self._denied(denied)
         return revoked
 
-    def _revoke_in(self, tx: GrantTx, *, actor: str, reason: str, **where: Any) -> list[RevokedGrant]:
-        """Revoke and audit inside the caller's transaction; the deny-list write follows its commit."""
+    def _revoke_in(self, tx: GrantTx, *, actor: str, reason: str, **where: Any) -> tuple[list[RevokedGrant], list[Any]]:
+        """Revoke, audit and deny-list inside the caller's transaction; :meth:`_denied` follows its commit."""
         revoked = tx.revoke(now=self._clock.now(), reason=reason, **where)
         for g in revoked:
             tx.audit(
                 "grant_revoked", actor=actor, subject=g.user_id, client_id=g.client_id, grant_id=g.id, reason=reason
             )
-        return revoked
+        return revoked, self._deny_in(tx, revoked, reason=reason, actor=actor)
 
-    def _deny(self, revoked: list[RevokedGrant], *, reason: str, actor: str) -> None:
-        """Deny-list the families' live access tokens so resource servers drop them before they expire:
-        one batch (one transaction) however many grants and tokens."""
+    def _deny_in(self, tx: GrantTx, revoked: list[RevokedGrant], *, reason: str, actor: str) -> list[Any]:
+        """Deny-list the families' live access tokens, so resource servers drop them before they expire, in
+        the transaction that revokes the families: one commit for both, and never one without the other."""
         deny = self._denylist()
         items = [("jti", jti, exp) for g in revoked for jti, exp in g.live_jtis]
-        if deny is not None and items:
-            deny.deny_many(items, reason=reason, actor=actor)
+        if deny is None or not items:
+            return []
+        return tx.deny(deny.prepare(items), reason=clip_reason(reason), actor=clip_actor(actor), now=self._clock.now())
+
+    def _denied(self, entries: list[Any]) -> None:
+        """After the commit: the deny-list applies the entries here and tells the other processes."""
+        deny = self._denylist()
+        if deny is not None and entries:
+            deny.committed(entries)
 
     def revoke_grant(self, grant_id: str, *, actor: str, reason: str) -> bool:
         return bool(self._revoke(actor=actor, reason=reason, grant_id=grant_id))
@@ -406,9 +419,11 @@ class RefreshTokens:
         digest = self._digester.digest(token)
         reason = "revoked by client"
         with self._store.transaction() as tx:  # client_id: RFC 6749 §6, a token is bound to its client
-            revoked = self._revoke_in(tx, actor=actor, reason=reason, refresh_digest=digest, client_id=client_id)
+            revoked, denied = self._revoke_in(
+                tx, actor=actor, reason=reason, refresh_digest=digest, client_id=client_id
+            )
         if revoked:
-            self._deny(revoked, reason=reason, actor=actor)
+            self._denied(denied)
             return client_id, True
         found = self._store.find(digest)
         return (None if found is None else found[1].client_id), False

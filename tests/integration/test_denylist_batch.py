@@ -188,3 +188,38 @@ def test_revocation_filters_combine_and_an_empty_value_still_filters(container: 
     assert container.grants.revoke_for_session("s1", keep_offline=True, actor="t", reason="x") == 0  # offline
     assert container.grants.revoke_for_user(user.id, actor="t", reason="x", client_id=client.client_id) == 1
     assert len(container.denylist.list()) == 2
+
+
+def test_a_revoked_family_and_its_deny_list_entries_commit_together(container: Container) -> None:
+    client, _ = web_client(container)
+    user = make_user(container)
+    token, jtis = _family_with_two_live_access_tokens(container, client.client_id, user.id)
+    container.denylist.is_denied({"jti": "warm"})  # the snapshot loaded, the version row there
+    container.extras["deny_store"].ensure_version_row()
+    commits, stop = _commits(container)
+    try:
+        assert container.grants.revoke_refresh_token(token, client_id=client.client_id, actor="t")
+    finally:
+        stop()
+    assert commits == [1]  # the grant, its audit event, the entries and theirs: one transaction
+    assert all(container.denylist.is_denied({"jti": j}) for j in jtis)  # applied here after the commit
+
+
+def test_a_failed_deny_list_write_leaves_the_family_as_it_was(container: Container, monkeypatch) -> None:
+    """Nothing half-written: a revoked grant whose live access tokens were not deny-listed would let them
+    run to their exp unseen by resource servers."""
+    client, _ = web_client(container)
+    user = make_user(container)
+    token, jtis = _family_with_two_live_access_tokens(container, client.client_id, user.id)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("deny-list write failed")
+
+    monkeypatch.setattr(container.extras["deny_store"], "add_many_in", broken)
+    with pytest.raises(RuntimeError):
+        container.grants.revoke_refresh_token(token, client_id=client.client_id, actor="t")
+    assert container.grants.lookup(token) is not None  # the revocation rolled back with it
+    assert container.audit.query(action="grant_revoked") == []
+    monkeypatch.undo()
+    assert container.grants.revoke_refresh_token(token, client_id=client.client_id, actor="t")
+    assert sorted(e.value for e in container.denylist.list()) == sorted(jtis)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from idp.keys.keyring import KeyPolicy, Keyring, StoredKey
+from idp.tokens.denyset import DenyEntry
 from idp.tokens.refresh import GrantRecord, RevokedGrant, TokenRecord
 
 
@@ -84,20 +85,30 @@ class MemoryGrantTx:
     def audit(self, action: str, **kw: Any) -> None:
         self.s.audits.append((action, kw))
 
+    def deny(self, entries: list[Any], *, reason: str, actor: str, now: float) -> list[DenyEntry]:
+        first = len(self.s.denied) + 1
+        written = [
+            DenyEntry(first + i, e.kind, e.value, e.expires_at, e.not_before, reason=reason, actor=actor)
+            for i, e in enumerate(entries)
+        ]
+        self.s.denied.extend(written)
+        return written
+
 
 class MemoryGrantStore:
     def __init__(self) -> None:
         self.grants: dict[str, GrantRecord] = {}
         self.tokens: dict[str, TokenRecord] = {}
         self.audits: list[tuple[str, dict[str, Any]]] = []
+        self.denied: list[DenyEntry] = []  # what revoking transactions wrote to the deny-list
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryGrantTx]:
-        saved = copy.deepcopy((self.grants, self.tokens))
+        saved = copy.deepcopy((self.grants, self.tokens, self.denied))
         try:
             yield MemoryGrantTx(self)
         except BaseException:
-            self.grants, self.tokens = saved
+            self.grants, self.tokens, self.denied = saved
             raise
 
     def find(self, digest: bytes) -> tuple[TokenRecord, GrantRecord] | None:
