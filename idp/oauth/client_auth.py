@@ -18,7 +18,6 @@ import orjson
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from idp.clients.model import Client
@@ -27,6 +26,7 @@ from idp.crypto import b64url_decode
 from idp.errors import InvalidClient, InvalidRequest
 from idp.oauth.forms import read_form, single
 from idp.tokens import jwt
+from idp.web.inline import run_cached
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ("ES256", "RS256", "PS256", "EdDSA")  # RFC 7523 §3 / RFC 9700 §2.5: asymmetric only
@@ -196,4 +196,6 @@ async def authenticate_client(
     cred = presented(request.headers, form)
     if cred.method == "none" and not allow_public:
         raise InvalidClient("client authentication is required")
-    return await run_in_threadpool(authenticate, c, cred, endpoint=endpoint)
+    # A cached client and its secret (or none) need no I/O: inline. A client to load or a private_key_jwt
+    # replay check (Redis) needs a thread; the attempt stops before any I/O and runs again there.
+    return await run_cached(authenticate, c, cred, endpoint=endpoint)

@@ -50,3 +50,30 @@ def test_would_block_passes_through_except_exception() -> None:
             nonblocking.check()
         except Exception:  # a fallback that must not swallow the signal
             pytest.fail("WouldBlock was caught as an ordinary error")
+
+
+async def test_a_cached_clients_secret_is_checked_on_the_event_loop(container: Container, monkeypatch) -> None:
+    """Introspection and revocation authenticate their caller inline once the client is cached."""
+    import base64
+
+    from starlette.requests import Request
+
+    from idp.oauth import client_auth
+    from tests.oauthkit import web_client
+
+    client, secret = web_client(container)
+    basic = base64.b64encode(f"{client.client_id}:{secret}".encode()).decode()
+    request = Request({"type": "http", "method": "POST", "headers": [(b"authorization", f"Basic {basic}".encode())]})
+    threads: list[threading.Thread] = []
+    real = client_auth.authenticate
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client_auth, "authenticate", recording)
+    container.clients.invalidate(client.client_id)  # cold: the first look reads SQL
+    assert (await client_auth.authenticate_client(request, container, endpoint="introspection", form={})) == client
+    threads.clear()
+    assert (await client_auth.authenticate_client(request, container, endpoint="introspection", form={})) == client
+    assert threads == [threading.main_thread()]
