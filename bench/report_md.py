@@ -53,6 +53,7 @@ def render(results: dict[str, Any]) -> str:
     lines += _roundtrips(results)
     lines += _profile(results)
     lines += _soak()
+    lines += _gaps()
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -71,6 +72,12 @@ def _speed(mach: dict[str, Any]) -> list[str]:
         " Ratios to node-oidc-provider, measured in the same run, do not.",
         "",
     ]
+
+
+def _gaps() -> list[str]:
+    """The hand-written explanation of each missed target (bench/gaps.md), after the measurements."""
+    path = Path(__file__).with_name("gaps.md")
+    return ["", path.read_text().rstrip(), ""] if path.exists() else []
 
 
 def _soak() -> list[str]:
