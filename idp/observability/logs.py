@@ -22,28 +22,39 @@ from idp.observability import context
 class JsonFormatter(logging.Formatter):
     _cached: tuple[int, str] = (-1, "")  # (second, its text): one attribute, so threads never see half an update
 
-    def _ts(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+    def _ts(self, created: float) -> str:
+        second = int(created)
         cached = self._cached
         if cached[0] != second:  # one strftime per second, not per line
             cached = self._cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-        return f"{cached[1]}.{int(record.msecs):03d}Z"
+        return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": self._ts(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
         rid = getattr(record, "request_id", None) or context.request_id()
-        if rid:
-            out["request_id"] = rid
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(
+            record.created, record.levelname, record.name, record.getMessage(), rid,
+            fields if isinstance(fields, dict) else None, exc,
+        )  # fmt: skip
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        msg: str,
+        request_id: str | None,
+        fields: dict[str, Any] | None,
+        exc: str | None = None,
+    ) -> str:
+        out: dict[str, Any] = {"ts": self._ts(created), "level": level.lower(), "logger": logger, "msg": msg}
+        if request_id:
+            out["request_id"] = request_id
+        if fields:
             out.update(fields)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        if exc:
+            out["exc"] = exc
         return orjson.dumps(out, default=str).decode()
 
 
@@ -80,6 +91,14 @@ class BatchHandler(logging.Handler):
             record.msg, record.args = record.getMessage(), None
         self._pending.append(record)
 
+    def info_line(self, logger: str, msg: str, request_id: str, fields: dict[str, Any]) -> None:
+        """An INFO line without a LogRecord (the access line of every request): the same JSON, for a tenth of
+        the CPU on the request path (a LogRecord costs ~10 µs to build and hand through ``logging``)."""
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        self._pending.append((time.time(), logger, msg, request_id, fields))  # type: ignore[arg-type]
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.flush()
@@ -107,12 +126,22 @@ class BatchHandler(logging.Handler):
             warning = {"name": "idp.logs", "levelno": logging.WARNING, "levelname": "WARNING"}
             warning["msg"] = f"{dropped} log records dropped: the log stream is not keeping up"
             lines.append(self.target.format(logging.makeLogRecord(warning)))
+        formatter = self.target.formatter
         while pending:
             record = pending.popleft()
             try:
+                if isinstance(record, tuple):  # info_line's
+                    created, logger, msg, rid, fields = record
+                    if isinstance(formatter, JsonFormatter):
+                        lines.append(formatter.line(created, "INFO", logger, msg, rid, fields))
+                        continue
+                    record = logging.makeLogRecord(
+                        {"name": logger, "msg": msg, "levelno": logging.INFO, "levelname": "INFO", "created": created,
+                         "request_id": rid, "fields": fields}
+                    )  # fmt: skip
                 lines.append(self.target.format(record))
             except Exception:
-                self.handleError(record)
+                self.handleError(record)  # type: ignore[arg-type]
         return lines
 
     def close(self) -> None:
@@ -126,6 +155,22 @@ class BatchHandler(logging.Handler):
 
 
 _batch: BatchHandler | None = None
+
+
+def batched_for(log: logging.Logger) -> BatchHandler | None:
+    """The batch writer, when it is where ``log``'s INFO lines go and nothing else would see them.
+
+    Checked per call (cheap): a handler added later (a test's log capture, an operator's extra
+    handler) takes the records the ordinary way again."""
+    batch = _batch
+    if batch is None or log.handlers or not log.propagate or log.disabled or not log.isEnabledFor(logging.INFO):
+        return None
+    parent = log.parent
+    while parent is not None and parent.parent is not None:  # idp.access -> idp -> root
+        if parent.handlers or not parent.propagate:
+            return None
+        parent = parent.parent
+    return batch if parent is not None and parent.handlers == [batch] else None
 
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:

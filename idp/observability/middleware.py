@@ -27,7 +27,7 @@ from urllib.parse import unquote_plus
 from starlette.types import Scope
 
 from idp.crypto import random_hex
-from idp.observability import context
+from idp.observability import context, logs
 from idp.observability.metrics import Metrics
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
@@ -140,6 +140,10 @@ class Observe:
             line["user_id"] = fields["user_id"]
         if scope.get("client"):
             line["ip"] = scope["client"][0]
+        batch = logs.batched_for(self.log)
+        if batch is not None:  # the same JSON line, without building a LogRecord per request
+            batch.info_line(self.log.name, "request", visit.rid, line)
+            return
         # makeRecord + handle: the same record logger.info would build, without walking the stack for the caller.
         record = self.log.makeRecord(self.log.name, logging.INFO, __file__, 0, "request", (), None)
         record.fields, record.request_id = line, visit.rid

@@ -103,3 +103,43 @@ def test_the_writer_thread_flushes_on_its_own() -> None:
         assert [x["msg"] for x in lines(stream)] == ["soon"]
     finally:
         h.close()
+
+
+def test_an_info_line_is_the_json_its_log_record_would_give() -> None:
+    """The access line skips the LogRecord (~17 µs of a static GET's ~38) but not one byte of the output."""
+    h, stream = handler()
+    rec = logging.LogRecord("idp.access", logging.INFO, __file__, 1, "request", (), None)
+    rec.fields, rec.request_id = {"method": "GET", "endpoint": "/jwks.json", "status": 200}, "rid-1"
+    h.handle(rec)
+    h.info_line("idp.access", "request", "rid-1", {"method": "GET", "endpoint": "/jwks.json", "status": 200})
+    h.flush()
+    first, second = lines(stream)
+    assert first.pop("ts")[:16] == second.pop("ts")[:16]
+    assert first == second == {
+        "level": "info", "logger": "idp.access", "msg": "request", "request_id": "rid-1",
+        "method": "GET", "endpoint": "/jwks.json", "status": 200,
+    }  # fmt: skip
+
+
+def test_the_fast_path_steps_aside_for_any_other_handler(monkeypatch) -> None:
+    """A capture added later (a test's caplog, an operator's handler) gets the access lines as records again."""
+    from idp.observability import logs
+
+    h, _ = handler()
+    root, access = logging.getLogger(), logging.getLogger("idp.access")
+    monkeypatch.setattr(logs, "_batch", h)
+    monkeypatch.setattr(root, "handlers", [h])
+    monkeypatch.setattr(root, "level", logging.INFO)
+    assert logs.batched_for(access) is h
+    extra = logging.StreamHandler(io.StringIO())
+    monkeypatch.setattr(root, "handlers", [h, extra])
+    assert logs.batched_for(access) is None
+    monkeypatch.setattr(root, "handlers", [h])
+    monkeypatch.setattr(access, "handlers", [extra])
+    assert logs.batched_for(access) is None
+    monkeypatch.setattr(access, "handlers", [])
+    access.setLevel(logging.WARNING)
+    try:
+        assert logs.batched_for(access) is None  # INFO is off: no line at all
+    finally:
+        access.setLevel(logging.NOTSET)
