@@ -165,8 +165,8 @@ class SqlDenyStore:
     def add_many_in(
         self, s: Session, entries: Sequence[NewEntry], *, reason: str, actor: str, now: float
     ) -> list[DenyEntry]:
-        """:meth:`add_many` in the caller's transaction (after :meth:`ensure_version_row`): the version row is
-        its last lock, taken just before the commit, so writers still serialise only over the inserts."""
+        """:meth:`add_many` in the caller's transaction (after :meth:`ensure_version_row`). Call it last: the
+        version row's lock serialises every deny-list writer until that transaction commits."""
         if not entries:
             return []
         conn = s.connection()
