@@ -126,7 +126,8 @@ def test_the_fast_path_steps_aside_for_any_other_handler(monkeypatch) -> None:
     from idp.observability import logs
 
     h, _ = handler()
-    root, access = logging.getLogger(), logging.getLogger("idp.access")
+    # A logger of this test's own (other tests configure idp's): the same shape, a child of the root.
+    root, access = logging.getLogger(), logging.getLogger(f"batchtest{id(h)}.access")
     monkeypatch.setattr(logs, "_batch", h)
     monkeypatch.setattr(root, "handlers", [h])
     monkeypatch.setattr(root, "level", logging.INFO)
