@@ -130,16 +130,11 @@ class BatchHandler(logging.Handler):
         while pending:
             record = pending.popleft()
             try:
-                if isinstance(record, tuple):  # info_line's
+                if isinstance(record, tuple):  # info_line's (batched_for offers it only with a JsonFormatter)
                     created, logger, msg, rid, fields = record
-                    if isinstance(formatter, JsonFormatter):
-                        lines.append(formatter.line(created, "INFO", logger, msg, rid, fields))
-                        continue
-                    record = logging.makeLogRecord(
-                        {"name": logger, "msg": msg, "levelno": logging.INFO, "levelname": "INFO", "created": created,
-                         "request_id": rid, "fields": fields}
-                    )  # fmt: skip
-                lines.append(self.target.format(record))
+                    lines.append(formatter.line(created, "INFO", logger, msg, rid, fields))  # type: ignore[union-attr]
+                else:
+                    lines.append(self.target.format(record))
             except Exception:
                 self.handleError(record)  # type: ignore[arg-type]
         return lines
@@ -163,7 +158,9 @@ def batched_for(log: logging.Logger) -> BatchHandler | None:
     Checked per call (cheap): a handler added later (a test's log capture, an operator's extra
     handler) takes the records the ordinary way again."""
     batch = _batch
-    if batch is None or log.handlers or not log.propagate or log.disabled or not log.isEnabledFor(logging.INFO):
+    if batch is None or not isinstance(batch.target.formatter, JsonFormatter):
+        return None
+    if log.handlers or not log.propagate or log.disabled or not log.isEnabledFor(logging.INFO):
         return None
     parent = log.parent
     while parent is not None and parent.parent is not None:  # idp.access -> idp -> root

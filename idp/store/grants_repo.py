@@ -115,7 +115,7 @@ def _token_values(token: TokenRecord) -> dict[str, Any]:
 
 
 class SqlGrantTx:
-    def __init__(self, s: Session, audit: SqlAuditLog, deny: SqlDenyStore | None) -> None:
+    def __init__(self, s: Session, audit: SqlAuditLog, deny: SqlDenyStore) -> None:
         self._s = s
         self._audit = audit
         self._deny = deny
@@ -224,13 +224,11 @@ class SqlGrantTx:
         self._audit.record(action, actor=actor, subject=subject, client_id=client_id, session=self._s, **detail)
 
     def deny(self, entries: Sequence[NewEntry], *, reason: str, actor: str, now: float) -> list[DenyEntry]:
-        if self._deny is None:
-            raise RuntimeError("this grant store was built without the deny-list store")
         return self._deny.add_many_in(self._s, entries, reason=reason, actor=actor, now=now)
 
 
 class SqlGrantStore:
-    def __init__(self, sessions: sessionmaker[Session], audit: SqlAuditLog, deny: SqlDenyStore | None = None) -> None:
+    def __init__(self, sessions: sessionmaker[Session], audit: SqlAuditLog, deny: SqlDenyStore) -> None:
         """``deny``: where a revoking transaction writes the deny-list entries of its access tokens."""
         self._sessions = sessions
         self._audit = audit
@@ -278,8 +276,7 @@ class SqlGrantStore:
 
     @contextmanager
     def transaction(self) -> Iterator[SqlGrantTx]:
-        if self._deny is not None:
-            self._deny.ensure_version_row()  # its own first write, before ours opens (SQLite: one writer)
+        self._deny.ensure_version_row()  # its own first write, before ours opens (SQLite: one writer)
         with self._sessions.begin() as s:
             yield SqlGrantTx(s, self._audit, self._deny)
 

@@ -191,10 +191,8 @@ class DenyFeed:
                         version = _peek_version(message)
                         if version is not None and version <= self._dl.version:
                             continue  # ours, or already read
-                        # The next version is applied from the signed message; a gap is read from SQL. A thread:
-                        # listeners may do I/O (a kid entry re-reads the keys).
-                        if not await run_in_threadpool(self._dl.apply_published, message.decode("ascii", "replace")):
-                            await run_in_threadpool(self._dl.sync)
+                        # A thread: listeners may do I/O (a kid entry re-reads the keys).
+                        await run_in_threadpool(self._catch_up, message.decode("ascii", "replace"))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -202,6 +200,11 @@ class DenyFeed:
             await asyncio.sleep(0.2)  # the subscription ended (store closed, or we were too slow)
             with contextlib.suppress(Exception):
                 await run_in_threadpool(self._dl.sync)
+
+    def _catch_up(self, message: str) -> None:
+        """The next version is applied from the signed message; a gap (or a bad SET) is read from SQL."""
+        if not self._dl.apply_published(message):
+            self._dl.sync()
 
     async def _poll(self) -> None:
         next_purge = time.monotonic() + PURGE_SECONDS
