@@ -106,7 +106,10 @@ def check(results: list[httpx.Response], gate: Gate, container: Container) -> No
     assert container.audit.query(action="login") == []
 
 
-async def test_simultaneous_attempts_verify_at_most_the_threshold(app, container: Container, monkeypatch) -> None:
+@pytest.mark.parametrize("username", ["alice", "nobody"])  # an unknown username behaves the same (no enumeration)
+async def test_simultaneous_attempts_verify_at_most_the_threshold(
+    app, container: Container, monkeypatch, username: str
+) -> None:
     make_user(container)
     gate = Gate(N)
     monkeypatch.setattr(container.directory, "authenticate", gate.wrap(container.directory.authenticate))
@@ -114,7 +117,7 @@ async def test_simultaneous_attempts_verify_at_most_the_threshold(app, container
 
     async def send(i: int, password: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:  # one browser each
-            return await sign_in_once(http, "alice", password)
+            return await sign_in_once(http, username, password)
 
     check(await burst(gate, send), gate, container)
 

@@ -217,3 +217,12 @@ def test_list_for_user_orders_by_last_seen_and_drops_expired(sessions, clock):
 def test_user_agent_and_ip_are_bounded(sessions):
     _, s = sessions.login("alice", user_agent="A" * 5000, ip="1" * 500)
     assert len(s.user_agent) == 300 and len(s.ip) == 64
+
+
+def test_two_simultaneous_sign_ins_from_one_browser_both_get_a_working_session(sessions, store):
+    cookie, first = sessions.login("alice")
+    other = sign_in_again_during_the_next_read(sessions, store, cookie)
+    mine, session = sessions.login("alice", previous_cookie=cookie)  # the other one rotated the cookie first
+    assert sessions.current(other["cookie"], slide=False) == other["session"]  # not overwritten
+    assert sessions.current(mine, slide=False) == session and session.sid != first.sid
+    assert sessions.current(cookie) is None
