@@ -155,7 +155,7 @@ class LoginThrottle:
         for lim, lock in zip(limits, locks, strict=True):
             allow = lock.allow if lock is not None and lock.window == window else lim.threshold
             counter = f"throttle:tries:{lim.who}:{window}"
-            n = self.store.reserve(counter, allow, WINDOW + GRACE)
+            n = self.store.reserve(counter, allow, WINDOW + GRACE)  # NIST SP 800-63B §5.2.2: attempts, atomically
             if n is None:  # the allowed attempts are taken (some may still be verifying)
                 for _, held, _ in reserved:
                     self.store.release(held)
