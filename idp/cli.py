@@ -173,6 +173,22 @@ def users_create(c: Container, args: argparse.Namespace) -> None:
     _out(args, {"id": user.id, "username": user.username}, f"created {user.username} (sub {user.id})")
 
 
+def users_set_password(c: Container, args: argparse.Namespace) -> None:
+    """A new password (the same rules as everywhere: idp.users.password_policy); other sessions end unless kept."""
+    if not args.password_stdin:
+        raise CliError("--password-stdin is required (passwords never go on the command line)")
+    user = c.directory.store.by_username(args.username)
+    if user is None:
+        raise CliError(f"no user {args.username!r}")
+    user = c.directory.set_password(user, sys.stdin.readline().rstrip("\n"))
+    ended = 0
+    if not args.keep_sessions:  # a reset usually means the old password is known to someone else
+        ended = len(c.login_sessions.end_all_for_user(user.id, actor="cli", reason="password reset"))
+        c.extras["signout"].everything_for_user(user.id, actor="cli", reason="password reset")
+    c.audit.record("user.password_reset", actor="cli", subject=user.id, signed_out=not args.keep_sessions)
+    _out(args, {"username": user.username, "sessions_ended": ended}, f"password set for {user.username}")
+
+
 def users_list(c: Container, args: argparse.Namespace) -> None:
     rows = [
         {"id": u.id, "username": u.username, "email": u.email, "disabled": u.disabled} for u in c.directory.store.list()
@@ -321,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--email")
     q.add_argument("--name")
     q.add_argument("--password-stdin", action="store_true")
+    q = leaf(us, "set-password", users_set_password, "set a user's password, read from stdin")
+    q.add_argument("username")
+    q.add_argument("--password-stdin", action="store_true")
+    q.add_argument("--keep-sessions", action="store_true", help="do not sign the user out everywhere")
     leaf(us, "list", users_list, "list users")
     leaf(us, "disable", _users_set_disabled(True), "disable a user and end their sessions").add_argument("username")
     leaf(us, "enable", _users_set_disabled(False), "enable a user").add_argument("username")

@@ -136,19 +136,18 @@ class Account:
         user: User | None = self.directory.store.get(session.user_id)
         if user is None or user.disabled:
             raise PasswordChangeError("Your account is not available.")
-        retry = self._throttle.retry_after(user.username, ip)
-        if retry is not None:
-            raise PasswordChangeError("Too many attempts. Please wait and try again.", retry)
+        attempt = self._throttle.begin(user.username, ip)  # NIST SP 800-63B §5.2.2: reserved before verifying
+        if isinstance(attempt, int):
+            raise PasswordChangeError("Too many attempts. Please wait and try again.", attempt)
         if not self.directory.passwords.verify(user.password_hash, current[:1024]):
-            retry = self._throttle.failure(user.username, ip)
-            raise PasswordChangeError("Your current password is not correct.", retry)
+            raise PasswordChangeError("Your current password is not correct.", attempt.failure())
+        attempt.success()
         if new != confirm:
             raise PasswordChangeError("The new passwords do not match.")
         try:
             self.directory.set_password(user, new)
         except UserError as exc:
             raise PasswordChangeError(str(exc).capitalize() + ".") from None
-        self._throttle.success(user.username)
         self.sessions.end_all_for_user(user.id, actor=user.id, reason="password changed", except_sid=session.sid)
         self.signout.refresh_tokens_for_user(user.id, actor=user.id, reason="password changed")
         rotated = self.sessions.rotate(cookie)  # ASVS V7.2.4: privilege change -> new session id

@@ -56,8 +56,17 @@ class SessionStore(Protocol):
 
     def get_by_sid(self, sid: str) -> LoginSession | None: ...
 
-    def update(self, sid: str, session: LoginSession, new_digest: bytes | None = None) -> bool:
-        """Overwrite the record with this ``sid``; with ``new_digest`` the old cookie stops working atomically."""
+    def update(self, digest: bytes, session: LoginSession, new_digest: bytes | None = None) -> bool:
+        """Overwrite the record this ``digest`` still names; with ``new_digest`` the old cookie stops working
+        in the same write. False when the digest names nothing (rotated or ended meanwhile): nothing written."""
+        ...
+
+    def slide(self, digest: bytes, last_seen_at: float, idle_expires_at: float) -> bool:
+        """Move only the sliding columns of the record this ``digest`` still names.
+
+        A concurrent sign-in that rotated the cookie meanwhile is left alone: its CSRF secret,
+        ``auth_time`` and ``amr`` are never written back with the values read before it.
+        """
         ...
 
     def delete(self, sids: list[str]) -> list[LoginSession]:
@@ -109,7 +118,7 @@ class LoginSessions:
         """The live session behind this cookie, or None. Expired sessions are deleted. Blocking."""
         digest = self._digest(cookie_value)
         session = self._store.get(digest) if digest else None
-        if session is None:
+        if session is None or digest is None:
             return None
         now = self._clock.now()
         if not session.alive(now):  # ASVS V7.3.1/V7.3.2: idle and absolute timeouts, server-side
@@ -120,10 +129,9 @@ class LoginSessions:
             self._end([session.sid], actor="system", reason="user disabled")
             return None
         if slide and now - session.last_seen_at >= SLIDE_EVERY:
-            session = replace(
-                session, last_seen_at=now, idle_expires_at=min(now + self.idle_ttl, session.absolute_expires_at)
-            )
-            self._store.update(session.sid, session)
+            idle = min(now + self.idle_ttl, session.absolute_expires_at)
+            if self._store.slide(digest, now, idle):  # the sliding columns only, and only if still this cookie's
+                session = replace(session, last_seen_at=now, idle_expires_at=idle)
         return session
 
     def from_cookie(self, cookie_value: str | None) -> SessionInfo | None:
@@ -164,6 +172,7 @@ class LoginSessions:
         different user ends the previous session entirely.
         """
         now = self._clock.now()
+        previous_digest = self._digest(previous_cookie)
         previous = self.current(previous_cookie, slide=False)
         cookie = secrets.token_urlsafe(COOKIE_BYTES)
         fresh = LoginSession(
@@ -179,22 +188,27 @@ class LoginSessions:
             user_agent=user_agent[:300],
             ip=ip[:64],
         )
-        if previous is not None and previous.user_id == user_id:
-            self._store.update(previous.sid, fresh, new_digest=self._digester.digest(cookie))
-        else:
-            if previous is not None:
-                self._end([previous.sid], actor=previous.user_id, reason="another user signed in")
-            self._store.insert(self._digester.digest(cookie), fresh)
+        digest = self._digester.digest(cookie)
+        if previous is not None and previous.user_id == user_id and previous_digest is not None:
+            if self._store.update(previous_digest, fresh, new_digest=digest):
+                return cookie, fresh
+            # A concurrent sign-in rotated that cookie first: this one starts a session of its own.
+            fresh = replace(fresh, sid=random_id(16), created_at=now)
+        elif previous is not None:
+            self._end([previous.sid], actor=previous.user_id, reason="another user signed in")
+        self._store.insert(digest, fresh)
         return cookie, fresh
 
     def rotate(self, cookie_value: str) -> tuple[str, LoginSession] | None:
         """Privilege change (password change): new cookie value and CSRF secret, same ``sid``."""
         session = self.current(cookie_value, slide=False)
-        if session is None:
+        digest = self._digest(cookie_value)
+        if session is None or digest is None:
             return None
         cookie = secrets.token_urlsafe(COOKIE_BYTES)
         session = replace(session, csrf_secret=secrets.token_bytes(32), last_seen_at=self._clock.now())
-        self._store.update(session.sid, session, new_digest=self._digester.digest(cookie))  # ASVS V7.2.4
+        if not self._store.update(digest, session, new_digest=self._digester.digest(cookie)):  # ASVS V7.2.4
+            return None  # rotated or ended meanwhile
         return cookie, session
 
     def end(self, cookie_value: str | None, *, actor: str, reason: str) -> LoginSession | None:

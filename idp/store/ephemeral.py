@@ -50,6 +50,19 @@ class EphemeralStore(Protocol):
         """Increment a counter; the window (TTL) starts at the first increment."""
         ...
 
+    def reserve(self, key: str, limit: int, window: float) -> int | None:
+        """Atomically increment the counter unless it is already at ``limit``: the new count, or None.
+
+        Of N concurrent callers at most ``limit`` minus the current count succeed (attempt limits that
+        hold under concurrency: reserve before the expensive check, not after it). The window (TTL)
+        starts at the first increment, as with ``incr``; a refused call changes nothing.
+        """
+        ...
+
+    def release(self, key: str) -> None:
+        """Decrement a counter, never below zero, keeping its TTL (give back a reservation)."""
+        ...
+
     def ttl(self, key: str) -> float | None:
         """Seconds left, or None when the key is absent."""
         ...

@@ -194,6 +194,26 @@ class MemoryStore:
             self._data[key] = (str(count).encode(), expires_at)
             return count
 
+    def reserve(self, key: str, limit: int, window: float) -> int | None:
+        window = _check_ttl(window)
+        with self._lock:
+            now = self._clock.now()
+            entry = self._live(key, now)
+            count = 0 if entry is None else int(entry[0])
+            if count >= limit:
+                return None
+            if entry is None:
+                self._store(key, b"1", now + window, now)
+            else:
+                self._data[key] = (str(count + 1).encode(), entry[1])
+            return count + 1
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            entry = self._live(key, self._clock.now())
+            if entry is not None and int(entry[0]) > 0:
+                self._data[key] = (str(int(entry[0]) - 1).encode(), entry[1])
+
     def ttl(self, key: str) -> float | None:
         with self._lock:
             now = self._clock.now()

@@ -12,8 +12,9 @@ Failure policy:
 * A failed command is retried once, right away, on a ConnectionError. This covers
   a stale pooled connection after a Redis restart. If the command reached Redis
   before the connection dropped, the retry can at worst consume a ``take`` value,
-  count an ``incr`` twice, or make ``put_if_absent`` report a replay. Each of
-  these fails closed.
+  count an ``incr`` or a ``reserve`` twice, or make ``put_if_absent`` report a
+  replay. Each of these fails closed. (A ``release`` retried that way gives back
+  one reservation too many: one extra attempt, never more.)
 * Subscriptions reconnect forever with exponential backoff and jitter (50 ms
   doubling to 5 s). The backoff resets once Redis confirms the subscription. An
   idle connection is probed with PING, so a half-open TCP connection is also
@@ -75,6 +76,26 @@ if redis.call('PTTL', KEYS[1]) == -1 then
 end
 return n
 """
+# INCR unless the counter is already at the limit (EphemeralStore.reserve); 0 means refused.
+_RESERVE_SCRIPT = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then
+  return 0
+end
+n = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return n
+"""
+# DECR down to zero, keeping the TTL (EphemeralStore.release).
+_RELEASE_SCRIPT = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 0
+"""
 # Set the marker unless present and, only then, take the value: one round trip (EphemeralStore.claim).
 _CLAIM_SCRIPT = """
 if not redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'NX') then
@@ -131,6 +152,8 @@ class RedisStore:
         )
         self._incr = self._client.register_script(_INCR_SCRIPT)
         self._claim = self._client.register_script(_CLAIM_SCRIPT)
+        self._reserve = self._client.register_script(_RESERVE_SCRIPT)
+        self._release = self._client.register_script(_RELEASE_SCRIPT)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -168,6 +191,16 @@ class RedisStore:
         px = _ms(window)
         with _unavailable("INCR"):
             return int(self._incr(keys=[self._k(key)], args=[px]))
+
+    def reserve(self, key: str, limit: int, window: float) -> int | None:
+        px = _ms(window)
+        with _unavailable("EVALSHA reserve"):
+            n = int(self._reserve(keys=[self._k(key)], args=[int(limit), px]))
+        return n or None
+
+    def release(self, key: str) -> None:
+        with _unavailable("EVALSHA release"):
+            self._release(keys=[self._k(key)])
 
     def ttl(self, key: str) -> float | None:
         """Seconds left; ``math.inf`` for a key without expiry (never written by this class)."""

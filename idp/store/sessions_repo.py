@@ -35,6 +35,11 @@ _GET = select(*_COLUMNS).where(_T.c.id_digest == bindparam("digest", type_=Large
 _GET_BY_SID = select(*_COLUMNS).where(_T.c.sid == bindparam("b_sid")).limit(1)
 _FOR_USER = select(*_COLUMNS).where(_T.c.user_id == bindparam("b_user"))
 _INSERT = insert(_T)
+_SLIDE = (
+    update(_T)
+    .where(_T.c.id_digest == bindparam("digest", type_=LargeBinary))
+    .values(last_seen_at=bindparam("b_seen"), idle_expires_at=bindparam("b_idle"))
+)
 
 
 def _to_session(row: Any) -> LoginSession:
@@ -64,10 +69,15 @@ class SqlSessionStore:
             row = conn.execute(_GET_BY_SID, {"b_sid": sid}).first()
         return _to_session(row) if row else None
 
-    def update(self, sid: str, session: LoginSession, new_digest: bytes | None = None) -> bool:
+    def update(self, digest: bytes, session: LoginSession, new_digest: bytes | None = None) -> bool:
         values = _values(session) | ({"id_digest": new_digest} if new_digest is not None else {})
         with self._statement() as conn:
-            result = conn.execute(update(_T).where(_T.c.sid == sid).values(**values))
+            result = conn.execute(update(_T).where(_T.c.id_digest == digest).values(**values))
+            return result.rowcount > 0  # type: ignore[attr-defined]
+
+    def slide(self, digest: bytes, last_seen_at: float, idle_expires_at: float) -> bool:
+        with self._statement() as conn:
+            result = conn.execute(_SLIDE, {"digest": digest, "b_seen": last_seen_at, "b_idle": idle_expires_at})
             return result.rowcount > 0  # type: ignore[attr-defined]
 
     def delete(self, sids: list[str]) -> list[LoginSession]:

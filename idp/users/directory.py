@@ -7,10 +7,8 @@ from typing import Protocol
 
 from idp.clock import Clock
 from idp.crypto import random_id
+from idp.users.password_policy import MAX_PASSWORD, password_problem
 from idp.users.passwords import Passwords
-
-MIN_PASSWORD = 8
-MAX_PASSWORD = 1024
 
 
 class UserError(ValueError):
@@ -47,7 +45,7 @@ class Directory:
         username = username.strip()
         if not username or len(username) > 200 or not username.isprintable():
             raise UserError("username must be 1-200 printable characters")
-        self.check_password(password)
+        self.check_password(password, username=username, email=email)
         if self.store.by_username(username) is not None:
             raise UserError(f"user {username!r} already exists")
         now = self._clock.now()
@@ -66,10 +64,11 @@ class Directory:
         return user
 
     @staticmethod
-    def check_password(password: str) -> None:
-        # NIST 800-63B §5.1.1.2: at least 8 characters, allow long passphrases, no composition rules.
-        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-            raise UserError(f"password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters")
+    def check_password(password: str, *, username: str = "", email: str | None = None) -> None:
+        """Raises UserError (a message for the person) unless ``password`` may be set (idp.users.password_policy)."""
+        problem = password_problem(password, username=username, email=email)
+        if problem is not None:
+            raise UserError(problem)
 
     def authenticate(self, username: str, password: str) -> User | None:
         """Blocking (Argon2id): call from a worker thread. Same work for unknown and known users."""
@@ -84,7 +83,7 @@ class Directory:
         return user
 
     def set_password(self, user: User, password: str) -> User:
-        self.check_password(password)
+        self.check_password(password, username=user.username, email=user.email)
         user = replace(user, password_hash=self.passwords.hash(password), updated_at=self._clock.now())
         self.store.save(user)
         return user

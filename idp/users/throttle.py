@@ -9,7 +9,17 @@
   usernames are counted exactly like real ones, so throttling reveals nothing.
 * IP: the same back-off from ``max_failures * IP_FACTOR`` failures (one office
   behind NAT should not lock itself out after five typos), which catches
-  password spraying across many usernames. Successes do not clear it.
+  password spraying across many usernames. Successes do not count against it.
+
+Attempts are reserved *before* the password is verified (:meth:`LoginThrottle.begin`): an
+atomic counter per account and per IP (:meth:`EphemeralStore.reserve`) admits at most the
+attempts the threshold (or, once locked, the back-off) allows, however many arrive at the
+same instant; the rest are refused without a verification. The reservation that reaches the
+threshold writes the lock at once, assuming the attempt fails; its success lifts the lock
+again. A lock record carries ``allow``, the count the counter may reach once the lock has
+passed (one more attempt per back-off step), so a refused attempt never changes the count
+and an attempt lost in flight (a crashed worker) still counts as a failure, never as a
+permanent lock.
 
 Counters live in fixed windows of the injected clock and lock deadlines are
 stored values compared with it; store TTLs only collect garbage.
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 
 from idp.clock import Clock
 from idp.store.ephemeral import EphemeralStore
@@ -27,63 +38,141 @@ WINDOW = 86_400
 MAX_LOCKOUT = 900
 ACCOUNT_CAP = 100
 IP_FACTOR = 4
+GRACE = 60
+"""Seconds a counter or lock record outlives its use in the store (clock skew between workers)."""
+
+
+@dataclass(frozen=True)
+class _Lock:
+    until: float
+    allow: int
+    window: int
+
+    def encode(self) -> bytes:
+        return f"{self.until!r} {self.allow} {self.window}".encode()
+
+    @staticmethod
+    def decode(raw: bytes | None) -> _Lock | None:
+        if raw is None:
+            return None
+        try:
+            until, allow, window = raw.split()
+            return _Lock(float(until), int(allow), int(window))
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """One throttled party: the account or the IP."""
+
+    who: str
+    threshold: int
+    cap: int | None
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A reservation held by an attempt: the counter it incremented and the lock it wrote, if any."""
+
+    limit: _Limit
+    counter: str
+    n: int
+    locked_until: float | None
+
+
+class Attempt:
+    """An admitted attempt, reserved before verification; settle it once with ``failure`` or ``success``."""
+
+    def __init__(self, throttle: LoginThrottle, window: int, account: _Slot, ip: _Slot) -> None:
+        self._throttle = throttle
+        self._window = window
+        self._account = account
+        self._ip = ip
+
+    def failure(self) -> int | None:
+        """The attempt failed (it is already counted); the wait when this attempt locked the account or IP."""
+        untils = [s.locked_until for s in (self._account, self._ip) if s.locked_until is not None]
+        if not untils:
+            return None
+        return max(1, math.ceil(max(untils) - self._throttle.clock.now()))
+
+    def success(self) -> None:
+        """Clear the account's count and lock; give the IP its reservation back (successes do not count)."""
+        store = self._throttle.store
+        store.delete(self._account.counter)
+        store.delete(_lock_key(self._account.limit.who))
+        store.release(self._ip.counter)
+        if self._ip.locked_until is not None:  # assumed to fail: the lock this attempt wrote goes
+            restored = _Lock(0.0, self._ip.n, self._window)
+            store.put(_lock_key(self._ip.limit.who), restored.encode(), self._throttle.record_ttl(self._window))
+
+
+def _lock_key(who: str) -> str:
+    return f"throttle:lock:{who}"
 
 
 class LoginThrottle:
     def __init__(self, store: EphemeralStore, clock: Clock, *, max_failures: int, lockout_seconds: int) -> None:
-        self._store = store
-        self._clock = clock
+        self.store = store
+        self.clock = clock
         self.max_failures = max_failures
         self.lockout_seconds = lockout_seconds
 
-    @staticmethod
-    def _account(username: str) -> str:
-        return "acct:" + hashlib.sha256(username.strip().casefold().encode()).hexdigest()[:32]
+    def _limits(self, username: str, ip: str) -> tuple[_Limit, _Limit]:
+        account = "acct:" + hashlib.sha256(username.strip().casefold().encode()).hexdigest()[:32]
+        return (
+            _Limit(account, self.max_failures, ACCOUNT_CAP),
+            _Limit("ip:" + (ip[:64] or "unknown"), self.max_failures * IP_FACTOR, None),
+        )
 
-    @staticmethod
-    def _ip(ip: str) -> str:
-        return "ip:" + (ip[:64] or "unknown")
+    def record_ttl(self, window: int, until: float = 0.0) -> float:
+        return max(until, (window + 1) * WINDOW) - self.clock.now() + GRACE
 
-    def _window(self, now: float) -> int:
-        return int(now // WINDOW)
-
-    def _locked_until(self, who: str, now: float) -> float | None:
-        raw = self._store.get(f"throttle:lock:{who}")
-        if raw is None:
-            return None
-        until = float(raw)
-        return until if until > now else None
+    def _lock(self, limit: _Limit) -> _Lock | None:
+        return _Lock.decode(self.store.get(_lock_key(limit.who)))
 
     def retry_after(self, username: str, ip: str) -> int | None:
-        """Seconds to wait when the account or the IP is locked, else None. Check before verifying."""
-        now = self._clock.now()
-        untils = [u for who in (self._account(username), self._ip(ip)) if (u := self._locked_until(who, now))]
+        """Seconds to wait while the account or the IP is locked, else None (a read-only look)."""
+        now = self.clock.now()
+        untils = [lock.until for lim in self._limits(username, ip) if (lock := self._lock(lim)) and lock.until > now]
         return max(1, math.ceil(max(untils) - now)) if untils else None
 
-    def failure(self, username: str, ip: str) -> int | None:
-        """Count a failed sign-in; returns the wait when this failure locks the account or IP."""
-        now = self._clock.now()
-        waits = [
-            self._count(self._account(username), self.max_failures, ACCOUNT_CAP, now),
-            self._count(self._ip(ip), self.max_failures * IP_FACTOR, None, now),
-        ]
-        locked = [w for w in waits if w is not None]
-        return max(locked) if locked else None
+    def begin(self, username: str, ip: str) -> Attempt | int:
+        """Reserve one attempt before verifying anything: the attempt to settle, or the seconds to wait.
 
-    def _count(self, who: str, threshold: int, cap: int | None, now: float) -> int | None:
-        window = self._window(now)
-        window_end = (window + 1) * WINDOW
-        n = self._store.incr(f"throttle:fail:{who}:{window}", WINDOW + 60)
-        if n < threshold:
-            return None
-        if cap is not None and n >= cap:
-            seconds = window_end - now  # NIST SP 800-63B §5.2.2: <= 100 consecutive failures per account
-        else:
-            seconds = min(self.lockout_seconds * 2 ** min(n - threshold, 16), max(MAX_LOCKOUT, self.lockout_seconds))
-        until = now + seconds
-        self._store.put(f"throttle:lock:{who}", repr(until).encode(), seconds + 60)
-        return max(1, math.ceil(seconds))
+        NIST SP 800-63B §5.2.2 limits attempts, not completed ones: the reservation is atomic, so N
+        simultaneous attempts admit no more than the threshold allows, and a refused one verifies nothing.
+        """
+        now = self.clock.now()
+        window = int(now // WINDOW)
+        limits = self._limits(username, ip)
+        locks = [self._lock(lim) for lim in limits]
+        untils = [lock.until for lock in locks if lock is not None and lock.until > now]
+        if untils:
+            return max(1, math.ceil(max(untils) - now))
+        reserved: list[tuple[_Limit, str, int]] = []
+        for lim, lock in zip(limits, locks, strict=True):
+            allow = lock.allow if lock is not None and lock.window == window else lim.threshold
+            counter = f"throttle:tries:{lim.who}:{window}"
+            n = self.store.reserve(counter, allow, WINDOW + GRACE)  # NIST SP 800-63B §5.2.2: attempts, atomically
+            if n is None:  # the allowed attempts are taken (some may still be verifying)
+                for _, held, _ in reserved:
+                    self.store.release(held)
+                return max(1, math.ceil(self._lock_seconds(lim, allow, now, window)))
+            reserved.append((lim, counter, n))
+        slots = []
+        for lim, counter, n in reserved:
+            until = None
+            if n >= lim.threshold:  # locks now, as if it will fail; a success lifts it (Attempt.success)
+                until = now + self._lock_seconds(lim, n, now, window)
+                self.store.put(_lock_key(lim.who), _Lock(until, n + 1, window).encode(), self.record_ttl(window, until))
+            slots.append(_Slot(lim, counter, n, until))
+        return Attempt(self, window, slots[0], slots[1])
 
-    def success(self, username: str) -> None:
-        window = self._window(self._clock.now())
-        self._store.delete(f"throttle:fail:{self._account(username)}:{window}")
+    def _lock_seconds(self, lim: _Limit, n: int, now: float, window: int) -> float:
+        """The lock that the ``n``-th failure in this window sets."""
+        if lim.cap is not None and n >= lim.cap:
+            return (window + 1) * WINDOW - now  # NIST SP 800-63B §5.2.2: <= 100 consecutive failures per account
+        steps = min(max(n - lim.threshold, 0), 16)
+        return min(self.lockout_seconds * 2**steps, max(MAX_LOCKOUT, self.lockout_seconds))

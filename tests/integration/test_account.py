@@ -173,6 +173,8 @@ async def test_change_password(client, phone, container, alice, grants):
         ("wrong password", NEW_PASSWORD, NEW_PASSWORD, "current password is not correct"),
         (PASSWORD, NEW_PASSWORD, NEW_PASSWORD + "x", "do not match"),
         (PASSWORD, "short", "short", "8-1024 characters"),
+        (PASSWORD, "password1", "password1", "Password is too common"),  # NIST SP 800-63B §5.1.1.2
+        (PASSWORD, "Alice2024!", "Alice2024!", "must not be the username or email"),
     ],
 )
 async def test_change_password_errors_change_nothing(client, phone, container, alice, current, new, confirm, message):

@@ -164,6 +164,23 @@ async def test_disabling_a_user_ends_their_sessions_and_tokens(api, client, cont
     assert container.directory.authenticate("alice", PASSWORD) is not None
 
 
+async def test_common_passwords_and_the_username_are_refused(api, container) -> None:
+    """NIST SP 800-63B §5.1.1.2: creating a user and resetting a password alike; a clear 422."""
+    for body, message in (
+        ({"username": "carol", "password": "password"}, "too common"),
+        ({"username": "carol", "password": "12345678"}, "too common"),
+        ({"username": "carol", "password": "Carol1984"}, "username or email"),
+        ({"username": "dan", "password": "dan.the.man", "email": "dan.the.man@example.com"}, "username or email"),
+    ):
+        r = await api.post("/admin/users", json=body)
+        assert r.status_code == 422 and message in r.text, r.text
+    assert container.directory.store.list() == []
+    user = make_user(container)
+    r = await api.post(f"/admin/users/{user.id}/password", json={"password": "iloveyou"})
+    assert r.status_code == 422 and "too common" in r.text
+    assert container.directory.authenticate("alice", PASSWORD) is not None
+
+
 async def test_password_reset_signs_out_everywhere_by_default(api, client, container) -> None:
     user = make_user(container)
     await sign_in(client)

@@ -85,6 +85,43 @@ def test_users_create_reads_password_from_stdin(
     assert code == 2 and "password" in err
 
 
+def test_users_passwords_are_checked_against_the_common_list(
+    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NIST SP 800-63B §5.1.1.2, in `users create` and `users set-password` alike."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("12345678\n"))
+    code, _, err = run(capsys, "users", "create", "--username", "bob", "--password-stdin")
+    assert code == 2 and "too common" in err and env.directory.store.by_username("bob") is None
+    monkeypatch.setattr("sys.stdin", io.StringIO("bob.builder1\n"))
+    code, _, err = run(capsys, "users", "create", "--username", "bob.builder", "--password-stdin")
+    assert code == 2 and "username or email" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert run(capsys, "users", "create", "--username", "bob", "--password-stdin")[0] == 0
+    for weak, message in (("password", "too common"), ("BOB2024!", "username or email"), ("short", "8-1024")):
+        monkeypatch.setattr("sys.stdin", io.StringIO(weak + "\n"))
+        code, _, err = run(capsys, "users", "set-password", "bob", "--password-stdin")
+        assert code == 2 and message in err, err
+    assert env.directory.authenticate("bob", "correct horse battery") is not None  # unchanged
+
+
+def test_users_set_password_signs_out_everywhere_unless_kept(
+    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bob = env.directory.create("bob", "correct horse battery")
+    env.login_sessions.login(bob.id)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a brand new passphrase\n"))
+    code, out, _ = run(capsys, "users", "set-password", "bob", "--password-stdin", "--json")
+    assert code == 0 and json.loads(out) == {"username": "bob", "sessions_ended": 1}
+    assert env.directory.authenticate("bob", "a brand new passphrase") is not None
+    assert env.directory.authenticate("bob", "correct horse battery") is None
+    env.login_sessions.login(bob.id)
+    monkeypatch.setattr("sys.stdin", io.StringIO("another new passphrase\n"))
+    code, out, _ = run(capsys, "users", "set-password", "bob", "--password-stdin", "--keep-sessions", "--json")
+    assert json.loads(out)["sessions_ended"] == 0 and len(env.login_sessions.list_for_user(bob.id)) == 1
+    assert run(capsys, "users", "set-password", "bob")[0] == 2  # never on the command line
+    assert run(capsys, "users", "set-password", "nobody", "--password-stdin")[0] == 2
+
+
 def test_keys_commands(env: Container, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "keys", "list", "--json")
     active = [k for k in json.loads(out) if k["state"] == "active"]

@@ -299,6 +299,68 @@ def test_incr_concurrent_increments_are_not_lost(store: EphemeralStore) -> None:
     assert store.get("n") == b"100"
 
 
+def test_reserve_counts_up_to_the_limit_and_refusals_change_nothing(h: Harness) -> None:
+    store = h.store
+    assert [store.reserve("tries", 3, LONG) for _ in range(5)] == [1, 2, 3, None, None]
+    assert store.get("tries") == b"3"
+    first = store.ttl("tries")
+    assert first is not None and LONG - 1 < first <= LONG
+    assert store.reserve("tries", 4, LONG) == 4  # a higher limit admits one more
+    assert store.reserve("tries", 0, LONG) is None
+    assert store.reserve("absent", 0, LONG) is None and store.get("absent") is None  # refused: nothing created
+    store.put("shared", b"2", LONG)
+    assert store.incr("shared", LONG) == 3 and store.reserve("shared", 4, LONG) == 4  # one counter, both ways
+
+
+def test_reserve_window_starts_at_the_first_increment(h: Harness) -> None:
+    store = h.store
+    assert store.reserve("w", 5, h.short) == 1
+    assert store.reserve("w", 5, h.short) == 2
+    assert h.after_short(lambda: store.get("w") is None)
+    assert store.reserve("w", 5, h.short) == 1
+
+
+def test_release_gives_back_one_never_below_zero_and_keeps_the_ttl(h: Harness) -> None:
+    store = h.store
+    store.reserve("r", 2, LONG)
+    store.reserve("r", 2, LONG)
+    assert store.reserve("r", 2, LONG) is None
+    before = store.ttl("r")
+    store.release("r")
+    assert store.get("r") == b"1"
+    after = store.ttl("r")
+    assert before is not None and after is not None and after <= before  # not extended, not dropped
+    assert store.reserve("r", 2, LONG) == 2
+    for _ in range(4):
+        store.release("r")
+    assert store.get("r") == b"0"
+    store.release("never")
+    assert store.get("never") is None
+
+
+def test_reserve_is_atomic_under_concurrency(store: EphemeralStore) -> None:
+    """Of many concurrent reservations exactly ``limit`` succeed: none over, none lost."""
+    results: list[int | None] = []
+    lock = threading.Lock()
+    start = threading.Barrier(20)
+
+    def go() -> None:
+        start.wait(5)
+        for _ in range(5):
+            n = store.reserve("slots", 7, LONG)
+            with lock:
+                results.append(n)
+
+    pool = [threading.Thread(target=go) for _ in range(20)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(5)
+    assert sorted(n for n in results if n is not None) == [1, 2, 3, 4, 5, 6, 7]
+    assert results.count(None) == 93
+    assert store.get("slots") == b"7"
+
+
 def test_ping(store: EphemeralStore) -> None:
     assert store.ping() is True
 
@@ -484,6 +546,8 @@ DEAD_OPS: dict[str, Callable[[RedisStore], object]] = {
     "take": lambda s: s.take("secret-key"),
     "delete": lambda s: s.delete("secret-key"),
     "incr": lambda s: s.incr("secret-key", 1),
+    "reserve": lambda s: s.reserve("secret-key", 5, 1),
+    "release": lambda s: s.release("secret-key"),
     "ttl": lambda s: s.ttl("secret-key"),
     "publish": lambda s: s.publish("secret-key", b"secret-value"),
 }

@@ -127,7 +127,6 @@ def routes(c: Container) -> list[Route]:
         ip = client_ip(request)
 
         def sign_in(user: User) -> tuple[str, LoginSession]:
-            throttle.success(username)
             cookie, session = c.login_sessions.login(
                 user.id, amr=("pwd",), user_agent=user_agent(request), ip=ip, previous_cookie=session_cookie(request)
             )
@@ -141,15 +140,16 @@ def routes(c: Container) -> list[Route]:
         def attempt() -> tuple[str, LoginSession] | int | None:
             """The session (cookie, record), the seconds to wait when throttled, or None for bad credentials.
 
-            One worker thread for the whole attempt (throttle check, Argon2id, then the sign-in or the
-            failure count): the event loop stays free, and one thread hop instead of four."""
-            retry = throttle.retry_after(username, ip)  # checked before verifying
-            if retry is not None:
-                return retry
+            One worker thread for the whole attempt (reservation, Argon2id, then the sign-in or the
+            failure): the event loop stays free, and one thread hop instead of four."""
+            reserved = throttle.begin(username, ip)  # NIST SP 800-63B §5.2.2: reserved before verifying
+            if isinstance(reserved, int):
+                return reserved
             user = c.directory.authenticate(username, password)
             if user is not None:
+                reserved.success()
                 return sign_in(user)
-            retry = throttle.failure(username, ip)
+            retry = reserved.failure()
             c.audit.record("login.failed", ip=ip)
             return retry
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from idp.sessions.consents import Consent
 from idp.sessions.store import LoginSession
@@ -21,13 +21,18 @@ class MemorySessionStore:
     def get_by_sid(self, sid: str) -> LoginSession | None:
         return next((s for s in self.rows.values() if s.sid == sid), None)
 
-    def update(self, sid: str, session: LoginSession, new_digest: bytes | None = None) -> bool:
-        for digest, s in list(self.rows.items()):
-            if s.sid == sid:
-                del self.rows[digest]
-                self.rows[new_digest or digest] = session
-                return True
-        return False
+    def update(self, digest: bytes, session: LoginSession, new_digest: bytes | None = None) -> bool:
+        if digest not in self.rows:
+            return False
+        del self.rows[digest]
+        self.rows[new_digest or digest] = session
+        return True
+
+    def slide(self, digest: bytes, last_seen_at: float, idle_expires_at: float) -> bool:
+        if digest not in self.rows:
+            return False
+        self.rows[digest] = replace(self.rows[digest], last_seen_at=last_seen_at, idle_expires_at=idle_expires_at)
+        return True
 
     def delete(self, sids: list[str]) -> list[LoginSession]:
         out = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -126,6 +127,48 @@ def test_sliding_writes_at_most_once_a_minute(sessions, clock, store):
     assert sessions.current(cookie).last_seen_at == clock.now()
 
 
+def sign_in_again_during_the_next_read(sessions, store, cookie, **kw):
+    """The next ``store.get`` returns its record, then the same browser signs in again (a concurrent request)."""
+    original, fired, out = store.get, [], {}
+
+    def get(digest):
+        record = original(digest)
+        if not fired:
+            fired.append(True)
+            out["cookie"], out["session"] = sessions.login("alice", previous_cookie=cookie, **kw)
+        return record
+
+    store.get = get
+    return out
+
+
+def test_a_slide_never_writes_back_what_a_concurrent_sign_in_changed(sessions, clock, store):
+    cookie, first = sessions.login("alice", amr=("pwd",))
+    clock.advance(SLIDE_EVERY + 1)
+    again = sign_in_again_during_the_next_read(sessions, store, cookie, amr=("pwd", "otp"))
+    stale = sessions.current(cookie)  # read before the sign-in, slides after it
+    assert stale is not None and stale.csrf_secret == first.csrf_secret
+    fresh = sessions.current(again["cookie"], slide=False)
+    assert fresh == again["session"]  # the sign-in's CSRF secret, auth_time and amr survive the slide
+    assert fresh.amr == ("pwd", "otp") and fresh.csrf_secret != first.csrf_secret
+    assert sessions.current(cookie) is None  # the old cookie stays dead
+
+
+def test_a_slide_moves_only_the_sliding_columns(sessions, clock, store):
+    cookie, first = sessions.login("alice")
+    clock.advance(SLIDE_EVERY + 1)
+    slid = sessions.current(cookie)
+    assert slid == replace(first, last_seen_at=clock.now(), idle_expires_at=clock.now() + 30 * DAY)
+    assert [s for s in store.rows.values()] == [slid]
+
+
+def test_a_rotation_loses_to_a_concurrent_sign_in(sessions, store):
+    cookie, _ = sessions.login("alice")
+    again = sign_in_again_during_the_next_read(sessions, store, cookie)
+    assert sessions.rotate(cookie) is None  # the record moved on: nothing overwritten
+    assert sessions.current(again["cookie"], slide=False) == again["session"]
+
+
 def test_disabled_user_ends_the_session(sessions, users, ended):
     cookie, s = sessions.login("alice")
     users.users["alice"].disabled = True
@@ -174,3 +217,12 @@ def test_list_for_user_orders_by_last_seen_and_drops_expired(sessions, clock):
 def test_user_agent_and_ip_are_bounded(sessions):
     _, s = sessions.login("alice", user_agent="A" * 5000, ip="1" * 500)
     assert len(s.user_agent) == 300 and len(s.ip) == 64
+
+
+def test_two_simultaneous_sign_ins_from_one_browser_both_get_a_working_session(sessions, store):
+    cookie, first = sessions.login("alice")
+    other = sign_in_again_during_the_next_read(sessions, store, cookie)
+    mine, session = sessions.login("alice", previous_cookie=cookie)  # the other one rotated the cookie first
+    assert sessions.current(other["cookie"], slide=False) == other["session"]  # not overwritten
+    assert sessions.current(mine, slide=False) == session and session.sid != first.sid
+    assert sessions.current(cookie) is None

@@ -1,12 +1,14 @@
-"""Login throttling: back-off, the NIST 100-failure cap, per-IP limits, shared state."""
+"""Login throttling: back-off, the NIST 100-failure cap, per-IP limits, shared state, reservations."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
 from idp.clock import FrozenClock
 from idp.store.memory import MemoryStore
-from idp.users.throttle import ACCOUNT_CAP, IP_FACTOR, MAX_LOCKOUT, WINDOW, LoginThrottle
+from idp.users.throttle import ACCOUNT_CAP, IP_FACTOR, MAX_LOCKOUT, WINDOW, Attempt, LoginThrottle
 
 
 @pytest.fixture
@@ -25,12 +27,24 @@ def make(store, clock, **kw):
     return LoginThrottle(store, clock, **kw)
 
 
+def fail(t: LoginThrottle, username: str, ip: str) -> int | None:
+    """One wrong-password attempt: reserved, then failed. The wait it was told (refused or locking)."""
+    attempt = t.begin(username, ip)
+    return attempt if isinstance(attempt, int) else attempt.failure()
+
+
+def ok(t: LoginThrottle, username: str, ip: str) -> None:
+    attempt = t.begin(username, ip)
+    assert isinstance(attempt, Attempt)
+    attempt.success()
+
+
 def test_locks_after_max_failures_with_growing_backoff(store, clock):
     t = make(store, clock)
     for _ in range(4):
-        assert t.failure("alice", "10.0.0.1") is None
+        assert fail(t, "alice", "10.0.0.1") is None
         assert t.retry_after("alice", "10.0.0.1") is None
-    assert t.failure("alice", "10.0.0.1") == 60
+    assert fail(t, "alice", "10.0.0.1") == 60
     assert t.retry_after("alice", "10.0.0.9") == 60  # the account is locked from any IP
     assert t.retry_after("Alice ", "10.0.0.9") == 60  # usernames are normalised
     assert t.retry_after("bob", "10.0.0.1") is None  # the IP is not locked yet
@@ -38,16 +52,16 @@ def test_locks_after_max_failures_with_growing_backoff(store, clock):
     assert t.retry_after("alice", "10.0.0.1") == 30
     clock.advance(30)
     assert t.retry_after("alice", "10.0.0.1") is None
-    assert t.failure("alice", "10.0.0.1") == 120  # doubles
+    assert fail(t, "alice", "10.0.0.1") == 120  # doubles
     clock.advance(120)
-    assert t.failure("alice", "10.0.0.1") == 240
+    assert fail(t, "alice", "10.0.0.1") == 240
 
 
 def test_backoff_is_capped(store, clock):
     t = make(store, clock)
     waits = []
     for _ in range(12):
-        w = t.failure("alice", f"10.0.0.{_}")
+        w = fail(t, "alice", f"10.0.0.{_}")
         if w:
             waits.append(w)
             clock.advance(w)
@@ -59,28 +73,29 @@ def test_nist_cap_of_100_failures_per_account(store, clock):
     t = make(store, clock, lockout_seconds=1)
     attempts = 0
     while clock.now() < 20_000 * WINDOW + WINDOW - 1:
-        if t.retry_after("alice", f"ip{attempts}") is None:
+        attempt = t.begin("alice", f"ip{attempts}")
+        if isinstance(attempt, Attempt):
             attempts += 1
-            t.failure("alice", f"ip{attempts}")
+            attempt.failure()
         else:
-            clock.advance(t.retry_after("alice", f"ip{attempts}"))
+            clock.advance(attempt)
     assert attempts == ACCOUNT_CAP
 
 
 def test_success_clears_the_account_count(store, clock):
     t = make(store, clock)
     for _ in range(4):
-        t.failure("alice", "10.0.0.1")
-    t.success("alice")
+        fail(t, "alice", "10.0.0.1")
+    ok(t, "alice", "10.0.0.1")
     for _ in range(4):
-        assert t.failure("alice", "10.0.0.1") is None
+        assert fail(t, "alice", "10.0.0.1") is None
 
 
 def test_ip_throttle_catches_spraying(store, clock):
     t = make(store, clock)
     for i in range(5 * IP_FACTOR - 1):
-        assert t.failure(f"user{i}", "10.0.0.1") is None
-    assert t.failure("someone", "10.0.0.1") == 60
+        assert fail(t, f"user{i}", "10.0.0.1") is None
+    assert fail(t, "someone", "10.0.0.1") == 60
     assert t.retry_after("never-tried", "10.0.0.1") == 60
     assert t.retry_after("never-tried", "10.0.0.2") is None
 
@@ -88,12 +103,116 @@ def test_ip_throttle_catches_spraying(store, clock):
 def test_state_is_shared_through_the_store(store, clock):
     worker1, worker2 = make(store, clock), make(store, clock)
     for _ in range(5):
-        worker1.failure("alice", "10.0.0.1")
+        fail(worker1, "alice", "10.0.0.1")
     assert worker2.retry_after("alice", "10.0.0.1") == 60
 
 
 def test_longer_configured_lockout_is_not_cut_by_the_cap(store, clock):
     t = make(store, clock, lockout_seconds=3600)
     for _ in range(4):
-        t.failure("alice", "ip")
-    assert t.failure("alice", "ip") == 3600
+        fail(t, "alice", "ip")
+    assert fail(t, "alice", "ip") == 3600
+
+
+# -- reservations: limits that hold under concurrency (NIST SP 800-63B §5.2.2 counts attempts) -----------
+def begin_concurrently(t: LoginThrottle, n: int, username=lambda i: "alice", ip=lambda i: "10.0.0.1"):
+    """``n`` threads call ``begin`` at once; nothing is settled. Returns what each got."""
+    start = threading.Barrier(n)
+    results: list[Attempt | int] = [0] * n
+
+    def go(i: int) -> None:
+        start.wait(5)
+        results[i] = t.begin(username(i), ip(i))
+
+    pool = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join(5)
+    return results
+
+
+def test_simultaneous_attempts_admit_at_most_the_threshold(store, clock):
+    t = make(store, clock)
+    results = begin_concurrently(t, 30)
+    admitted = [r for r in results if isinstance(r, Attempt)]
+    assert len(admitted) == 5  # all thirty are in flight at once: only five may verify
+    assert sorted(r for r in results if isinstance(r, int)) == [60] * 25
+    waits = [a.failure() for a in admitted]
+    assert sorted(waits, key=lambda w: w or 0) == [None, None, None, None, 60]
+    assert isinstance(t.begin("alice", "10.0.0.2"), int)  # the owner, right password or not, waits
+
+
+def test_the_owner_is_refused_while_attempts_hold_every_slot(store, clock):
+    t = make(store, clock)
+    held = [t.begin("alice", "10.0.0.1") for _ in range(5)]  # five still verifying
+    assert all(isinstance(a, Attempt) for a in held)
+    assert t.begin("alice", "192.0.2.7") == 60  # refused before any verification
+    for a in held:
+        a.failure()
+    assert t.retry_after("alice", "192.0.2.7") == 60
+
+
+def test_after_each_lock_one_attempt_at_a_time(store, clock):
+    t = make(store, clock)
+    for _ in range(5):
+        fail(t, "alice", f"10.0.0.{_}")
+    for _ in range(10):  # refused attempts while locked change nothing
+        assert t.begin("alice", "10.0.0.9") == 60
+    clock.advance(60)
+    results = begin_concurrently(t, 20, ip=lambda i: f"10.1.0.{i}")
+    admitted = [r for r in results if isinstance(r, Attempt)]
+    assert len(admitted) == 1 and all(r == 120 for r in results if isinstance(r, int))
+    assert admitted[0].failure() == 120
+    clock.advance(120)
+    assert isinstance(t.begin("alice", "10.0.0.9"), Attempt)
+
+
+def test_an_attempt_lost_in_flight_counts_as_a_failure_not_a_permanent_lock(store, clock):
+    t = make(store, clock)
+    for _ in range(4):
+        fail(t, "alice", "10.0.0.1")
+    lost = t.begin("alice", "10.0.0.1")  # the fifth: its worker dies before settling it
+    assert isinstance(lost, Attempt)
+    assert t.retry_after("alice", "10.0.0.1") == 60  # locked already, as if it failed
+    clock.advance(60)
+    assert isinstance(t.begin("alice", "10.0.0.1"), Attempt)
+
+
+def test_a_success_lifts_the_lock_its_reservation_wrote(store, clock):
+    t = make(store, clock)
+    for _ in range(4):
+        fail(t, "alice", "10.0.0.1")
+    ok(t, "alice", "10.0.0.1")  # the fifth attempt had the right password
+    assert t.retry_after("alice", "10.0.0.1") is None
+    for _ in range(4):
+        assert fail(t, "alice", "10.0.0.1") is None  # the count starts again
+
+
+def test_simultaneous_spraying_from_one_ip_is_bounded(store, clock):
+    t = make(store, clock)
+    results = begin_concurrently(t, 40, username=lambda i: f"user{i}")
+    assert sum(isinstance(r, Attempt) for r in results) == 5 * IP_FACTOR
+
+
+def test_successes_do_not_count_against_the_ip(store, clock):
+    t = make(store, clock)
+    for i in range(5 * IP_FACTOR * 3):  # an office behind one NAT address signing in all day
+        ok(t, f"user{i}", "10.0.0.1")
+    for i in range(5 * IP_FACTOR - 1):
+        assert fail(t, f"typo{i}", "10.0.0.1") is None
+    ok(t, "last", "10.0.0.1")  # reached the IP threshold, and succeeded: the lock it wrote goes
+    assert t.retry_after("anyone", "10.0.0.1") is None
+    assert fail(t, "someone", "10.0.0.1") == 60
+
+
+def test_a_refused_ip_gives_the_account_its_reservation_back(store, clock):
+    """The IP's slots are all taken but its lock is not written yet (another worker is between the two)."""
+    t = make(store, clock)
+    window = int(clock.now() // WINDOW)
+    for _ in range(5 * IP_FACTOR):
+        store.incr(f"throttle:tries:ip:10.0.0.1:{window}", WINDOW)
+    held = [t.begin("alice", "10.0.0.2") for _ in range(4)]  # four of alice's five slots in flight
+    assert t.begin("alice", "10.0.0.1") == 60  # refused by the IP, after alice's fifth slot was reserved
+    assert isinstance(t.begin("alice", "10.0.0.3"), Attempt)  # ... and given back
+    assert all(isinstance(a, Attempt) for a in held)
