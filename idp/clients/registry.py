@@ -39,6 +39,7 @@ class ClientRegistry:
         self._cache: dict[str, tuple[float, Client | None]] = {}
         self._lock = threading.Lock()
         self._origins: tuple[float, frozenset[str]] | None = None
+        self._origins_generation = 0
 
     def get(self, client_id: str) -> Client | None:
         now = self._clock.now()
@@ -64,17 +65,25 @@ class ClientRegistry:
 
     def invalidate(self, client_id: str) -> None:
         self._cache.pop(client_id, None)
-        self._origins = None  # any client's change may change the CORS origins
+        self._forget_origins()
 
     def cors_origins(self) -> frozenset[str]:
         """Every origin some enabled client lets browsers call from (blocking on a miss; see ``peek_cors_origins``)."""
         cached = self.peek_cors_origins()
         if cached is not None:
             return cached
-        expires = self._clock.now() + self._ttl  # read before the list: a change during it is not masked
+        generation, expires = self._origins_generation, self._clock.now() + self._ttl
         origins = frozenset(o for cl in self._store.list() if not cl.disabled for o in cl.cors_origins)
-        self._origins = (expires, origins)
+        with self._lock:
+            if generation == self._origins_generation:  # no change arrived while listing: keep it
+                self._origins = (expires, origins)
         return origins
+
+    def _forget_origins(self) -> None:
+        """Any client's change may change the CORS origins."""
+        with self._lock:
+            self._origins_generation += 1
+            self._origins = None
 
     def peek_cors_origins(self) -> frozenset[str] | None:
         """The cached CORS origin set, or None when it must be loaded (no I/O: safe on the event loop)."""
@@ -157,7 +166,7 @@ class ClientRegistry:
             updated_at=now,
         )
         self._store.save(client)
-        self._origins = None
+        self._forget_origins()
         return client, secret
 
     def rotate_secret(self, client_id: str) -> str:

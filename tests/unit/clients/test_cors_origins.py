@@ -88,3 +88,19 @@ def test_the_origin_set_is_cached_and_cleared_with_the_client_cache() -> None:
     assert there.cors_origins() == {"https://console.example"}
     here.set_disabled(web.client_id, True)
     assert here.cors_origins() == frozenset()
+
+
+def test_a_change_while_listing_is_not_masked_by_the_cache() -> None:
+    store, clock = Store(), FrozenClock(1000.0)
+    registry = ClientRegistry(store, Digester(b"k" * 32), clock)
+    web, _ = registry.create(name="Web", kind="web", redirect_uris=["https://web.example/cb"])
+    listing = store.list
+
+    def list_then_change() -> list[Client]:
+        rows = listing()  # the old rows are read ...
+        registry.invalidate(web.client_id)  # ... and a change arrives before they are cached
+        return rows
+
+    store.list = list_then_change  # type: ignore[method-assign]
+    assert registry.cors_origins() == frozenset()
+    assert registry.peek_cors_origins() is None  # not kept: the next request reads again
