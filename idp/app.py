@@ -14,15 +14,17 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from idp.bootstrap import bootstrap, format_demo
+from idp.clients.model import origin_of
 from idp.config import Settings, load_settings
 from idp.container import Container, build_container
 from idp.errors import OAuthError
 from idp.observability.logs import configure_logging
 from idp.observability.middleware import Observe
 from idp.web import unavailable
+from idp.web.cors import Cors
 from idp.web.middleware import Edge
 from idp.web.responses import oauth_error_handler, server_error_handler
-from idp.web.wellknown import StaticDocuments
+from idp.web.wellknown import DISCOVERY_PATHS, JWKS_PATH, StaticDocuments
 
 log = logging.getLogger("idp")
 
@@ -42,6 +44,9 @@ ROUTE_MODULES = [
     "idp.web.openapi",
 ]
 KEY_TICK_SECONDS = 60.0
+# What browsers may call cross-origin (idp.web.cors): path -> the methods it serves.
+CORS_PUBLIC = {path: "GET, HEAD" for path in (*DISCOVERY_PATHS, JWKS_PATH)}
+CORS_CLIENTS = {"/token": "POST", "/userinfo": "GET, POST", "/revoke": "POST", "/introspect": "POST"}
 
 
 def _routes(c: Container) -> list[BaseRoute]:
@@ -91,6 +96,14 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
                 observe=Observe(metrics=c.extras.get("metrics"), clients=c.clients),
                 max_body=64 * 1024,
                 static=StaticDocuments(c).get,
+            ),
+            # Inside Edge: preflights get the request id and the access line; Edge's static documents carry `*`.
+            Middleware(
+                Cors,
+                public=CORS_PUBLIC,
+                restricted=CORS_CLIENTS,
+                origins=c.clients,
+                own_origin=origin_of(c.settings.issuer) or c.settings.issuer,
             ),
         ],
         exception_handlers={OAuthError: oauth_error_handler, **unavailable.handlers(), Exception: server_error_handler},

@@ -101,6 +101,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 # -- clients ---------------------------------------------------------------------------------------
+CORS_HELP = "an origin (https://app.example) whose browser code may call token/userinfo/revoke/introspect"
+CLAIMS_HELP = "put the granted profile and email claims in the ID token too (else only in userinfo)"
+
+
 def _client_dict(cl: Any) -> dict[str, Any]:
     return cl.public_view()  # type: ignore[no-any-return]
 
@@ -125,6 +129,8 @@ def clients_create(c: Container, args: argparse.Namespace) -> None:
         require_pkce=not args.no_pkce,
         access_token_alg=args.access_token_alg,
         id_token_alg=args.id_token_alg,
+        allowed_cors_origins=args.cors_origin,
+        claims_in_id_token=args.claims_in_id_token,
     )
     data = _client_dict(client) | ({"client_secret": secret} if secret else {})
     text = f"client_id     {client.client_id}"
@@ -132,6 +138,28 @@ def clients_create(c: Container, args: argparse.Namespace) -> None:
         text += f"\nclient_secret {secret}\n(the secret is shown once; only its digest is stored)"
     c.audit.record("client.created", actor="cli", client_id=client.client_id)
     _out(args, data, text)
+
+
+def clients_update(c: Container, args: argparse.Namespace) -> None:
+    changes: dict[str, Any] = {}
+    for name in ("name", "scope", "audience"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    for flag, name in (("redirect_uri", "redirect_uris"), ("post_logout_redirect_uri", "post_logout_redirect_uris")):
+        if getattr(args, flag):
+            changes[name] = getattr(args, flag)
+    if args.cors_origin or args.no_cors_origins:
+        changes["allowed_cors_origins"] = [] if args.no_cors_origins else args.cors_origin
+    if args.claims_in_id_token is not None:
+        changes["claims_in_id_token"] = args.claims_in_id_token
+    if not changes:
+        raise CliError("nothing to change (see idp clients update --help)")
+    try:
+        client = c.clients.update(args.client_id, **changes)
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    c.audit.record("client.updated", actor="cli", client_id=client.client_id, fields=sorted(changes))
+    _out(args, _client_dict(client), f"updated {client.client_id}: {', '.join(sorted(changes))}")
 
 
 def clients_list(c: Container, args: argparse.Namespace) -> None:
@@ -323,6 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-pkce", action="store_true", help="confidential web OIDC clients sending nonce only")
     q.add_argument("--access-token-alg", choices=list(ALGORITHMS))
     q.add_argument("--id-token-alg", choices=list(ALGORITHMS))
+    q.add_argument("--cors-origin", action="append", default=[], help=CORS_HELP)
+    q.add_argument("--claims-in-id-token", action="store_true", help=CLAIMS_HELP)
+    q = leaf(cl, "update", clients_update, "change a registered client (lists given here replace the old ones)")
+    q.add_argument("client_id")
+    q.add_argument("--name")
+    q.add_argument("--scope")
+    q.add_argument("--audience")
+    q.add_argument("--redirect-uri", action="append", default=[])
+    q.add_argument("--post-logout-redirect-uri", action="append", default=[])
+    q.add_argument("--cors-origin", action="append", default=[], help=CORS_HELP)
+    q.add_argument("--no-cors-origins", action="store_true", help="remove every extra CORS origin")
+    q.add_argument("--claims-in-id-token", action=argparse.BooleanOptionalAction, default=None, help=CLAIMS_HELP)
     leaf(cl, "list", clients_list, "list clients")
     for name, handler, help_ in (
         ("show", clients_show, "show one client"),

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     )
     kek_file: Path = Field(Path("keys/kek"), description="File holding the key-encryption key.")
 
+    client_assertion_max_lifetime: int = Field(
+        3600,
+        ge=60,
+        le=86_400,
+        description="How far ahead a private_key_jwt client assertion's exp may be, s (RFC 7523 §3 sets no bound; "
+        "Authlib's default is an hour). Each jti is remembered until its exp, so longer means more replay-cache "
+        "entries.",
+    )
     default_audience: str = Field(
         "", description="Audience of access tokens for clients without their own. Empty = ISSUER/api."
     )

@@ -17,6 +17,9 @@ GRANTS_BY_KIND = {
 }
 
 
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
 class ClientValidationError(ValueError):
     pass
 
@@ -39,6 +42,8 @@ class Client:
     access_token_alg: str | None = None
     id_token_alg: str | None = None
     disabled: bool = False
+    allowed_cors_origins: list[str] = field(default_factory=list)  # beyond those of a public client's redirects
+    claims_in_id_token: bool = False  # the granted profile/email claims also in the ID token (OIDC Core §5.4)
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -60,6 +65,8 @@ class Client:
             "id_token_alg": self.id_token_alg,
             "jwks": self.jwks,
             "disabled": self.disabled,
+            "allowed_cors_origins": self.allowed_cors_origins,
+            "claims_in_id_token": self.claims_in_id_token,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -71,6 +78,18 @@ class Client:
     @property
     def scopes(self) -> list[str]:
         return self.scope.split()
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """Origins whose browsers may call the token, userinfo, revocation and introspection endpoints.
+
+        A public client's redirect URIs name the pages it runs in; a confidential client's do not (its
+        secret must not be in a browser), so only origins an operator added count for it.
+        """
+        out = list(self.allowed_cors_origins)
+        if self.is_public:
+            out.extend(o for o in map(origin_of, self.redirect_uris) if o is not None)
+        return out
 
     def allows_grant(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
@@ -95,6 +114,47 @@ class Client:
             ):
                 return True
         return False
+
+
+def origin_of(uri: str) -> str | None:
+    """The serialised origin of an http(s) URI as browsers send it (RFC 6454 §6.2), else None."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != DEFAULT_PORTS[scheme] else "")
+
+
+MAX_CORS_ORIGINS = 20
+
+
+def validate_cors_origins(origins: list[str]) -> list[str]:
+    """Extra CORS origins: ``scheme://host[:port]`` only, https or loopback http; stored as browsers send them."""
+    if len(origins) > MAX_CORS_ORIGINS:
+        raise ClientValidationError(f"at most {MAX_CORS_ORIGINS} CORS origins")
+    out: list[str] = []
+    for origin in origins:
+        if not isinstance(origin, str) or len(origin) > 300:
+            raise ClientValidationError("a CORS origin must be a string of at most 300 characters")
+        parts = urlsplit(origin)
+        normal = origin_of(origin)
+        if normal is None or parts.path or parts.query or parts.fragment or "#" in origin or "?" in origin:
+            raise ClientValidationError(
+                f"CORS origin {origin!r} must be scheme://host[:port], without a path (e.g. https://app.example)"
+            )
+        if parts.username or parts.password:
+            raise ClientValidationError(f"CORS origin {origin!r} must not contain userinfo")
+        if parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname):
+            raise ClientValidationError(f"CORS origin {origin!r} must be https (plain http only for loopback)")
+        if normal not in out:
+            out.append(normal)
+    return out
 
 
 def validate_redirect_uri(uri: str, kind: str) -> str:

@@ -12,6 +12,7 @@ from idp.clients.model import (
     KINDS,
     Client,
     ClientValidationError,
+    validate_cors_origins,
     validate_redirect_uri,
 )
 from idp.clock import Clock
@@ -37,6 +38,8 @@ class ClientRegistry:
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, Client | None]] = {}
         self._lock = threading.Lock()
+        self._origins: tuple[float, frozenset[str]] | None = None
+        self._origins_generation = 0
 
     def get(self, client_id: str) -> Client | None:
         now = self._clock.now()
@@ -62,6 +65,30 @@ class ClientRegistry:
 
     def invalidate(self, client_id: str) -> None:
         self._cache.pop(client_id, None)
+        self._forget_origins()
+
+    def cors_origins(self) -> frozenset[str]:
+        """Every origin some enabled client lets browsers call from (blocking on a miss; see ``peek_cors_origins``)."""
+        cached = self.peek_cors_origins()
+        if cached is not None:
+            return cached
+        generation, expires = self._origins_generation, self._clock.now() + self._ttl
+        origins = frozenset(o for cl in self._store.list() if not cl.disabled for o in cl.cors_origins)
+        with self._lock:
+            if generation == self._origins_generation:  # no change arrived while listing: keep it
+                self._origins = (expires, origins)
+        return origins
+
+    def _forget_origins(self) -> None:
+        """Any client's change may change the CORS origins."""
+        with self._lock:
+            self._origins_generation += 1
+            self._origins = None
+
+    def peek_cors_origins(self) -> frozenset[str] | None:
+        """The cached CORS origin set, or None when it must be loaded (no I/O: safe on the event loop)."""
+        hit = self._origins
+        return hit[1] if hit is not None and hit[0] > self._clock.now() else None
 
     def list(self) -> list[Client]:
         return self._store.list()
@@ -85,6 +112,8 @@ class ClientRegistry:
         require_pkce: bool = True,
         access_token_alg: str | None = None,
         id_token_alg: str | None = None,
+        allowed_cors_origins: list[str] | None = None,
+        claims_in_id_token: bool = False,
         client_id: str | None = None,
     ) -> tuple[Client, str | None]:
         """Returns the client and, once only, its plaintext secret (None for public/JWT clients)."""
@@ -131,10 +160,13 @@ class ClientRegistry:
             require_pkce=require_pkce,
             access_token_alg=access_token_alg,
             id_token_alg=id_token_alg,
+            allowed_cors_origins=validate_cors_origins(allowed_cors_origins or []),
+            claims_in_id_token=bool(claims_in_id_token),
             created_at=now,
             updated_at=now,
         )
         self._store.save(client)
+        self._forget_origins()
         return client, secret
 
     def rotate_secret(self, client_id: str) -> str:
@@ -148,7 +180,7 @@ class ClientRegistry:
 
     UPDATABLE = frozenset(
         {"name", "redirect_uris", "post_logout_redirect_uris", "scope", "audience", "first_party", "jwks",
-         "require_pkce", "access_token_alg", "id_token_alg", "disabled"}
+         "require_pkce", "access_token_alg", "id_token_alg", "disabled", "allowed_cors_origins", "claims_in_id_token"}
     )  # fmt: skip
 
     def update(self, client_id: str, **changes: Any) -> Client:
@@ -179,6 +211,8 @@ class ClientRegistry:
             redirect_uris=uris,
             post_logout_redirect_uris=logout_uris,
             scope=" ".join(dict.fromkeys(c.scope.split())),
+            allowed_cors_origins=validate_cors_origins(c.allowed_cors_origins),
+            claims_in_id_token=bool(c.claims_in_id_token),
             updated_at=self._clock.now(),
         )
         self._store.save(c)

@@ -4,6 +4,17 @@ One method per client: the method the client presents must be the one it is
 registered with. ``authenticate_client`` is what other endpoints call; the token
 endpoint uses :func:`presented` + :func:`authenticate` directly so that a cached
 client with a secret is checked without leaving the event loop.
+
+Every failure reads "unknown client or wrong credentials", whether the client exists or
+not, with one exception that tells nothing to someone who could not already authenticate
+as the client: when the client exists and is enabled, the presented method is not the
+registered one, and the caller has nonetheless proven it is the client or could have
+without any proof, the answer names the registered method ("this client authenticates
+with client_secret_basic"). That is the case when the client is public (its client_id
+alone authenticates it, so naming ``none`` reveals nothing a bare client_id does not), or
+when the client is registered for one secret method, presented its correct secret with the
+other one. An assertion for a secret client, a secret for a key-pair client, no credentials
+for a confidential client, or a wrong secret: the generic answer.
 """
 
 from __future__ import annotations
@@ -30,8 +41,8 @@ from idp.web.inline import run_cached
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ("ES256", "RS256", "PS256", "EdDSA")  # RFC 7523 §3 / RFC 9700 §2.5: asymmetric only
-MAX_ASSERTION_AHEAD = 300  # exp at most 5 minutes ahead
 LEEWAY = 30
+GENERIC = "unknown client or wrong credentials"
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
 
@@ -105,17 +116,32 @@ def authenticate(c: Container, cred: Presented, *, endpoint: str, client: Client
     if client is None:
         client = c.clients.get_active(cred.client_id) if len(cred.client_id) <= 64 else None
     if client is None or client.disabled:
-        raise InvalidClient("unknown client or wrong credentials")
+        raise InvalidClient(GENERIC)
     if cred.method != client.auth_method:  # one method per client
-        raise InvalidClient("unknown client or wrong credentials", detail=f"method {cred.method} not registered")
+        raise _wrong_method(c, client, cred)
     if cred.method in SECRET_METHODS:
         if not cred.secret or not c.clients.check_secret(client, cred.secret):  # constant time, digest at rest
-            raise InvalidClient("unknown client or wrong credentials")
+            raise InvalidClient(GENERIC)
     elif cred.method == "private_key_jwt":
         _check_assertion(c, client, cred.assertion or "")
     elif cred.method != "none" or not client.is_public:
-        raise InvalidClient("unknown client or wrong credentials")
+        raise InvalidClient(GENERIC)
     return client
+
+
+def _wrong_method(c: Container, client: Client, cred: Presented) -> InvalidClient:
+    """Name the registered method only to a caller who proved nothing new by learning it (module docstring)."""
+    detail = f"method {cred.method} presented, {client.auth_method} registered"
+    shown = client.is_public or (
+        cred.method in SECRET_METHODS
+        and client.auth_method in SECRET_METHODS
+        and bool(cred.secret)
+        and c.clients.check_secret(client, cred.secret or "")
+    )
+    if not shown:
+        return InvalidClient(GENERIC, detail=detail)
+    how = " (a public client: send client_id alone, no secret or assertion)" if client.is_public else ""
+    return InvalidClient(f"this client authenticates with {client.auth_method}{how}", detail=detail)
 
 
 def _check_assertion(c: Container, client: Client, token: str) -> None:
@@ -137,10 +163,11 @@ def _check_assertion(c: Container, client: Client, token: str) -> None:
     if not isinstance(aud, str) or aud not in (c.settings.issuer, c.metadata["token_endpoint"]):
         raise InvalidClient("client assertion audience must be the issuer")  # RFC 7523 §3 item 3; no arrays
     exp = claims.get("exp")
-    if not isinstance(exp, int | float) or exp <= now - LEEWAY:
+    if not isinstance(exp, int | float) or isinstance(exp, bool) or exp <= now - LEEWAY:
         raise InvalidClient("client assertion expired or without exp")  # RFC 7523 §3 item 4
-    if exp > now + MAX_ASSERTION_AHEAD + LEEWAY:
-        raise InvalidClient("client assertion lives too long")
+    max_ahead = c.settings.client_assertion_max_lifetime
+    if exp > now + max_ahead + LEEWAY:
+        raise InvalidClient(f"client assertion lives too long (exp at most {max_ahead} s ahead)")
     for name in ("nbf", "iat"):
         value = claims.get(name)
         if value is not None and (not isinstance(value, int | float) or value > now + LEEWAY):
@@ -149,8 +176,9 @@ def _check_assertion(c: Container, client: Client, token: str) -> None:
     if not isinstance(jti, str) or not jti or len(jti) > 256:
         raise InvalidClient("client assertion needs a jti")
     key = "pkjwt-jti:" + hashlib.sha256(f"{client.client_id}\x00{jti}".encode()).hexdigest()
+    # RFC 7523 §3 item 7: jti single use, remembered until the assertion expires (+ leeway), however far that is.
     if not c.ephemeral.put_if_absent(key, b"1", max(exp - now, 0) + LEEWAY + 1):
-        raise InvalidClient("client assertion replayed")  # RFC 7523 §3 item 7: jti single use
+        raise InvalidClient("client assertion replayed")
 
 
 def _verified_claims(client: Client, token: str, header: dict[str, Any], alg: str) -> dict[str, Any]:

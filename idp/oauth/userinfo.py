@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from idp.container import Container
 from idp.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthError
+from idp.oauth.claims import scope_claims
 from idp.oauth.forms import is_form, parse_pairs, single
 from idp.oauth.grants.common import access_tokens
 from idp.tokens.jwt import TokenInvalid
@@ -68,15 +69,7 @@ def claims_for(c: Container, token: str) -> dict[str, Any]:
     user = c.directory.store.get(str(claims["sub"]))
     if user is None or user.disabled:
         raise InvalidToken("the user is no longer active")
-    out: dict[str, Any] = {"sub": user.id}
-    if "profile" in scopes:  # OIDC Core §5.4
-        out["preferred_username"] = user.username
-        if user.name:
-            out["name"] = user.name
-    if "email" in scopes and user.email:
-        out["email"] = user.email
-        out["email_verified"] = bool(user.email_verified)
-    return out
+    return {"sub": user.id, **scope_claims(user, scopes)}  # OIDC Core §5.4
 
 
 def userinfo_endpoint(c: Container) -> Callable[[Request], Awaitable[Response]]:

@@ -46,6 +46,8 @@ class ClientRow(Base):
     access_token_alg: Mapped[str | None] = mapped_column(String(10))
     id_token_alg: Mapped[str | None] = mapped_column(String(10))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    allowed_cors_origins: Mapped[list] = mapped_column(JSON, default=list)
+    claims_in_id_token: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 

@@ -31,7 +31,11 @@ class Document:
     def __init__(self, body: bytes, etag: str, max_age: int) -> None:
         self.body = body
         self.etag = etag
-        cache = [(b"etag", etag.encode()), (b"cache-control", f"public, max-age={max_age}".encode())]
+        cache = [
+            (b"etag", etag.encode()),
+            (b"cache-control", f"public, max-age={max_age}".encode()),
+            (b"access-control-allow-origin", b"*"),  # public documents: any page may read them (no credentials)
+        ]
         length = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
         self.plain = {200: [*cache, *length], 304: cache}  # as an app returns them, for Edge to secure
         self._secured = {status: secured(status, headers) for status, headers in self.plain.items()}

@@ -120,6 +120,25 @@ async def test_client_validation_errors_are_problem_documents(api) -> None:
     assert r.status_code == 415
 
 
+async def test_cors_origins_and_id_token_claims_round_trip(api, client, container) -> None:
+    r = await api.post("/admin/clients", json={
+        "name": "Console", "type": "web", "redirect_uris": ["https://console.example/cb"],
+        "allowed_cors_origins": ["https://Console.Example"], "claims_in_id_token": True,
+    })  # fmt: skip
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["allowed_cors_origins"] == ["https://console.example"] and created["claims_in_id_token"] is True
+    cid = created["client_id"]
+    preflight = {"origin": "https://console.example", "access-control-request-method": "POST"}
+    assert (await client.options("/introspect", headers=preflight)).status_code == 204
+    r = await api.patch(f"/admin/clients/{cid}", json={"allowed_cors_origins": [], "claims_in_id_token": False})
+    assert r.status_code == 200 and r.json()["allowed_cors_origins"] == [] and not r.json()["claims_in_id_token"]
+    assert (await client.options("/introspect", headers=preflight)).status_code == 403
+    for bad in (["https://console.example/app"], ["http://console.example"], ["console.example"], "https://x.example"):
+        r = await api.patch(f"/admin/clients/{cid}", json={"allowed_cors_origins": bad})
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", bad
+
+
 async def test_public_clients_have_no_secret_to_rotate(api, container) -> None:
     native, _ = container.clients.create(name="App", kind="native", redirect_uris=["http://127.0.0.1/cb"])
     r = await api.post(f"/admin/clients/{native.client_id}/secret")

@@ -59,6 +59,29 @@ def test_clients_lifecycle(env: Container, capsys: pytest.CaptureFixture[str]) -
     assert code == 2 and "no client" in err
 
 
+def test_clients_cors_origins_and_id_token_claims(env: Container, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "clients", "create", "--name", "SPA", "--type", "web", "--redirect-uri",
+                       "https://spa.example/cb", "--cors-origin", "https://spa.example", "--claims-in-id-token",
+                       "--json")  # fmt: skip
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["allowed_cors_origins"] == ["https://spa.example"] and created["claims_in_id_token"] is True
+    cid = created["client_id"]
+    code, out, _ = run(capsys, "clients", "update", cid, "--cors-origin", "http://127.0.0.1:5173",
+                       "--no-claims-in-id-token", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["allowed_cors_origins"] == ["http://127.0.0.1:5173"]
+    stored = env.clients.get(cid)
+    assert stored is not None and not stored.claims_in_id_token
+    assert run(capsys, "clients", "update", cid, "--no-cors-origins")[0] == 0
+    env.clients.invalidate(cid)
+    assert env.clients.get(cid).allowed_cors_origins == []  # type: ignore[union-attr]
+    code, _, err = run(capsys, "clients", "update", cid, "--cors-origin", "https://spa.example/path")
+    assert code == 2 and "without a path" in err
+    code, _, err = run(capsys, "clients", "update", "nobody", "--name", "x")
+    assert code == 2 and "no client" in err
+    assert run(capsys, "clients", "update", cid)[0] == 2  # nothing to change
+
+
 def test_client_validation_errors_exit_2(env: Container, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "clients", "create", "--name", "W", "--type", "web", "--redirect-uri", "http://x.com/cb")
     assert code == 2 and err.startswith("idp: error: ") and "https" in err

@@ -101,3 +101,39 @@ async def test_user_access_token_claims(client: httpx.AsyncClient, container: Co
     assert claims["scope"] == "openid profile"
     assert {"auth_time", "acr", "sid", "jti", "iat", "exp"} <= set(claims)
     assert "email" not in claims and "name" not in claims  # RFC 9068 §6: no personal data
+
+
+PERSON = {"name", "preferred_username", "email", "email_verified"}
+
+
+async def test_profile_and_email_claims_only_for_clients_that_opt_in(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """OIDC Core §5.4 puts them in userinfo; ``claims_in_id_token`` adds the granted ones to the ID token."""
+    user = make_user(container)
+    plain, plain_secret = web_client(container)
+    t = await tokens_for(container, client, plain, plain_secret, user, scope="openid profile email")
+    assert not PERSON & set(await _verify(client, t["id_token"]))
+    opted, secret = web_client(container, claims_in_id_token=True)
+    t = await tokens_for(container, client, opted, secret, user, scope="openid profile email offline_access")
+    claims = await _verify(client, t["id_token"])
+    assert {k: claims[k] for k in PERSON} == {
+        "name": user.name, "preferred_username": user.username, "email": user.email, "email_verified": False
+    }  # fmt: skip
+    userinfo = (await client.get("/userinfo", headers={"authorization": f"Bearer {t['access_token']}"})).json()
+    assert {k: userinfo[k] for k in PERSON} == {k: claims[k] for k in PERSON}  # the same values in both
+    r = await refresh(client, opted, secret, t["refresh_token"])
+    assert set(await _verify(client, r.json()["id_token"])) >= PERSON  # the refreshed ID token too
+    r = await refresh(client, opted, secret, r.json()["refresh_token"], scope="openid profile")  # narrowed
+    narrowed = await _verify(client, r.json()["id_token"])
+    assert "name" in narrowed and "email" not in narrowed and "email_verified" not in narrowed
+
+
+async def test_only_the_granted_scopes_claims(client: httpx.AsyncClient, container: Container) -> None:
+    opted, secret = web_client(container, claims_in_id_token=True)
+    user = make_user(container)
+    t = await tokens_for(container, client, opted, secret, user, scope="openid email")
+    claims = await _verify(client, t["id_token"])
+    assert claims["email"] == user.email and "name" not in claims and "preferred_username" not in claims
+    claims = await _verify(client, (await tokens_for(container, client, opted, secret, user))["id_token"])
+    assert "name" in claims and "email" not in claims  # auth_params asks for "openid profile"

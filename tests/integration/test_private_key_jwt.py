@@ -11,7 +11,7 @@ from joserfc import jwt as rfc_jwt
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
 from idp.container import Container
-from tests.oauthkit import ISSUER, basic, service_client
+from tests.oauthkit import ISSUER, AsyncOAuth2Client, basic, service_client
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_URL = f"{ISSUER}/token"
@@ -91,7 +91,7 @@ async def test_bad_claims_are_invalid_client(
     if claims == "expired":
         claims = {"exp": int(now) - 120}
     elif claims == "far":
-        claims = {"exp": int(now) + 3600}
+        claims = {"exp": int(now) + 3600 + 120}  # beyond IDP_CLIENT_ASSERTION_MAX_LIFETIME (3600) + leeway
     elif claims == {"nbf": "future"}:
         claims = {"nbf": int(now) + 600}
     r = await _token(client, _assertion(ec_key, cid, now, **claims))
@@ -160,3 +160,59 @@ async def test_method_must_be_the_registered_one(
     assert r.status_code == 401
     r = await _token(client, _assertion(ec_key, cid, container.clock.now()), client_id=svc.client_id)
     assert r.status_code == 401  # client_id disagrees with the assertion
+
+
+class _Auth:
+    """What Authlib's PrivateKeyJWT.sign reads from its client: the id and the key."""
+
+    def __init__(self, client_id: str, key: Any) -> None:
+        self.client_id, self.client_secret = client_id, key
+
+
+@pytest.fixture
+def rsa_key() -> RSAKey:
+    return RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "alg": "RS256", "use": "sig"})
+
+
+async def test_authlibs_default_assertion_is_accepted(app: Any, container: Container, rsa_key: RSAKey) -> None:
+    """Authlib's PrivateKeyJWT, unchanged: RS256, aud = the token endpoint, exp an hour ahead (RFC 7523 §3)."""
+    from authlib.oauth2.rfc7523 import PrivateKeyJWT
+
+    cid = _client(container, rsa_key)
+    transport = httpx.ASGITransport(app=app)
+    async with AsyncOAuth2Client(
+        cid, rsa_key, token_endpoint_auth_method="private_key_jwt", transport=transport, base_url=ISSUER
+    ) as oauth:
+        oauth.register_client_auth_method(PrivateKeyJWT(TOKEN_URL))
+        for _ in range(2):  # a fresh jti each time
+            token = await oauth.fetch_token(TOKEN_URL, grant_type="client_credentials")
+            assert token["token_type"] == "Bearer" and token["access_token"]
+    assertion = PrivateKeyJWT(TOKEN_URL).sign(_Auth(cid, rsa_key), TOKEN_URL)
+    claims = rfc_jwt.decode(assertion, rsa_key).claims
+    assert claims["exp"] - claims["iat"] == 3600  # what made it "live too long" before
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the in-process store expires by FrozenClock
+async def test_a_long_lived_assertion_stays_single_use_until_its_exp(
+    client: httpx.AsyncClient, container: Container, ec_key: ECKey
+) -> None:
+    cid = _client(container, ec_key)
+    now = container.clock.now()
+    assertion = _assertion(ec_key, cid, now, exp=int(now) + 3600)
+    assert (await _token(client, assertion)).status_code == 200
+    container.clock.advance(3500)  # still valid: the jti must still be remembered
+    r = await _token(client, assertion)
+    assert r.status_code == 401 and r.json()["error_description"] == "client assertion replayed"
+    container.clock.advance(200)  # expired now: refused for its exp, whatever the replay cache holds
+    assert (await _token(client, assertion)).json()["error_description"] == "client assertion expired or without exp"
+
+
+@pytest.mark.parametrize("settings_overrides", [{"client_assertion_max_lifetime": 300}])
+async def test_the_lifetime_bound_is_configurable(
+    client: httpx.AsyncClient, container: Container, ec_key: ECKey
+) -> None:
+    cid = _client(container, ec_key)
+    now = container.clock.now()
+    assert (await _token(client, _assertion(ec_key, cid, now, exp=int(now) + 300))).status_code == 200
+    r = await _token(client, _assertion(ec_key, cid, now, exp=int(now) + 3600))
+    assert r.status_code == 401 and "at most 300 s ahead" in r.json()["error_description"]

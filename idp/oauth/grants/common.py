@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from idp.clients.model import Client
 from idp.errors import InvalidGrant
 from idp.oauth import policy
+from idp.oauth.claims import id_token_claims
 from idp.tokens.access import AccessTokens, IssuedAccessToken
 from idp.tokens.id_token import IdTokens
 from idp.tokens.refresh import Minted
@@ -77,6 +78,7 @@ def mint_for_user(
     sid: str | None,
     nonce: str | None = None,
     with_id_token: bool = True,
+    user: User | None = None,
 ) -> Minted:
     at = issue_user_access_token(
         c, client, user_id=user_id, scopes=scopes, audience=audience, auth_time=auth_time, acr=acr, sid=sid
@@ -93,5 +95,6 @@ def mint_for_user(
             acr=acr,
             amr=amr,
             access_token=at.token,
+            extra=id_token_claims(client, user, scopes) if user is not None else None,
         )
     return Minted(response=body, at_jti=at.jti, at_exp=at.exp)

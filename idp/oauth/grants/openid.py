@@ -11,6 +11,7 @@ from typing import Any
 from authlib.oidc.core.grants import OpenIDCode
 
 from idp.oauth import policy
+from idp.oauth.claims import id_token_claims
 from idp.oauth.grants.common import id_tokens
 
 
@@ -43,5 +44,6 @@ class IdTokenExtension(OpenIDCode):
             acr=data.acr,
             amr=data.amr,
             access_token=token["access_token"],
+            extra=id_token_claims(client, request.user, data.scope.split()),
         )
         return token

@@ -41,7 +41,7 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
         resources = self.request.resources
 
         def mint(grant: GrantRecord, scope: str) -> Minted:
-            active_user(c, grant.user_id)
+            user = active_user(c, grant.user_id)
             audience = policy.resolve_audience(client, resources, c.settings.audience, fallback=grant.audience)
             return mint_for_user(
                 c,
@@ -53,6 +53,7 @@ class RotatingRefreshTokenGrant(grants.RefreshTokenGrant):
                 acr=grant.acr,
                 amr=grant.amr,
                 sid=grant.sid,
+                user=user,
             )
 
         body = c.grants.rotate(

@@ -15,7 +15,7 @@ from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
 
 STR_FIELDS = ("name", "scope", "audience")
-LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris")
+LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_cors_origins")
 GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})  # RFC 9700 §2.4: no password
 
 
@@ -36,7 +36,7 @@ def _changes(data: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
             if name == "grant_types" and not set(out[name]) <= GRANT_TYPES:
                 allowed = ", ".join(sorted(GRANT_TYPES))
                 raise Problem(422, f"grant_types may contain only {allowed}.", code="invalid_field")
-        elif name in ("first_party", "require_pkce", "disabled"):
+        elif name in ("first_party", "require_pkce", "disabled", "claims_in_id_token"):
             out[name] = field(data, name, bool, False)
         elif name == "jwks":
             out[name] = field(data, name, dict)
@@ -47,11 +47,12 @@ def _changes(data: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
 
 CREATE_FIELDS = frozenset(
     {*STR_FIELDS, *LIST_FIELDS, "type", "auth_method", "jwks", "grant_types", "first_party", "require_pkce",
-     "access_token_alg", "id_token_alg"}
+     "access_token_alg", "id_token_alg", "claims_in_id_token"}
 )  # fmt: skip
 UPDATE_FIELDS = frozenset(
-    {*STR_FIELDS, *LIST_FIELDS, "first_party", "jwks", "require_pkce", "access_token_alg", "id_token_alg", "disabled"}
-)
+    {*STR_FIELDS, *LIST_FIELDS, "first_party", "jwks", "require_pkce", "access_token_alg", "id_token_alg", "disabled",
+     "claims_in_id_token"}
+)  # fmt: skip
 
 
 def routes(c: Container) -> list[Route]:
