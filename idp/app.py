@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         demo = await run_in_threadpool(bootstrap, c)
         if demo:
-            print(format_demo(demo), flush=True)
+            print(format_demo(demo, reveal=c.settings.local_trial), flush=True)
         hooks = c.extras.get("startup_hooks", [])
         for hook in hooks:
             await hook()
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
                 observe=Observe(metrics=c.extras.get("metrics"), clients=c.clients),
                 max_body=64 * 1024,
                 static=StaticDocuments(c).get,
+                always=_always_headers(c.settings),
             ),
         ],
         exception_handlers={OAuthError: oauth_error_handler, **unavailable.handlers(), Exception: server_error_handler},
@@ -98,6 +99,11 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     )
     app.state.container = c
     return app
+
+
+def _always_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
+    hsts = settings.strict_transport_security
+    return [(b"strict-transport-security", hsts.encode("latin-1"))] if hsts else []
 
 
 def app_from_env() -> Starlette:
