@@ -113,6 +113,20 @@ class Settings(BaseSettings):
         description="Strict-Transport-Security value (RFC 6797) sent on every response when IDP_ISSUER is https "
         "(never on an http issuer). Empty = none, e.g. when the TLS proxy adds its own.",
     )
+    request_head_max_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="`idp serve`: largest request head (request line and headers) accepted; a larger one is "
+        "answered 431 and its connection closed, bytes.",
+    )
+    request_head_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="`idp serve`: a request head must be complete this long after its first byte (or after the "
+        "connection opened), else the connection is closed, s.",
+    )
     trusted_proxies: str = Field("", description="Comma-separated proxy IPs whose X-Forwarded-* headers are believed.")
     demo: bool | None = Field(
         None,
