@@ -33,7 +33,10 @@ WORKDIR /app
 # migrations/ live at the repository root and are read relative to /app.
 COPY . /app
 
-RUN pip install --no-cache-dir . \
+# Dependencies (and the build backend) come from the hashed lock; the package itself
+# adds nothing unhashed: no dependency resolution, no isolated build environment.
+RUN pip install --no-cache-dir --require-hashes -r requirements-runtime.lock \
+ && pip install --no-cache-dir --no-deps --no-build-isolation . \
  && rm -rf /app/build /app/*.egg-info \
  && mkdir -p /app/data /app/keys \
  && chown idp:idp /app/data /app/keys \

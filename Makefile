@@ -18,13 +18,16 @@ BENCH_ARGS  ?=
 
 .PHONY: venv run test check bench fuzz clean
 
-# Reinstall only when pyproject.toml is newer than the stamp.
+# Reinstall only when pyproject.toml or the lock is newer than the stamp. Every dependency
+# (runtime, dev, the build backend) comes from requirements.lock with its hash checked;
+# idp itself is then installed editable with nothing resolved or fetched on top.
+# scripts/lock.sh regenerates the lock after a change to pyproject.toml's dependencies.
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 run: venv

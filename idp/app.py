@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         demo = await run_in_threadpool(bootstrap, c)
         if demo:
-            print(format_demo(demo), flush=True)
+            print(format_demo(demo, reveal=c.settings.local_trial), flush=True)
         hooks = c.extras.get("startup_hooks", [])
         for hook in hooks:
             await hook()
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
                 observe=Observe(metrics=c.extras.get("metrics"), clients=c.clients),
                 max_body=64 * 1024,
                 static=StaticDocuments(c).get,
+                always=_always_headers(c.settings),
             ),
             # Inside Edge: preflights get the request id and the access line; Edge's static documents carry `*`.
             Middleware(
@@ -111,6 +112,11 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     )
     app.state.container = c
     return app
+
+
+def _always_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
+    hsts = settings.strict_transport_security
+    return [(b"strict-transport-security", hsts.encode("latin-1"))] if hsts else []
 
 
 def app_from_env() -> Starlette:

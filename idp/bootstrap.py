@@ -1,4 +1,9 @@
-"""First start of an empty database: keys, and (embedded default) a ready-to-copy demo."""
+"""First start of an empty database: keys, and (a local trial) a ready-to-copy demo.
+
+The demo is created by default only for the embedded default (SQLite, in-process store) on a
+loopback issuer, and only there are its secrets printed: a start on PostgreSQL, in a container or
+behind a public issuer never writes a usable credential to stdout, where log collectors keep it.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ def bootstrap(c: Container) -> dict[str, Any] | None:
     except IntegrityError:  # another worker wrote the check value first
         check_kek(c)
     c.keyring.tick()
-    if not c.settings.demo:
+    if not c.settings.create_demo:
         return None
     try:
         with c.sessions.begin() as s:
@@ -61,7 +66,10 @@ def create_demo(c: Container) -> dict[str, Any]:
     }
 
 
-def format_demo(demo: dict[str, Any]) -> str:
+def format_demo(demo: dict[str, Any], *, reveal: bool) -> str:
+    """The demo banner; without ``reveal`` (anything but a local trial) client ids only, no secret."""
+    if not reveal:
+        return _format_withheld(demo)
     iss = demo["issuer"]
     svc = demo["service_client"]
     web = demo["web_client"]
@@ -79,6 +87,21 @@ def format_demo(demo: dict[str, Any]) -> str:
             f"  integrator    client_id={svc['client_id']} client_secret={svc['client_secret']}",
             "",
             f"  try:  curl -s -u CLIENT_ID:CLIENT_SECRET -d grant_type=client_credentials {iss}/token",
+            "",
+        ]
+    )
+
+
+def _format_withheld(demo: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "",
+            "  idp demo created (IDP_DEMO=true); its secrets are not shown outside a local trial",
+            "  (the embedded default on a loopback issuer). The demo user's password is unknown: create",
+            "  your own user with `idp users create`; `idp clients rotate-secret CLIENT_ID` issues a secret.",
+            f"  web app       client_id={demo['web_client']['client_id']}",
+            f"  mobile app    client_id={demo['native_client']['client_id']}",
+            f"  integrator    client_id={demo['service_client']['client_id']}",
             "",
         ]
     )

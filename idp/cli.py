@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import Any
 from idp.cli_deny import configure as register_deny
 from idp.cli_sessions import configure as register_sessions
 from idp.clients.model import ClientValidationError
-from idp.config import ConfigError, load_settings
+from idp.config import ConfigError, Settings, load_settings
 from idp.container import Container, StartupError, build_container, check_kek, ping_database
 from idp.keys.keyring import ALGORITHMS, KeyImportError
 from idp.observability import serve as observability_serve
@@ -71,7 +72,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
         timeout_graceful_shutdown=20,
-        http=http_protocol(args.http),
+        http=http_protocol(args.http, settings),
+        h11_max_incomplete_event_size=settings.request_head_max_bytes,  # h11's own head bound, the same size
     )
     return 0
 
@@ -79,16 +81,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 HTTP_CHOICES = ("idp", "httptools", "h11")
 
 
-def http_protocol(choice: str) -> str:
+def http_protocol(choice: str, settings: Settings) -> Any:
     """uvicorn's ``http`` setting: ``idp`` is uvicorn's httptools protocol writing each response in one
-    ``write`` (:mod:`idp.web.http_protocol`); without httptools installed, uvicorn's own choice."""
+    ``write``, with request heads bounded in size and time (:mod:`idp.web.http_protocol`); without
+    httptools installed, uvicorn's own choice. A partial of a module-level class: workers unpickle it."""
     if choice != "idp":
         return choice
     try:
         import httptools  # noqa: F401
     except ImportError:
         return "auto"
-    return "idp.web.http_protocol:OneWriteProtocol"
+    from idp.web.http_protocol import OneWriteProtocol
+
+    return functools.partial(
+        OneWriteProtocol,
+        max_head_bytes=settings.request_head_max_bytes,
+        head_timeout=settings.request_head_timeout,
+    )
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

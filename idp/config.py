@@ -9,6 +9,7 @@ receives plain values.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -115,8 +116,32 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(2, ge=2, description="Argon2id iterations (OWASP minimum 2 at 19 MiB).")
     argon2_memory_kib: int = Field(19_456, ge=19_456, description="Argon2id memory, KiB (>= 19 MiB).")
     argon2_parallelism: int = Field(1, ge=1, le=16, description="Argon2id lanes.")
+    hsts: str = Field(
+        "max-age=63072000; includeSubDomains",
+        description="Strict-Transport-Security value (RFC 6797) sent on every response when IDP_ISSUER is https "
+        "(never on an http issuer). Empty = none, e.g. when the TLS proxy adds its own.",
+    )
+    request_head_max_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="`idp serve`: largest request head (request line and headers) accepted; a larger one is "
+        "answered 431 and its connection closed, bytes.",
+    )
+    request_head_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="`idp serve`: a request head must be complete this long after its first byte (or after the "
+        "connection opened), else the connection is closed, s.",
+    )
     trusted_proxies: str = Field("", description="Comma-separated proxy IPs whose X-Forwarded-* headers are believed.")
-    demo: bool = Field(True, description="On the first start of an empty database, create demo clients/user.")
+    demo: bool | None = Field(
+        None,
+        description="On the first start of an empty database, create demo clients and a demo user. "
+        "Unset = only for the embedded default (SQLite, no Redis) on a loopback issuer. Their secrets are "
+        "printed only in that case: set to true elsewhere, the demo is created with its secrets withheld.",
+    )
     log_level: str = Field("INFO", description="Python logging level.")
     metrics_token: str = Field(
         "",
@@ -142,6 +167,18 @@ class Settings(BaseSettings):
         if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(parts.hostname)):
             raise ValueError("must use https (plain http only for localhost/127.0.0.1)")
         return v.rstrip("/")
+
+    @field_validator("hsts")
+    @classmethod
+    def _hsts(cls, v: str) -> str:
+        if v and not re.fullmatch(r"max-age=\d+(\s*;\s*(includeSubDomains|preload))*", v.strip()):
+            raise ValueError('must look like "max-age=SECONDS; includeSubDomains" (RFC 6797 §6.1), or be empty')
+        return v.strip()
+
+    @field_validator("demo", mode="before")
+    @classmethod
+    def _demo(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v  # IDP_DEMO= (empty) is unset
 
     @field_validator("redis_url")
     @classmethod
@@ -176,6 +213,24 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.redis_url
+
+    @property
+    def local_trial(self) -> bool:
+        """The embedded default (SQLite, in-process store) on a loopback issuer: one developer's machine."""
+        return (
+            self.embedded
+            and self.sqlalchemy_url.startswith("sqlite")
+            and is_loopback_host(urlsplit(self.issuer).hostname)
+        )
+
+    @property
+    def strict_transport_security(self) -> str | None:
+        """The HSTS value to send, or None: only an https issuer has one (RFC 6797 §7.2)."""
+        return (self.hsts or None) if self.issuer.startswith("https://") else None
+
+    @property
+    def create_demo(self) -> bool:
+        return self.local_trial if self.demo is None else self.demo
 
 
 def normalise_database_url(url: str) -> str:

@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import threading
 
@@ -30,8 +32,26 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STD = str.maketrans("-_", "+/")
+# The bits of the last character that carry no data: 4 when 2 characters are left over, 2 when 3 are.
+_UNUSED_BITS = {2: 0x0F, 3: 0x03}
+
+
 def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """RFC 7515 §2 base64url: unpadded, URL alphabet only, and the one canonical encoding of its bytes.
+
+    Raises ValueError otherwise. The stdlib decoders skip stray characters and ignore the unused
+    low bits of the last character, so ``...Zw`` and ``...Z-`` would decode alike; here the second is
+    refused (RFC 4648 §3.5), as joserfc refuses it.
+    """
+    rest = len(text) % 4
+    if rest == 1 or not _B64URL.fullmatch(text):
+        raise ValueError("not base64url")
+    if rest and _B64URL_ALPHABET.index(text[-1]) & _UNUSED_BITS[rest]:  # RFC 4648 §3.5: pad bits are zero
+        raise ValueError("not canonical base64url")
+    return binascii.a2b_base64(text.translate(_TO_STD) + "=" * (-rest % 4), strict_mode=True)
 
 
 def random_token(nbytes: int = 32) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from pathlib import Path
 
-from idp.crypto import b64url, b64url_decode
+from idp.crypto import b64url
 
 
 class KekError(Exception):
@@ -14,8 +15,10 @@ class KekError(Exception):
 
 
 def parse_kek(text: str, source: str) -> bytes:
+    """The operator's own key (never network input): unpadded or padded base64url, as it always was read."""
+    text = text.strip()
     try:
-        raw = b64url_decode(text.strip())
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except Exception:
         raise KekError(f"{source}: not base64url") from None
     if len(raw) != 32:

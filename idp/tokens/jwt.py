@@ -12,9 +12,7 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jws
 from joserfc.errors import JoseError
 
+from idp.crypto import b64url_decode
 from idp.keys.keyring import Keyring
 
 LEEWAY = 30  # seconds (RFC 8725 §3.9 / ASVS: small)
@@ -79,21 +78,15 @@ def sign(keyring: Keyring, alg: str, typ: str, claims: dict[str, Any]) -> str:
     return (signing_input + b"." + _b64(signer(key.private_key, signing_input))).decode("ascii")
 
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
 def strict_b64url(part: str) -> bytes:
-    """RFC 7515 §2 base64url without padding, nothing else: the stdlib decoder would skip stray characters."""
-    if len(part) % 4 == 1 or not _B64URL.fullmatch(part):
-        raise ValueError("not base64url")
-    return binascii.a2b_base64(part.translate(_TO_STD) + "=" * (-len(part) % 4), strict_mode=True)
-
-
-_TO_STD = str.maketrans("-_", "+/")
+    """RFC 7515 §2 base64url, canonical (:func:`idp.crypto.b64url_decode`): the stdlib decoder would skip stray
+    characters and accept the unused low bits of the last character set."""
+    return b64url_decode(part)
 
 
 def _es256_verify(key: Any, data: bytes, sig: bytes) -> None:
     """RFC 7518 §3.4: exactly 64 bytes of R || S, on a P-256 key."""
+    # RFC 7518 §3.4: R and S are 32 octets each, so a 65-byte r || 0x00 || s is no signature
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1) or len(sig) != 64:
         raise InvalidSignature
     der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))

@@ -64,11 +64,13 @@ class Edge:
         observe: Observe,
         max_body: int = 64 * 1024,
         static: Callable[[str], StaticDocument | None] | None = None,
+        always: Iterable[Header] = (),
     ) -> None:
         self.app = app
         self.observe = observe
         self.max_body = max_body
         self.static = static
+        self.always = tuple(always)  # on every response, e.g. Strict-Transport-Security on an https issuer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,21 +87,21 @@ class Edge:
                 request_id = request_id or value
         method = scope["method"]
         visit = self.observe.begin(request_id, tee=method == "POST" and is_form(content_type))
-        rid = (b"x-request-id", visit.rid.encode())
+        tail = [*self.always, (b"x-request-id", visit.rid.encode())]
         endpoint = None
         try:
             if too_big:
                 visit.status = 413
-                await _too_large(send, rid)
+                await _too_large(send, tail)
             elif self.static and method in STATIC_METHODS and (document := self.static(scope["path"])) is not None:
                 endpoint = scope["path"]  # the route template of a static document is its path
-                visit.status = await _serve(document, scope, send, rid)
+                visit.status = await _serve(document, scope, send, tail)
             else:
-                await self._call_app(scope, receive, send, visit, rid)
+                await self._call_app(scope, receive, send, visit, tail)
         finally:
             self.observe.finish(scope, visit, endpoint)
 
-    async def _call_app(self, scope: Scope, receive: Receive, send: Send, visit: Visit, rid: Header) -> None:
+    async def _call_app(self, scope: Scope, receive: Receive, send: Send, visit: Visit, tail: Headers) -> None:
         chunks = visit.chunks
         limit = self.max_body
         seen = 0
@@ -120,7 +122,7 @@ class Edge:
             if message["type"] == "http.response.start":
                 status = visit.status = message["status"]
                 headers = secured(status, message.get("headers", ()))
-                headers.append(rid)
+                headers.extend(tail)
                 message["headers"] = headers
             await send(message)
 
@@ -128,7 +130,7 @@ class Edge:
             await self.app(scope, receive_capped, send_secured)
         except _BodyTooLarge:
             visit.status = 413
-            await _too_large(send, rid)
+            await _too_large(send, tail)
 
 
 def _fits(value: bytes, limit: int) -> bool:
@@ -138,10 +140,10 @@ def _fits(value: bytes, limit: int) -> bool:
         return False
 
 
-async def _serve(document: StaticDocument, scope: Scope, send: Send, rid: Header) -> int:
+async def _serve(document: StaticDocument, scope: Scope, send: Send, tail: Headers) -> int:
     inm = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
     status, headers, body = document.answer(inm)
-    await send({"type": "http.response.start", "status": status, "headers": [*headers, rid]})
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *tail]})
     await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
     return status
 
@@ -153,7 +155,7 @@ class _BodyTooLarge(BaseException):
 TOO_LARGE = b'{"error":"invalid_request","error_description":"Request body too large."}'
 
 
-async def _too_large(send: Send, rid: Header) -> None:
+async def _too_large(send: Send, tail: Headers) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(TOO_LARGE)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": [*secured(413, headers), rid]})
+    await send({"type": "http.response.start", "status": 413, "headers": [*secured(413, headers), *tail]})
     await send({"type": "http.response.body", "body": TOO_LARGE})

@@ -185,6 +185,7 @@ def test_idp_environment(services: dict[str, Any]) -> None:
     assert env["IDP_KEK"] == TEST_KEK, "IDP_KEK must come from the host environment"
     issuer = urlsplit(env["IDP_ISSUER"])
     assert issuer.scheme == "https" and issuer.netloc, "default issuer must be an https URL"
+    assert env["IDP_DEMO"] == "false", "a deployment creates no demo and prints no secret"
 
 
 def test_postgres_data_is_on_a_volume(services: dict[str, Any]) -> None:
@@ -235,7 +236,9 @@ def test_dockerfile_runs_as_non_root_with_healthcheck() -> None:
     assert "http://127.0.0.1:8000/healthz" in checks[-1]
 
     assert any(word == "EXPOSE" and "8000" in args.split() for word, args in instructions)
-    assert any(word == "RUN" and "pip install --no-cache-dir ." in args for word, args in instructions)
+    runs = " ".join(args for word, args in instructions if word == "RUN")
+    assert "pip install --no-cache-dir --require-hashes -r requirements-runtime.lock" in runs  # the hashed lock
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation ." in runs  # nothing unhashed on top
     start = " ".join(args for word, args in instructions if word in ("ENTRYPOINT", "CMD"))
     assert "idp db upgrade" in start and "idp serve" in start and "0.0.0.0" in start
 

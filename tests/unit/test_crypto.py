@@ -41,3 +41,24 @@ def test_identifiers_never_start_with_a_dash(monkeypatch) -> None:
     values = iter(["-abc", "--x", "ok-1"])
     monkeypatch.setattr(crypto.secrets, "token_urlsafe", lambda n: next(values))
     assert crypto.random_id(3) == "ok-1"
+
+
+def test_b64url_decode_takes_only_the_canonical_unpadded_form() -> None:
+    import base64
+    import secrets as _secrets
+
+    import pytest
+
+    from idp.crypto import b64url, b64url_decode
+
+    for n in range(0, 40):
+        raw = _secrets.token_bytes(n)
+        assert b64url_decode(b64url(raw)) == raw
+    assert b64url_decode("Zw") == b"g"
+    for bad in ("Z-", "Zx", "Zh", "AB", "AAB", "ZmC"):  # unused low bits set (RFC 4648 §3.5)
+        assert base64.urlsafe_b64decode(bad + "=" * (-len(bad) % 4)) is not None  # the stdlib takes them
+        with pytest.raises(ValueError):
+            b64url_decode(bad)
+    for bad in ("Zg==", "Zg=", "Z g", "Zg\n", "Z+g", "Z/g", "A", "AAAAA", "Zé"):
+        with pytest.raises(ValueError):
+            b64url_decode(bad)
