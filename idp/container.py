@@ -117,7 +117,9 @@ def build_container(
         sealer=sealer,
         keyring=keyring,
         jwks=JwksCache(keyring),
-        clients=ClientRegistry(SqlClientStore(sessions), digester, clock),
+        clients=ClientRegistry(
+            SqlClientStore(sessions), digester, clock, issuer=settings.issuer, api_audience=settings.audience
+        ),
         directory=Directory(CachedUserStore(SqlUserStore(sessions), clock), passwords, clock),
         audit=SqlAuditLog(sessions, clock),
         metadata=build_metadata(settings.issuer),

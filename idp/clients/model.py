@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from idp.config import is_loopback_host
 
@@ -95,25 +95,56 @@ class Client:
         return grant_type in self.grant_types
 
     def redirect_uri_allowed(self, uri: str) -> bool:
-        """Exact string match (RFC 9700 §4.1.3); loopback ports vary for native apps (RFC 8252 §7.3)."""
+        """Exact string match (RFC 9700 §4.1.3); for native apps the loopback port may vary (RFC 8252 §7.3).
+
+        Judged on the raw string: a parser that drops TAB/CR/LF or never reads the port would let
+        characters into ``Location`` that no header may carry.
+        """
+        if not uri_chars_ok(uri):
+            return False
         if uri in self.redirect_uris:
             return True
         if self.kind != "native":
             return False
-        got = urlsplit(uri)
-        if got.scheme != "http" or got.hostname not in ("127.0.0.1", "::1") or got.username or got.password:
-            return False
-        for registered in self.redirect_uris:
-            reg = urlsplit(registered)
-            if (
-                reg.scheme == "http"
-                and reg.hostname == got.hostname
-                and reg.path == got.path
-                and reg.query == got.query
-                and not got.fragment
-            ):
-                return True
-        return False
+        got = loopback_parts(uri)
+        return got is not None and any(loopback_parts(registered) == got for registered in self.redirect_uris)
+
+    def post_logout_redirect_uri_allowed(self, uri: str) -> bool:
+        """OIDC RP-Initiated Logout 1.0 §3: registered, exact string match (no port latitude)."""
+        return uri_chars_ok(uri) and uri in self.post_logout_redirect_uris
+
+
+MAX_URI = 2048
+_URI_CHARS = re.compile(r"[\x21-\x7e]+")  # RFC 3986 §2: printable ASCII; nothing a header cannot carry
+# RFC 8252 §7.3: the loopback IP literal over http; only the port varies, and it is 1-65535 in digits.
+_LOOPBACK = re.compile(r"http://(127\.0\.0\.1|\[::1\])(?::([1-9][0-9]{0,4}))?([/?][^#]*)?")
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
+_PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(?:\.[a-z0-9+-]+)+", re.IGNORECASE)  # RFC 8252 §7.1: reverse-domain form
+
+
+def uri_chars_ok(uri: str) -> bool:
+    return len(uri) <= MAX_URI and _URI_CHARS.fullmatch(uri) is not None
+
+
+def loopback_parts(uri: str) -> tuple[str, str] | None:
+    """(host, path and query) of a well-formed ``http://127.0.0.1[:port]/…`` or ``http://[::1][:port]/…``."""
+    m = _LOOPBACK.fullmatch(uri)
+    if m is None or (m[2] is not None and int(m[2]) > 65_535):
+        return None
+    return m[1], m[3] or ""
+
+
+def _authority(uri: str, scheme: str) -> str:
+    rest = uri[len(scheme) + 3 :]
+    return re.split(r"[/?]", rest, maxsplit=1)[0]
+
+
+def _host_port(authority: str) -> tuple[str, str | None]:
+    if ":" in authority and not authority.endswith("]"):
+        host, _, port = authority.rpartition(":")
+        return host, port
+    return authority, None
 
 
 def origin_of(uri: str) -> str | None:
@@ -158,23 +189,51 @@ def validate_cors_origins(origins: list[str]) -> list[str]:
 
 
 def validate_redirect_uri(uri: str, kind: str) -> str:
-    """Registration rules: https; loopback http and private-use schemes only for native apps (RFC 8252 §7)."""
-    parts = urlsplit(uri)
-    if parts.fragment or "#" in uri:
+    """Registration rules on the raw string: https; loopback http and private-use schemes only for
+    native apps (RFC 8252 §7); no fragment, no userinfo, a real host and a valid port."""
+    if len(uri) > MAX_URI:
+        raise ClientValidationError(f"redirect URI must be at most {MAX_URI} characters")
+    if not _URI_CHARS.fullmatch(uri):
+        # RFC 3986 §2: no spaces, controls, DEL or raw non-ASCII (percent-encode; IDNs as A-labels).
+        raise ClientValidationError(f"redirect URI {uri!r} must be printable ASCII without spaces")
+    if "#" in uri:  # RFC 6749 §3.1.2: MUST NOT include a fragment component (an empty one included)
         raise ClientValidationError(f"redirect URI {uri!r} must not contain a fragment")
-    if parts.scheme == "https" and parts.netloc:
-        if parts.username or parts.password:
-            raise ClientValidationError(f"redirect URI {uri!r} must not contain userinfo")
-        return uri
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
-        if kind == "native" and parts.hostname == "localhost":
-            # RFC 8252 §8.3: NOT RECOMMENDED; the IP literal avoids firewall and resolver surprises.
-            raise ClientValidationError("use http://127.0.0.1 or http://[::1], not localhost (RFC 8252 §8.3)")
-        return uri
-    if kind == "native" and parts.scheme and "." in parts.scheme and parts.scheme not in ("http", "https"):
+    scheme, colon, _ = uri.partition(":")
+    if not colon:
+        raise ClientValidationError(f"redirect URI {uri!r} must be an absolute URI")
+    if scheme.lower() in ("http", "https"):
+        return _validate_http(uri, scheme, kind)
+    if kind == "native" and _PRIVATE_SCHEME.fullmatch(scheme):
         # RFC 8252 §7.1: private-use scheme in reverse-domain form, e.g. com.example.app:/cb
+        if uri.startswith(f"{scheme}://"):
+            authority = _authority(uri, scheme)
+            if "@" in authority:
+                raise ClientValidationError(f"redirect URI {uri!r} must not contain userinfo")
+            if is_loopback_host(_host_port(authority)[0]):
+                raise ClientValidationError(f"redirect URI {uri!r}: a loopback host takes http (RFC 8252 §7.3)")
         return uri
     raise ClientValidationError(
         f"redirect URI {uri!r} must be https (loopback http or a reverse-domain private-use scheme "
         "only for native clients)"
     )
+
+
+def _validate_http(uri: str, scheme: str, kind: str) -> str:
+    if scheme not in ("http", "https") or not uri.startswith(f"{scheme}://"):
+        raise ClientValidationError(f"redirect URI {uri!r} must start with https:// (lower case)")
+    authority = _authority(uri, scheme)
+    if "@" in authority:  # RFC 9700 §4.1.3 / RFC 3986 §3.2.1: userinfo, even an empty one, confuses parsers
+        raise ClientValidationError(f"redirect URI {uri!r} must not contain userinfo")
+    host, port = _host_port(authority)
+    if not host or not _HOST.fullmatch(host):
+        raise ClientValidationError(f"redirect URI {uri!r} must name a host")
+    if port is not None and (not _PORT.fullmatch(port) or int(port) > 65_535):
+        raise ClientValidationError(f"redirect URI {uri!r}: the port must be 1-65535 in digits")
+    if scheme == "https":
+        return uri
+    if not is_loopback_host(host):
+        raise ClientValidationError(f"redirect URI {uri!r} must be https (plain http only on a loopback host)")
+    if kind == "native" and host.lower() == "localhost":
+        # RFC 8252 §8.3: NOT RECOMMENDED; the IP literal avoids firewall and resolver surprises.
+        raise ClientValidationError("use http://127.0.0.1 or http://[::1], not localhost (RFC 8252 §8.3)")
+    return uri

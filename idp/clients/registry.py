@@ -6,6 +6,7 @@ import threading
 from dataclasses import replace
 from typing import Any, Protocol
 
+from idp.clients.audiences import ADMIN_SCOPE, reserved_audience
 from idp.clients.model import (
     AUTH_METHODS,
     GRANTS_BY_KIND,
@@ -31,7 +32,18 @@ class ClientStore(Protocol):
 class ClientRegistry:
     """Lookups are cached for ``cache_seconds`` (a changed client takes effect within that bound)."""
 
-    def __init__(self, store: ClientStore, digester: Digester, clock: Clock, *, cache_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        store: ClientStore,
+        digester: Digester,
+        clock: Clock,
+        *,
+        issuer: str,
+        api_audience: str,
+        cache_seconds: float = 5.0,
+    ) -> None:
+        self._issuer = issuer
+        self._api_audience = api_audience
         self._store = store
         self._digester = digester
         self._clock = clock
@@ -137,6 +149,7 @@ class ClientRegistry:
         if "authorization_code" in grants and not uris:
             raise ClientValidationError("clients using the authorization code flow need a redirect URI")
         logout_uris = [validate_redirect_uri(u, "web") for u in (post_logout_redirect_uris or [])]
+        self._check_audience(audience, kind, scope)
         if not require_pkce and (method == "none" or kind != "web"):
             raise ClientValidationError("only confidential web clients may go without PKCE")
         for alg in (access_token_alg, id_token_alg):
@@ -169,6 +182,16 @@ class ClientRegistry:
         self._forget_origins()
         return client, secret
 
+    def _check_audience(self, audience: str, kind: str, scope: str) -> None:
+        """A client registered for the issuer or the admin API could introspect every user's or admin's token."""
+        admin = kind == "service" and ADMIN_SCOPE in scope.split()
+        for aud in audience.split():
+            if reserved_audience(aud, issuer=self._issuer, api_audience=self._api_audience, admin=admin):
+                raise ClientValidationError(
+                    f"audience {aud[:200]!r} is reserved for the IdP itself (the issuer and URLs under it; "
+                    "ISSUER/admin only for idp:admin service clients)"
+                )
+
     def rotate_secret(self, client_id: str) -> str:
         client = self._store.get(client_id)
         if client is None or client.secret_digest is None:
@@ -200,6 +223,7 @@ class ClientRegistry:
         logout_uris = [validate_redirect_uri(u, "web") for u in c.post_logout_redirect_uris]
         if c.auth_method == "private_key_jwt" and not (c.jwks and c.jwks.get("keys")):
             raise ClientValidationError("private_key_jwt needs the client's public JWKS")
+        self._check_audience(c.audience, c.kind, c.scope)
         if not c.require_pkce and (c.auth_method == "none" or c.kind != "web"):
             raise ClientValidationError("only confidential web clients may go without PKCE")
         for alg in (c.access_token_alg, c.id_token_alg):

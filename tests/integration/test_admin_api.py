@@ -139,6 +139,25 @@ async def test_cors_origins_and_id_token_claims_round_trip(api, client, containe
         assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", bad
 
 
+async def test_client_registration_refuses_unsafe_redirects_and_reserved_audiences(api, container) -> None:
+    issuer = container.settings.issuer
+    for body, names in (
+        ({"name": "x", "type": "web", "redirect_uris": ["https://:p@shop.example/cb"]}, "userinfo"),
+        ({"name": "x", "type": "native", "redirect_uris": ["http://127.0.0.1:0x50/cb"]}, "port"),
+        ({"name": "x", "type": "web", "redirect_uris": ["https://shop.example/c\tb"]}, "printable"),
+        ({"name": "x", "type": "service", "audience": issuer}, "reserved"),
+        ({"name": "x", "type": "service", "audience": f"{issuer}/admin"}, "reserved"),
+    ):
+        r = await api.post("/admin/clients", json=body)
+        assert r.status_code == 422 and names in r.json()["detail"], (body, r.text)
+    r = await api.post("/admin/clients", json={"name": "RS", "type": "service", "audience": "https://api.example"})
+    assert r.status_code == 201, r.text
+    cid = r.json()["client_id"]
+    r = await api.patch(f"/admin/clients/{cid}", json={"audience": f"{issuer}/"})
+    assert r.status_code == 422 and "reserved" in r.json()["detail"]
+    assert container.clients.get(cid).audience == "https://api.example"
+
+
 async def test_public_clients_have_no_secret_to_rotate(api, container) -> None:
     native, _ = container.clients.create(name="App", kind="native", redirect_uris=["http://127.0.0.1/cb"])
     r = await api.post(f"/admin/clients/{native.client_id}/secret")

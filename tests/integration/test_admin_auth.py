@@ -8,6 +8,7 @@ import secrets
 import orjson
 import pytest
 
+from idp.clients.model import ClientValidationError
 from idp.crypto import b64url
 from tests.adminkit import admin_client, check_response, mint
 from tests.pagekit import make_client, make_user, sign_in
@@ -109,7 +110,9 @@ async def test_disabling_the_client_kills_its_admin_tokens_at_once(client, conta
 async def test_removing_idp_admin_from_the_registration_kills_its_tokens(client, container) -> None:
     ops = admin_client(container, scope="idp:admin api:read")
     token = mint(container, ops)
-    container.clients.update(ops.client_id, scope="api:read")
+    with pytest.raises(ClientValidationError):  # ISSUER/admin stays reserved to idp:admin clients
+        container.clients.update(ops.client_id, scope="api:read")
+    container.clients.update(ops.client_id, scope="api:read", audience="https://api.example")
     await refused(client, bearer(token))
 
 

@@ -89,6 +89,28 @@ def test_client_validation_errors_exit_2(env: Container, capsys: pytest.CaptureF
         assert s.query(ClientRow).count() == 0  # nothing written
 
 
+BAD_LOGOUT = ["--post-logout-redirect-uri", "https://rp.example/bye#"]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--type", "native", "--redirect-uri", "http://127.0.0.1:99999/cb"], "port"),  # the registry's raw rules
+        (["--type", "web", "--redirect-uri", "https://:p@rp.example/cb"], "userinfo"),
+        (["--type", "web", "--redirect-uri", "https://rp.example/cb", *BAD_LOGOUT], "fragment"),
+        (["--type", "service", "--audience", "HTTPS://IDP.test/"], "reserved"),  # the issuer: every user token
+        (["--type", "service", "--audience", "https://idp.test/admin"], "reserved"),  # without idp:admin
+    ],
+)
+def test_clients_create_refuses_what_the_registry_refuses(
+    env: Container, capsys: pytest.CaptureFixture[str], args: list[str], names: str
+) -> None:
+    code, _, err = run(capsys, "clients", "create", "--name", "X", *args)
+    assert code == 2 and err.startswith("idp: error: ") and names in err, err
+    with env.sessions() as s:
+        assert s.query(ClientRow).count() == 0
+
+
 def test_users_create_reads_password_from_stdin(
     env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -95,7 +95,7 @@ async def test_every_revocation_path_is_reflected(
     client: httpx.AsyncClient, container: Container, clock: FrozenClock, web, path: str
 ) -> None:
     app, secret = web
-    rs, rs_secret = service_client(container, name="Userinfo reader", audience=container.settings.issuer)
+    rs, rs_secret = service_client(container, name="The API", audience=container.settings.audience)
     user = make_user(container)
     at = (await tokens_for(container, client, app, secret, user))["access_token"]
     claims = claims_of(at)

@@ -95,6 +95,14 @@ async def test_next_is_never_an_open_redirect(client, container, alice):
         assert r.headers["location"] == "/account", target  # RFC 9700 §4.11
 
 
+@pytest.mark.parametrize("target", ["/account\x7f", "/acc\u00e9unt", "/\u20ac", "/a\u2028b", "/a b", "/a\tb"])
+async def test_next_with_characters_no_header_can_carry_falls_back(client, container, alice, target):
+    r = await sign_in(client, next_path=target, switch=True)
+    assert r.status_code == 303 and r.headers["location"] == "/account", target  # never a 500 or a torn header
+    r = await client.get("/login", params={"next": target})  # signed in: straight to next
+    assert r.status_code == 303 and r.headers["location"] == "/account", target
+
+
 async def test_next_allows_same_origin_paths(client, container, alice):
     r = await sign_in(client, next_path="/account?x=1")
     assert r.headers["location"] == "/account?x=1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from idp.clients.model import ClientValidationError
 from idp.container import Container
 from tests.oauthkit import (
     ISSUER,
@@ -102,3 +103,24 @@ async def test_pkce_exemption_needs_a_nonce_and_openid(client: httpx.AsyncClient
     assert _redirect_error(await client.get("/authorize", params=auth_params(web, None))) == "invalid_request"
     params = auth_params(web, None, nonce="n", scope="profile")
     assert _redirect_error(await client.get("/authorize", params=params)) == "invalid_request"
+
+
+async def test_a_default_web_client_gets_no_exemption_for_openid_and_nonce(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    web, _ = web_client(container)  # require_pkce on (the default)
+    assert web.require_pkce
+    sign_in_fast(container, client, make_user(container))
+    params = auth_params(web, None, nonce="n-1", scope="openid profile")
+    assert _redirect_error(await client.get("/authorize", params=params)) == "invalid_request"  # RFC 9700 §2.1.1
+
+
+async def test_only_a_confidential_web_client_may_register_without_pkce(container: Container) -> None:
+    for kind, extra in (("service", {"grant_types": ["authorization_code"]}), ("native", {})):
+        with pytest.raises(ClientValidationError, match="without PKCE"):
+            container.clients.create(name="x", kind=kind, redirect_uris=["https://rp.example/cb"], require_pkce=False,
+                                     **extra)  # fmt: skip
+    service, _ = container.clients.create(name="svc", kind="service", grant_types=["authorization_code"],
+                                          redirect_uris=["https://rp.example/cb"])  # fmt: skip
+    with pytest.raises(ClientValidationError, match="without PKCE"):
+        container.clients.update(service.client_id, require_pkce=False)

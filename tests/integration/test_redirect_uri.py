@@ -106,3 +106,40 @@ async def test_web_client_gets_no_loopback_latitude(client: httpx.AsyncClient, c
     web, _ = web_client(container, redirect_uris=["http://127.0.0.1:8080/cb"])
     params = auth_params(web, pkce_pair()[1], redirect_uri="http://127.0.0.1:9999/cb")
     _page_not_redirect(await client.get("/authorize", params=params))
+
+
+RAW_VARIANTS = [
+    "http://127.0.0.1:51234/call\tback",  # urlsplit drops TAB/CR/LF: they would reach Location (a 500)
+    "http://127.0.0.1:51234/callback\r\nSet-Cookie: x=1",
+    "http://127.0.0.1:51234/call\nback",
+    "http://127.0.0.1:99999/callback",  # RFC 8252 §7.3: the port is 1-65535 in digits
+    "http://127.0.0.1:0x50/callback",
+    "http://127.0.0.1:12ab/callback",
+    "http://127.0.0.1:0/callback",
+    "http://127.0.0.1:51234/callback\x7f",  # DEL and non-ASCII cannot go in a header
+    "http://127.0.0.1:51234/callback\u20ac",
+    "http://127.0.0.1:51234/callback#",  # a fragment, even an empty one (RFC 6749 §3.1.2)
+    "http://127.0.0.1:51234/callback#x",
+    "http://:pw@127.0.0.1:5000/callback",  # userinfo
+]
+
+
+@pytest.mark.parametrize("uri", RAW_VARIANTS)
+async def test_native_loopback_is_matched_on_the_raw_string(
+    client: httpx.AsyncClient, container: Container, uri: str
+) -> None:
+    native = native_client(container)
+    sign_in_fast(container, client, make_user(container))
+    _page_not_redirect(await client.get("/authorize", params=auth_params(native, pkce_pair()[1], redirect_uri=uri)))
+
+
+async def test_https_loopback_registration_gets_no_port_latitude(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    native = native_client(container, redirect_uris=["https://127.0.0.1/cb"])
+    sign_in_fast(container, client, make_user(container))
+    for uri in ("http://127.0.0.1:1234/cb", "https://127.0.0.1:1234/cb", "http://127.0.0.1/cb"):
+        params = auth_params(native, pkce_pair()[1], redirect_uri=uri)
+        _page_not_redirect(await client.get("/authorize", params=params))
+    r = await client.get("/authorize", params=auth_params(native, pkce_pair()[1]))
+    assert r.status_code == 302 and r.headers["location"].startswith("https://127.0.0.1/cb?")

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.oauthkit import auth_params, make_user, pkce_pair, query, sign_in_fast, web_client
+from tests.oauthkit import auth_params, make_user, native_client, pkce_pair, query, sign_in_fast, web_client
 from tests.robustness.kit import Site, assert_oauth_error, assert_sane, describe, need
 
 LIMIT = 64 * 1024
@@ -158,6 +158,37 @@ async def test_hosted_pages_refuse_repeats_oversize_and_bad_bytes(site: Site) ->
         r = await site.http.get("/login?" + params)
         assert r.status_code in (200, 303, 400), describe(r)
         assert_sane(r)
+
+
+HEADERLESS = ["\t", "\r\n", "\n", "\x7f", "\u00e9", "\u20ac", "\u2028", " "]  # no header may carry these raw
+
+
+async def test_redirect_targets_that_no_header_can_carry_get_a_clear_400(container: object, site: Site) -> None:
+    """A redirect target is checked on its raw string: a character urlsplit drops, a port it never reads,
+    DEL or non-ASCII never reaches Location (a 500 or a dropped connection); the page says 400."""
+    need(site, "/authorize")
+    c = container
+    native = native_client(c)  # type: ignore[arg-type]
+    sign_in_fast(c, site.http, make_user(c))  # type: ignore[arg-type]
+    _, challenge = pkce_pair()
+    targets = [f"http://127.0.0.1:5000/call{ch}back" for ch in HEADERLESS]
+    targets += [f"http://127.0.0.1:{port}/callback" for port in ("99999", "0x50", "12ab", "0", "")]
+    targets += ["http://127.0.0.1:5000/callback#", "http://:pw@127.0.0.1:5000/callback"]
+    for uri in targets:
+        r = await site.http.get("/authorize", params=auth_params(native, challenge, redirect_uri=uri))
+        assert r.status_code == 400 and "location" not in r.headers, describe(r)  # our page, never a redirect
+        assert r.headers["content-type"].startswith("text/html"), describe(r)
+    for ch in HEADERLESS:  # login next=: falls back to the account page
+        r = await site.http.get("/login", params={"next": f"/account{ch}x"})
+        assert r.status_code == 303 and r.headers["location"] == "/account", describe(r)
+    if site.has("/logout"):  # a post_logout_redirect_uri that does not match exactly is not followed
+        rp, _ = web_client(c, post_logout_redirect_uris=["https://rp.example/bye"])  # type: ignore[arg-type]
+        for ch in HEADERLESS:
+            params = {"client_id": rp.client_id, "post_logout_redirect_uri": f"https://rp.example/bye{ch}"}
+            r = await site.http.get("/logout", params=params)
+            assert_sane(r)
+            assert ch not in r.headers.get("location", ""), describe(r)
+            assert f"bye{ch}" not in r.text, describe(r)
 
 
 async def test_an_oversized_token_is_an_invalid_token_not_a_bad_request(container: object, site: Site) -> None:

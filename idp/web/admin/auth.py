@@ -20,12 +20,12 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from idp.clients.audiences import ADMIN_SCOPE, admin_audience
 from idp.container import Container
 from idp.errors import InsufficientScope, InvalidToken
 from idp.observability import context
 from idp.tokens import jwt
 
-ADMIN_SCOPE = "idp:admin"
 REALM = "idp-admin"
 
 
@@ -39,10 +39,6 @@ class AdminPrincipal:
     def actor(self) -> str:
         """How admin actions name their author in audit events and deny-list entries."""
         return f"admin:{self.client_id}"
-
-
-def admin_audience(issuer: str) -> str:
-    return f"{issuer}/admin"
 
 
 def bearer_token(request: Request) -> str | None:

@@ -102,11 +102,14 @@ def see_other(url: str) -> Response:
     return Response(status_code=303, headers={"location": url})
 
 
+_PATH_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
 def safe_next(value: str | None, default: str = "/account") -> str:
     """Only same-origin relative paths (RFC 9700 §4.11: no open redirector)."""
     if not value or len(value) > 512 or not value.startswith("/") or value.startswith("//"):
         return default
-    if "\\" in value or any(ord(ch) < 0x21 for ch in value):
+    if "\\" in value or not _PATH_CHARS.fullmatch(value):  # controls, space, DEL, non-ASCII: no header carries them
         return default
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:

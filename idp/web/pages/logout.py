@@ -59,7 +59,7 @@ def routes(c: Container) -> list[Route]:
         if client is None:
             return None, None
         # OIDC RP-Initiated Logout 1.0 §3: the URI MUST have been registered; exact string match.
-        return client.client_id, (uri if uri and uri in client.post_logout_redirect_uris else None)
+        return client.client_id, (uri if uri and client.post_logout_redirect_uri_allowed(uri) else None)
 
     def _parse(params: Any, cookie: str | None) -> LogoutRequest:
         hint = one(params, "id_token_hint", 8192)

@@ -38,6 +38,12 @@ def test_pkce_rules() -> None:
     assert pkce.check_challenge(exempt, {"nonce": "n", "scope": "openid"}) == (None, None)
     with pytest.raises(InvalidRequest):
         pkce.check_challenge(_client(require_pkce=False, auth_method="none"), {"nonce": "n", "scope": "openid"})
+    # The exemption is for confidential *web* clients only: a record of another kind never gets it.
+    for kind in ("service", "native"):
+        with pytest.raises(InvalidRequest):
+            pkce.check_challenge(_client(require_pkce=False, kind=kind), {"nonce": "n", "scope": "openid"})
+    with pytest.raises(InvalidRequest):  # require_pkce on: openid + nonce does not exempt
+        pkce.check_challenge(_client(), {"nonce": "n", "scope": "openid"})
     pkce.verify(ok["code_challenge"], "S256", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
     pkce.verify(None, None, None)
     with pytest.raises(InvalidGrant):
