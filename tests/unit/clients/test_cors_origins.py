@@ -9,6 +9,8 @@ from idp.clients.registry import ClientRegistry
 from idp.clock import FrozenClock
 from idp.crypto import Digester
 
+ISSUER = "https://idp.test"
+
 
 @pytest.mark.parametrize(
     ("uri", "origin"),
@@ -76,7 +78,7 @@ class Store:
 def test_the_origin_set_is_cached_and_cleared_with_the_client_cache() -> None:
     """Two registries over one store: the other worker sees a change once its cache is invalidated."""
     store, clock = Store(), FrozenClock(1000.0)
-    here, there = (ClientRegistry(store, Digester(b"k" * 32), clock) for _ in range(2))
+    here, there = (_registry(store, clock) for _ in range(2))
     web, _ = here.create(name="Web", kind="web", redirect_uris=["https://web.example/cb"])
     assert there.peek_cors_origins() is None
     assert there.cors_origins() == frozenset() and there.peek_cors_origins() == frozenset()
@@ -92,7 +94,7 @@ def test_the_origin_set_is_cached_and_cleared_with_the_client_cache() -> None:
 
 def test_a_change_while_listing_is_not_masked_by_the_cache() -> None:
     store, clock = Store(), FrozenClock(1000.0)
-    registry = ClientRegistry(store, Digester(b"k" * 32), clock)
+    registry = _registry(store, clock)
     web, _ = registry.create(name="Web", kind="web", redirect_uris=["https://web.example/cb"])
     listing = store.list
 
@@ -104,3 +106,7 @@ def test_a_change_while_listing_is_not_masked_by_the_cache() -> None:
     store.list = list_then_change  # type: ignore[method-assign]
     assert registry.cors_origins() == frozenset()
     assert registry.peek_cors_origins() is None  # not kept: the next request reads again
+
+
+def _registry(store: object, clock: FrozenClock) -> ClientRegistry:
+    return ClientRegistry(store, Digester(b"k" * 32), clock, issuer=ISSUER, api_audience=f"{ISSUER}/api")  # type: ignore[arg-type]
