@@ -114,7 +114,7 @@ def _page(message: str) -> AuthorizeError:
 
 def validate(c: Container, pairs: Pairs) -> AuthzRequest:
     """Blocking (client lookup). Raises AuthorizeError."""
-    dup = [name for name in duplicates(pairs) if name in BOUNDS or name in ("request", "request_uri")]
+    dup = duplicates(pairs)
     seen: dict[str, str] = {}
     for k, v in pairs:
         seen.setdefault(k, v)
