@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     )
     login_max_failures: int = Field(5, ge=1, le=100, description="Failed logins before throttling.")
     login_lockout_seconds: int = Field(60, ge=1, le=86_400, description="Back-off once throttled, s.")
+    authorize_pending_per_ip: int = Field(
+        100,
+        ge=1,
+        le=1_000_000,
+        description="Sign-in requests one client IP may have waiting at the login or consent page (each is kept "
+        "10 min, at most 8 KiB); beyond that /authorize answers 429. Raise it when many people share one address.",
+    )
     argon2_time_cost: int = Field(2, ge=2, description="Argon2id iterations (OWASP minimum 2 at 19 MiB).")
     argon2_memory_kib: int = Field(19_456, ge=19_456, description="Argon2id memory, KiB (>= 19 MiB).")
     argon2_parallelism: int = Field(1, ge=1, le=16, description="Argon2id lanes.")

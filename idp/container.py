@@ -58,6 +58,7 @@ class Container:
     # Wired by build_container from their packages (see idp.interaction for the seams):
     login_sessions: Any = None  # idp.sessions: SessionReader + session management
     consents: Any = None  # idp.sessions.consents: ConsentReader + grant/revoke/list
+    approvals: Any = None  # idp.sessions.consents.RedirectApprovals: public clients' redirects, per session
     grants: Any = None  # idp.tokens.refresh: GrantRevoker + rotation
     denylist: Any = None  # idp.tokens.denylist: DenyWriter + checks + change feed
     extras: dict[str, Any] = field(default_factory=dict)
@@ -123,7 +124,7 @@ def build_container(
         directory=Directory(CachedUserStore(SqlUserStore(sessions), clock), passwords, clock),
         audit=SqlAuditLog(sessions, clock),
         metadata=build_metadata(settings.issuer),
-        interactions=Interactions(ephemeral, clock),
+        interactions=Interactions(ephemeral, clock, per_ip=settings.authorize_pending_per_ip),
     )
     _wire(c)
     return c
@@ -140,7 +141,7 @@ def _wire(c: Container) -> None:
 def _wire_sessions(c: Container) -> None:
     """idp.sessions (issue 5): login sessions, consents, login throttle, account actions."""
     from idp.sessions.account import Account
-    from idp.sessions.consents import Consents
+    from idp.sessions.consents import Consents, RedirectApprovals
     from idp.sessions.signout import SignOut
     from idp.sessions.store import LoginSessions
     from idp.store.consents_repo import SqlConsentStore, SqlGrantSummary
@@ -154,6 +155,7 @@ def _wire_sessions(c: Container) -> None:
         idle_ttl=s.session_idle_ttl, absolute_ttl=s.session_absolute_ttl, on_end=signout.sessions_ended,
     )  # fmt: skip
     c.consents = Consents(SqlConsentStore(c.sessions), c.clock)
+    c.approvals = RedirectApprovals(c.ephemeral, ttl=s.session_absolute_ttl)
     throttle = LoginThrottle(
         c.ephemeral, c.clock, max_failures=s.login_max_failures, lockout_seconds=s.login_lockout_seconds
     )

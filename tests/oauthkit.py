@@ -15,8 +15,10 @@ import httpx
 from idp.clients.model import Client
 from idp.container import Container
 from idp.interaction import SESSION_COOKIE
+from idp.sessions.consents import needs_session_approval
 from idp.tokens.denylist import NewEntry
 from idp.users.directory import User
+from tests.pagekit import field
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # Authlib notes it falls back to httpx (no httpx2 here)
@@ -94,10 +96,29 @@ def auth_params(client: Client, challenge: str | None, **extra: str) -> dict[str
     return {k: v for k, v in params.items() if v != ""}
 
 
+async def continue_on_page(http: httpx.AsyncClient, location: str, decision: str = "allow") -> httpx.Response:
+    """The person answers the consent (or continue) page at ``location``; returns the resumed /authorize answer."""
+    page = await http.get(location)
+    assert page.status_code == 200, (page.status_code, page.text[:300])
+    data = {"interaction": query(location)["interaction"], "decision": decision, "csrf": field(page.text, "csrf")}
+    r = await http.post("/consent", data=data, headers={"origin": ISSUER})
+    assert r.status_code == 303, (r.status_code, r.text[:300])
+    return await http.get(r.headers["location"])
+
+
 async def get_code(http: httpx.AsyncClient, client: Client, **extra: str) -> tuple[str, str, dict[str, str]]:
-    """Authorize with an already signed-in browser; returns (code, verifier, redirect query)."""
+    """Authorize with an already signed-in browser; returns (code, verifier, redirect query).
+
+    A public client's loopback or private-use redirect is approved once per session (RFC 8252 §8.6): when
+    the browser is sent to that continue page, the person continues.
+    """
     verifier, challenge = pkce_pair()
-    r = await http.get("/authorize", params=auth_params(client, challenge, **extra))
+    params = auth_params(client, challenge, **extra)
+    r = await http.get("/authorize", params=params)
+    if needs_session_approval(client, params["redirect_uri"]) and r.headers.get("location", "").startswith(
+        f"{ISSUER}/consent?"
+    ):
+        r = await continue_on_page(http, r.headers["location"])
     assert r.status_code == 302, (r.status_code, r.text[:300])
     q = query(r.headers["location"])
     assert "code" in q, q

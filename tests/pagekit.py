@@ -41,7 +41,7 @@ def make_client(c: Container, name: str = "Photo Book", **kw: Any) -> Client:
 def pending(c: Container, client: Client, scopes: list[str] | None = None, **params: str) -> PendingAuthorization:
     scopes = scopes or ["openid", "profile"]
     base = {"response_type": "code", "client_id": client.client_id, "redirect_uri": client.redirect_uris[0]}
-    return c.interactions.create(client.client_id, base | {"scope": " ".join(scopes)} | params, scopes)
+    return c.interactions.create(client.client_id, base | {"scope": " ".join(scopes)} | params, scopes, ip="127.0.0.1")
 
 
 def field(html: str, name: str) -> str:

@@ -4,9 +4,16 @@ Order matters: ``client_id`` and ``redirect_uri`` are checked first, and a probl
 with either is shown on our own page, never redirected (RFC 6749 §4.1.2.1). Once
 both are known good, every other error is redirected with ``error``,
 ``error_description``, ``state`` and ``iss`` (RFC 9207). Then the person: no or
-too old a login session, or ``prompt=login``, sends the browser to the hosted
-login page; missing consent (third-party clients) to the consent page. Both
-come back through :meth:`Authorizer.resume`.
+too old a login session, ``prompt=login``, or a session of someone other than
+``id_token_hint`` names sends the browser to the hosted login page; missing
+consent (third-party clients), or a public client's loopback or private-use
+redirect URI not yet approved in this session (RFC 8252 §8.6), to the consent
+page. Both come back through :meth:`Authorizer.resume`.
+
+Only the parameters in :data:`BOUNDS` are read and parked, each within its bound;
+anything else is ignored (RFC 6749 §3.1), so an anonymous request cannot make us
+store more than :data:`idp.interaction.MAX_RECORD` bytes, and one client IP at
+most ``authorize_pending_per_ip`` such records at a time.
 """
 
 from __future__ import annotations
@@ -26,15 +33,35 @@ from idp.errors import (
     UnauthorizedClient,
     UnsupportedResponseType,
 )
-from idp.interaction import PendingAuthorization, SessionInfo
+from idp.interaction import PendingAuthorization, RecordTooLarge, SessionInfo, TooManyPending
 from idp.oauth import policy
 from idp.oauth.forms import Pairs, duplicates, values
 from idp.oauth.grants import pkce
+from idp.sessions.consents import needs_session_approval
 from idp.tokens.codes import CodeData
 from idp.tokens.id_token import acr_for
+from idp.tokens.id_token_hint import MAX_HINT, verify_hint
 
 MAX_NONCE = 512
 MAX_STATE = 2048
+# The parameters the flow uses, each with its longest accepted value; longer is invalid_request.
+BOUNDS: dict[str, int] = {
+    "client_id": 64,
+    "redirect_uri": 2048,
+    "response_type": 64,
+    "response_mode": 64,
+    "scope": 2048,
+    "state": MAX_STATE,
+    "nonce": MAX_NONCE,
+    "code_challenge": 128,  # RFC 7636 §4.2: 43-128 characters
+    "code_challenge_method": 16,
+    "prompt": 64,
+    "max_age": 16,
+    "login_hint": 256,
+    "resource": 2048,
+    "id_token_hint": MAX_HINT,
+}
+PARKED = frozenset(BOUNDS) - {"id_token_hint"}  # the hint is parked as its verified subject only
 
 
 class RequestNotSupported(OAuthError):
@@ -61,6 +88,8 @@ class Outcome:
     location: str | None = None
     title: str = ""
     message: str = ""
+    error: str = "invalid_request"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,6 +105,7 @@ class AuthzRequest:
     code_challenge_method: str | None = None
     nonce: str | None = None
     resource: str | None = None
+    hint_sub: str | None = None  # the verified id_token_hint's subject
 
 
 def _page(message: str) -> AuthorizeError:
@@ -85,9 +115,10 @@ def _page(message: str) -> AuthorizeError:
 def validate(c: Container, pairs: Pairs) -> AuthzRequest:
     """Blocking (client lookup). Raises AuthorizeError."""
     dup = duplicates(pairs)
-    params: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for k, v in pairs:
-        params.setdefault(k, v)
+        seen.setdefault(k, v)
+    params = {k: v for k, v in seen.items() if k in BOUNDS}  # RFC 6749 §3.1: unrecognized ones are ignored
     if "client_id" in dup or "redirect_uri" in dup:
         raise _page("The request repeats client_id or redirect_uri.")
     client_id = params.get("client_id")
@@ -102,7 +133,13 @@ def validate(c: Container, pairs: Pairs) -> AuthzRequest:
     if not client.redirect_uri_allowed(redirect_uri):  # RFC 9700 §4.1.3: exact match (loopback port for native)
         raise _page("The redirect_uri is not registered for this application.")  # RFC 6749 §4.1.2.1: no redirect
     state = params.get("state") if "state" not in dup else None
+    if state is not None and len(state) > MAX_STATE:
+        state = None  # refused below; not reflected back
     try:
+        if "request" in seen:
+            raise RequestNotSupported("request objects are not supported")
+        if "request_uri" in seen:
+            raise RequestUriNotSupported("request_uri is not supported")
         return _validate_rest(c, client, redirect_uri, pairs, params, dup, state)
     except OAuthError as exc:
         raise AuthorizeError(exc, redirect_uri=redirect_uri, state=state) from None
@@ -119,12 +156,9 @@ def _validate_rest(
 ) -> AuthzRequest:
     if dup:
         raise InvalidRequest(f"parameter {dup[0][:40]!r} is repeated")  # RFC 6749 §3.1
-    if state is not None and len(state) > MAX_STATE:
-        raise InvalidRequest("state is too long")
-    if "request" in params:
-        raise RequestNotSupported("request objects are not supported")
-    if "request_uri" in params:
-        raise RequestUriNotSupported("request_uri is not supported")
+    for name, value in [*params.items(), *(("resource", r) for r in values(pairs, "resource"))]:
+        if len(value) > BOUNDS[name]:
+            raise InvalidRequest(f"{name} is too long")
     response_type = params.get("response_type")
     if not response_type:
         raise InvalidRequest("missing response_type")
@@ -137,8 +171,6 @@ def _validate_rest(
     scopes = policy.resolve_scope(client, params.get("scope"))
     challenge, method = pkce.check_challenge(client, params)  # RFC 9700 §2.1.1
     nonce = params.get("nonce")
-    if nonce is not None and len(nonce) > MAX_NONCE:
-        raise InvalidRequest("nonce is too long")
     prompts = set(params.get("prompt", "").split())
     if "none" in prompts and len(prompts) > 1:
         raise InvalidRequest("prompt=none cannot be combined with other values")  # OIDC Core §3.1.2.1
@@ -152,6 +184,7 @@ def _validate_rest(
             raise InvalidRequest("max_age must not be negative")
     resources = values(pairs, "resource")
     policy.resolve_audience(client, resources, c.settings.audience)  # RFC 8707 §2: invalid_target early
+    hint_sub = _hinted_subject(c, client, params.pop("id_token_hint", None))
     return AuthzRequest(
         client=client,
         redirect_uri=redirect_uri,
@@ -164,7 +197,20 @@ def _validate_rest(
         code_challenge_method=method,
         nonce=nonce,
         resource=resources[0] if resources else None,
+        hint_sub=hint_sub,
     )
+
+
+def _hinted_subject(c: Container, client: Client, hint: str | None) -> str | None:
+    """OIDC Core §3.1.2.1: ``id_token_hint`` is an ID token we issued (expired is fine), judged as at logout."""
+    if hint is None:
+        return None
+    verified = verify_hint(c.keyring, hint, issuer=c.settings.issuer, now=c.clock.now())
+    if verified is None:
+        raise InvalidRequest("id_token_hint is not an ID token issued by this server")
+    if client.client_id not in verified.audiences:
+        raise InvalidRequest("id_token_hint was not issued to this client")
+    return verified.sub
 
 
 def redirect_to(uri: str, params: list[tuple[str, str]], status: int) -> Outcome:
@@ -192,13 +238,19 @@ class Authorizer:
         sessions = self.c.login_sessions
         return sessions.from_cookie(cookie) if sessions is not None and cookie else None
 
-    def start(self, pairs: Pairs, cookie: str | None, *, status: int = 302) -> Outcome:
-        """GET or POST /authorize. Blocking."""
+    def start(self, pairs: Pairs, cookie: str | None, *, ip: str, status: int = 302) -> Outcome:
+        """GET or POST /authorize; ``ip`` is the client address (the per-IP cap on parked requests). Blocking."""
         try:
             req = validate(self.c, pairs)
-            return self._decide(req, self._session(cookie), None, status)
+            return self._decide(req, self._session(cookie), None, status, ip)
         except AuthorizeError as exc:
             return error_outcome(self.c, exc, status)
+        except TooManyPending as exc:
+            return Outcome(
+                429, title="Too many sign-in requests", message="Too many sign-ins are waiting from your network. "
+                "Try again in a few minutes.", error="temporarily_unavailable",
+                headers={"retry-after": str(exc.retry_after)},
+            )  # fmt: skip
 
     def resume(self, interaction_id: str, cookie: str | None) -> Outcome:
         """GET /authorize/resume: the login or consent page finished. Blocking."""
@@ -207,6 +259,7 @@ class Authorizer:
             return Outcome(400, title="This sign-in request has expired", message="Please start again.")
         try:
             req = validate(self.c, list(pending.params.items()))
+            req.hint_sub = pending.hint_sub
             session = self._session(cookie)
             expected = pending.login_sid or pending.extra.get("sid")
             if expected and (session is None or session.sid != expected):
@@ -216,12 +269,17 @@ class Authorizer:
             if pending.consent == "denied":
                 raise AuthorizeError(AccessDenied("the user denied the request"), redirect_uri=req.redirect_uri,
                                      state=req.state)  # fmt: skip
-            return self._decide(req, session, pending, 302)
+            return self._decide(req, session, pending, 302, "")
         except AuthorizeError as exc:
             return error_outcome(self.c, exc)
 
     def _decide(
-        self, req: AuthzRequest, session: SessionInfo | None, pending: PendingAuthorization | None, status: int
+        self,
+        req: AuthzRequest,
+        session: SessionInfo | None,
+        pending: PendingAuthorization | None,
+        status: int,
+        ip: str,
     ) -> Outcome:
         now = self.c.clock.now()
         fresh = (
@@ -234,19 +292,36 @@ class Authorizer:
         too_old = req.max_age is not None and (
             req.max_age == 0 or now - (session.auth_time if session else 0) > req.max_age
         )
-        needs_login = session is None or (not fresh and ("login" in req.prompts or too_old))
+        # OIDC Core §3.1.2.1: id_token_hint names the person; a session of someone else does not answer for them.
+        someone_else = req.hint_sub is not None and session is not None and session.user_id != req.hint_sub
+        if fresh and someone_else:
+            error = LoginRequired("the person who signed in is not the one id_token_hint names")
+            raise AuthorizeError(error, redirect_uri=req.redirect_uri, state=req.state)
+        needs_login = session is None or (not fresh and ("login" in req.prompts or too_old or someone_else))
         if needs_login:
             if "none" in req.prompts:  # OIDC Core §3.1.2.6
                 raise AuthorizeError(LoginRequired(), redirect_uri=req.redirect_uri, state=req.state)
-            return self._interaction("login", req, None, pending, status)
+            return self._interaction("login", req, None, pending, status, ip)
         assert session is not None
-        if not req.client.first_party and not (pending is not None and pending.consent == "granted"):
+        # The consent page granted exactly the scopes it showed (pending.scopes); when the request resolves to
+        # others now (the client's registration changed meanwhile), that answer is not for these.
+        answered = pending is not None and pending.consent == "granted" and set(pending.scopes) == set(req.scopes)
+        needs_consent = False
+        if not req.client.first_party and not answered:
             consents = self.c.consents
             covered = consents is not None and consents.covers(session.user_id, req.client.client_id, req.scopes)
-            if "consent" in req.prompts or not covered:
-                if "none" in req.prompts:
-                    raise AuthorizeError(ConsentRequired(), redirect_uri=req.redirect_uri, state=req.state)
-                return self._interaction("consent", req, session, pending, status)
+            needs_consent = "consent" in req.prompts or not covered
+        # RFC 8252 §8.6: a public client's loopback or private-use redirect may be any local program; the
+        # person approves this exact URI once per session, however often they consented before.
+        unproven = (
+            not answered
+            and needs_session_approval(req.client, req.redirect_uri)
+            and not self.c.approvals.approved(session.sid, req.client.client_id, req.redirect_uri)
+        )
+        if needs_consent or unproven:
+            if "none" in req.prompts:  # OIDC Core §3.1.2.6
+                raise AuthorizeError(ConsentRequired(), redirect_uri=req.redirect_uri, state=req.state)
+            return self._interaction("consent", req, session, pending, status, ip)
         return self._issue(req, session, status)
 
     def _interaction(
@@ -256,9 +331,18 @@ class Authorizer:
         session: SessionInfo | None,
         pending: PendingAuthorization | None,
         status: int,
+        ip: str,
     ) -> Outcome:
         if pending is None:
-            pending = self.c.interactions.create(req.client.client_id, req.params, req.scopes)
+            try:
+                pending = self.c.interactions.create(
+                    req.client.client_id, req.params, req.scopes, ip=ip, hint_sub=req.hint_sub
+                )
+            except RecordTooLarge:
+                error = InvalidRequest("the request is too large")
+                raise AuthorizeError(error, redirect_uri=req.redirect_uri, state=req.state) from None
+        else:  # asked again (login, then consent; or consent for scopes that changed): for the request as it is now
+            pending.scopes, pending.consent = list(req.scopes), None
         if session is not None:
             pending.extra.update(sid=session.sid, user_id=session.user_id)
         self.c.interactions.save(pending)

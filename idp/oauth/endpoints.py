@@ -18,6 +18,7 @@ from idp.oauth.authorize import Authorizer, Outcome
 from idp.oauth.bridge import TokenBridge
 from idp.oauth.forms import is_form, parse_pairs
 from idp.oauth.userinfo import userinfo_endpoint
+from idp.web.pages.forms import client_ip
 from idp.web.responses import NO_STORE, json_response
 from idp.web.templating import error_page
 
@@ -25,7 +26,7 @@ from idp.web.templating import error_page
 def _render(outcome: Outcome) -> Response:
     if outcome.location is None:
         # RFC 6749 §4.1.2.1: unknown client or redirect URI: our page, status 400, no Location.
-        return error_page("invalid_request", outcome.message, outcome.status)
+        return error_page(outcome.error, outcome.message, outcome.status, outcome.headers or None)
     return Response(status_code=outcome.status, headers={"location": outcome.location, **NO_STORE})
 
 
@@ -44,7 +45,9 @@ def routes(c: Container) -> list[Route]:
             return error_page("invalid_request", exc.description, 400)
         cookie = request.cookies.get(SESSION_COOKIE)
         # RFC 9700 §4.12: answer a POST with 303 so the browser does not re-POST the parameters elsewhere.
-        outcome = await run_in_threadpool(authorizer.start, pairs, cookie, status=303 if post else 302)
+        outcome = await run_in_threadpool(
+            authorizer.start, pairs, cookie, ip=client_ip(request), status=303 if post else 302
+        )
         return _render(outcome)
 
     async def resume(request: Request) -> Response:

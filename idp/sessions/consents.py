@@ -2,15 +2,26 @@
 
 One record per user and client; granting again merges the scopes, so a client
 that asks for fewer or the same scopes later is not asked again.
+
+A public client's identity is not proven by its ``client_id`` (RFC 8252 §8.6): any
+local program can start a flow for it on its own loopback port or private-use
+scheme. For those redirect URIs the person approves each exact URI (port
+included) once per login session (:class:`RedirectApprovals`); the remembered
+consent alone never lets such a request through.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
+from idp.clients.model import Client
 from idp.clock import Clock
+from idp.config import is_loopback_host
+from idp.store.ephemeral import EphemeralStore
 
 
 @dataclass(frozen=True)
@@ -58,3 +69,40 @@ class Consents:
 
     def list_for_user(self, user_id: str) -> list[Consent]:
         return sorted(self._store.list_for_user(user_id), key=lambda c: c.updated_at, reverse=True)
+
+
+def needs_session_approval(client: Client, redirect_uri: str) -> bool:
+    """RFC 8252 §8.6: a public client whose redirect URI does not prove who receives the code.
+
+    ``https`` on a host other than loopback is delivered only to that host's owner (a web origin, or a
+    claimed ``https`` redirect, RFC 8252 §7.2); loopback ports and private-use schemes can be opened by any
+    program on the device (RFC 8252 §7.1, §7.3). Confidential clients prove themselves at the token endpoint.
+    """
+    if not client.is_public:
+        return False
+    parts = urlsplit(redirect_uri)
+    return not (parts.scheme == "https" and not is_loopback_host(parts.hostname))
+
+
+class RedirectApprovals:
+    """Per login session, the exact redirect URIs (port included) a person approved for a public client.
+
+    Kept in the ephemeral store for the session's absolute lifetime; the key is a digest of the session id,
+    client and URI, so a new session (a new ``sid``) starts with none. Losing them (a Redis flush) only means
+    the person is asked again.
+    """
+
+    def __init__(self, store: EphemeralStore, *, ttl: float) -> None:
+        self._store = store
+        self._ttl = ttl
+
+    @staticmethod
+    def _key(sid: str, client_id: str, redirect_uri: str) -> str:
+        digest = hashlib.sha256("\0".join((sid, client_id, redirect_uri)).encode()).hexdigest()
+        return f"redirect-approval:{digest}"
+
+    def approve(self, sid: str, client_id: str, redirect_uri: str) -> None:
+        self._store.put(self._key(sid, client_id, redirect_uri), b"1", self._ttl)
+
+    def approved(self, sid: str, client_id: str, redirect_uri: str) -> bool:
+        return self._store.get(self._key(sid, client_id, redirect_uri)) is not None

@@ -238,6 +238,10 @@ def test_native_app_private_use_scheme_receives_the_code(live, new_context):
     )
     page.goto(url)
     fill_login(page, "heidi", PASSWORD)
+    # RFC 8252 §8.6: any app could claim the scheme; the person continues once per session (and the consent
+    # page's form-action must allow the scheme too).
+    assert "com.example.photobook:/callback" in page.content()
+    page.get_by_role("button", name="Continue").click()
     page.wait_for_timeout(300)
     assert any(u.startswith("com.example.photobook:/callback?code=") for u in requested), requested
     assert not [m for m in console if "Content Security Policy" in m]

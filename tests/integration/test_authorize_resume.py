@@ -10,6 +10,7 @@ from tests.integration.test_e2e_native import sign_in_on_page
 from tests.oauthkit import (
     ISSUER,
     auth_params,
+    continue_on_page,
     exchange,
     make_user,
     pkce_pair,
@@ -91,3 +92,25 @@ async def test_expired_interaction(client: httpx.AsyncClient, container: Contain
     assert r.status_code == 400 and "location" not in r.headers
     r = await client.get("/authorize/resume", params={"interaction": "x" * 500})
     assert r.status_code == 400
+
+
+async def test_the_code_carries_exactly_the_consented_scopes(client: httpx.AsyncClient, container: Container) -> None:
+    """The consent page records the scopes it showed; if the request resolves to others by the time it resumes
+    (the client's registration changed meanwhile), the person is asked again rather than granted more."""
+    rp, secret = web_client(container, first_party=False, scope="openid profile")
+    user = make_user(container)
+    sign_in_fast(container, client, user)
+    verifier, challenge = pkce_pair()
+    r = await client.get("/authorize", params=auth_params(rp, challenge, scope=""))  # the registered scopes
+    assert r.headers["location"].startswith(f"{ISSUER}/consent?"), r.headers["location"]
+    container.clients.update(rp.client_id, scope="openid profile email")  # while the page is open
+    r = await continue_on_page(client, r.headers["location"])
+    assert container.consents.covers(user.id, rp.client_id, ["openid", "profile"])
+    assert not container.consents.covers(user.id, rp.client_id, ["email"])
+    assert r.headers["location"].startswith(f"{ISSUER}/consent?"), r.headers["location"]  # not a code with email
+    assert "See your email address" in (await client.get(r.headers["location"])).text
+    r = await continue_on_page(client, r.headers["location"])
+    q = query(r.headers["location"])
+    tokens = (await exchange(client, rp, secret, q["code"], verifier)).json()
+    assert set(tokens["scope"].split()) == {"openid", "profile", "email"}
+    assert container.consents.covers(user.id, rp.client_id, ["openid", "profile", "email"])

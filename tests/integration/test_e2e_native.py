@@ -11,7 +11,7 @@ import httpx
 from authlib.common.security import generate_token
 
 from idp.container import Container
-from tests.oauthkit import ISSUER, PASSWORD, AsyncOAuth2Client, make_user, native_client, query
+from tests.oauthkit import ISSUER, PASSWORD, AsyncOAuth2Client, continue_on_page, make_user, native_client, query
 from tests.pagekit import field
 
 
@@ -85,7 +85,9 @@ async def test_native_app_pkce_loopback(app: Any, container: Container) -> None:
         assert "code_challenge=" in url and "code_challenge_method=S256" in url
         r = await browse(browser, url, until=f"{ISSUER}/login")
         r = await sign_in_on_page(browser, r.headers["location"], user.username)
-        r = await browse(browser, f"{ISSUER}{r.headers['location']}", until="http://127.0.0.1:")
+        r = await browse(browser, f"{ISSUER}{r.headers['location']}", until=f"{ISSUER}/consent")
+        # RFC 8252 §8.6: any local program could have started this flow; the person continues to this port.
+        r = await continue_on_page(browser, r.headers["location"])
         callback = r.headers["location"]
         assert urlsplit(callback).port == loopback.port
         await browser.get(callback)  # the browser lands on the app's loopback listener

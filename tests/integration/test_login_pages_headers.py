@@ -70,11 +70,15 @@ async def test_private_use_scheme_is_added_to_form_action_only_for_its_request(c
     native, _ = container.clients.create(
         name="App", kind="native", redirect_uris=["com.example.app:/cb", "http://127.0.0.1/cb"], first_party=True
     )
-    p = container.interactions.create(native.client_id, {"redirect_uri": "com.example.app:/cb"}, ["openid"])
+    p = container.interactions.create(
+        native.client_id, {"redirect_uri": "com.example.app:/cb"}, ["openid"], ip="127.0.0.1"
+    )
     csp = (await client.get("/login", params={"interaction": p.id})).headers["content-security-policy"]
     assert "form-action 'self' http: https: com.example.app:;" in csp
     assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
-    q = container.interactions.create(native.client_id, {"redirect_uri": "http://127.0.0.1/cb"}, ["openid"])
+    q = container.interactions.create(
+        native.client_id, {"redirect_uri": "http://127.0.0.1/cb"}, ["openid"], ip="127.0.0.1"
+    )
     csp = (await client.get("/login", params={"interaction": q.id})).headers["content-security-policy"]
     assert "com.example" not in csp
     assert "com.example" not in (await client.get("/login")).headers["content-security-policy"]

@@ -73,7 +73,8 @@ async def test_other_clients_redirect_uri_is_refused(client: httpx.AsyncClient, 
 )
 async def test_native_loopback_any_port(client: httpx.AsyncClient, container: Container, uri: str) -> None:
     native = native_client(container)
-    sign_in_fast(container, client, make_user(container))
+    sid = sign_in_fast(container, client, make_user(container))
+    container.approvals.approve(sid, native.client_id, uri)  # RFC 8252 §8.6: continued once in this session
     r = await client.get("/authorize", params=auth_params(native, pkce_pair()[1], redirect_uri=uri))
     assert r.status_code == 302
     assert r.headers["location"].startswith(uri + "?")  # RFC 8252 §7.3

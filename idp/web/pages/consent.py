@@ -1,4 +1,11 @@
-"""GET/POST /consent: ask once per user, client and scopes (ASVS V10.7.1-V10.7.2)."""
+"""GET/POST /consent: ask once per user, client and scopes (ASVS V10.7.1-V10.7.2).
+
+A public client whose redirect URI is a loopback port or a private-use scheme is
+asked about once per login session and exact redirect URI (RFC 8252 §8.6): a
+third-party one on this same page, a first-party one on a "continue" variant
+of it that names where the sign-in goes. Allow records what the page showed and
+nothing else: the scopes (third party) and the approved redirect URI (public).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from starlette.routing import Route
 
 from idp.container import Container
 from idp.interaction import PendingAuthorization
+from idp.sessions.consents import needs_session_approval
 from idp.sessions.csrf import check_session_token, session_token
 from idp.sessions.store import LoginSession
 from idp.web.pages.forms import csp_for, one, page, same_origin, see_other, session_cookie
@@ -63,8 +71,12 @@ def routes(c: Container) -> list[Route]:
         if client is None:
             return error_page("invalid_client", "This application is not known or has been disabled.", 400)
         user = await run_in_threadpool(c.directory.store.get, session.user_id)
+        redirect_uri = pending.params.get("redirect_uri", "")
+        continue_only = client.first_party  # reached only for the redirect approval (RFC 8252 §8.6)
         context: dict[str, Any] = {
-            "title": f"Allow {client.name}?",
+            "title": f"Continue to {client.name}?" if continue_only else f"Allow {client.name}?",
+            "continue_only": continue_only,
+            "redirect_uri": redirect_uri if needs_session_approval(client, redirect_uri) else "",
             "client_name": client.name,
             "scopes": describe_scopes(pending.scopes),
             "offline": "offline_access" in pending.scopes,
@@ -93,18 +105,25 @@ def routes(c: Container) -> list[Route]:
         if decision not in ("allow", "deny"):
             return error_page("invalid_request", "Choose Allow or Deny.", 400)
 
-        def decide() -> None:
-            if decision == "allow":
-                c.consents.grant(session.user_id, pending.client_id, pending.scopes)
+        def decide() -> Response | None:
+            client = c.clients.get_active(pending.client_id)
+            if client is None:
+                return error_page("invalid_client", "This application is not known or has been disabled.", 400)
+            redirect_uri = pending.params.get("redirect_uri", "")
+            if decision == "allow" and not client.first_party:
+                c.consents.grant(session.user_id, pending.client_id, pending.scopes)  # what the page showed
                 c.audit.record(
                     "consent.granted", actor=session.user_id, subject=session.user_id,
                     client_id=pending.client_id, scope=" ".join(pending.scopes),
                 )  # fmt: skip
+            if decision == "allow" and needs_session_approval(client, redirect_uri):
+                c.approvals.approve(session.sid, pending.client_id, redirect_uri)  # RFC 8252 §8.6: this URI only
             pending.consent = "granted" if decision == "allow" else "denied"
             pending.login_sid = pending.login_sid or session.sid
             c.interactions.save(pending)
+            return None
 
-        await run_in_threadpool(decide)
-        return see_other(resume_url(pending.id))
+        refused = await run_in_threadpool(decide)
+        return refused or see_other(resume_url(pending.id))
 
     return [Route("/consent", consent_page, methods=["GET"]), Route("/consent", consent_submit, methods=["POST"])]
