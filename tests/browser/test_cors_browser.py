@@ -149,7 +149,9 @@ def _code(site: Site) -> dict[str, str]:
     user = site.container.directory.store.by_username("ann") or site.container.directory.create(
         "ann", "correct horse battery staple", name="Ann"
     )
-    cookie, _ = site.container.login_sessions.login(user.id)
+    cookie, session = site.container.login_sessions.login(user.id)
+    # RFC 8252 §8.6: a loopback redirect of a public client was continued once in this session
+    site.container.approvals.approve(session.sid, site.client_id, f"{site.spa}/callback")
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     params = {

@@ -138,7 +138,8 @@ async def test_https_loopback_registration_gets_no_port_latitude(
     client: httpx.AsyncClient, container: Container
 ) -> None:
     native = native_client(container, redirect_uris=["https://127.0.0.1/cb"])
-    sign_in_fast(container, client, make_user(container))
+    sid = sign_in_fast(container, client, make_user(container))
+    container.approvals.approve(sid, native.client_id, "https://127.0.0.1/cb")  # RFC 8252 §8.6: a local program
     for uri in ("http://127.0.0.1:1234/cb", "https://127.0.0.1:1234/cb", "http://127.0.0.1/cb"):
         params = auth_params(native, pkce_pair()[1], redirect_uri=uri)
         _page_not_redirect(await client.get("/authorize", params=params))
