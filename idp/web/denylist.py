@@ -11,9 +11,9 @@ No credentials or wrong ones: 401 ``invalid_client``; a client without the scope
 The snapshot is ``{"version": N, "entries": [...]}`` with a strong ETag and
 ``Cache-Control: no-cache``: caches must revalidate, and an unchanged list costs
 a 304. Entries carry no reason or actor. The stream opens with the changes after
-``Last-Event-ID`` when they are few (signed SETs), otherwise (no id, 0, unknown, too far
-behind) with ``event: snapshot`` (``id:`` = its version, ``data:`` = the snapshot
-document); then one event per change (``id:`` = the version, ``event: deny``, ``data:`` =
+``Last-Event-ID`` when they are few (signed SETs), otherwise (no ``Last-Event-ID``, or one
+unknown, ahead or too far behind) with ``event: snapshot`` (``id:`` = its version,
+``data:`` = the snapshot document); then one event per change (``id:`` = the version, ``event: deny``, ``data:`` =
 the signed SET) and a ``: keepalive`` comment every ``IDP_DENYLIST_HEARTBEAT_SECONDS``.
 ``event: resync`` (then the stream ends) asks the client to reconnect with its
 ``Last-Event-ID``. See idp.tokens.secevent for the SET format.

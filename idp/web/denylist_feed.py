@@ -7,8 +7,9 @@
   Each stream has a bounded buffer; a stream that falls behind is ended, and its client
   reconnects with ``Last-Event-ID`` and is replayed from SQL, so nothing is lost.
 * A stream opens with what the client lacks: the short tail after its ``Last-Event-ID``
-  (at most ``TAIL_LIMIT`` signed SETs, read from SQL), or else the snapshot (every live
-  entry and its version, one ``event: snapshot``) then the tail. The snapshot is built once
+  (at most ``TAIL_LIMIT`` signed SETs, read from SQL), or else (no ``Last-Event-ID``, or
+  one that is unknown, ahead or too far behind) the snapshot (every live entry and its
+  version, one ``event: snapshot``), then live changes. The snapshot is built once
   per version from memory and shared with ``GET /deny-list``: a replay from 0 costs its
   bytes, not a signature and an SQL row per entry.
 * Streams are capped per client (``IDP_DENYLIST_STREAMS_PER_CLIENT``, then 429) and per
@@ -55,7 +56,7 @@ WAKE = b""
 RESYNC = b"event: resync\ndata: {}\n\n"
 """Sent (then the stream ends) when this process reloaded its list or cannot sign a change: reconnect."""
 TAIL_LIMIT = 256
-"""A Last-Event-ID more changes behind than this (or unknown, ahead, 0) gets the snapshot instead."""
+"""A Last-Event-ID more changes behind than this (or unknown, or ahead) gets the snapshot instead."""
 BUSY_RETRY_AFTER = 5
 """Retry-After (s) on 429/503 for one stream too many."""
 
@@ -337,7 +338,7 @@ class DenyFeed:
     async def _events(self, stream: _Stream, last_id: int | None) -> AsyncIterator[bytes]:
         try:
             yield b"retry: %d\n: deny-list stream\n\n" % RETRY_MS
-            tail = await run_in_threadpool(self._tail, last_id) if last_id else None
+            tail = None if last_id is None else await run_in_threadpool(self._tail, last_id)
             if tail is None:  # nothing to resume from, or too far behind: the whole list, then live
                 snap = await run_in_threadpool(self.snapshot)
                 yield b"id: %d\nevent: snapshot\ndata: " % snap.version

@@ -49,7 +49,7 @@ async def test_sign_out_everywhere_reaches_the_api_within_a_second(
     idp: LiveServer, container: Container, clock: FrozenClock
 ) -> None:
     token, other_user = mint(container, clock), mint(container, clock, sub="u2")
-    protector = protector_for(idp.url, clock)
+    protector = protector_for(container, idp.url, clock)
     async with api_client(protector) as api:
         assert await status(api, token) == 200
         clock.advance(1)  # the cut-off is "issued before now"; frozen time would make them simultaneous
@@ -86,7 +86,7 @@ async def test_cli_deny_reaches_the_api_within_a_second(
         monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))
     # Issued a little before the CLI's cut-off (the CLI runs on the system clock).
     token = mint(container, clock, jti="jti-1", sid="sid-1", client_id="client-1", iat=int(clock.now()) - 5)
-    protector = protector_for(idp.url, clock)
+    protector = protector_for(container, idp.url, clock)
     async with api_client(protector) as api:
         assert await status(api, token) == 200
         value = {"jti": "jti-1", "sid": "sid-1", "client_id": "client-1"}[claim]
@@ -104,7 +104,7 @@ async def test_stream_drop_resumes_from_last_event_id_without_missing_a_change(
     idp: LiveServer, container: Container, clock: FrozenClock
 ) -> None:
     tokens = [mint(container, clock) for _ in range(3)]
-    protector = protector_for(idp.url, clock)
+    protector = protector_for(container, idp.url, clock)
     follower = protector.follower
     assert follower is not None
     async with api_client(protector) as api:
@@ -130,7 +130,7 @@ async def test_idp_restart_is_survived(container: Container, clock: FrozenClock)
     server = idp_server(container)
     await server.astart()
     token, later = mint(container, clock), mint(container, clock, sub="u9")
-    protector = protector_for(server.url, clock, stale_after=5.0)
+    protector = protector_for(container, server.url, clock, stale_after=5.0)
     try:
         async with api_client(protector) as api:
             assert await status(api, token) == 200
@@ -160,7 +160,7 @@ async def test_silent_stream_fails_closed(container: Container, clock: FrozenClo
     server = idp_server(container)
     await server.astart()
     token = mint(container, clock)
-    protector = protector_for(server.url, clock, stale_after=0.5, stale_status=stale_status)
+    protector = protector_for(container, server.url, clock, stale_after=0.5, stale_status=stale_status)
     try:
         async with api_client(protector) as api:
             assert await status(api, token) == 200
@@ -200,7 +200,7 @@ async def test_compromised_key_is_refused_and_leaves_the_jwks(
         monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))
     kid, _ = container.keyring.signer("ES256")
     token = mint(container, clock)
-    protector = protector_for(idp.url, clock)
+    protector = protector_for(container, idp.url, clock)
     async with api_client(protector) as api:
         assert await status(api, token) == 200
         clock.advance(2)  # the CLI's system clock dates the promoted key; keep the IdP's frozen clock past it
