@@ -363,3 +363,27 @@ def test_event_body_stays_small() -> None:
     """The SET for one entry is a few hundred bytes: thousands of revocations stream cheaply."""
     change = DenyChange(12, entry=DenyEntry(12, "subject", "u" * 22, 1.7e9, 1.7e9))
     assert len(orjson.dumps(change.public())) < 150
+
+
+async def test_a_stream_frees_its_slot_even_if_the_client_left_before_the_first_event(container: Container) -> None:
+    from starlette.requests import ClientDisconnect
+
+    from idp.web.denylist import _Stream as StreamResponse
+
+    feed = DenyFeed(container.denylist, container.ephemeral, heartbeat=10, per_client=1)
+    events, release = feed.open_stream(None, "rs")
+    assert feed.streams_of("rs") == 1
+
+    async def gone(message: object) -> None:
+        raise OSError("client disconnected")
+
+    async def receive() -> dict[str, str]:
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "method": "GET", "path": "/deny-list/events"}
+    with pytest.raises(ClientDisconnect):
+        await StreamResponse(events, release, media_type="text/event-stream")(scope, receive, gone)
+    assert feed.streams_of("rs") == 0  # the generator never ran; the response freed the slot
+    release()  # idempotent
+    assert feed.streams_of("rs") == 0
+    feed.open_stream(None, "rs")  # and the client may open another

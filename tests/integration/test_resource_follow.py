@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -18,9 +18,12 @@ from idp.config import Settings
 from idp.container import Container
 from tests.integration.live_server import LiveServer
 from tests.integration.resource_support import (
+    API,
+    ISSUER,
     api_client,
     bearer,
     eventually,
+    feed_reader,
     idp_server,
     mint,
     protector_for,
@@ -217,6 +220,51 @@ async def test_compromised_key_is_refused_and_leaves_the_jwks(
         assert kid not in [k["kid"] for k in jwks["keys"]]
         fresh = mint(container, clock)  # signed by the promoted key: unknown kid -> JWKS refetch
         assert await status(api, fresh) == 200
+
+
+async def test_a_private_key_jwt_resource_server_follows_the_feed(
+    idp: LiveServer, container: Container, clock: FrozenClock
+) -> None:
+    """The follower POSTs a fresh client assertion on every connection; the IdP accepts each once."""
+    from joserfc.jwk import ECKey
+
+    from idp.resource import PrivateKeyJwt
+
+    key = ECKey.generate_key("P-256", parameters={"kid": "rs-1", "alg": "ES256", "use": "sig"})
+    rs, _ = container.clients.create(
+        name="Orders API", kind="service", scope="deny-list:read", audience=API, auth_method="private_key_jwt",
+        jwks={"keys": [key.as_dict(private=False)]},
+    )  # fmt: skip
+    signer = PrivateKeyJwt(rs.client_id, key.as_pem(private=True), audience=ISSUER, key_id="rs-1", now=clock.now)
+    tokens = [mint(container, clock) for _ in range(2)]
+    protector = protector_for(container, idp.url, clock, client=signer)
+    async with api_client(protector) as api:
+        assert await status(api, tokens[0]) == 200
+        await asyncio.to_thread(container.denylist.deny, "jti", jwt_id(tokens[0]), reason="", actor="t")
+
+        def refused(token: str) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return await status(api, token) == 401
+
+            return check
+
+        await eventually(refused(tokens[0]), 1.0, "change applied over the private_key_jwt stream")
+        idp_loop_call(idp, container.extras["denylist_feed"].end_streams)  # reconnect: a new assertion
+        await asyncio.to_thread(container.denylist.deny, "jti", jwt_id(tokens[1]), reason="", actor="t")
+        await eventually(refused(tokens[1]), 2.0, "resumed after reconnecting with a fresh assertion")
+        assert protector.follower is not None and protector.follower.snapshots == 1
+
+
+async def test_a_client_without_the_scope_learns_nothing_and_fails_closed(
+    idp: LiveServer, container: Container, clock: FrozenClock
+) -> None:
+    token = mint(container, clock)
+    protector = protector_for(container, idp.url, clock, client=feed_reader(container, scope="api:read"))
+    await protector.start(wait=0.3)  # 403 from the feed: never synced
+    async with api_client(protector) as api:
+        assert protector.follower is not None and protector.follower.snapshots == 0
+        assert await status(api, token) == 401  # stale from the start: fail closed
+        assert protector.follower.reconnects >= 1
 
 
 def jwt_id(token: str) -> str:
