@@ -16,7 +16,8 @@ unknown, ahead or too far behind) with ``event: snapshot`` (``id:`` = its versio
 ``data:`` = the snapshot document); then one event per change (``id:`` = the version, ``event: deny``, ``data:`` =
 the signed SET) and a ``: keepalive`` comment every ``IDP_DENYLIST_HEARTBEAT_SECONDS``.
 ``event: resync`` (then the stream ends) asks the client to reconnect with its
-``Last-Event-ID``. See idp.tokens.secevent for the SET format.
+``Last-Event-ID``. An open stream ends once its client is disabled, deleted, loses the
+scope or has its secret or keys replaced (checked every 30 s). See idp.tokens.secevent for the SET format.
 """
 
 from __future__ import annotations
@@ -40,11 +41,24 @@ FEED_SCOPE = "deny-list:read"
 """A client registered with this scope may read the deny-list feed."""
 
 
+def may_read(client: Client | None) -> bool:
+    return client is not None and not client.disabled and not client.is_public and FEED_SCOPE in client.scopes
+
+
+def still_allowed(c: Container, seen: Client) -> bool:
+    """An open stream's client may still read: not disabled or deleted, still registered with the scope,
+    and holding the credentials it connected with (a rotated secret or replaced keys end the stream)."""
+    now = c.clients.get_active(seen.client_id)
+    if now is None or not may_read(now):
+        return False
+    return (now.secret_digest, now.jwks) == (seen.secret_digest, seen.jwks)
+
+
 async def feed_reader(request: Request, c: Container) -> Client:
     """The authenticated client allowed to read the feed; InvalidClient (401) or InsufficientScope (403)."""
     form: dict[str, str] | None = {} if request.method == "GET" else None  # a GET has no body: Basic only
     client = await authenticate_client(request, c, endpoint="deny-list", form=form)
-    if FEED_SCOPE not in client.scopes:
+    if not may_read(client):
         raise InsufficientScope(f"The client is not registered with the {FEED_SCOPE} scope.")
     return client
 
@@ -97,7 +111,7 @@ def routes(c: Container) -> list[Route]:
         if raw:
             # An id we never sent (not a small non-negative integer) gets the snapshot, not an error.
             last_id = int(raw) if raw.isdigit() and len(raw) <= 18 else -1
-        content, release = feed.open_stream(last_id, reader.client_id)
+        content, release = feed.open_stream(last_id, reader.client_id, lambda: still_allowed(c, reader))
         return _Stream(
             content,
             release,

@@ -13,7 +13,9 @@
   per version from memory and shared with ``GET /deny-list``: a replay from 0 costs its
   bytes, not a signature and an SQL row per entry.
 * Streams are capped per client (``IDP_DENYLIST_STREAMS_PER_CLIENT``, then 429) and per
-  process (``IDP_DENYLIST_MAX_STREAMS``, then 503), both with ``Retry-After``.
+  process (``IDP_DENYLIST_MAX_STREAMS``, then 503), both with ``Retry-After``. An open
+  stream asks ``still_allowed`` every ``reauthorize_seconds`` and ends when it says no (the
+  route: the client was disabled, deleted, lost the scope, or its secret or keys changed).
 
 Streams end on shutdown. uvicorn runs the lifespan shutdown only after open responses
 finish, so the feed also ends its streams as soon as the process receives SIGTERM/SIGINT
@@ -59,6 +61,7 @@ TAIL_LIMIT = 256
 """A Last-Event-ID more changes behind than this (or unknown, or ahead) gets the snapshot instead."""
 BUSY_RETRY_AFTER = 5
 """Retry-After (s) on 429/503 for one stream too many."""
+REAUTHORIZE_SECONDS = 30.0
 
 
 def format_event(version: int, token: str) -> bytes:
@@ -103,10 +106,11 @@ def _etag(body: bytes) -> str:
 
 
 class _Stream:
-    __slots__ = ("buffer", "client_id", "ended", "limit", "resync", "wake")
+    __slots__ = ("buffer", "client_id", "ended", "limit", "resync", "still_allowed", "wake")
 
-    def __init__(self, limit: int, client_id: str = "") -> None:
+    def __init__(self, limit: int, client_id: str = "", still_allowed: Callable[[], bool] | None = None) -> None:
         self.client_id = client_id
+        self.still_allowed = still_allowed
         self.buffer: deque[tuple[int, str]] = deque()
         self.wake = asyncio.Event()
         self.limit = limit
@@ -140,6 +144,7 @@ class DenyFeed:
         buffer_limit: int = 1000,
         max_streams: int = 1000,
         per_client: int = 4,
+        reauthorize_seconds: float = REAUTHORIZE_SECONDS,
     ) -> None:
         self._dl = denylist
         self._ephemeral = ephemeral
@@ -148,6 +153,7 @@ class DenyFeed:
         self._buffer_limit = buffer_limit
         self._max_streams = max_streams
         self._per_client_limit = per_client
+        self.reauthorize_seconds = reauthorize_seconds
         self._streams: set[_Stream] = set()
         self._per_client: dict[str, int] = {}
         self._snapshot: Snapshot | None = None
@@ -306,9 +312,12 @@ class DenyFeed:
             return self._snapshot
 
     # -- the SSE stream --------------------------------------------------------------------------
-    def open_stream(self, last_id: int | None, client_id: str) -> tuple[AsyncIterator[bytes], Callable[[], None]]:
+    def open_stream(
+        self, last_id: int | None, client_id: str, still_allowed: Callable[[], bool] | None = None
+    ) -> tuple[AsyncIterator[bytes], Callable[[], None]]:
         """(events, release) for one more stream of ``client_id``; ``release`` (idempotent) frees its slot
-        and must run when the response ends, whether or not the events were ever iterated."""
+        and must run when the response ends, whether or not the events were ever iterated.
+        ``still_allowed()`` (blocking, run in a thread) is asked every ``reauthorize_seconds``."""
         if self._closing:
             raise StreamsBusy("Shutting down; reconnect shortly.", 1)
         if len(self._streams) >= self._max_streams:
@@ -317,7 +326,7 @@ class DenyFeed:
             raise TooManyStreams(
                 BUSY_RETRY_AFTER, f"This client already has {self._per_client_limit} deny-list streams open."
             )
-        stream = _Stream(self._buffer_limit, client_id)
+        stream = _Stream(self._buffer_limit, client_id, still_allowed)
         self._streams.add(stream)  # before the replay reads, so nothing falls between the two
         self._per_client[client_id] = self._per_client.get(client_id, 0) + 1
         return self._events(stream, last_id), lambda: self._release(stream)
@@ -349,10 +358,15 @@ class DenyFeed:
                 for version, token in tail:
                     yield format_event(version, token)
                 sent = max([last_id or 0, *(v for v, _ in tail)])
+            recheck = time.monotonic() + self.reauthorize_seconds
             while True:
+                if stream.still_allowed is not None and time.monotonic() >= recheck:
+                    recheck = time.monotonic() + self.reauthorize_seconds
+                    if not await run_in_threadpool(stream.still_allowed):
+                        return  # no longer allowed since it connected: it learns nothing more
                 if not stream.buffer and not stream.ended:
                     try:
-                        await asyncio.wait_for(stream.wake.wait(), self.heartbeat)
+                        await asyncio.wait_for(stream.wake.wait(), min(self.heartbeat, self.reauthorize_seconds))
                     except TimeoutError:
                         yield b": keepalive\n\n"
                         continue

@@ -387,3 +387,25 @@ async def test_a_stream_frees_its_slot_even_if_the_client_left_before_the_first_
     release()  # idempotent
     assert feed.streams_of("rs") == 0
     feed.open_stream(None, "rs")  # and the client may open another
+
+
+@pytest.mark.parametrize("change", ["rotate", "disable", "scope"])
+async def test_an_open_stream_ends_when_its_client_may_no_longer_read(
+    idp: LiveServer, container: Container, change: str
+) -> None:
+    feed = container.extras["denylist_feed"]
+    feed.reauthorize_seconds = 0.2  # 30 s by default
+    (one, secret), kept = feed_reader(container), feed_auth(container)
+    async with open_stream(idp.url, {}, httpx.BasicAuth(one, secret)) as r, open_stream(idp.url, {}, kept) as other:
+        events, others = Events(r), Events(other)
+        assert (await events.next())["event"] == "snapshot" and (await others.next())["event"] == "snapshot"
+        if change == "rotate":  # a leaked secret is rotated away: the stream holding it ends
+            await asyncio.to_thread(container.clients.rotate_secret, one)
+        elif change == "disable":
+            await asyncio.to_thread(container.clients.set_disabled, one, True)
+        else:
+            await asyncio.to_thread(container.clients.update, one, scope="api:read")
+        with pytest.raises(StopAsyncIteration):
+            await events.next(timeout=3.0)
+        entry = await asyncio.to_thread(container.denylist.deny, "jti", "j", reason="", actor="t")
+        assert (await others.next())["id"] == str(entry.id)  # the other client's stream goes on
