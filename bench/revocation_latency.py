@@ -3,7 +3,8 @@
     python -m bench.revocation_latency [--n 200] [--backend embedded|postgres] [--path api|cli|local]
 
 The IdP runs under uvicorn on a loopback port (one process, real clock); the API is
-examples/resource_server.py in this process, following the IdP's deny-list stream.
+examples/resource_server.py in this process, following the IdP's deny-list stream as a
+client registered with the ``deny-list:read`` scope.
 Each round mints a fresh token, checks the API accepts it, then starts the clock,
 revokes the token's ``jti`` and polls the API (every 1 ms) until it answers 401.
 
@@ -97,7 +98,11 @@ async def _stack(backend: str) -> AsyncIterator[tuple[Any, Any, httpx.AsyncClien
         c = build_container(settings)
         server = LiveServer(create_app(container=c), before_stop=lambda: c.extras["denylist_feed"].close())
         await asyncio.to_thread(server.start)
-        protector = ResourceProtector(issuer=ISSUER, audience=API, base_url=server.url)
+        # The API reads the deny-list feed as its own client, registered with the deny-list:read scope.
+        reader, secret = c.clients.create(name="bench-api", kind="service", scope="deny-list:read", audience=API)
+        protector = ResourceProtector(
+            issuer=ISSUER, audience=API, base_url=server.url, client=(reader.client_id, secret or "")
+        )
         try:
             async with LifespanManager(create_api(protector)) as manager:
                 transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]

@@ -1,17 +1,23 @@
 """A tiny API protected by ``idp.resource``: local JWT verification plus the pushed deny-list.
 
-Run it next to an IdP (the service client from ``idp clients create --type service
---audience https://api.example --scope "api:read api:write"`` gets tokens for it)::
+Register the API at the IdP as a service client that may read the deny-list feed (it also
+introspects with these credentials)::
+
+    idp clients create --name "Orders API" --type service --scope deny-list:read \\
+        --audience http://127.0.0.1:8000/api
+
+and run it next to the IdP (callers get tokens for it from clients created with
+``--audience http://127.0.0.1:8000/api --scope "api:read api:write"``)::
 
     IDP_ISSUER=http://127.0.0.1:8000 API_AUDIENCE=http://127.0.0.1:8000/api \\
+        API_CLIENT_ID=... API_CLIENT_SECRET=... \\
         uvicorn --factory examples.resource_server:app_from_env --port 8080
 
     curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/orders
 
-Optional: ``API_ON_STALE=introspect`` with ``API_CLIENT_ID``/``API_CLIENT_SECRET`` asks
-the IdP's introspection endpoint while the deny-list stream is silent, instead of
-refusing every token (``API_STALE_STATUS=401|503``) once the stream has been silent for
-``API_STALE_AFTER`` seconds (25).
+Optional: ``API_ON_STALE=introspect`` asks the IdP's introspection endpoint while the
+deny-list stream is silent, instead of refusing every token (``API_STALE_STATUS=401|503``)
+once the stream has been silent for ``API_STALE_AFTER`` seconds (25).
 """
 
 from __future__ import annotations
@@ -63,7 +69,6 @@ def create_app(protector: ResourceProtector) -> Starlette:
 
 def app_from_env() -> Starlette:
     issuer = os.environ["IDP_ISSUER"]
-    client = (os.environ["API_CLIENT_ID"], os.environ["API_CLIENT_SECRET"]) if "API_CLIENT_ID" in os.environ else None
     protector = ResourceProtector(
         issuer=issuer,
         audience=os.environ.get("API_AUDIENCE", f"{issuer}/api"),
@@ -71,6 +76,6 @@ def app_from_env() -> Starlette:
         on_stale="introspect" if os.environ.get("API_ON_STALE") == "introspect" else "fail_closed",
         stale_status=503 if os.environ.get("API_STALE_STATUS") == "503" else 401,
         stale_after=float(os.environ.get("API_STALE_AFTER", "25")),
-        introspection_client=client,
+        client=(os.environ["API_CLIENT_ID"], os.environ["API_CLIENT_SECRET"]),  # scope deny-list:read
     )
     return create_app(protector)

@@ -92,6 +92,20 @@ class Settings(BaseSettings):
         description="Heartbeat interval on the GET /deny-list/events stream; resource servers treat a longer "
         "silence as a broken stream, s.",
     )
+    denylist_streams_per_client: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Open GET /deny-list/events streams one client may hold per IdP process; one more is "
+        "answered 429 with Retry-After.",
+    )
+    denylist_max_streams: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Open deny-list streams per IdP process (all clients); one more is answered 503 with "
+        "Retry-After, so the resource server reconnects to another instance.",
+    )
     kek: str = Field(
         "",
         repr=False,

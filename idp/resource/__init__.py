@@ -2,7 +2,10 @@
 
     from idp.resource import BearerAuthMiddleware, ResourceProtector, requires_scope
 
-    protector = ResourceProtector(issuer="https://idp.example", audience="https://api.example")
+    protector = ResourceProtector(
+        issuer="https://idp.example", audience="https://api.example",
+        client=(CLIENT_ID, CLIENT_SECRET),  # a client registered with the deny-list:read scope
+    )
     app = Starlette(routes=..., middleware=[Middleware(BearerAuthMiddleware, protector=protector)])
 
     @requires_scope("orders:read")
@@ -14,6 +17,7 @@ only this package, ``idp.tokens`` (JWT rules, the deny-list matcher) and ``httpx
 See ``examples/resource_server.py``.
 """
 
+from idp.resource.credentials import ClientCredentials, ClientSecret, PrivateKeyJwt
 from idp.resource.follower import DenyListFollower
 from idp.resource.jwks import JwksCache
 from idp.resource.middleware import BearerAuthMiddleware, principal_of, requires_scope
@@ -24,10 +28,13 @@ __all__ = [
     "AccessTokenVerifier",
     "AuthError",
     "BearerAuthMiddleware",
+    "ClientCredentials",
+    "ClientSecret",
     "DenyListFollower",
     "Introspector",
     "JwksCache",
     "Principal",
+    "PrivateKeyJwt",
     "ResourceProtector",
     "TokenInvalid",
     "principal_of",

@@ -1,18 +1,20 @@
 """Everything a resource server needs to accept or refuse a bearer token, framework-free.
 
 ``ResourceProtector.authenticate(token)`` verifies the token locally (``verifier``), then
-asks the deny-list copy kept by the ``follower``. While the follower has been silent
-longer than ``stale_after``, the copy may be missing revocations, and ``on_stale`` says
-what to do:
+asks the deny-list copy kept by the ``follower``. The follower reads the IdP's feed as the
+resource server's own client (``client``: ``(client_id, client_secret)``, or a
+:class:`idp.resource.credentials.PrivateKeyJwt`), registered with the scope
+``deny-list:read``. While the follower has been silent longer than ``stale_after``, the
+copy may be missing revocations, and ``on_stale`` says what to do:
 
 * ``"fail_closed"`` (default): refuse with ``stale_status`` (401 ``invalid_token`` or
   503 ``temporarily_unavailable``);
 * ``"introspect"``: ask the IdP's RFC 7662 endpoint about each token (cached for
-  ``introspection_cache`` seconds), authenticating as ``introspection_client``; if the
-  IdP cannot answer either, refuse with 503.
+  ``introspection_cache`` seconds), authenticating as ``introspection_client`` (by default
+  ``client``); if the IdP cannot answer either, refuse with 503.
 
-Endpoints default to the issuer's: ``/jwks.json``, ``/deny-list``, ``/deny-list/events``,
-``/introspect``; ``base_url`` reaches them by another address (in-cluster).
+Endpoints default to the issuer's: ``/jwks.json``, ``/deny-list/events``, ``/introspect``;
+``base_url`` reaches them by another address (in-cluster).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 
 from idp.clock import Clock
+from idp.resource.credentials import ClientCredentials, as_credentials
 from idp.resource.follower import DenyListFollower
 from idp.resource.jwks import JwksCache
 from idp.resource.verifier import AccessTokenVerifier, Principal
@@ -51,8 +53,7 @@ class Introspector:
     def __init__(
         self,
         url: str,
-        client_id: str,
-        client_secret: str,
+        credentials: ClientCredentials | tuple[str, str],
         http: httpx.AsyncClient,
         *,
         cache_seconds: float = 1.0,
@@ -60,8 +61,9 @@ class Introspector:
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
-        # RFC 6749 §2.3.1: form-encode the id and secret before Basic encoding.
-        self._auth = httpx.BasicAuth(quote(client_id, safe=""), quote(client_secret, safe=""))
+        found = as_credentials(credentials)
+        assert found is not None
+        self._credentials = found
         self._http = http
         self._ttl = cache_seconds
         self._max = max_entries
@@ -77,9 +79,9 @@ class Introspector:
             return hit[1]
         try:
             self.calls += 1
-            resp = await self._http.post(
-                self.url, data={"token": token, "token_type_hint": "access_token"}, auth=self._auth
-            )
+            options = self._credentials.request_options()
+            data = {"token": token, "token_type_hint": "access_token", **options.pop("data", {})}
+            resp = await self._http.post(self.url, data=data, **options)
             body = resp.json() if resp.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             body = None
@@ -101,11 +103,12 @@ class ResourceProtector:
         audience: str | Iterable[str],
         base_url: str | None = None,
         http: httpx.AsyncClient | None = None,
+        client: ClientCredentials | tuple[str, str] | None = None,
         follow: bool = True,
         stale_after: float = 25.0,
         on_stale: Literal["fail_closed", "introspect"] = "fail_closed",
         stale_status: Literal[401, 503] = 401,
-        introspection_client: tuple[str, str] | None = None,
+        introspection_client: ClientCredentials | tuple[str, str] | None = None,
         introspection_cache: float = 1.0,
         clock: Clock | None = None,
         leeway: int = LEEWAY,
@@ -114,8 +117,13 @@ class ResourceProtector:
     ) -> None:
         if on_stale not in ("fail_closed", "introspect") or stale_status not in (401, 503):
             raise ValueError("on_stale must be fail_closed|introspect and stale_status 401|503")
-        if on_stale == "introspect" and introspection_client is None:
-            raise ValueError("on_stale='introspect' needs introspection_client=(client_id, client_secret)")
+        credentials = as_credentials(client)
+        introspection = as_credentials(introspection_client) or credentials
+        if follow and credentials is None:
+            raise ValueError("following the deny-list needs client=(client_id, client_secret) of a client "
+                             "registered with the deny-list:read scope")  # fmt: skip
+        if on_stale == "introspect" and introspection is None:
+            raise ValueError("on_stale='introspect' needs client= or introspection_client=")
         base = (base_url or issuer).rstrip("/")
         self._own_http = http is None
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0))
@@ -124,15 +132,16 @@ class ResourceProtector:
                                             leeway=leeway)  # fmt: skip
         self.follower: DenyListFollower | None = None
         if follow:
+            assert credentials is not None
             self.follower = DenyListFollower(
-                issuer=issuer, http=self.http, jwks=self.jwks, base_url=base, stale_after=stale_after,
-                clock=clock, reconnect_max=reconnect_max,
+                issuer=issuer, http=self.http, jwks=self.jwks, credentials=credentials, base_url=base,
+                stale_after=stale_after, clock=clock, reconnect_max=reconnect_max,
             )  # fmt: skip
         self.on_stale = on_stale
         self.stale_status = stale_status
         self.introspector = (
-            Introspector(f"{base}/introspect", *introspection_client, self.http, cache_seconds=introspection_cache)
-            if introspection_client
+            Introspector(f"{base}/introspect", introspection, self.http, cache_seconds=introspection_cache)
+            if introspection is not None and on_stale == "introspect"
             else None
         )
         self._started = False

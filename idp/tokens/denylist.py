@@ -254,13 +254,13 @@ class DenyList:
     def get(self, entry_id: int) -> DenyEntry | None:
         return self._store.get(entry_id)
 
-    def changes_since(self, version: int) -> tuple[int, list[DenyChange]] | None:
+    def changes_since(self, version: int, limit: int = REPLAY_LIMIT) -> tuple[int, list[DenyChange]] | None:
         """Changes after ``version`` from SQL, or None when the follower must resynchronise
-        (its version is ahead of ours: another database, or too far behind to replay)."""
+        (its version is ahead of ours: another database, or more than ``limit`` changes behind)."""
         if not 0 <= version <= MAX_VERSION:
             return None
-        current, changes = self._store.changes_since(version, self._clock.now(), REPLAY_LIMIT + 1)
-        if version > current or len(changes) > REPLAY_LIMIT:
+        current, changes = self._store.changes_since(version, self._clock.now(), limit + 1)
+        if version > current or len(changes) > limit:
             return None
         return current, changes
 

@@ -1,69 +1,125 @@
-"""What resource servers read: ``GET /deny-list`` (snapshot) and ``GET /deny-list/events`` (SSE of SETs).
+"""What resource servers read: ``/deny-list`` (snapshot) and ``/deny-list/events`` (SSE of SETs).
+
+Who may read: a confidential client that authenticates exactly as at the introspection
+endpoint (:func:`idp.oauth.client_auth.authenticate_client`; RFC 6749 §2.3) and whose
+registration includes the scope ``deny-list:read``. ``GET`` carries the credentials in
+``Authorization: Basic`` (``client_secret_basic``); ``POST`` with a form body takes any
+method the client is registered with (``client_secret_post``, ``private_key_jwt``).
+No credentials or wrong ones: 401 ``invalid_client``; a client without the scope: 403
+``insufficient_scope``. The feed names users, sessions and clients: nobody else reads it.
 
 The snapshot is ``{"version": N, "entries": [...]}`` with a strong ETag and
-``Cache-Control: no-cache``: caches must revalidate, and an unchanged list costs a 304.
-Entries carry no reason or actor. The stream sends one event per change (``id:`` = the
-version, ``event: deny``, ``data:`` = the signed SET), a ``: keepalive`` comment every
-``IDP_DENYLIST_HEARTBEAT_SECONDS``, and resumes after ``Last-Event-ID``. When that id
-cannot be replayed (ahead of this database, or too old) it sends ``event: resync`` and
-ends: the client fetches the snapshot again. See idp.tokens.secevent for the SET format.
+``Cache-Control: no-cache``: caches must revalidate, and an unchanged list costs
+a 304. Entries carry no reason or actor. The stream opens with the changes after
+``Last-Event-ID`` when they are few (signed SETs), otherwise (no ``Last-Event-ID``, or one
+unknown, ahead or too far behind) with ``event: snapshot`` (``id:`` = its version,
+``data:`` = the snapshot document); then one event per change (``id:`` = the version, ``event: deny``, ``data:`` =
+the signed SET) and a ``: keepalive`` comment every ``IDP_DENYLIST_HEARTBEAT_SECONDS``.
+``event: resync`` (then the stream ends) asks the client to reconnect with its
+``Last-Event-ID``. An open stream ends once its client is disabled, deleted, loses the
+scope or has its secret or keys replaced (checked every 30 s). See idp.tokens.secevent for the SET format.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
+from collections.abc import Callable
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from idp.clients.model import Client
 from idp.container import Container
+from idp.errors import InsufficientScope, InvalidClient, OAuthError
+from idp.oauth.client_auth import authenticate_client
 from idp.web.denylist_feed import feed_for
+from idp.web.responses import NO_STORE, json_response, oauth_error_response
+
+FEED_SCOPE = "deny-list:read"
+"""A client registered with this scope may read the deny-list feed."""
 
 
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+def may_read(client: Client | None) -> bool:
+    return client is not None and not client.disabled and not client.is_public and FEED_SCOPE in client.scopes
+
+
+def still_allowed(c: Container, seen: Client) -> bool:
+    """An open stream's client may still read: not disabled or deleted, still registered with the scope,
+    and holding the credentials it connected with (a rotated secret or replaced keys end the stream)."""
+    now = c.clients.get_active(seen.client_id)
+    if now is None or not may_read(now):
+        return False
+    return (now.secret_digest, now.jwks) == (seen.secret_digest, seen.jwks)
+
+
+async def feed_reader(request: Request, c: Container) -> Client:
+    """The authenticated client allowed to read the feed; InvalidClient (401) or InsufficientScope (403)."""
+    form: dict[str, str] | None = {} if request.method == "GET" else None  # a GET has no body: Basic only
+    client = await authenticate_client(request, c, endpoint="deny-list", form=form)
+    if not may_read(client):
+        raise InsufficientScope(f"The client is not registered with the {FEED_SCOPE} scope.")
+    return client
+
+
+def _refusal(exc: OAuthError) -> Response:
+    """401 with a Basic challenge (RFC 9110 §15.5.2: a 401 carries one); 403 without a Bearer challenge:
+    the feed takes client authentication, not access tokens."""
+    if isinstance(exc, InvalidClient):
+        return oauth_error_response(exc, basic_auth_used=True)
+    return json_response(exc.body(), exc.status, NO_STORE)
+
+
+class _Stream(StreamingResponse):
+    """Frees the stream's slot when the response ends, even if the client left before the first event."""
+
+    def __init__(self, content: object, release: Callable[[], None], **kw: object) -> None:
+        super().__init__(content, **kw)  # type: ignore[arg-type]
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 def routes(c: Container) -> list[Route]:
     feed = feed_for(c)
-    cached: list[tuple[int, float, bytes, str]] = []  # (version, valid until, body, etag)
-
-    def document() -> tuple[bytes, str]:
-        c.denylist.maybe_sync()
-        if cached and cached[0][0] == c.denylist.version and c.clock.now() < cached[0][1]:
-            return cached[0][2], cached[0][3]
-        version, entries = c.denylist.snapshot()
-        body = orjson.dumps({"version": version, "entries": [e.public() for e in entries]})
-        # The body changes when the version moves, or when its first entry expires and drops out.
-        valid_until = min((e.expires_at for e in entries), default=math.inf)
-        cached[:] = [(version, valid_until, body, _etag(body))]
-        return body, cached[0][3]
 
     async def deny_list(request: Request) -> Response:
-        body, etag = await run_in_threadpool(document)
-        headers = {"etag": etag, "cache-control": "no-cache"}
+        try:
+            await feed_reader(request, c)
+        except (InvalidClient, InsufficientScope) as exc:
+            return _refusal(exc)
+        snap = await run_in_threadpool(feed.snapshot)
+        headers = {"etag": snap.etag, "cache-control": "no-cache"}
         inm = request.headers.get("if-none-match", "")
-        if etag in [t.strip() for t in inm.split(",")]:  # strong comparison: no W/ match (RFC 9110 §13.1.2)
-            return Response(status_code=304, headers=headers)
-        return Response(body, headers=headers, media_type="application/json")
+        if snap.etag in [t.strip() for t in inm.split(",")]:  # strong comparison: no W/ match (RFC 9110 §13.1.2)
+            # RFC 9110 §13.1.2: 304 for GET; any other method must not proceed: 412.
+            return Response(status_code=304 if request.method == "GET" else 412, headers=headers)
+        return Response(snap.body, headers=headers, media_type="application/json")
 
     async def events(request: Request) -> Response:
+        try:
+            reader = await feed_reader(request, c)
+        except (InvalidClient, InsufficientScope) as exc:
+            return _refusal(exc)
         raw = request.headers.get("last-event-id", "").strip()
         last_id: int | None = None
         if raw:
-            # An id we never sent (not a small non-negative integer) gets a resync, not an error.
+            # An id we never sent (not a small non-negative integer) gets the snapshot, not an error.
             last_id = int(raw) if raw.isdigit() and len(raw) <= 18 else -1
-        return StreamingResponse(
-            feed.open_stream(last_id),
+        content, release = feed.open_stream(last_id, reader.client_id, lambda: still_allowed(c, reader))
+        return _Stream(
+            content,
+            release,
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
     return [
-        Route("/deny-list", deny_list, methods=["GET"]),
-        Route("/deny-list/events", events, methods=["GET"]),
+        Route("/deny-list", deny_list, methods=["GET", "POST"]),
+        Route("/deny-list/events", events, methods=["GET", "POST"]),
     ]

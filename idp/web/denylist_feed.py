@@ -6,6 +6,16 @@
 * Fans each applied change out to the open ``/deny-list/events`` streams as a signed SET.
   Each stream has a bounded buffer; a stream that falls behind is ended, and its client
   reconnects with ``Last-Event-ID`` and is replayed from SQL, so nothing is lost.
+* A stream opens with what the client lacks: the short tail after its ``Last-Event-ID``
+  (at most ``TAIL_LIMIT`` signed SETs, read from SQL), or else (no ``Last-Event-ID``, or
+  one that is unknown, ahead or too far behind) the snapshot (every live entry and its
+  version, one ``event: snapshot``), then live changes. The snapshot is built once
+  per version from memory and shared with ``GET /deny-list``: a replay from 0 costs its
+  bytes, not a signature and an SQL row per entry.
+* Streams are capped per client (``IDP_DENYLIST_STREAMS_PER_CLIENT``, then 429) and per
+  process (``IDP_DENYLIST_MAX_STREAMS``, then 503), both with ``Retry-After``. An open
+  stream asks ``still_allowed`` every ``reauthorize_seconds`` and ends when it says no (the
+  route: the client was disabled, deleted, lost the scope, or its secret or keys changed).
 
 Streams end on shutdown. uvicorn runs the lifespan shutdown only after open responses
 finish, so the feed also ends its streams as soon as the process receives SIGTERM/SIGINT
@@ -17,19 +27,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import math
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 
+from idp.clock import Clock, SystemClock
 from idp.crypto import b64url_decode
-from idp.errors import TemporarilyUnavailable
+from idp.errors import TemporarilyUnavailable, TooManyRequests
 from idp.store.ephemeral import EphemeralStore
 from idp.tokens.denylist import DenyList
 from idp.tokens.denyset import DenyChange
@@ -42,7 +56,12 @@ RETRY_MS = 1000
 WAKE = b""
 """Published on the channel at shutdown to wake this process's subscriber; every subscriber ignores it."""
 RESYNC = b"event: resync\ndata: {}\n\n"
-"""Sent when the client's Last-Event-ID cannot be replayed: it must GET /deny-list again."""
+"""Sent (then the stream ends) when this process reloaded its list or cannot sign a change: reconnect."""
+TAIL_LIMIT = 256
+"""A Last-Event-ID more changes behind than this (or unknown, or ahead) gets the snapshot instead."""
+BUSY_RETRY_AFTER = 5
+"""Retry-After (s) on 429/503 for one stream too many."""
+REAUTHORIZE_SECONDS = 30.0
 
 
 def format_event(version: int, token: str) -> bytes:
@@ -58,10 +77,40 @@ def _peek_version(message: bytes) -> int | None:
         return None
 
 
-class _Stream:
-    __slots__ = ("buffer", "ended", "limit", "resync", "wake")
+class StreamsBusy(TemporarilyUnavailable):
+    """503 with Retry-After: this process holds as many streams as it may (or is shutting down)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+class TooManyStreams(TooManyRequests):
+    """429 with Retry-After: this client holds as many streams as it may."""
+
+    error = "too_many_streams"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """``GET /deny-list``'s document at ``version``; it holds until ``valid_until``, when an entry expires."""
+
+    version: int
+    valid_until: float
+    body: bytes
+    etag: str
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+class _Stream:
+    __slots__ = ("buffer", "client_id", "ended", "limit", "resync", "still_allowed", "wake")
+
+    def __init__(self, limit: int, client_id: str = "", still_allowed: Callable[[], bool] | None = None) -> None:
+        self.client_id = client_id
+        self.still_allowed = still_allowed
         self.buffer: deque[tuple[int, str]] = deque()
         self.wake = asyncio.Event()
         self.limit = limit
@@ -91,15 +140,24 @@ class DenyFeed:
         ephemeral: EphemeralStore,
         *,
         heartbeat: float,
+        clock: Clock | None = None,
         buffer_limit: int = 1000,
-        max_streams: int = 10_000,
+        max_streams: int = 1000,
+        per_client: int = 4,
+        reauthorize_seconds: float = REAUTHORIZE_SECONDS,
     ) -> None:
         self._dl = denylist
         self._ephemeral = ephemeral
+        self._clock = clock or SystemClock()
         self.heartbeat = heartbeat
         self._buffer_limit = buffer_limit
         self._max_streams = max_streams
+        self._per_client_limit = per_client
+        self.reauthorize_seconds = reauthorize_seconds
         self._streams: set[_Stream] = set()
+        self._per_client: dict[str, int] = {}
+        self._snapshot: Snapshot | None = None
+        self._snapshot_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._signals: dict[int, Any] = {}
@@ -235,33 +293,80 @@ class DenyFeed:
         for stream in list(self._streams):
             stream.offer(items)
 
+    # -- the snapshot ----------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """The current document (blocking: it may re-check SQL); built once per version and expiry."""
+        self._dl.maybe_sync()
+        cached = self._snapshot
+        if cached is not None and cached.version == self._dl.version and self._clock.now() < cached.valid_until:
+            return cached
+        with self._snapshot_lock:  # many streams reconnecting at once build it once
+            cached = self._snapshot
+            if cached is not None and cached.version == self._dl.version and self._clock.now() < cached.valid_until:
+                return cached
+            version, entries = self._dl.snapshot()
+            body = orjson.dumps({"version": version, "entries": [e.public() for e in entries]})
+            # The body changes when the version moves, or when its first entry expires and drops out.
+            valid_until = min((e.expires_at for e in entries), default=math.inf)
+            self._snapshot = Snapshot(version, valid_until, body, _etag(body))
+            return self._snapshot
+
     # -- the SSE stream --------------------------------------------------------------------------
-    def open_stream(self, last_id: int | None) -> AsyncIterator[bytes]:
+    def open_stream(
+        self, last_id: int | None, client_id: str, still_allowed: Callable[[], bool] | None = None
+    ) -> tuple[AsyncIterator[bytes], Callable[[], None]]:
+        """(events, release) for one more stream of ``client_id``; ``release`` (idempotent) frees its slot
+        and must run when the response ends, whether or not the events were ever iterated.
+        ``still_allowed()`` (blocking, run in a thread) is asked every ``reauthorize_seconds``."""
         if self._closing:
-            raise TemporarilyUnavailable("Shutting down; reconnect shortly.")
+            raise StreamsBusy("Shutting down; reconnect shortly.", 1)
         if len(self._streams) >= self._max_streams:
-            raise TemporarilyUnavailable("Too many deny-list streams; retry later.")
-        stream = _Stream(self._buffer_limit)
-        self._streams.add(stream)  # before the replay reads SQL, so nothing falls between the two
-        return self._events(stream, last_id)
+            raise StreamsBusy("Too many deny-list streams on this instance; retry later.", BUSY_RETRY_AFTER)
+        if self._per_client.get(client_id, 0) >= self._per_client_limit:
+            raise TooManyStreams(
+                BUSY_RETRY_AFTER, f"This client already has {self._per_client_limit} deny-list streams open."
+            )
+        stream = _Stream(self._buffer_limit, client_id, still_allowed)
+        self._streams.add(stream)  # before the replay reads, so nothing falls between the two
+        self._per_client[client_id] = self._per_client.get(client_id, 0) + 1
+        return self._events(stream, last_id), lambda: self._release(stream)
+
+    def _release(self, stream: _Stream) -> None:
+        if stream not in self._streams:
+            return
+        self._streams.discard(stream)
+        left = self._per_client.get(stream.client_id, 1) - 1
+        if left > 0:
+            self._per_client[stream.client_id] = left
+        else:
+            self._per_client.pop(stream.client_id, None)
+
+    def streams_of(self, client_id: str) -> int:
+        return self._per_client.get(client_id, 0)
 
     async def _events(self, stream: _Stream, last_id: int | None) -> AsyncIterator[bytes]:
         try:
             yield b"retry: %d\n: deny-list stream\n\n" % RETRY_MS
-            if last_id is None:
-                sent = self._dl.version
+            tail = None if last_id is None else await run_in_threadpool(self._tail, last_id)
+            if tail is None:  # nothing to resume from, or too far behind: the whole list, then live
+                snap = await run_in_threadpool(self.snapshot)
+                yield b"id: %d\nevent: snapshot\ndata: " % snap.version
+                yield snap.body  # shared, never copied per stream
+                yield b"\n\n"
+                sent = snap.version
             else:
-                found = await run_in_threadpool(self._replay, last_id)
-                if found is None:
-                    yield RESYNC
-                    return
-                for version, token in found:
+                for version, token in tail:
                     yield format_event(version, token)
-                sent = max([last_id, *(v for v, _ in found)])
+                sent = max([last_id or 0, *(v for v, _ in tail)])
+            recheck = time.monotonic() + self.reauthorize_seconds
             while True:
+                if stream.still_allowed is not None and time.monotonic() >= recheck:
+                    recheck = time.monotonic() + self.reauthorize_seconds
+                    if not await run_in_threadpool(stream.still_allowed):
+                        return  # no longer allowed since it connected: it learns nothing more
                 if not stream.buffer and not stream.ended:
                     try:
-                        await asyncio.wait_for(stream.wake.wait(), self.heartbeat)
+                        await asyncio.wait_for(stream.wake.wait(), min(self.heartbeat, self.reauthorize_seconds))
                     except TimeoutError:
                         yield b": keepalive\n\n"
                         continue
@@ -276,22 +381,30 @@ class DenyFeed:
                 if stream.ended:
                     return
         finally:
-            self._streams.discard(stream)
+            self._release(stream)
 
-    def _replay(self, last_id: int) -> list[tuple[int, str]] | None:
-        found = self._dl.changes_since(last_id)
+    def _tail(self, last_id: int) -> list[tuple[int, str]] | None:
+        """Signed changes after ``last_id``, or None when the snapshot is the answer (unknown, ahead, too far
+        behind, or a change cannot be signed right now: the snapshot needs no signature)."""
+        found = self._dl.changes_since(last_id, TAIL_LIMIT)
         if found is None:
             return None
-        return [(ch.version, self._dl.signed(ch)) for ch in found[1]]
+        try:
+            return [(ch.version, self._dl.signed(ch)) for ch in found[1]]
+        except Exception:
+            log.exception("deny-list: cannot sign the replayed changes; sending the snapshot instead")
+            return None
 
 
 def feed_for(c: Any) -> DenyFeed:
     """The container's feed, created once (several apps may be built over one container in tests)."""
     feed = c.extras.get("denylist_feed")
     if feed is None:
+        s = c.settings
         feed = c.extras["denylist_feed"] = DenyFeed(
-            c.denylist, c.ephemeral, heartbeat=c.settings.denylist_heartbeat_seconds
-        )
+            c.denylist, c.ephemeral, heartbeat=s.denylist_heartbeat_seconds, clock=c.clock,
+            max_streams=s.denylist_max_streams, per_client=s.denylist_streams_per_client,
+        )  # fmt: skip
         c.extras.setdefault("startup_hooks", []).append(feed.start)
         c.extras.setdefault("shutdown_hooks", []).append(feed.stop)
     return feed

@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.errors import InvalidClient, InvalidToken, OAuthError, TooManyRequests
+from idp.errors import InvalidClient, InvalidToken, OAuthError
 
 log = logging.getLogger("idp.errors")
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -26,8 +26,9 @@ def oauth_error_response(exc: OAuthError, *, basic_auth_used: bool = False, real
     if isinstance(exc, InvalidToken) or exc.error == "insufficient_scope":
         desc = exc.description.replace('"', "'")
         headers["www-authenticate"] = f'Bearer realm="{realm}", error="{exc.error}", error_description="{desc}"'
-    if isinstance(exc, TooManyRequests):
-        headers["retry-after"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:  # 429 and 503 may say when to come back (RFC 9110 §10.2.3)
+        headers["retry-after"] = str(retry_after)
     if exc.detail:
         log.info("%s: %s", exc.error, exc.detail)
     return json_response(exc.body(), exc.status, headers)

@@ -179,6 +179,11 @@ def test_resource_server_guide(idp: LiveServer, container: Container, monkeypatc
     api_port = free_port()
     monkeypatch.setenv("IDP_ISSUER", idp.url)
     monkeypatch.setenv("API_AUDIENCE", "https://api.example.com")
+    api_client, api_secret = oauthkit.service_client(  # what the guide's `idp clients create` registers
+        container, name="Orders API", scope="deny-list:read", audience="https://api.example.com"
+    )
+    monkeypatch.setenv("API_CLIENT_ID", api_client.client_id)
+    monkeypatch.setenv("API_CLIENT_SECRET", api_secret)
     guide = run_snippets("resource-servers.md")
     reader, secret = oauthkit.service_client(container, scope="orders:read", audience="https://api.example.com")
     other_api, other_secret = oauthkit.service_client(container, scope="orders:read", audience="https://other.example")

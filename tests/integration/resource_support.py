@@ -19,6 +19,7 @@ from idp.clock import FrozenClock
 from idp.container import Container
 from idp.resource import ResourceProtector
 from idp.tokens import jwt
+from tests import oauthkit
 from tests.integration.live_server import LiveServer
 
 ISSUER = "https://idp.test"
@@ -39,6 +40,17 @@ def mint(c: Container, clock: FrozenClock, *, alg: str = "ES256", typ: str = "at
         "sid": "s1",
     }
     return jwt.sign(c.keyring, alg, typ, base | claims)
+
+
+def feed_reader(c: Container, scope: str = "deny-list:read", **kw: Any) -> tuple[str, str]:
+    """(client_id, secret) of a resource server registered to read the deny-list feed."""
+    kw.setdefault("audience", API)
+    client, secret = oauthkit.service_client(c, name="Orders API", scope=scope, **kw)
+    return client.client_id, secret
+
+
+def feed_auth(c: Container, scope: str = "deny-list:read") -> httpx.BasicAuth:
+    return httpx.BasicAuth(*feed_reader(c, scope))
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -76,9 +88,11 @@ async def api_client(protector: ResourceProtector) -> AsyncIterator[httpx.AsyncC
             yield client
 
 
-def protector_for(idp_url: str, clock: FrozenClock, **kw: Any) -> ResourceProtector:
+def protector_for(c: Container, idp_url: str, clock: FrozenClock, **kw: Any) -> ResourceProtector:
+    """An idp.resource protector following the IdP at ``idp_url`` as a fresh deny-list:read client of ``c``."""
     options: dict[str, Any] = {"stale_after": 3.0, "reconnect_max": 0.3}
     options.update(kw)
+    options.setdefault("client", feed_reader(c))
     return ResourceProtector(issuer=ISSUER, audience=API, base_url=idp_url, clock=clock, **options)
 
 

@@ -124,7 +124,7 @@ async def test_admin_revocation_reaches_the_api_within_a_second(
     idp: LiveServer, container: Container, clock: FrozenClock
 ) -> None:
     token = mint_api_token(container, clock, sub="u-stolen")
-    async with api_client(protector_for(idp.url, clock)) as api, httpx.AsyncClient(base_url=idp.url) as http:
+    async with api_client(protector_for(container, idp.url, clock)) as api, httpx.AsyncClient(base_url=idp.url) as http:
         assert (await api.get("/me", headers=bearer(token))).status_code == 200
         clock.advance(1)
         admin = bearer(mint(container, admin_client(container)))

@@ -14,6 +14,7 @@ from idp.config import Settings
 from idp.container import Container, build_container
 from idp.store.models import DenyEntryRow
 from idp.tokens.denyset import DenyChange
+from tests.integration.resource_support import feed_auth
 
 
 def claims(**kw: object) -> dict[str, object]:
@@ -172,6 +173,7 @@ async def test_pubsub_wakes_other_instances_at_once(
 
 
 async def test_get_deny_list_snapshot_etag_and_304(client: httpx.AsyncClient, container: Container) -> None:
+    client.auth = feed_auth(container)
     r = await client.get("/deny-list")
     assert r.status_code == 200 and r.json() == {"version": 0, "entries": []}
     assert r.headers["cache-control"] == "no-cache"
@@ -192,6 +194,7 @@ async def test_get_deny_list_snapshot_etag_and_304(client: httpx.AsyncClient, co
 async def test_snapshot_drops_entries_as_they_expire(
     client: httpx.AsyncClient, container: Container, clock: FrozenClock
 ) -> None:
+    client.auth = feed_auth(container)
     await asyncio.to_thread(container.denylist.deny, "jti", "j1", reason="", actor="t", until=clock.now() + 10)
     first = await client.get("/deny-list")
     assert len(first.json()["entries"]) == 1

@@ -1,9 +1,10 @@
-"""GET /deny-list/events: signed SETs with id = version, heartbeats, Last-Event-ID replay, resync, bounded
-buffers, and streams that end when the server shuts down."""
+"""GET /deny-list/events: who may read it, signed SETs with id = version, heartbeats, the snapshot then the
+tail on a replay, Last-Event-ID replay, stream caps, bounded buffers, and streams that end at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,9 +23,9 @@ from idp.crypto import b64url_decode
 from idp.tokens import jwt
 from idp.tokens.denyset import DenyChange, DenyEntry
 from idp.tokens.secevent import EVENT_DENY, SET_TYP
-from idp.web.denylist_feed import DenyFeed, _Stream
+from idp.web.denylist_feed import TAIL_LIMIT, DenyFeed, _Stream
 from tests.integration.live_server import LiveServer, free_port
-from tests.integration.resource_support import ISSUER, idp_server, running_idp
+from tests.integration.resource_support import ISSUER, eventually, feed_auth, feed_reader, idp_server, running_idp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,6 +33,12 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     return {"denylist_heartbeat_seconds": 0.2}
+
+
+@pytest.fixture
+def auth(container: Container) -> httpx.BasicAuth:
+    """A resource server registered with the deny-list:read scope."""
+    return feed_auth(container)
 
 
 @pytest.fixture
@@ -64,8 +71,11 @@ class Events:
 
 
 @asynccontextmanager
-async def open_stream(url: str, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
-    async with httpx.AsyncClient(base_url=url) as http, http.stream("GET", "/deny-list/events", headers=headers) as r:
+async def open_stream(url: str, headers: dict[str, str], auth: httpx.Auth) -> AsyncIterator[httpx.Response]:
+    async with (
+        httpx.AsyncClient(base_url=url, auth=auth) as http,
+        http.stream("GET", "/deny-list/events", headers=headers) as r,
+    ):
         yield r
 
 
@@ -80,12 +90,17 @@ def verify_set(c: Container, token: str) -> dict[str, object]:
     return claims
 
 
-async def test_events_are_signed_sets_with_the_version_as_id(idp: LiveServer, container: Container) -> None:
-    async with open_stream(idp.url, {"last-event-id": "0"}) as r:
+async def test_events_are_signed_sets_with_the_version_as_id(
+    idp: LiveServer, container: Container, auth: httpx.Auth
+) -> None:
+    async with open_stream(idp.url, {}, auth) as r:  # no Last-Event-ID: the snapshot first
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         assert r.headers["cache-control"] == "no-cache"
         events = Events(r)
+        first = await events.next()
+        assert first["event"] == "snapshot" and first["id"] == "0"
+        assert orjson.loads(first["data"]) == {"version": 0, "entries": []}
         entry = await asyncio.to_thread(
             container.denylist.deny, "subject", "u1", reason="stolen phone", actor="admin:x"
         )
@@ -102,8 +117,8 @@ async def test_events_are_signed_sets_with_the_version_as_id(idp: LiveServer, co
         }
 
 
-async def test_heartbeats_keep_an_idle_stream_talking(idp: LiveServer) -> None:
-    async with httpx.AsyncClient(base_url=idp.url) as http, http.stream("GET", "/deny-list/events") as r:
+async def test_heartbeats_keep_an_idle_stream_talking(idp: LiveServer, auth: httpx.Auth) -> None:
+    async with open_stream(idp.url, {}, auth) as r:
         lines = r.aiter_lines()
         started = time.monotonic()
         seen = []
@@ -113,27 +128,133 @@ async def test_heartbeats_keep_an_idle_stream_talking(idp: LiveServer) -> None:
         assert seen[0].startswith("retry:")
 
 
-async def test_last_event_id_replays_what_was_missed(idp: LiveServer, container: Container) -> None:
+async def test_last_event_id_replays_what_was_missed(idp: LiveServer, container: Container, auth: httpx.Auth) -> None:
     made = [await asyncio.to_thread(container.denylist.deny, "jti", f"j{i}", reason="", actor="t") for i in range(4)]
-    async with httpx.AsyncClient(base_url=idp.url) as http:
-        headers = {"last-event-id": str(made[1].id)}
-        async with http.stream("GET", "/deny-list/events", headers=headers) as r:
-            events = Events(r)
-            assert [(await events.next())["id"] for _ in range(2)] == [str(made[2].id), str(made[3].id)]
-            later = await asyncio.to_thread(container.denylist.deny, "jti", "j9", reason="", actor="t")
-            assert (await events.next())["id"] == str(later.id)  # then live, in order, no duplicates
+    async with open_stream(idp.url, {"last-event-id": str(made[1].id)}, auth) as r:
+        events = Events(r)
+        replayed = [await events.next() for _ in range(2)]
+        assert [(e["event"], e["id"]) for e in replayed] == [("deny", str(made[2].id)), ("deny", str(made[3].id))]
+        later = await asyncio.to_thread(container.denylist.deny, "jti", "j9", reason="", actor="t")
+        assert (await events.next())["id"] == str(later.id)  # then live, in order, no duplicates
 
 
 @pytest.mark.parametrize("last_id", ["99", "not-a-number", "-1", "9" * 30])
-async def test_unreplayable_last_event_id_asks_for_a_resync(
-    idp: LiveServer, container: Container, last_id: str
+async def test_unreplayable_last_event_id_gets_the_snapshot(
+    idp: LiveServer, container: Container, auth: httpx.Auth, last_id: str
 ) -> None:
-    await asyncio.to_thread(container.denylist.deny, "jti", "j", reason="", actor="t")
-    async with open_stream(idp.url, {"last-event-id": last_id}) as r:
+    entry = await asyncio.to_thread(container.denylist.deny, "jti", "j", reason="", actor="t")
+    async with open_stream(idp.url, {"last-event-id": last_id}, auth) as r:
         events = Events(r)
-        assert (await events.next())["event"] == "resync"
-        with pytest.raises(StopAsyncIteration):
-            await events.next()  # and the stream ends
+        first = await events.next()
+        assert first["event"] == "snapshot" and first["id"] == str(entry.id)
+        assert orjson.loads(first["data"]) == {"version": entry.id, "entries": [entry.public()]}
+        later = await asyncio.to_thread(container.denylist.deny, "jti", "j2", reason="", actor="t")
+        assert (await events.next())["id"] == str(later.id)  # and the stream goes on
+
+
+async def test_a_replay_from_zero_is_the_snapshot_then_the_live_tail(
+    idp: LiveServer, container: Container, auth: httpx.Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many entries: one snapshot event, no signature or SQL row per entry; then each change as a SET."""
+    count = TAIL_LIMIT + 50
+    made = await asyncio.to_thread(
+        container.denylist.deny_many, [("jti", f"j{i}", None) for i in range(count)], reason="", actor="t"
+    )
+    signed: list[int] = []
+    real_signed = container.denylist.signed
+    monkeypatch.setattr(container.denylist, "signed", lambda ch: signed.append(ch.version) or real_signed(ch))
+    for last_id in ("0", str(made[10].id), None):  # from 0 and from further behind than a tail, or nothing
+        async with open_stream(idp.url, {} if last_id is None else {"last-event-id": last_id}, auth) as r:
+            events = Events(r)
+            first = await events.next()
+            assert first["event"] == "snapshot" and first["id"] == str(made[-1].id)
+            doc = orjson.loads(first["data"])
+            assert doc["version"] == made[-1].id and doc["entries"] == [e.public() for e in made]
+            assert signed == []  # the snapshot signs nothing
+            later = await asyncio.to_thread(container.denylist.deny, "subject", "u1", reason="", actor="t")
+            live = await events.next()
+            assert live["event"] == "deny" and live["id"] == str(later.id)
+            assert verify_set(container, live["data"])["events"][EVENT_DENY]["entry"] == later.public()
+        signed.clear()
+        made.append(later)
+    # A short gap is still replayed as SETs (not the whole list again), as is "0" when little happened since.
+    async with open_stream(idp.url, {"last-event-id": str(made[-3].id)}, auth) as r:
+        events = Events(r)
+        assert [(await events.next())["id"] for _ in range(2)] == [str(made[-2].id), str(made[-1].id)]
+
+
+async def test_the_feed_needs_an_authenticated_client(idp: LiveServer, container: Container) -> None:
+    async with httpx.AsyncClient(base_url=idp.url) as http:
+        for path in ("/deny-list", "/deny-list/events"):
+            r = await http.get(path)
+            assert r.status_code == 401 and r.json()["error"] == "invalid_client", path
+            assert r.headers["www-authenticate"].startswith("Basic ")  # RFC 9110 §15.5.2
+            client_id, _ = feed_reader(container)
+            assert (await http.get(path, auth=(client_id, "wrong"))).status_code == 401
+            r = await http.get(path, headers={"authorization": "Bearer something"})
+            assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+            assert (await http.get(path, auth=feed_reader(container, scope="api:read"))).status_code == 403
+            r = await http.get(path, auth=feed_reader(container, scope="api:read"))
+            assert r.json()["error"] == "insufficient_scope" and "www-authenticate" not in r.headers
+            public = container.clients.create(
+                name="App", kind="native", redirect_uris=["http://127.0.0.1/cb"], scope="deny-list:read"
+            )[0]
+            r = await http.post(path, data={"client_id": public.client_id})
+            assert r.status_code == 401  # a public client cannot read it, whatever its scope
+
+
+async def test_any_registered_method_works_over_post(idp: LiveServer, container: Container) -> None:
+    """client_secret_post (and private_key_jwt) need a body: POST takes the form, as introspection does."""
+    client, secret = container.clients.create(
+        name="RS", kind="service", scope="deny-list:read", auth_method="client_secret_post"
+    )
+    form = {"client_id": client.client_id, "client_secret": secret or ""}
+    entry = await asyncio.to_thread(container.denylist.deny, "jti", "j", reason="", actor="t")
+    async with httpx.AsyncClient(base_url=idp.url) as http:
+        r = await http.post("/deny-list", data=form)
+        assert r.status_code == 200 and r.json()["version"] == entry.id
+        r412 = await http.post("/deny-list", data=form, headers={"if-none-match": r.headers["etag"]})
+        assert r412.status_code == 412  # RFC 9110 §13.1.2: not 304 for a POST
+        assert (await http.get("/deny-list", auth=(client.client_id, secret or ""))).status_code == 401
+        async with http.stream("POST", "/deny-list/events", data=form) as s:
+            assert s.status_code == 200
+            assert (await Events(s).next())["event"] == "snapshot"
+
+
+CAPPED = {"denylist_heartbeat_seconds": 0.2, "denylist_streams_per_client": 2, "denylist_max_streams": 3}
+
+
+@pytest.mark.parametrize("settings_overrides", [CAPPED])
+async def test_streams_are_capped_per_client_and_per_process(idp: LiveServer, container: Container) -> None:
+    one, other = feed_reader(container), feed_reader(container)
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=idp.url))
+        reading = []  # an abandoned line iterator closes its connection when collected
+
+        async def stream(auth: tuple[str, str]) -> httpx.Response:
+            r = await stack.enter_async_context(http.stream("GET", "/deny-list/events", auth=auth))
+            if r.status_code == 200:
+                reading.append(r.aiter_lines())
+                await reading[-1].__anext__()  # the stream is open
+            return r
+
+        first = await stream(one)
+        assert (await stream(one)).status_code == 200
+        refused = await stream(one)
+        assert refused.status_code == 429 and refused.headers["retry-after"].isdigit()
+        await refused.aread()
+        assert orjson.loads(refused.content)["error"] == "too_many_streams"
+        assert (await stream(other)).status_code == 200  # another client is not held back by this one
+        busy = await stream(feed_reader(container))
+        assert busy.status_code == 503 and busy.headers["retry-after"].isdigit()  # the process cap
+        await first.aclose()  # one of `one`'s streams ends: it may open another
+        feed = container.extras["denylist_feed"]
+
+        async def released() -> bool:
+            return bool(feed.streams_of(one[0]) == 1)
+
+        await eventually(released, 3.0, "the ended stream frees its slot")
+        assert (await stream(one)).status_code == 200
 
 
 async def test_a_slow_consumer_is_cut_off_not_silently_trimmed(container: Container) -> None:
@@ -162,10 +283,10 @@ async def test_signing_failure_makes_followers_resynchronise(container: Containe
     assert stream.resync and stream.ended  # never an unsigned event; the snapshot is fetched instead
 
 
-async def test_shutdown_ends_open_streams(container: Container) -> None:
+async def test_shutdown_ends_open_streams(container: Container, auth: httpx.Auth) -> None:
     server = idp_server(container)
     await server.astart()
-    async with httpx.AsyncClient(base_url=server.url) as http, http.stream("GET", "/deny-list/events") as r:
+    async with open_stream(server.url, {}, auth) as r:
         lines = r.aiter_lines()
         await lines.__anext__()
         started = time.monotonic()
@@ -177,7 +298,7 @@ async def test_shutdown_ends_open_streams(container: Container) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_ends_streams_at_once_under_idp_serve(tmp_path: Path) -> None:
+def test_sigterm_ends_streams_at_once_under_idp_serve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`idp serve` + SIGTERM with a resource server connected: exits in about a second, not after 20 s."""
     import base64
     import secrets
@@ -197,6 +318,10 @@ def test_sigterm_ends_streams_at_once_under_idp_serve(tmp_path: Path) -> None:
     os.environ.update({k: v for k, v in env.items() if k.startswith("IDP_")})
     try:
         assert main(["db", "upgrade"]) == 0
+        capsys.readouterr()
+        create = ["clients", "create", "--name", "RS", "--type", "service", "--scope", "deny-list:read", "--json"]
+        assert main(create) == 0
+        reader = orjson.loads(capsys.readouterr().out)
     finally:
         for k, v in old.items():
             if v is None:
@@ -218,7 +343,8 @@ def test_sigterm_ends_streams_at_once_under_idp_serve(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, "idp serve did not start"
             time.sleep(0.1)
-        with httpx.stream("GET", f"http://127.0.0.1:{port}/deny-list/events", timeout=10) as r:
+        auth = (reader["client_id"], reader["client_secret"])
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/deny-list/events", auth=auth, timeout=10) as r:
             lines = r.iter_lines()
             assert next(lines).startswith("retry:")
             started = time.monotonic()
@@ -237,3 +363,49 @@ def test_event_body_stays_small() -> None:
     """The SET for one entry is a few hundred bytes: thousands of revocations stream cheaply."""
     change = DenyChange(12, entry=DenyEntry(12, "subject", "u" * 22, 1.7e9, 1.7e9))
     assert len(orjson.dumps(change.public())) < 150
+
+
+async def test_a_stream_frees_its_slot_even_if_the_client_left_before_the_first_event(container: Container) -> None:
+    from starlette.requests import ClientDisconnect
+
+    from idp.web.denylist import _Stream as StreamResponse
+
+    feed = DenyFeed(container.denylist, container.ephemeral, heartbeat=10, per_client=1)
+    events, release = feed.open_stream(None, "rs")
+    assert feed.streams_of("rs") == 1
+
+    async def gone(message: object) -> None:
+        raise OSError("client disconnected")
+
+    async def receive() -> dict[str, str]:
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "method": "GET", "path": "/deny-list/events"}
+    with pytest.raises(ClientDisconnect):
+        await StreamResponse(events, release, media_type="text/event-stream")(scope, receive, gone)
+    assert feed.streams_of("rs") == 0  # the generator never ran; the response freed the slot
+    release()  # idempotent
+    assert feed.streams_of("rs") == 0
+    feed.open_stream(None, "rs")  # and the client may open another
+
+
+@pytest.mark.parametrize("change", ["rotate", "disable", "scope"])
+async def test_an_open_stream_ends_when_its_client_may_no_longer_read(
+    idp: LiveServer, container: Container, change: str
+) -> None:
+    feed = container.extras["denylist_feed"]
+    feed.reauthorize_seconds = 0.2  # 30 s by default
+    (one, secret), kept = feed_reader(container), feed_auth(container)
+    async with open_stream(idp.url, {}, httpx.BasicAuth(one, secret)) as r, open_stream(idp.url, {}, kept) as other:
+        events, others = Events(r), Events(other)
+        assert (await events.next())["event"] == "snapshot" and (await others.next())["event"] == "snapshot"
+        if change == "rotate":  # a leaked secret is rotated away: the stream holding it ends
+            await asyncio.to_thread(container.clients.rotate_secret, one)
+        elif change == "disable":
+            await asyncio.to_thread(container.clients.set_disabled, one, True)
+        else:
+            await asyncio.to_thread(container.clients.update, one, scope="api:read")
+        with pytest.raises(StopAsyncIteration):
+            await events.next(timeout=3.0)
+        entry = await asyncio.to_thread(container.denylist.deny, "jti", "j", reason="", actor="t")
+        assert (await others.next())["id"] == str(entry.id)  # the other client's stream goes on

@@ -33,7 +33,7 @@ async def idp(container: Container) -> AsyncIterator[LiveServer]:
 async def test_example_api_with_introspection_fallback(
     idp: LiveServer, container: Container, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rs, secret = container.clients.create(name="Orders API", kind="service", scope="", audience=API)
+    rs, secret = container.clients.create(name="Orders API", kind="service", scope="deny-list:read", audience=API)
     for name, value in {
         "IDP_ISSUER": ISSUER, "IDP_URL": idp.url, "API_AUDIENCE": API, "API_ON_STALE": "introspect",
         "API_CLIENT_ID": rs.client_id, "API_CLIENT_SECRET": secret or "", "API_STALE_AFTER": "1.0",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -18,9 +18,12 @@ from idp.config import Settings
 from idp.container import Container
 from tests.integration.live_server import LiveServer
 from tests.integration.resource_support import (
+    API,
+    ISSUER,
     api_client,
     bearer,
     eventually,
+    feed_reader,
     idp_server,
     mint,
     protector_for,
@@ -49,7 +52,7 @@ async def test_sign_out_everywhere_reaches_the_api_within_a_second(
     idp: LiveServer, container: Container, clock: FrozenClock
 ) -> None:
     token, other_user = mint(container, clock), mint(container, clock, sub="u2")
-    protector = protector_for(idp.url, clock)
+    protector = protector_for(container, idp.url, clock)
     async with api_client(protector) as api:
         assert await status(api, token) == 200
         clock.advance(1)  # the cut-off is "issued before now"; frozen time would make them simultaneous
@@ -86,7 +89,7 @@ async def test_cli_deny_reaches_the_api_within_a_second(
         monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))
     # Issued a little before the CLI's cut-off (the CLI runs on the system clock).
     token = mint(container, clock, jti="jti-1", sid="sid-1", client_id="client-1", iat=int(clock.now()) - 5)
-    protector = protector_for(idp.url, clock)
+    protector = protector_for(container, idp.url, clock)
     async with api_client(protector) as api:
         assert await status(api, token) == 200
         value = {"jti": "jti-1", "sid": "sid-1", "client_id": "client-1"}[claim]
@@ -104,7 +107,7 @@ async def test_stream_drop_resumes_from_last_event_id_without_missing_a_change(
     idp: LiveServer, container: Container, clock: FrozenClock
 ) -> None:
     tokens = [mint(container, clock) for _ in range(3)]
-    protector = protector_for(idp.url, clock)
+    protector = protector_for(container, idp.url, clock)
     follower = protector.follower
     assert follower is not None
     async with api_client(protector) as api:
@@ -130,7 +133,7 @@ async def test_idp_restart_is_survived(container: Container, clock: FrozenClock)
     server = idp_server(container)
     await server.astart()
     token, later = mint(container, clock), mint(container, clock, sub="u9")
-    protector = protector_for(server.url, clock, stale_after=5.0)
+    protector = protector_for(container, server.url, clock, stale_after=5.0)
     try:
         async with api_client(protector) as api:
             assert await status(api, token) == 200
@@ -160,7 +163,7 @@ async def test_silent_stream_fails_closed(container: Container, clock: FrozenClo
     server = idp_server(container)
     await server.astart()
     token = mint(container, clock)
-    protector = protector_for(server.url, clock, stale_after=0.5, stale_status=stale_status)
+    protector = protector_for(container, server.url, clock, stale_after=0.5, stale_status=stale_status)
     try:
         async with api_client(protector) as api:
             assert await status(api, token) == 200
@@ -200,7 +203,7 @@ async def test_compromised_key_is_refused_and_leaves_the_jwks(
         monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))
     kid, _ = container.keyring.signer("ES256")
     token = mint(container, clock)
-    protector = protector_for(idp.url, clock)
+    protector = protector_for(container, idp.url, clock)
     async with api_client(protector) as api:
         assert await status(api, token) == 200
         clock.advance(2)  # the CLI's system clock dates the promoted key; keep the IdP's frozen clock past it
@@ -217,6 +220,51 @@ async def test_compromised_key_is_refused_and_leaves_the_jwks(
         assert kid not in [k["kid"] for k in jwks["keys"]]
         fresh = mint(container, clock)  # signed by the promoted key: unknown kid -> JWKS refetch
         assert await status(api, fresh) == 200
+
+
+async def test_a_private_key_jwt_resource_server_follows_the_feed(
+    idp: LiveServer, container: Container, clock: FrozenClock
+) -> None:
+    """The follower POSTs a fresh client assertion on every connection; the IdP accepts each once."""
+    from joserfc.jwk import ECKey
+
+    from idp.resource import PrivateKeyJwt
+
+    key = ECKey.generate_key("P-256", parameters={"kid": "rs-1", "alg": "ES256", "use": "sig"})
+    rs, _ = container.clients.create(
+        name="Orders API", kind="service", scope="deny-list:read", audience=API, auth_method="private_key_jwt",
+        jwks={"keys": [key.as_dict(private=False)]},
+    )  # fmt: skip
+    signer = PrivateKeyJwt(rs.client_id, key.as_pem(private=True), audience=ISSUER, key_id="rs-1", now=clock.now)
+    tokens = [mint(container, clock) for _ in range(2)]
+    protector = protector_for(container, idp.url, clock, client=signer)
+    async with api_client(protector) as api:
+        assert await status(api, tokens[0]) == 200
+        await asyncio.to_thread(container.denylist.deny, "jti", jwt_id(tokens[0]), reason="", actor="t")
+
+        def refused(token: str) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return await status(api, token) == 401
+
+            return check
+
+        await eventually(refused(tokens[0]), 1.0, "change applied over the private_key_jwt stream")
+        idp_loop_call(idp, container.extras["denylist_feed"].end_streams)  # reconnect: a new assertion
+        await asyncio.to_thread(container.denylist.deny, "jti", jwt_id(tokens[1]), reason="", actor="t")
+        await eventually(refused(tokens[1]), 2.0, "resumed after reconnecting with a fresh assertion")
+        assert protector.follower is not None and protector.follower.snapshots == 1
+
+
+async def test_a_client_without_the_scope_learns_nothing_and_fails_closed(
+    idp: LiveServer, container: Container, clock: FrozenClock
+) -> None:
+    token = mint(container, clock)
+    protector = protector_for(container, idp.url, clock, client=feed_reader(container, scope="api:read"))
+    await protector.start(wait=0.3)  # 403 from the feed: never synced
+    async with api_client(protector) as api:
+        assert protector.follower is not None and protector.follower.snapshots == 0
+        assert await status(api, token) == 401  # stale from the start: fail closed
+        assert protector.follower.reconnects >= 1
 
 
 def jwt_id(token: str) -> str:

@@ -212,7 +212,7 @@ async def test_a_deny_list_entry_made_at_either_reaches_a_resource_server_follow
     idp = await idp_server(followed).astart()  # the resource server follows only this instance
     try:
         token = mint_api_token(container, clock, sub="u1")
-        async with api_client(protector_for(idp.url, clock)) as api:
+        async with api_client(protector_for(followed, idp.url, clock)) as api:
             assert (await api.get("/me", headers=bearer(token))).status_code == 200
             clock.advance(1)
             # The other instance writes: the entry travels through PostgreSQL + Redis pub/sub to the followed one.

@@ -43,7 +43,7 @@ def prepare(tmp_path: Path) -> tuple[dict[str, str], str, str]:
         upgrade(c.engine)
         check_kek(c)
         c.keyring.tick()
-        svc, secret = c.clients.create(name="load", kind="service", scope="api:read")
+        svc, secret = c.clients.create(name="load", kind="service", scope="api:read deny-list:read")
         c.directory.create("alice", "correct horse battery staple")
         assert secret is not None
         return env, svc.client_id, secret
@@ -82,7 +82,7 @@ async def test_sigterm_during_load_finishes_in_flight_requests(tmp_path: Path) -
                     answers.append((r.status_code, sent, time.monotonic()))
 
             async def stream() -> int:
-                async with http.stream("GET", "/deny-list/events") as r:
+                async with http.stream("GET", "/deny-list/events", auth=(client_id, secret)) as r:
                     n = 0
                     async for _ in r.aiter_bytes():
                         n += 1

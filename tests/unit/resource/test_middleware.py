@@ -193,7 +193,7 @@ async def test_introspection_authenticates_with_form_encoded_basic(idp: FakeIdP)
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         from idp.resource import Introspector
 
-        assert await Introspector(f"{ISSUER}/introspect", "rs id", "a:b/c", http).introspect("t") is not None
+        assert await Introspector(f"{ISSUER}/introspect", ("rs id", "a:b/c"), http).introspect("t") is not None
     import base64
 
     raw = base64.b64decode(seen[0].headers["authorization"].split()[1]).decode()
@@ -203,9 +203,13 @@ async def test_introspection_authenticates_with_form_encoded_basic(idp: FakeIdP)
 
 def test_protector_configuration_is_checked() -> None:
     with pytest.raises(ValueError):
-        ResourceProtector(issuer=ISSUER, audience=API, on_stale="introspect")  # no credentials
+        ResourceProtector(issuer=ISSUER, audience=API, follow=False, on_stale="introspect")  # no credentials
+    with pytest.raises(ValueError, match="deny-list:read"):
+        ResourceProtector(issuer=ISSUER, audience=API)  # the feed is read as a client: credentials needed
     with pytest.raises(ValueError):
-        ResourceProtector(issuer=ISSUER, audience=API, stale_status=500)  # type: ignore[arg-type]
+        ResourceProtector(issuer=ISSUER, audience=API, client=("rs", "s"), stale_status=500)  # type: ignore[arg-type]
+    both = ResourceProtector(issuer=ISSUER, audience=API, client=("rs", "s"), on_stale="introspect")
+    assert both.follower is not None and both.introspector is not None  # one registration for both
 
 
 def test_idp_resource_stands_alone() -> None:
