@@ -139,6 +139,12 @@ class ClientRegistry:
                 self._generation += 1
                 self._seen_version = seen
 
+    def cached(self, client_id: str) -> Client | None:
+        """The cached, still current record, without reading the store (None: ask :meth:`get`)."""
+        self._check_version()
+        hit = self._cache.get(client_id)
+        return hit[1] if hit is not None and hit[0] > self._clock.now() else None
+
     def peek(self, client_id: str) -> Client | None:
         """The cached record, if any, without I/O (safe on the event loop: logs and metrics)."""
         hit = self._cache.get(client_id)
