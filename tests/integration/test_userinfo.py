@@ -102,3 +102,19 @@ async def test_malformed_post_bodies(client: httpx.AsyncClient) -> None:
     assert r.status_code == 400
     r = await client.post("/userinfo", content=b"access_token=a&access_token=b", headers=FORM)
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("change", ["disable", "delete"])
+async def test_a_token_of_a_disabled_or_deleted_client_is_refused_at_once(
+    client: httpx.AsyncClient, container: Container, change: str
+) -> None:
+    web, secret = web_client(container)
+    at = (await tokens_for(container, client, web, secret, make_user(container), scope="openid"))["access_token"]
+    assert (await client.get("/userinfo", headers={"authorization": f"Bearer {at}"})).status_code == 200
+    # The registry alone, no deny-list entry: userinfo asks whether the client still exists and is enabled.
+    if change == "disable":
+        container.clients.set_disabled(web.client_id, True)
+    else:
+        container.clients.delete(web.client_id)
+    r = await client.get("/userinfo", headers={"authorization": f"Bearer {at}"})
+    assert r.status_code == 401 and "no longer active" in r.headers["www-authenticate"]
