@@ -8,7 +8,8 @@ the call returns, so no request that starts afterwards runs with the old registr
   worker of every instance drops its copy (``idp.web.client_changes``) and acknowledges,
   and the writer waits for as many acknowledgements as Redis delivered the message to
   (at most :data:`ACK_TIMEOUT`; a worker that does not answer is stuck and serves stale
-  entries for at most the cache lifetime);
+  entries for at most the cache lifetime). The writer's own process has dropped its copy
+  already: its follower is not waited for when its loop cannot run (the writer blocks it);
 * with SQLite the store bumps a version in the same transaction, and every lookup reads it
   (a ~3 µs local read, :class:`idp.store.clients_repo.SqliteClientsVersion`): the CLI in
   another process has no channel to the server, and this covers it.
@@ -108,6 +109,8 @@ class ClientRegistry:
         self.version = version
         self.bus = bus
         self._seen_version: int | None = None
+        self.follower_loop: asyncio.AbstractEventLoop | None = None
+        """The loop this process's follower (``idp.web.client_changes``) acknowledges on, while it runs."""
 
     def get(self, client_id: str) -> Client | None:
         self._check_version()
@@ -176,7 +179,10 @@ class ClientRegistry:
         except Exception as exc:  # stored already; the others see it within the cache lifetime
             log.warning("clients: cannot announce a change (%s); other workers see it within %.0fs", exc, self._ttl)
             return
-        if receivers and not _on_event_loop():
+        loop = self.follower_loop
+        if loop is not None and not loop.is_running():
+            receivers -= 1  # this process's own follower cannot answer now, and its copy is already gone
+        if receivers > 0 and not _on_event_loop():
             self._await_acks(ack, receivers)
 
     def _await_acks(self, ack: str, receivers: int) -> None:

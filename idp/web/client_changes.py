@@ -35,10 +35,12 @@ class ClientChanges:
 
     async def start(self) -> None:
         self._stopping = False
+        self._registry.follower_loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._follow())
 
     async def stop(self) -> None:
         self._stopping = True
+        self._registry.follower_loop = None
         task, self._task = self._task, None
         if task is None:
             return

@@ -153,3 +153,16 @@ def test_nobody_listening_or_the_event_loop_thread_does_not_wait(store: MemoryCl
 @pytest.mark.parametrize("message", [b"", b"not json", b'{"client_id": "c1"}', b'{"client_id": 1, "ack": "x"}'])
 def test_other_messages_are_not_changes(message: bytes) -> None:
     assert parse_change(message) is None
+
+
+def test_the_own_followers_answer_is_not_awaited_while_its_loop_is_not_running(store: MemoryClients) -> None:
+    bus = Bus(receivers=2, late=10**9)
+    reg = registry(store, bus=bus)
+    loop = asyncio.new_event_loop()
+    try:
+        reg.follower_loop = loop  # e.g. a sync caller in the process whose loop is blocked in it
+        bus.receivers = 1  # only this process's own follower heard it
+        service(reg)
+        assert bus.polls == 0
+    finally:
+        loop.close()
