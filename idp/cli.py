@@ -185,18 +185,30 @@ def clients_show(c: Container, args: argparse.Namespace) -> None:
 
 
 def clients_delete(c: Container, args: argparse.Namespace) -> None:
-    if not c.clients.delete(args.client_id):
-        raise CliError(f"no client {args.client_id!r}")
-    c.audit.record("client.deleted", actor="cli", client_id=args.client_id)
+    """The admin API's DELETE: the registration goes, and so do its live tokens (a client cut-off)."""
+    try:
+        c.extras["client_admin"].delete(args.client_id, actor="cli")
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
     _out(args, {"deleted": args.client_id}, f"deleted {args.client_id}")
+
+
+def _clients_set_disabled(disabled: bool) -> Handler:
+    def handler(c: Container, args: argparse.Namespace) -> None:
+        try:
+            c.extras["client_admin"].set_disabled(args.client_id, disabled, actor="cli")
+        except LookupError as exc:
+            raise CliError(str(exc)) from None
+        _out(args, {"client_id": args.client_id, "disabled": disabled}, f"{args.client_id}: disabled={disabled}")
+
+    return handler
 
 
 def clients_rotate(c: Container, args: argparse.Namespace) -> None:
     try:
-        secret = c.clients.rotate_secret(args.client_id)
+        secret = c.extras["client_admin"].rotate_secret(args.client_id, actor="cli")
     except LookupError as exc:
         raise CliError(str(exc)) from None
-    c.audit.record("client.secret_rotated", actor="cli", client_id=args.client_id)
     _out(args, {"client_id": args.client_id, "client_secret": secret}, f"client_secret {secret}")
 
 
@@ -375,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(cl, "list", clients_list, "list clients")
     for name, handler, help_ in (
         ("show", clients_show, "show one client"),
-        ("delete", clients_delete, "delete a client"),
+        ("delete", clients_delete, "delete a client and deny its live tokens"),
+        ("disable", _clients_set_disabled(True), "disable a client and deny its live tokens"),
+        ("enable", _clients_set_disabled(False), "enable a client again (tokens issued before stay denied)"),
         ("rotate-secret", clients_rotate, "issue a new secret (printed once)"),
     ):
         leaf(cl, name, handler, help_).add_argument("client_id")

@@ -21,7 +21,7 @@ from idp.keys.kek import load_or_create_kek
 from idp.keys.keyring import KeyPolicy, Keyring
 from idp.metadata import build_metadata
 from idp.store.audit_repo import SqlAuditLog
-from idp.store.clients_repo import SqlClientStore
+from idp.store.clients_repo import SqlClientStore, SqliteClientsVersion
 from idp.store.db import make_engine, make_sessionmaker
 from idp.store.ephemeral import EphemeralStore
 from idp.store.keys_repo import SqlKeyStore
@@ -64,6 +64,9 @@ class Container:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        close_version = getattr(self.clients.version, "close", None)
+        if close_version is not None:
+            close_version()
         self.ephemeral.close()
         self.engine.dispose()
 
@@ -76,6 +79,29 @@ def make_ephemeral(settings: Settings, clock: Clock) -> EphemeralStore:
     from idp.store.memory import MemoryStore
 
     return MemoryStore(clock)
+
+
+def _client_registry(
+    settings: Settings,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    digester: Digester,
+    clock: Clock,
+    ephemeral: EphemeralStore,
+) -> ClientRegistry:
+    """Changes reach the other workers through the shared store (Redis) and, on SQLite, through a counter every
+    lookup reads (the CLI runs in another process, with no channel to the server): ``idp.clients.registry``."""
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    on_file = bool(path) and path != ":memory:"
+    return ClientRegistry(
+        SqlClientStore(sessions, count_changes=on_file),
+        digester,
+        clock,
+        issuer=settings.issuer,
+        api_audience=settings.audience,
+        version=SqliteClientsVersion(str(path)) if on_file else None,
+        bus=None if settings.embedded else ephemeral,
+    )
 
 
 def build_container(
@@ -118,9 +144,7 @@ def build_container(
         sealer=sealer,
         keyring=keyring,
         jwks=JwksCache(keyring),
-        clients=ClientRegistry(
-            SqlClientStore(sessions), digester, clock, issuer=settings.issuer, api_audience=settings.audience
-        ),
+        clients=_client_registry(settings, engine, sessions, digester, clock, ephemeral),
         directory=Directory(CachedUserStore(SqlUserStore(sessions), clock), passwords, clock),
         audit=SqlAuditLog(sessions, clock),
         metadata=build_metadata(settings.issuer),
@@ -134,6 +158,7 @@ def _wire(c: Container) -> None:
     """Attach the services of the packages built on the foundation. Each block owns its lines."""
     _wire_sessions(c)
     _wire_denylist(c)
+    _wire_clients(c)
     _wire_observability(c)
     _wire_oauth(c)
 
@@ -197,6 +222,15 @@ def _wire_denylist(c: Container) -> None:
             c.keyring.refresh(force=True)
 
     c.denylist.listeners.append(reread_keys)
+
+
+def _wire_clients(c: Container) -> None:
+    """idp.clients: the client use cases (CLI and admin API), the follower of changes made elsewhere."""
+    from idp.clients.admin import ClientAdmin
+    from idp.web.client_changes import follow_changes
+
+    c.extras["client_admin"] = ClientAdmin(c.clients, lambda: c.denylist, c.audit)
+    follow_changes(c)
 
 
 def _wire_observability(c: Container) -> None:

@@ -1,10 +1,34 @@
-"""The client registry: creation with generated credentials, cached lookup, secret checks."""
+"""The client registry: creation with generated credentials, cached lookup, secret checks.
+
+A change to a client (update, disable, secret rotation, delete) reaches every worker before
+the call returns, so no request that starts afterwards runs with the old registration:
+
+* this process drops its cached copy at once;
+* with a shared ephemeral store (Redis) the change is published on :data:`CHANNEL`; every
+  worker of every instance drops its copy (``idp.web.client_changes``) and acknowledges,
+  and the writer waits for as many acknowledgements as Redis delivered the message to
+  (at most :data:`ACK_TIMEOUT`; a worker that does not answer is stuck and serves stale
+  entries for at most the cache lifetime). The writer's own process has dropped its copy
+  already: its follower is not waited for when its loop cannot run (the writer blocks it);
+* with SQLite the store bumps a version in the same transaction, and every lookup reads it
+  (a ~3 µs local read, :class:`idp.store.clients_repo.SqliteClientsVersion`): the CLI in
+  another process has no channel to the server, and this covers it.
+
+The cache lifetime (``cache_seconds``) stays as the bound for a worker that lost its channel.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
+
+import orjson
 
 from idp.clients.audiences import ADMIN_SCOPE, reserved_audience
 from idp.clients.model import (
@@ -19,7 +43,14 @@ from idp.clients.model import (
 from idp.clock import Clock
 from idp.crypto import Digester, random_id, random_token
 
+log = logging.getLogger("idp.clients")
+
 SECRET_BYTES = 32  # 256 bits
+CHANNEL = "clients"
+"""Ephemeral-store channel of client changes (Redis adds IDP_REDIS_PREFIX). Only idp workers subscribe:
+the writer waits for one acknowledgement per receiver, so nothing else may listen here."""
+ACK_TIMEOUT = 1.0
+ACK_POLL = 0.002
 
 
 class ClientStore(Protocol):
@@ -29,8 +60,36 @@ class ClientStore(Protocol):
     def delete(self, client_id: str) -> bool: ...
 
 
+class ChangeBus(Protocol):
+    """The shared ephemeral store, as far as announcing changes goes."""
+
+    def publish(self, channel: str, message: bytes) -> int | None: ...
+    def incr(self, key: str, window: float) -> int: ...
+    def get(self, key: str) -> bytes | None: ...
+
+
+def change_message(client_id: str) -> tuple[bytes, str]:
+    """The message announcing a change of ``client_id`` and the key its receivers count their acks in."""
+    ack = f"clients-ack:{secrets.token_urlsafe(12)}"
+    return orjson.dumps({"client_id": client_id, "ack": ack}), ack
+
+
+def parse_change(message: bytes) -> tuple[str, str] | None:
+    """(client_id, ack key) of a change message; None for anything else (a shutdown wake-up)."""
+    try:
+        data = orjson.loads(message)
+        client_id, ack = data["client_id"], data["ack"]
+    except Exception:
+        return None
+    if not isinstance(client_id, str) or not isinstance(ack, str) or not ack.startswith("clients-ack:"):
+        return None
+    return client_id, ack
+
+
 class ClientRegistry:
-    """Lookups are cached for ``cache_seconds`` (a changed client takes effect within that bound)."""
+    """Lookups are cached for ``cache_seconds``; a change made through any registry invalidates them at once
+    (see the module docstring). ``version``: a cheap read of the store's change counter, checked per lookup;
+    ``bus``: the store shared by every worker, to announce changes on."""
 
     def __init__(
         self,
@@ -41,6 +100,8 @@ class ClientRegistry:
         issuer: str,
         api_audience: str,
         cache_seconds: float = 5.0,
+        version: Callable[[], int | None] | None = None,
+        bus: ChangeBus | None = None,
     ) -> None:
         self._issuer = issuer
         self._api_audience = api_audience
@@ -51,20 +112,48 @@ class ClientRegistry:
         self._cache: dict[str, tuple[float, Client | None]] = {}
         self._lock = threading.Lock()
         self._origins: tuple[float, frozenset[str]] | None = None
-        self._origins_generation = 0
+        self._generation = 0  # bumped by every invalidation: a lookup that raced one does not fill the cache
+        self.version = version
+        self.bus = bus
+        self._seen_version: int | None = None
+        self.follower_loop: asyncio.AbstractEventLoop | None = None
+        """The loop this process's follower (``idp.web.client_changes``) acknowledges on, while it runs."""
 
     def get(self, client_id: str) -> Client | None:
+        self._check_version()
         now = self._clock.now()
         hit = self._cache.get(client_id)
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         # Never send NUL or control characters to the database (PostgreSQL rejects NUL in text).
         client = self._store.get(client_id) if 0 < len(client_id) <= 64 and client_id.isprintable() else None
         with self._lock:
+            if generation != self._generation:
+                return client  # read before a change this process has since heard of: do not keep it
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[client_id] = (now + self._ttl, client)
         return client
+
+    def _check_version(self) -> None:
+        if self.version is None:
+            return
+        try:
+            seen = self.version()
+        except Exception:  # cannot tell: assume changed (the lookup then reads the store, which decides)
+            seen = None
+        if seen is None or seen != self._seen_version:
+            with self._lock:
+                self._cache.clear()
+                self._forget_origins()
+                self._seen_version = seen
+
+    def cached(self, client_id: str) -> Client | None:
+        """The cached, still current record, without reading the store (None: ask :meth:`get`)."""
+        self._check_version()
+        hit = self._cache.get(client_id)
+        return hit[1] if hit is not None and hit[0] > self._clock.now() else None
 
     def peek(self, client_id: str) -> Client | None:
         """The cached record, if any, without I/O (safe on the event loop: logs and metrics)."""
@@ -76,31 +165,70 @@ class ClientRegistry:
         return client if client is not None and not client.disabled else None
 
     def invalidate(self, client_id: str) -> None:
-        self._cache.pop(client_id, None)
-        self._forget_origins()
+        """Forget this process's copy (a change announced by another worker)."""
+        with self._lock:
+            self._cache.pop(client_id, None)
+            self._forget_origins()
+
+    def invalidate_all(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._forget_origins()
 
     def cors_origins(self) -> frozenset[str]:
         """Every origin some enabled client lets browsers call from (blocking on a miss; see ``peek_cors_origins``)."""
         cached = self.peek_cors_origins()
         if cached is not None:
             return cached
-        generation, expires = self._origins_generation, self._clock.now() + self._ttl
+        generation, expires = self._generation, self._clock.now() + self._ttl
         origins = frozenset(o for cl in self._store.list() if not cl.disabled for o in cl.cors_origins)
         with self._lock:
-            if generation == self._origins_generation:  # no change arrived while listing: keep it
+            if generation == self._generation:  # no change arrived while listing: keep it
                 self._origins = (expires, origins)
         return origins
 
     def _forget_origins(self) -> None:
-        """Any client's change may change the CORS origins."""
-        with self._lock:
-            self._origins_generation += 1
-            self._origins = None
+        """Under the lock: any client's change may change the CORS origins, and a racing lookup must not refill."""
+        self._generation += 1
+        self._origins = None
 
     def peek_cors_origins(self) -> frozenset[str] | None:
-        """The cached CORS origin set, or None when it must be loaded (no I/O: safe on the event loop)."""
+        """The cached CORS origin set, or None when it must be loaded (no store I/O: safe on the event loop)."""
+        self._check_version()
         hit = self._origins
         return hit[1] if hit is not None and hit[0] > self._clock.now() else None
+
+    def changed(self, client_id: str) -> None:
+        """After a change is stored: forget it here, and have every other worker forget it before returning."""
+        self.invalidate(client_id)
+        if self.bus is None:
+            return
+        message, ack = change_message(client_id)
+        try:
+            receivers = self.bus.publish(CHANNEL, message) or 0
+        except Exception as exc:  # stored already; the others see it within the cache lifetime
+            log.warning("clients: cannot announce a change (%s); other workers see it within %.0fs", exc, self._ttl)
+            return
+        loop = self.follower_loop
+        if loop is not None and not loop.is_running():
+            receivers -= 1  # this process's own follower cannot answer now, and its copy is already gone
+        if receivers > 0 and not _on_event_loop():
+            self._await_acks(ack, receivers)
+
+    def _await_acks(self, ack: str, receivers: int) -> None:
+        deadline = time.monotonic() + ACK_TIMEOUT
+        while True:
+            try:
+                raw = self.bus.get(ack) if self.bus is not None else None
+            except Exception:
+                raw = None
+            if raw is not None and int(raw) >= receivers:
+                return
+            if time.monotonic() >= deadline:
+                got = int(raw) if raw is not None else 0
+                log.warning("clients: %d of %d workers acknowledged a change within %.1fs", got, receivers, ACK_TIMEOUT)
+                return
+            time.sleep(ACK_POLL)
 
     def list(self) -> list[Client]:
         return self._store.list()
@@ -179,7 +307,7 @@ class ClientRegistry:
             updated_at=now,
         )
         self._store.save(client)
-        self._forget_origins()
+        self.changed(client.client_id)  # a lookup of this id may have cached "no such client"
         return client, secret
 
     def _check_audience(self, audience: str, kind: str, scope: str) -> None:
@@ -198,7 +326,7 @@ class ClientRegistry:
             raise LookupError(f"no client with a secret named {client_id!r}")
         secret = random_token(SECRET_BYTES)
         self._store.save(replace(client, secret_digest=self._digester.digest(secret), updated_at=self._clock.now()))
-        self.invalidate(client_id)
+        self.changed(client_id)
         return secret
 
     UPDATABLE = frozenset(
@@ -240,7 +368,7 @@ class ClientRegistry:
             updated_at=self._clock.now(),
         )
         self._store.save(c)
-        self.invalidate(client_id)
+        self.changed(client_id)
         return c
 
     def set_disabled(self, client_id: str, disabled: bool) -> None:
@@ -248,8 +376,18 @@ class ClientRegistry:
         if client is None:
             raise LookupError(f"no client {client_id!r}")
         self._store.save(replace(client, disabled=disabled, updated_at=self._clock.now()))
-        self.invalidate(client_id)
+        self.changed(client_id)
 
     def delete(self, client_id: str) -> bool:
-        self.invalidate(client_id)
-        return self._store.delete(client_id)
+        deleted = self._store.delete(client_id)
+        self.changed(client_id)
+        return deleted
+
+
+def _on_event_loop() -> bool:
+    """Waiting for acknowledgements here would block the loop that delivers this process's own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

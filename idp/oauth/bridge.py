@@ -41,7 +41,7 @@ class HotClients:
         if hit is None or hit[0] <= self._c.clock.now():
             return None
         # The registry's cached record, not ours: an invalidation (secret rotated, client disabled) shows at once.
-        current = self._c.clients.peek(client_id)
+        current = self._c.clients.cached(client_id)
         return current if current is not None and current.updated_at == hit[1].updated_at else None
 
     def put(self, client: Client) -> None:

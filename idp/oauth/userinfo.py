@@ -63,6 +63,9 @@ def claims_for(c: Container, token: str) -> dict[str, Any]:
         raise InvalidToken(str(exc)) from None
     if c.denylist is not None and c.denylist.is_denied(claims, header.get("kid")):
         raise InvalidToken("the access token was revoked")
+    client_id = claims.get("client_id")
+    if not isinstance(client_id, str) or c.clients.get_active(client_id) is None:  # deleted or disabled: at once
+        raise InvalidToken("the client is no longer active")
     scopes = str(claims.get("scope", "")).split()
     if "openid" not in scopes:
         raise InsufficientScope("the openid scope is required")  # OIDC Core §5.3

@@ -67,8 +67,9 @@ class EphemeralStore(Protocol):
         """Seconds left, or None when the key is absent."""
         ...
 
-    def publish(self, channel: str, message: bytes) -> None:
-        """Deliver to every current subscriber of ``channel`` (in any process sharing the store)."""
+    def publish(self, channel: str, message: bytes) -> int:
+        """Deliver to every current subscriber of ``channel`` (in any process sharing the store); returns how many
+        subscriptions it was delivered to."""
         ...
 
     def subscribe(self, channel: str) -> AsyncIterator[bytes]:

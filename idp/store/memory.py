@@ -222,19 +222,22 @@ class MemoryStore:
 
     # -- publish/subscribe -------------------------------------------------
 
-    def publish(self, channel: str, message: bytes) -> None:
+    def publish(self, channel: str, message: bytes) -> int:
         """Thread-safe; delivery happens on each subscriber's loop, in publish order."""
         message = _check_value(message)
         with self._lock:
             subs = list(self._subs.get(channel, ()))
+        delivered = 0
         for sub in subs:
             if sub.ended:
                 continue
             try:
                 sub.loop.call_soon_threadsafe(sub.deliver, message)
+                delivered += 1
             except RuntimeError:
                 # Its loop is closed: nobody will ever read this subscription.
                 self._discard(channel, sub)
+        return delivered
 
     def subscribe(self, channel: str) -> AsyncGenerator[bytes, None]:
         """Messages published after iteration starts (the first ``__anext__``).

@@ -214,10 +214,10 @@ class RedisStore:
 
     # -- publish/subscribe -------------------------------------------------
 
-    def publish(self, channel: str, message: bytes) -> None:
+    def publish(self, channel: str, message: bytes) -> int:
         message = _check_value(message)
         with _unavailable("PUBLISH"):
-            self._client.publish(self._k(channel), message)
+            return int(self._client.publish(self._k(channel), message))
 
     def subscribe(self, channel: str) -> AsyncGenerator[bytes, None]:
         """Messages published after Redis confirms the subscription (soon after the first ``__anext__``).

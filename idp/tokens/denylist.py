@@ -14,6 +14,13 @@ another process with the embedded store has no pub/sub at all). Staleness is the
 bounded by ``sync_seconds`` (default 0.5 s) plus a query. SQL is the only source of
 truth: a message only says "look".
 
+Cut-offs (subject/session/client) are written in whole seconds, ``not_before`` = the second
+they were made in, because ``iat`` is whole seconds: a token issued in that same second is
+not covered, before or after the cut-off (see ``idp.tokens.denyset``); the writers for whom a
+token issued just before matters also deny it by ``jti`` (a revoked grant's access tokens).
+:meth:`DenyList.deny_every_token` writes a cut-off whose ``not_before`` is its expiry: every
+token issued while it lives is denied (a disabled or deleted client, whichever worker issued).
+
 Entry lifetimes follow the tokens they can match (``expires_at``), after which the row
 is purged: ``jti`` until the token's ``exp``; cut-offs (subject/session/client) for the
 longest token lifetime; ``kid`` for the longest token lifetime plus the JWKS cache
@@ -129,6 +136,28 @@ class DenyList:
     def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> DenyEntry:
         return self.deny_many([(kind, value, until)], reason=reason, actor=actor)[0]
 
+    def deny_every_token(self, kind: str, value: str, *, reason: str, actor: str) -> DenyEntry:
+        """A cut-off covering every token issued until it expires, not only those issued before now."""
+        if kind not in CUTOFF_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(CUTOFF_KINDS)}")
+        now = self._clock.now()
+        entry = self._new_entry(kind, value, None, now)
+        entry = entry._replace(not_before=entry.expires_at)
+        written = self._store.add_many([entry], reason=clip_reason(reason), actor=clip_actor(actor), now=now)
+        self.committed(written)
+        return written[0]
+
+    def lift(self, kind: str, value: str, *, reason: str, actor: str) -> int:
+        """End :meth:`deny_every_token` entries for ``value`` (a client enabled again): tokens issued from now on
+        work; those issued before stay denied (an ordinary cut-off takes their place). Returns how many ended."""
+        self.sync()
+        now = self._clock.now()
+        blanket = [e for e in self._set.cutoffs(kind, value) if e.not_before is not None and e.not_before > now]
+        if not blanket:
+            return 0
+        self.deny(kind, value, reason=reason, actor=actor)
+        return sum(self.remove(e.id, actor=actor, reason=reason) for e in blanket)
+
     def deny_many(self, items: Sequence[tuple[str, str, float | None]], *, reason: str, actor: str) -> list[DenyEntry]:
         """Add ``(kind, value, until)`` entries in one transaction, at consecutive versions (all or none).
 
@@ -160,7 +189,7 @@ class DenyList:
             raise ValueError(f"value must be 1..{MAX_VALUE} characters")
         if until is not None and not math.isfinite(until):
             raise ValueError("until must be a finite time")
-        not_before = now if kind in CUTOFF_KINDS else None
+        not_before = float(math.floor(now)) if kind in CUTOFF_KINDS else None  # whole seconds, as iat
         if kind == "kid":
             expires_at = now + self._kid_lifetime
         elif kind == "jti" and until is not None:

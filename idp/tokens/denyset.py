@@ -6,7 +6,12 @@ Entry kinds and what they match:
 * ``jti``: the token with this ``jti`` (entry kept until that token's ``exp`` plus leeway);
 * ``subject`` / ``session`` / ``client``: tokens whose ``sub`` / ``sid`` / ``client_id``
   equals the value and whose ``iat`` is before ``not_before`` ("everything issued before
-  T"; tokens issued afterwards, e.g. after signing in again, are not affected);
+  T"; tokens issued afterwards, e.g. after signing in again, are not affected). ``iat`` is
+  whole seconds (RFC 7519 NumericDate as we issue it), so both sides are compared as whole
+  seconds: a token issued in the cut-off's own second is NOT denied by it, whether it came
+  just before or just after (a sign-in right after "sign out everywhere" must work). An
+  entry whose ``not_before`` is its ``expires_at`` denies every token issued while it lives
+  (a disabled or deleted client);
 * ``kid``: every token signed by that key (a compromised key).
 
 A token without a numeric ``iat`` cannot prove it is newer than a cut-off, so it is
@@ -35,7 +40,7 @@ class DenyEntry:
     kind: str
     value: str
     expires_at: float  # after this no token can match: the entry may be dropped
-    not_before: float | None = None  # subject/session/client: tokens with iat < this are denied
+    not_before: float | None = None  # subject/session/client: tokens with iat < this (whole seconds) are denied
     # Operator context: kept at the IdP (list, audit), never published to resource servers.
     reason: str = field(default="", compare=False)
     actor: str = field(default="", compare=False)
@@ -126,7 +131,7 @@ class DenySet:
         if isinstance(jti, str) and jti in self._jti:
             return True
         iat = claims.get("iat")
-        newer_than = iat if _is_time(iat) else -math.inf
+        newer_than = math.floor(iat) if _is_time(iat) else -math.inf  # whole seconds, as the cut-offs
         for kind, claim in CUTOFF_CLAIMS.items():
             table = self._cutoff[kind]
             if not table:
@@ -222,6 +227,10 @@ class DenySet:
         if not ids:
             self._cutoff[kind].pop(value, None)
             return
-        # A missing not_before on a cut-off kind means "every token": +inf.
+        # A missing not_before on a cut-off kind means "every token": +inf. Whole seconds, as iat.
         cutoffs = [self._by_id[i].not_before for i in ids]
-        self._cutoff[kind][value] = max(math.inf if nb is None else nb for nb in cutoffs)
+        self._cutoff[kind][value] = max(math.inf if nb is None else math.floor(nb) for nb in cutoffs)
+
+    def cutoffs(self, kind: str, value: str) -> list[DenyEntry]:
+        """The live entries of a cut-off kind naming ``value``."""
+        return [self._by_id[i] for i in sorted(self._by_value.get((kind, value), ())) if i in self._by_id]

@@ -9,7 +9,7 @@ consumers inside the cluster. The payload::
      "events": {"https://schemas.idp.dev/event/deny":
                    {"version": 12, "op": "add",
                     "entry": {"id": 12, "kind": "subject", "value": "u_123",
-                              "not_before": 1699999999.5, "expires_at": 1700000700.0}}}}
+                              "not_before": 1699999999.0, "expires_at": 1700000700.0}}}}
 
 A removal carries ``{"version": 13, "op": "remove", "id": 12}`` under the same URI. (Empty
 messages on the channel are wake-ups an instance sends itself at shutdown: ignore them.) SETs

@@ -261,3 +261,25 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exc.value.code == 0
     assert "serve" in capsys.readouterr().out
+
+
+def test_clients_disable_and_enable_do_what_the_admin_api_does(
+    env: Container, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What they store (how it reaches running servers at once: test_client_changes.py)."""
+    client, _ = env.clients.create(name="Billing", kind="service", scope="api:read")
+    cid = client.client_id
+    later = {"sub": cid, "client_id": cid, "iat": int(env.clock.now()) + 300}
+
+    def stored() -> tuple[bool, bool]:
+        env.clients.invalidate_all()
+        env.denylist.sync()
+        return env.clients.get_active(cid) is None, env.denylist.is_denied(later)
+
+    assert run(capsys, "clients", "disable", cid)[0] == 0
+    assert stored() == (True, True)  # every token issued while it is off is denied, not only those before
+    assert run(capsys, "clients", "enable", cid)[0] == 0
+    assert stored() == (False, False)
+    assert [e.action for e in env.audit.query() if e.client_id == cid].count("client.updated") == 2
+    code, _, err = run(capsys, "clients", "disable", "nope")
+    assert code == 2 and "no client" in err

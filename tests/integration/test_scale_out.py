@@ -224,3 +224,37 @@ async def test_a_deny_list_entry_made_at_either_reaches_a_resource_server_follow
             await eventually(refused, 2.0, f"deny-list entry made at instance {writer} enforced via the other")
     finally:
         await idp.astop()
+
+
+# -- clients ---------------------------------------------------------------------------------------
+async def test_a_client_changed_at_one_is_changed_at_the_other_when_the_call_returns(two) -> None:
+    one, other = two
+    admin = bearer(mint(one.c, admin_client(one.c)))
+    svc, secret = oauthkit.service_client(one.c)
+
+    async def token(inst: Instance, secret: str) -> int:
+        data = {"grant_type": "client_credentials"}
+        return (await inst.http.post("/token", data=data, headers=oauthkit.basic(svc.client_id, secret))).status_code
+
+    for _ in range(2):  # the other has it cached, on the inline path too; the frozen clock never expires that
+        assert await token(other, secret) == 200
+    new = (await one.http.post(f"/admin/clients/{svc.client_id}/secret", headers=admin)).json()["client_secret"]
+    assert await token(other, secret) == 401
+    assert await token(other, new) == 200
+    r = await one.http.patch(f"/admin/clients/{svc.client_id}", json={"disabled": True}, headers=admin)
+    assert r.status_code == 200
+    assert await token(other, new) == 401
+
+
+async def test_removing_idp_admin_from_a_client_at_one_ends_its_admin_access_at_the_other_at_once(two) -> None:
+    one, other = two
+    ops, root = admin_client(one.c, name="ops"), admin_client(one.c, name="root")
+    ops_token = mint(one.c, ops)
+    assert (await other.http.get("/admin/clients", headers=bearer(ops_token))).status_code == 200
+    r = await one.http.patch(
+        f"/admin/clients/{ops.client_id}",
+        json={"scope": "api:read", "audience": one.c.settings.audience},  # ISSUER/admin is only for idp:admin
+        headers=bearer(mint(one.c, root)),
+    )
+    assert r.status_code == 200
+    assert (await other.http.get("/admin/clients", headers=bearer(ops_token))).status_code == 401

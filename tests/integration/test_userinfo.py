@@ -71,9 +71,12 @@ async def test_expired_token(client: httpx.AsyncClient, container: Container) ->
 
 
 async def test_without_openid_scope_is_insufficient_scope(client: httpx.AsyncClient, container: Container) -> None:
-    web, secret = web_client(container, scope="openid api", audience="https://idp.test")
-    t = await tokens_for(container, client, web, secret, make_user(container), scope="api")
-    r = await client.get("/userinfo", headers={"authorization": f"Bearer {t['access_token']}"})
+    # Registration refuses the issuer as an API audience, so mint the token such a client would have had.
+    web, _ = web_client(container, scope="openid api")
+    minted = container.extras["access_tokens"].issue(
+        client_id=web.client_id, sub=make_user(container).id, audience=[container.settings.issuer], scope="api"
+    )
+    r = await client.get("/userinfo", headers={"authorization": f"Bearer {minted.token}"})
     assert r.status_code == 403 and 'error="insufficient_scope"' in r.headers["www-authenticate"]
 
 
@@ -102,3 +105,19 @@ async def test_malformed_post_bodies(client: httpx.AsyncClient) -> None:
     assert r.status_code == 400
     r = await client.post("/userinfo", content=b"access_token=a&access_token=b", headers=FORM)
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("change", ["disable", "delete"])
+async def test_a_token_of_a_disabled_or_deleted_client_is_refused_at_once(
+    client: httpx.AsyncClient, container: Container, change: str
+) -> None:
+    web, secret = web_client(container)
+    at = (await tokens_for(container, client, web, secret, make_user(container), scope="openid"))["access_token"]
+    assert (await client.get("/userinfo", headers={"authorization": f"Bearer {at}"})).status_code == 200
+    # The registry alone, no deny-list entry: userinfo asks whether the client still exists and is enabled.
+    if change == "disable":
+        container.clients.set_disabled(web.client_id, True)
+    else:
+        container.clients.delete(web.client_id)
+    r = await client.get("/userinfo", headers={"authorization": f"Bearer {at}"})
+    assert r.status_code == 401 and "no longer active" in r.headers["www-authenticate"]

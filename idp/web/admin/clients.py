@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from idp.clients.admin import ClientAdmin, ClientGone
 from idp.clients.model import Client
 from idp.container import Container
 from idp.web.admin.auth import AdminPrincipal
@@ -62,9 +63,7 @@ def routes(c: Container) -> list[Route]:
             raise Problem(404, f"No client {client_id!r}.", code="not_found")
         return client
 
-    def deny_client(client_id: str, actor: str, reason: str) -> None:
-        if c.denylist is not None:  # live access tokens of the client stop at once
-            c.denylist.deny("client", client_id, reason=reason, actor=actor)
+    admin_of: ClientAdmin = c.extras["client_admin"]
 
     async def list_clients(request: Request, admin: AdminPrincipal) -> Response:
         clients = await run_in_threadpool(c.clients.list)
@@ -96,12 +95,8 @@ def routes(c: Container) -> list[Route]:
         values = _changes(await json_body(request), UPDATE_FIELDS)
 
         def update() -> Client:
-            before = get_client(client_id)
-            client = c.clients.update(client_id, **values)
-            c.audit.record("client.updated", actor=admin.actor, client_id=client_id, fields=sorted(values))
-            if client.disabled and not before.disabled:
-                deny_client(client_id, admin.actor, "client disabled")
-            return client
+            get_client(client_id)
+            return admin_of.update(client_id, values, actor=admin.actor)
 
         return json_ok(client_json(await run_in_threadpool(update)))
 
@@ -109,10 +104,10 @@ def routes(c: Container) -> list[Route]:
         client_id = request.path_params["client_id"]
 
         def delete() -> None:
-            get_client(client_id)
-            c.clients.delete(client_id)  # refresh-token families go with it (ON DELETE CASCADE)
-            deny_client(client_id, admin.actor, "client deleted")
-            c.audit.record("client.deleted", actor=admin.actor, client_id=client_id)
+            try:
+                admin_of.delete(client_id, actor=admin.actor)
+            except ClientGone:
+                raise Problem(404, f"No client {client_id!r}.", code="not_found") from None
 
         await run_in_threadpool(delete)
         return Response(status_code=204, headers={"cache-control": "no-store"})
@@ -124,9 +119,7 @@ def routes(c: Container) -> list[Route]:
             client = get_client(client_id)
             if client.secret_digest is None:
                 raise Problem(409, f"Client {client_id!r} does not authenticate with a secret.", code="no_secret")
-            secret = c.clients.rotate_secret(client_id)
-            c.audit.record("client.secret_rotated", actor=admin.actor, client_id=client_id)
-            return secret
+            return admin_of.rotate_secret(client_id, actor=admin.actor)
 
         secret = await run_in_threadpool(rotate)
         return json_ok({"client_id": client_id, "client_secret": secret})

@@ -124,3 +124,17 @@ def test_malformed_entries_are_refused(data: dict[str, object]) -> None:
 def test_malformed_changes_are_refused(data: object) -> None:
     with pytest.raises(ValueError):
         DenyChange.from_public(data)  # type: ignore[arg-type]
+
+
+def test_cutoffs_compare_whole_seconds_so_a_token_from_the_cut_offs_own_second_survives_it() -> None:
+    # A cut-off made at T + 0.7 (as older IdPs wrote them); iat is whole seconds.
+    ds = DenySet([entry(1, "subject", "u1", nb=T + 0.7)])
+    assert not ds.is_denied(token(iat=T))  # signed in again right after, in the same second: works
+    assert not ds.is_denied(token(iat=T + 0.9))  # a fractional iat is read at the same resolution
+    assert ds.is_denied(token(iat=T - 1))
+
+
+def test_a_cutoff_at_its_expiry_denies_every_token_issued_while_it_lives() -> None:
+    ds = DenySet([entry(1, "client", "c1", nb=T + 600, exp=T + 600)])
+    assert ds.is_denied(token(iat=T + 599))
+    assert not ds.is_denied(token(client_id="c2", iat=T + 599))

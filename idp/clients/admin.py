@@ -1,0 +1,75 @@
+"""What an operator does to a client, the same from the CLI and the admin API.
+
+Each call returns only once every worker has the new registration (``ClientRegistry.changed``)
+and, when the client can no longer get tokens, once its deny-list entry is written: live
+tokens stop at introspection, userinfo, the admin API and every ``idp.resource`` follower.
+
+* Disabling or deleting writes a client cut-off covering every token issued until the entry
+  expires (:meth:`idp.tokens.denylist.DenyList.deny_every_token`): even a token some worker
+  issued from a stale copy, or a resource server checks before the change reached it.
+* Enabling again ends that entry behind an ordinary cut-off: tokens issued from then on work,
+  those issued before stay denied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from idp.clients.model import Client
+from idp.clients.registry import ClientRegistry
+
+
+class Audit(Protocol):
+    def record(self, action: str, *, actor: str = "system", client_id: str | None = None, **detail: Any) -> None: ...
+
+
+class ClientGone(LookupError):
+    """No client by that id."""
+
+
+class ClientAdmin:
+    def __init__(self, registry: ClientRegistry, denylist: Callable[[], Any], audit: Audit) -> None:
+        self._clients = registry
+        self._denylist = denylist
+        self._audit = audit
+
+    def update(self, client_id: str, changes: dict[str, Any], *, actor: str) -> Client:
+        """Change registration fields; ``disabled`` in ``changes`` disables or enables."""
+        before = self._get(client_id)
+        client = self._clients.update(client_id, **changes)
+        self._audit.record("client.updated", actor=actor, client_id=client_id, fields=sorted(changes))
+        if client.disabled and not before.disabled:
+            self._block(client_id, actor, "client disabled")
+        elif before.disabled and not client.disabled:
+            deny = self._denylist()
+            if deny is not None:
+                deny.lift("client", client_id, reason="client enabled", actor=actor)
+        return client
+
+    def set_disabled(self, client_id: str, disabled: bool, *, actor: str) -> Client:
+        return self.update(client_id, {"disabled": disabled}, actor=actor)
+
+    def delete(self, client_id: str, *, actor: str) -> None:
+        """Delete the registration (its refresh-token families go with it: ON DELETE CASCADE) and deny its tokens."""
+        if not self._clients.delete(client_id):
+            raise ClientGone(f"no client {client_id!r}")
+        self._block(client_id, actor, "client deleted")
+        self._audit.record("client.deleted", actor=actor, client_id=client_id)
+
+    def rotate_secret(self, client_id: str, *, actor: str) -> str:
+        """A new secret (returned once); the old one stops working on every worker when this returns."""
+        secret = self._clients.rotate_secret(client_id)
+        self._audit.record("client.secret_rotated", actor=actor, client_id=client_id)
+        return secret
+
+    def _get(self, client_id: str) -> Client:
+        client = self._clients.get(client_id)
+        if client is None:
+            raise ClientGone(f"no client {client_id!r}")
+        return client
+
+    def _block(self, client_id: str, actor: str, reason: str) -> None:
+        deny = self._denylist()
+        if deny is not None:
+            deny.deny_every_token("client", client_id, reason=reason, actor=actor)

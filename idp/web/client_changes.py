@@ -1,0 +1,90 @@
+"""Per-process follower of client changes announced by other workers (see :mod:`idp.clients.registry`).
+
+Each message names a client: drop this process's cached copy, then count an acknowledgement
+on the message's key, for which the writer waits before its call returns. The cache drop is
+on the event loop (no I/O), before anything else the loop runs next; the acknowledgement
+goes to a thread (a Redis command). A subscription that ends (the store closed, or Redis
+lost) clears the whole cache when it resumes: messages sent meanwhile are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from idp.clients.registry import CHANNEL, ClientRegistry, parse_change
+from idp.store.ephemeral import EphemeralStore
+
+log = logging.getLogger("idp.clients")
+
+WAKE = b""
+"""Published at shutdown to wake this process's subscriber (Python 3.11 can lose a cancel inside redis-py)."""
+ACK_WINDOW = 60.0
+
+
+class ClientChanges:
+    def __init__(self, registry: ClientRegistry, ephemeral: EphemeralStore) -> None:
+        self._registry = registry
+        self._ephemeral = ephemeral
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._registry.follower_loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._follow())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._registry.follower_loop = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        for step, wait in (("cancel", 0.2), ("wake", 0.5), ("wake", 1.0)):
+            if step == "cancel":
+                task.cancel()
+            else:
+                with contextlib.suppress(Exception):
+                    await run_in_threadpool(self._ephemeral.publish, CHANNEL, WAKE)
+            done, _ = await asyncio.wait([task], timeout=wait)
+            if done:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    task.result()
+                return
+        log.warning("clients: the change subscriber did not stop")
+
+    async def _follow(self) -> None:
+        while not self._stopping:
+            try:
+                async with contextlib.aclosing(self._ephemeral.subscribe(CHANNEL)) as messages:
+                    async for message in messages:
+                        if self._stopping:
+                            return
+                        change = parse_change(message)
+                        if change is None:
+                            continue
+                        client_id, ack = change
+                        self._registry.invalidate(client_id)
+                        try:
+                            await run_in_threadpool(self._ephemeral.incr, ack, ACK_WINDOW)
+                        except Exception as exc:  # the writer stops waiting after its timeout
+                            log.warning("clients: cannot acknowledge a change (%s)", type(exc).__name__)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("clients: change subscription failed; resubscribing")
+            await asyncio.sleep(0.2)
+            self._registry.invalidate_all()  # whatever was announced meanwhile is lost: forget everything
+
+
+def follow_changes(c: Any) -> None:
+    """Register the follower's start/stop with the app's lifespan when the ephemeral store is shared."""
+    if c.clients.bus is None or "client_changes" in c.extras:
+        return
+    changes = c.extras["client_changes"] = ClientChanges(c.clients, c.ephemeral)
+    c.extras.setdefault("startup_hooks", []).append(changes.start)
+    c.extras.setdefault("shutdown_hooks", []).append(changes.stop)
