@@ -32,7 +32,7 @@ MIGRATIONS = _migrations_dir()
 MIGRATION_LOCK = 0x1D9_0001  # pg_advisory_xact_lock key for `idp db upgrade`
 # The newest revision in migrations/versions (a test keeps them equal). Checking it needs one SELECT and no
 # alembic import: alembic and its templates cost each server worker ~11 MB of RSS.
-SCHEMA_HEAD = "clientlibs"
+SCHEMA_HEAD = "0002"
 
 
 class SchemaError(Exception):

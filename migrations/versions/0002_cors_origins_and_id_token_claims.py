@@ -1,6 +1,6 @@
 """clients: extra CORS origins and the profile/email claims in ID tokens
 
-Revision ID: clientlibs
+Revision ID: 0002
 Revises: 0001
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "clientlibs"
+revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
