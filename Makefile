@@ -16,7 +16,7 @@ WORKERS     ?=
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 
-.PHONY: venv run test check bench fuzz clean
+.PHONY: venv run test check bench fuzz mutate clean
 
 # Reinstall only when pyproject.toml is newer than the stamp.
 venv: $(STAMP)
@@ -42,7 +42,13 @@ bench: venv
 fuzz: venv
 	$(BIN)/pytest tests/robustness -m slow $(PYTEST_ARGS)
 
+# Mutation testing of the security modules (mutmut; not part of CI). MODULES='idp/tokens/refresh.py' for one.
+# What it reports and which survivors are equivalent: docs/mutation.md.
+MODULES ?=
+mutate: venv
+	nice -n 10 $(BIN)/python scripts/mutate.py $(MODULES)
+
 # Build/test leftovers only: keeps .venv, data/ and keys/.
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis mutants
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
