@@ -26,7 +26,7 @@ from idp.web.denylist_feed import DenyFeed, _Stream
 from tests.integration.live_server import LiveServer, free_port
 from tests.integration.resource_support import ISSUER, idp_server, running_idp
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timing, pytest.mark.timeout(60)]  # live IdP, real streams
 
 
 @pytest.fixture
