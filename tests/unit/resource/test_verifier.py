@@ -76,6 +76,10 @@ async def test_alg_must_be_the_keys_pinned_alg(idp: FakeIdP, verifier: AccessTok
 async def test_kid_is_required_and_must_be_known(idp: FakeIdP, verifier: AccessTokenVerifier) -> None:
     await refused(verifier, idp.token(now=NOW, header={"kid": None}), "kid")
     await refused(verifier, idp.token(now=NOW, header={"kid": "nope"}), "unknown")
+    for header, message in (({"kid": None}, "token has no kid"), ({"kid": "nope"}, "unknown or revoked signing key")):
+        with pytest.raises(TokenInvalid) as info:  # the messages are shown to the caller (error_description)
+            await verifier.verify(idp.token(now=NOW, header=header))
+        assert str(info.value) == message
 
 
 @pytest.mark.parametrize("name", ["jku", "x5u", "jwk", "x5c", "crit"])
@@ -191,3 +195,15 @@ def test_unusable_jwks_entries_are_ignored() -> None:
 )
 def test_parse_max_age(header: str | None, expected: int | None) -> None:
     assert parse_max_age(header) == expected
+
+
+def test_principal_from_claims() -> None:
+    from idp.resource.verifier import Principal
+
+    claims = {"sub": "u1", "client_id": "c1", "scope": "api:read api:write"}
+    p = Principal.from_claims(claims)
+    assert (p.sub, p.client_id, p.scopes) == ("u1", "c1", frozenset({"api:read", "api:write"}))
+    assert p.claims is claims
+    bare = Principal.from_claims({})
+    assert (bare.sub, bare.client_id, bare.scopes) == ("", "", frozenset())
+    assert Principal.from_claims({"scope": ["api:read"]}).scopes == frozenset()  # only a space-separated string
