@@ -50,8 +50,9 @@ fuzz: venv
 # Mutation testing of the security modules (mutmut; not part of CI). MODULES='idp/tokens/refresh.py' for one.
 # What it reports and which survivors are equivalent: docs/mutation.md.
 MODULES ?=
+MUTATE_ARGS ?=
 mutate: venv
-	nice -n 10 $(BIN)/python scripts/mutate.py $(MODULES)
+	nice -n 10 $(BIN)/python scripts/mutate.py $(MUTATE_ARGS) $(MODULES)
 
 # Build/test leftovers only: keeps .venv, data/ and keys/.
 clean:

@@ -2,6 +2,7 @@
 
     make mutate                                   # every module below, one after the other
     make mutate MODULES='idp/tokens/refresh.py'   # one module
+    make mutate MUTATE_ARGS=--survivors            # after adding tests: re-run only the mutants that survived
     .venv/bin/mutmut show <mutant name>            # the diff of one mutant (after a run)
 
 Each module is mutated against its own tests only (``TESTS``), on the embedded backend (no PostgreSQL,
@@ -24,7 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-# The tests that target each module. Kept small: a mutant is run against those of them that reach it.
+# The tests that target each module. Kept small and fast (unit tests first): a mutant is run against those of
+# them that reach it, and a surviving one against all of those.
 TESTS: dict[str, list[str]] = {
     "idp/oauth/grants/pkce.py": ["tests/unit/oauth/test_rules.py", "tests/integration/test_pkce.py"],
     "idp/clients/model.py": [
@@ -36,14 +38,7 @@ TESTS: dict[str, list[str]] = {
     "idp/tokens/jwt.py": ["tests/unit/tokens/test_jwt_sign.py", "tests/unit/tokens/test_jwt_verify.py"],
     "idp/tokens/codes.py": ["tests/unit/tokens/test_codes.py", "tests/integration/test_code_replay.py"],
     "idp/sessions/csrf.py": ["tests/unit/sessions/test_csrf.py", "tests/integration/test_csrf.py"],
-    "idp/tokens/refresh.py": [
-        "tests/unit/tokens/test_refresh.py",
-        "tests/unit/tokens/test_refresh_revocation.py",
-        "tests/integration/test_refresh_rotation.py",
-        "tests/integration/test_refresh_concurrency.py",
-        "tests/integration/test_introspection.py",
-        "tests/integration/test_revocation.py",
-    ],
+    "idp/tokens/refresh.py": ["tests/unit/tokens/test_refresh.py", "tests/unit/tokens/test_refresh_revocation.py"],
     "idp/resource/verifier.py": ["tests/unit/resource"],
     "idp/oauth/client_auth.py": [
         "tests/unit/oauth/test_rules.py",
@@ -57,7 +52,7 @@ TESTS: dict[str, list[str]] = {
         "tests/integration/test_redirect_uri.py",
         "tests/integration/test_pkce.py",
     ],
-    "idp/tokens/denyset.py": ["tests/unit/tokens/test_denyset.py", "tests/integration/test_denylist_batch.py"],
+    "idp/tokens/denyset.py": ["tests/unit/tokens/test_denyset.py"],
     "idp/users/throttle.py": ["tests/unit/users/test_throttle.py", "tests/integration/test_throttle.py"],
     "idp/web/pages/forms.py": [
         "tests/integration/test_csrf.py",
@@ -70,7 +65,7 @@ KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 COUNTED = KILLED | {"survived", "no tests", "suspicious"}
 
 
-def _mutmut(module: str, max_children: int) -> None:
+def _mutmut(module: str, max_children: int, survivors_only: bool) -> None:
     """Run mutmut in this process on ``module`` alone, with that module's tests as the selection."""
     from mutmut import __main__ as mutmut_main
     from mutmut import configuration
@@ -79,9 +74,12 @@ def _mutmut(module: str, max_children: int) -> None:
     # stay so); the run is narrowed to this module's mutants by name, and the stats run to its tests.
     base = configuration.config()
     configuration._config = dataclasses.replace(base, pytest_add_cli_args_test_selection=list(TESTS[module]))
-    pattern = module.removesuffix(".py").replace("/", ".") + ".*"
+    names = [module.removesuffix(".py").replace("/", ".") + ".*"]
+    if survivors_only and (Path("mutants") / (module + ".meta")).exists():
+        # After adding tests: a killed mutant stays killed, so only the others are run again.
+        names = [line.split(":")[0] for line in _score(module)[1]] or names
     try:
-        mutmut_main.cli(["run", "--max-children", str(max_children), pattern], standalone_mode=False)
+        mutmut_main.cli(["run", "--max-children", str(max_children), *names], standalone_mode=False)
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             raise
@@ -109,13 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", default=list(TESTS), help="source files (default: all of TESTS)")
     parser.add_argument("--max-children", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--min", type=float, default=90.0, help="lowest acceptable score, in percent")
+    parser.add_argument(
+        "--survivors", action="store_true", help="re-run only the mutants the last run did not kill (after new tests)"
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one module here
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in TESTS]
     if unknown:
         parser.error(f"not configured in scripts/mutate.py TESTS: {', '.join(unknown)}")
     if args.one:
-        _mutmut(args.modules[0], args.max_children)
+        _mutmut(args.modules[0], args.max_children, args.survivors)
         return 0
     # The mutated copy in mutants/ must be what the tests import, never a source tree on PYTHONPATH.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     for module in args.modules:
         # One process per module: mutmut keeps its configuration and state in module globals.
         cmd = [sys.executable, "-P", __file__, "--one", "--max-children", str(args.max_children), module]
+        cmd += ["--survivors"] if args.survivors else []
         if subprocess.run(cmd, env=env, check=False).returncode != 0:  # noqa: S603 (our own argv, no shell)
             print(f"\n{module}: mutmut failed")
             low.append(module)

@@ -85,7 +85,9 @@ async def test_kid_is_required_and_must_be_known(idp: FakeIdP, verifier: AccessT
 @pytest.mark.parametrize("name", ["jku", "x5u", "jwk", "x5c", "crit"])
 async def test_key_material_from_the_token_is_refused(idp: FakeIdP, verifier: AccessTokenVerifier, name: str) -> None:
     value: object = {"jwk": {"kty": "oct"}, "crit": ["kid"], "x5c": ["MIIB"]}.get(name, "https://evil/k")
-    await refused(verifier, idp.token(now=NOW, header={name: value}), "forbidden")
+    with pytest.raises(TokenInvalid) as info:
+        await verifier.verify(idp.token(now=NOW, header={name: value}))
+    assert str(info.value) == "token header carries a forbidden parameter"  # shown to the caller
 
 
 @pytest.mark.parametrize("typ", ["JWT", "id_token+jwt", "logout+jwt", "secevent+jwt", None])
@@ -207,3 +209,14 @@ def test_principal_from_claims() -> None:
     bare = Principal.from_claims({})
     assert (bare.sub, bare.client_id, bare.scopes) == ("", "", frozenset())
     assert Principal.from_claims({"scope": ["api:read"]}).scopes == frozenset()  # only a space-separated string
+
+
+async def test_a_verifier_for_several_audiences(idp: FakeIdP) -> None:
+    async with idp.http() as http:
+        jwks = JwksCache(f"{ISSUER}/jwks.json", http)
+        both = AccessTokenVerifier(
+            issuer=ISSUER, audience=[API, "https://api2.test"], jwks=jwks, clock=FrozenClock(NOW)
+        )
+        for aud in (API, "https://api2.test"):
+            assert (await both.verify(idp.token(now=NOW, aud=aud)))[1]["aud"] == aud
+        await refused(both, idp.token(now=NOW, aud="https://other.test"), "audience")
