@@ -207,3 +207,22 @@ def test_a_cutoff_without_not_before_denies_every_token() -> None:
     ds = DenySet([entry(1, "subject", "u1", nb=None), entry(2, "subject", "u1", nb=T)])
     assert ds.is_denied(token(iat=T + 10**6))
     assert not ds.is_denied(token(sub="u2", iat=T - 1))
+
+
+def test_duplicate_kid_entries_are_counted() -> None:
+    ds = DenySet([entry(1, "kid", "k"), entry(2, "kid", "k")])
+    ds.discard(1)
+    assert ds.is_denied(token(), "k")  # one entry still names the key
+    ds.discard(2)
+    assert not ds.is_denied(token(), "k")
+
+
+def test_an_unknown_kind_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="^unknown deny kind 'user'$"):
+        DenySet([entry(1, "user", "u1")])
+
+
+def test_a_new_set_is_at_version_zero() -> None:
+    """Version 1 is the IdP's first change: a set that started at 1 would never ask for it."""
+    assert DenySet().version == 0
+    assert DenySet([entry(1, "jti", "j1")]).version == 0  # a snapshot's version is given, never guessed
