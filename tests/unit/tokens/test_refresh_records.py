@@ -38,9 +38,16 @@ def _grants(store: MemoryGrantStore, clock: FrozenClock, *, grace: float = 5, de
                          grace_seconds=grace, grace_max_uses=3, denylist=lambda: recorder or None)  # fmt: skip
 
 
-def _start(grants: RefreshTokens, *, user: str = "u", scope: str = "openid profile offline_access") -> str:
-    _, token = grants.start(client_id="c", user_id=user, sid="s1", scope=scope, audience="a", auth_time=1.0,
-                            acr=None, amr=[], code_digest=CODE, at_jti=f"jti-{user}", at_exp=NOW + 600,
+def _start(
+    grants: RefreshTokens,
+    *,
+    user: str = "u",
+    scope: str = "openid profile offline_access",
+    sid: str = "s1",
+    code: bytes = CODE,
+) -> str:
+    _, token = grants.start(client_id="c", user_id=user, sid=sid, scope=scope, audience="a", auth_time=1.0,
+                            acr=None, amr=[], code_digest=code, at_jti=f"jti-{user}", at_exp=NOW + 600,
                             with_refresh=True)  # fmt: skip
     assert token
     return token
@@ -164,7 +171,9 @@ def test_reuse_without_an_actor_names_the_client(
 
 
 REVOCATIONS = {
-    "grant": lambda g, store: g.revoke_grant(next(iter(store.grants)), actor="admin:ops", reason="why"),
+    "grant": lambda g, store: g.revoke_grant(
+        next(x.id for x in store.grants.values() if x.user_id == "u"), actor="admin:ops", reason="why"
+    ),
     "code": lambda g, store: g.revoke_by_code(CODE, actor="admin:ops", reason="why"),
     "session": lambda g, store: g.revoke_for_session("s1", keep_offline=False, actor="admin:ops", reason="why"),
     "user": lambda g, store: g.revoke_for_user("u", actor="admin:ops", reason="why"),
@@ -175,11 +184,14 @@ REVOCATIONS = {
 def test_every_revocation_path_records_actor_and_reason(
     grants: RefreshTokens, store: MemoryGrantStore, clock: FrozenClock, how: str
 ) -> None:
+    bystander = _start(grants, user="v", sid="s2", code=b"another code")  # matches none of the filters
+    store.denied.clear()
     token = _start(grants)
     grants.rotate(token, client_id="c", scope=None, mint=Mint())
     clock.advance(1)
     assert REVOCATIONS[how](grants, store)
-    grant_id = next(iter(store.grants))
+    assert grants.lookup(bystander) is not None
+    grant_id = next(g.id for g in store.grants.values() if g.user_id == "u")
     event = {"actor": "admin:ops", "subject": "u", "client_id": "c", "grant_id": grant_id, "reason": "why"}
     assert store.audits == [("grant_revoked", event)]
     assert store.grants[grant_id].revoked_reason == "why"
@@ -222,3 +234,72 @@ def test_live_grants_and_purge_use_the_clock(
     assert grants.grants_for_user("u") == []  # past the absolute lifetime
     grants.purge()
     assert store.purges == [(NOW + 1000, 5)]
+
+
+def test_the_family_keeps_what_the_authorization_established(store: MemoryGrantStore, clock: FrozenClock) -> None:
+    """OIDC Core §12.2: a refresh mints from the original authentication (time, acr, amr) and audience."""
+    grants = _grants(store, clock)
+    grant, token = grants.start(client_id="c", user_id="u", sid="s1", scope="openid", audience="https://api",
+                                auth_time=123.0, acr="urn:idp:mfa", amr=["pwd", "otp"], code_digest=CODE,
+                                at_jti="jti-0", at_exp=NOW + 600, with_refresh=True)  # fmt: skip
+    assert token
+    clock.advance(7)
+    mint = Mint()
+    grants.rotate(token, client_id="c", scope=None, mint=mint)
+    ((seen, _),) = mint.calls
+    assert (seen.audience, seen.auth_time, seen.acr, seen.amr) == ("https://api", 123.0, "urn:idp:mfa", ["pwd", "otp"])
+    assert seen.created_at == NOW and seen.absolute_expires_at == NOW + 1000 and seen.id == grant.id
+    first = next(t for t in store.tokens.values() if t.at_jti == "jti-0")
+    assert first.created_at == NOW and first.idle_expires_at == NOW + 100
+
+
+def test_a_family_without_a_refresh_token(grants: RefreshTokens, store: MemoryGrantStore) -> None:
+    """A code exchange without refresh: the family records the access token (so revocation can deny it)."""
+    _, token = grants.start(client_id="c", user_id="u", sid="s1", scope="openid", audience="a", auth_time=1.0,
+                            acr=None, amr=[], code_digest=CODE, at_jti="jti-0", at_exp=NOW + 600,
+                            with_refresh=False)  # fmt: skip
+    assert token is None
+    (row,) = store.tokens.values()
+    assert row.digest is None and row.at_jti == "jti-0"
+
+
+class CutOffs(RecordingDenyList):
+    """Subject and client cut-offs, matched as the real deny-list does."""
+
+    def __init__(self, *entries: Any) -> None:
+        super().__init__()
+        from idp.tokens.denyset import DenySet
+
+        self.set = DenySet(entries)
+
+    def is_denied(self, claims: dict[str, Any], kid: str | None = None) -> bool:
+        return self.set.is_denied(claims, kid) or super().is_denied(claims, kid)
+
+
+@pytest.mark.parametrize(("kind", "value"), [("subject", "u"), ("client", "c")])
+def test_a_cut_off_stops_refresh_tokens_issued_before_it(
+    store: MemoryGrantStore, clock: FrozenClock, kind: str, value: str
+) -> None:
+    from idp.tokens.denyset import DenyEntry
+
+    cut = CutOffs(DenyEntry(1, kind, value, NOW + 10**6, NOW + 1))
+    grants = _grants(store, clock, deny=cut)
+    before = _start(grants)
+    clock.advance(1)
+    after = _start(grants, user="u", sid="s2", code=b"later")
+    with pytest.raises(InvalidGrant, match="^refresh token was revoked$"):
+        grants.rotate(before, client_id="c", scope=None, mint=Mint())
+    assert grants.rotate(after, client_id="c", scope=None, mint=Mint())["refresh_token"]
+
+
+def test_a_subject_cut_off_covers_a_family_without_a_user(store: MemoryGrantStore, clock: FrozenClock) -> None:
+    """A family with no user (the client acting for itself) has the client as its subject."""
+    from idp.tokens.denyset import DenyEntry
+
+    grants = _grants(store, clock, deny=CutOffs(DenyEntry(1, "subject", "c", NOW + 10**6, NOW + 1)))
+    _, token = grants.start(client_id="c", user_id="", sid=None, scope="api", audience="a", auth_time=None,
+                            acr=None, amr=[], code_digest=None, at_jti="jti-0", at_exp=NOW + 600,
+                            with_refresh=True)  # fmt: skip
+    assert token
+    with pytest.raises(InvalidGrant, match="^refresh token was revoked$"):
+        grants.rotate(token, client_id="c", scope=None, mint=Mint())
