@@ -115,3 +115,14 @@ def test_an_exported_idp_variable_does_not_leak_into_the_suite() -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 passed" in r.stdout
+
+
+def test_a_missing_service_tool_or_route_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.conftest as suite
+
+    monkeypatch.setattr(suite, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="redis-server is required in CI"):
+        suite._unavailable("redis-server")
+    monkeypatch.setattr(suite, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="redis-server not available"):
+        suite._unavailable("redis-server")
