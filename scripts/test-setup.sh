@@ -4,6 +4,7 @@
 # Idempotent and quiet when nothing is missing. Installs from Debian, as root:
 #   chromium        -> /usr/bin/chromium, driven by Playwright in tests/browser
 #   docker-compose  -> `docker-compose config` in tests/integration/test_compose.py
+#   redis-server    -> throwaway Redis servers in tests/robustness (fault injection)
 # It never asks Playwright to download a browser of its own (that fails here); Debian's chromium is used.
 # Without root or apt-get it only warns: the tests that need a missing tool
 # skip locally and fail when CI is set.
@@ -12,6 +13,7 @@ set -euo pipefail
 missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 
 ((${#missing[@]} == 0)) && exit 0
 

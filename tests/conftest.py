@@ -7,7 +7,12 @@ prefix; tables are truncated between tests. Locally a missing service skips
 the postgres variant; with ``CI`` set it fails.
 
 Time is a FrozenClock: tests move it instead of sleeping. Stored expiry times are
-always checked against it (Redis TTLs only collect garbage).
+always checked against it (Redis TTLs only collect garbage). Tests that must wait on
+real time (live servers, streams, Redis faults) are marked ``timing``; ``make test``
+runs them after the rest, serially.
+
+No ``IDP_*`` variable of the shell reaches a test (``_no_idp_environment``): a test
+that needs one sets it itself.
 """
 
 from __future__ import annotations
@@ -38,9 +43,19 @@ IN_CI = bool(os.environ.get("CI"))
 
 
 def _unavailable(what: str) -> None:
+    """Skip the test for want of ``what`` (a service, a tool, a route); with ``CI`` set, fail it instead."""
     if IN_CI:
-        pytest.fail(f"{what} is required in CI but is not reachable", pytrace=False)
-    pytest.skip(f"{what} not reachable")
+        pytest.fail(f"{what} is required in CI but is not available", pytrace=False)
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(autouse=True)
+def _no_idp_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read ``IDP_*`` from the environment, so one exported in the developer's shell (say
+    ``IDP_ACCESS_TOKEN_TTL=60``) would change what every test builds. Cleared for each test; the module-level
+    reads above (``IDP_TEST_PG``, ``IDP_TEST_REDIS``) happened at import, before this."""
+    for name in [k for k in os.environ if k.startswith("IDP_")]:
+        monkeypatch.delenv(name)
 
 
 @dataclass

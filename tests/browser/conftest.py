@@ -22,6 +22,7 @@ import pytest
 from idp.app import create_app
 from idp.config import Settings
 from idp.container import Container, build_container
+from tests.conftest import _unavailable
 from tests.integration.live_server import LiveServer, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -65,9 +66,7 @@ class _RelyingParty(BaseHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def chromium() -> str:
     if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is required in CI", pytrace=False)
-        pytest.skip(f"{CHROMIUM} not installed")
+        _unavailable(f"{CHROMIUM} (scripts/test-setup.sh installs it)")
     return CHROMIUM
 
 

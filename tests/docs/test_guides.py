@@ -23,7 +23,10 @@ from tests.integration.live_server import LiveServer, free_port
 from tests.integration.resource_support import idp_server
 
 # Authlib's Starlette client (the web-app guide) imports its httpx integration, which Authlib now deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:The httpx module is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.timing,  # the guides run against a live server
+    pytest.mark.filterwarnings("ignore:The httpx module is deprecated:DeprecationWarning"),
+]
 
 GUIDES = ["native-apps.md", "integrators.md", "web-apps.md", "resource-servers.md"]
 

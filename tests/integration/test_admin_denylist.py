@@ -119,6 +119,7 @@ async def idp(container: Container) -> AsyncIterator[LiveServer]:
         yield server
 
 
+@pytest.mark.timing
 @pytest.mark.timeout(60)
 async def test_admin_revocation_reaches_the_api_within_a_second(
     idp: LiveServer, container: Container, clock: FrozenClock

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import _unavailable
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -36,9 +38,7 @@ KEY_LITERAL = re.compile(r"(?<![\w$/+-])(?:[A-Za-z0-9_+/-]{43}={0,2}|[0-9a-fA-F]
 
 
 def _missing(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (required when CI is set; scripts/test-setup.sh installs it)")
-    pytest.skip(what)
+    _unavailable(f"{what} (scripts/test-setup.sh installs it)")
 
 
 def _compose_bin() -> str:

@@ -149,6 +149,7 @@ def test_another_instance_sees_a_change_within_the_sync_interval(
         other.close()
 
 
+@pytest.mark.timing  # a latency bound on real time
 async def test_pubsub_wakes_other_instances_at_once(
     container: Container, settings: Settings, clock: FrozenClock, app: object
 ) -> None:
@@ -159,10 +160,28 @@ async def test_pubsub_wakes_other_instances_at_once(
 
     if not settings.redis_url:
         pytest.skip("the in-process store does not cross instances (single-process by design)")
+    import redis
+
+    from idp.tokens.secevent import CHANNEL
+
+    channel = (settings.redis_prefix or "idp:") + CHANNEL
+    r = redis.Redis.from_url(settings.redis_url)
+
+    def subscribers() -> int:
+        return int(dict(r.pubsub_numsub(channel)).get(channel.encode(), 0))
+
+    deadline = time.monotonic() + 10
+    while not subscribers():  # this test's own app (the ``app`` fixture) subscribes first
+        assert time.monotonic() < deadline, "the first instance never subscribed"
+        await asyncio.sleep(0.01)
+    before = subscribers()
     other = build_container(settings.model_copy(update={"denylist_sync_seconds": 10.0}), clock=clock)
     try:
         async with LifespanManager(create_app(container=other)):
-            await asyncio.sleep(0.3)  # let the Redis subscription settle
+            deadline = time.monotonic() + 10
+            while subscribers() <= before:  # the other instance's subscription is in place (no fixed settle sleep)
+                assert time.monotonic() < deadline, "the other instance never subscribed"
+                await asyncio.sleep(0.01)
             started = time.monotonic()
             await asyncio.to_thread(container.denylist.deny, "subject", "u7", reason="", actor="t")
             while not other.denylist._set.is_denied({"sub": "u7", "iat": 0}):
@@ -170,6 +189,7 @@ async def test_pubsub_wakes_other_instances_at_once(
                 await asyncio.sleep(0.01)
     finally:
         other.close()
+        r.close()
 
 
 async def test_get_deny_list_snapshot_etag_and_304(client: httpx.AsyncClient, container: Container) -> None:

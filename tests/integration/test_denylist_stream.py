@@ -27,7 +27,7 @@ from idp.web.denylist_feed import TAIL_LIMIT, DenyFeed, _Stream
 from tests.integration.live_server import LiveServer, free_port
 from tests.integration.resource_support import ISSUER, eventually, feed_auth, feed_reader, idp_server, running_idp
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timing, pytest.mark.timeout(60)]  # live IdP, real streams
 
 
 @pytest.fixture

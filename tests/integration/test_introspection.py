@@ -188,3 +188,20 @@ async def test_refresh_reuse_and_code_reuse_are_reflected(
     assert (await introspect(client, app.client_id, secret, at))["active"] is True
     assert (await exchange(client, app, secret, code, verifier)).status_code == 400  # the code, again
     assert await introspect(client, app.client_id, secret, at) == INACTIVE
+
+
+async def test_refresh_token_past_its_idle_lifetime_is_inactive(
+    client: httpx.AsyncClient, container: Container, clock: FrozenClock, web
+) -> None:
+    """Idle (sliding) lifetime over, absolute lifetime not: introspection says inactive, as the token endpoint does."""
+    app, secret = web
+    rt = (await tokens_for(container, client, app, secret, make_user(container)))["refresh_token"]
+    idle, absolute = container.settings.refresh_idle_ttl, container.settings.refresh_absolute_ttl
+    assert idle + 10 < absolute
+    clock.advance(idle - 1)
+    body = await introspect(client, app.client_id, secret, rt)
+    assert body["active"] is True and body["exp"] == int(clock.now()) + 1  # the idle deadline, not the absolute one
+    clock.advance(1)
+    assert await introspect(client, app.client_id, secret, rt) == INACTIVE  # RFC 7662 §2.2
+    r = await refresh(client, app, secret, rt)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"

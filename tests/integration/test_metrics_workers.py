@@ -18,6 +18,8 @@ import pytest
 from tests.integration.live_server import free_port
 from tests.obskit import sample
 
+pytestmark = pytest.mark.timing  # real worker processes
+
 TOKEN = "scrape-token-for-the-worker-test"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import httpx
 import pytest
@@ -85,3 +86,53 @@ def test_threads_racing_in_the_core_have_one_winner(container: Container) -> Non
         t.join(30)
     assert len(wins) == 1 and len(losses) == N - 1
     assert _live_successors(container) <= 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize("settings_overrides", [{"refresh_grace_seconds": 0}])
+def test_rotation_waits_for_a_revocation_holding_the_grant_row(container: Container) -> None:
+    """PostgreSQL row lock: a revocation that has updated the grant row (not yet committed) holds it; a rotation
+    of that family waits for it and then rotates nothing. It never hands out tokens of a family being revoked,
+    whose new access token the revocation could not have seen to deny-list."""
+    from sqlalchemy import text
+
+    from idp.store.grants_repo import SqlGrantStore
+
+    web, _ = web_client(container)
+    user = make_user(container)
+    now = container.clock.now()
+    grant, token = container.grants.start(
+        client_id=web.client_id, user_id=user.id, sid=None, scope="openid offline_access", audience="a",
+        auth_time=None, acr=None, amr=[], code_digest=None, at_jti="j0", at_exp=now + 60, with_refresh=True,
+    )  # fmt: skip
+    assert token is not None
+    outcome: list[object] = []
+
+    def mint(grant, scope):  # type: ignore[no-untyped-def]
+        return Minted(response={"access_token": "x"}, at_jti="j-new", at_exp=now + 60)
+
+    def rotate() -> None:
+        try:
+            outcome.append(container.grants.rotate(token, client_id=web.client_id, scope=None, mint=mint))
+        except InvalidGrant as exc:
+            outcome.append(exc)
+
+    store = SqlGrantStore(container.sessions, container.audit, container.extras["deny_store"])
+    rotation = threading.Thread(target=rotate)
+    with store.transaction() as tx:
+        assert [g.id for g in tx.revoke(now=now, reason="admin", grant_id=grant.id)] == [grant.id]
+        rotation.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        deadline = time.monotonic() + 30
+        with container.engine.connect() as probe:
+            while rotation.is_alive() and not probe.execute(text(waiting)).scalar() and time.monotonic() < deadline:
+                time.sleep(0.01)  # polls a condition, with a generous deadline
+        assert rotation.is_alive(), outcome  # it waits on the lock rather than rotating past it
+    rotation.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], InvalidGrant), outcome
+    with container.sessions() as s:  # only the original row, never rotated: no successor was written
+        rows = s.scalars(select(RefreshTokenRow).where(RefreshTokenRow.grant_id == grant.id)).all()
+        assert [r.rotated_at for r in rows] == [None]

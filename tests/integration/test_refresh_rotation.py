@@ -232,3 +232,48 @@ async def test_a_subject_or_client_cut_off_also_stops_refresh(
     clock.advance(1)
     t1 = await tokens_for(container, client, native, None, user, **OFFLINE)  # issued after the cut-off
     assert (await refresh(client, native, None, t1["refresh_token"])).status_code == 200
+
+
+@pytest.mark.parametrize("how", ["logout", "admin", "reuse", "client"])
+async def test_a_revoked_family_gets_no_grace_repeat(client: httpx.AsyncClient, container: Container, how: str) -> None:
+    """Once the family is revoked, the token rotated a moment ago is dead too: a repeat inside the grace window
+    gets invalid_grant, never the successor kept for repeats (RFC 9700 §4.14.2)."""
+    from tests.integration.test_revocation import revoke
+
+    web, secret = web_client(container)
+    user = make_user(container)
+    first = await tokens_for(container, client, web, secret, user, scope="openid profile")  # session-bound
+    mid = (await refresh(client, web, secret, first["refresh_token"])).json()
+    last = (await refresh(client, web, secret, mid["refresh_token"])).json()  # mid: rotated just now
+    found = container.grants.lookup(last["refresh_token"])
+    assert found is not None
+    if how == "logout":
+        assert container.grants.revoke_for_session(found[1].sid or "", keep_offline=False, actor="u", reason="logout")
+    elif how == "admin":
+        assert container.grants.revoke_for_user(user.id, actor="admin:ops", reason="disable") == 1
+    elif how == "reuse":
+        assert (await refresh(client, web, secret, first["refresh_token"])).status_code == 400  # its grace is gone
+    else:
+        assert (await revoke(client, web.client_id, secret, last["refresh_token"])).status_code == 200  # RFC 7009
+    r = await refresh(client, web, secret, mid["refresh_token"])  # still inside the 5 s window
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
+    assert last["refresh_token"] not in r.text and last["access_token"] not in r.text
+
+
+async def test_reuse_names_the_actor_in_the_audit_event_and_the_deny_list(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """Who presented the rotated token is on record: the reuse audit event and every deny-list entry it wrote."""
+    web, secret = web_client(container)
+    user = make_user(container)
+    t0 = await tokens_for(container, client, web, secret, user, **OFFLINE)
+    t1 = (await refresh(client, web, secret, t0["refresh_token"])).json()
+    container.clock.advance(6)
+    assert (await refresh(client, web, secret, t0["refresh_token"])).status_code == 400
+    (event,) = container.audit.query(action="refresh_token_reuse")
+    assert event.actor == web.client_id and event.subject == user.id and event.client_id == web.client_id
+    verify = container.extras["access_tokens"].verify
+    jtis = {verify(t["access_token"], audience=None)[1]["jti"] for t in (t0, t1)}
+    entries = [e for e in container.denylist.list() if e.kind == "jti"]
+    assert {e.value for e in entries} == jtis
+    assert all(e.actor == web.client_id and e.reason == "refresh token reuse" for e in entries)

@@ -19,6 +19,8 @@ from idp.config import load_settings
 from idp.store.db import make_engine
 from tests.conftest import PG_ADMIN_URL
 
+pytestmark = pytest.mark.timing  # replicas are real processes starting at once
+
 
 @pytest.fixture
 def empty_database(backend) -> str:

@@ -4,6 +4,7 @@ routes, scopes, and the introspection fallback while the deny-list stream is bro
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,7 +17,7 @@ from idp.container import Container
 from tests.integration.live_server import LiveServer
 from tests.integration.resource_support import API, ISSUER, bearer, eventually, mint, running_idp
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timing, pytest.mark.timeout(60)]  # live IdP, real streams
 
 
 @pytest.fixture
@@ -43,6 +44,8 @@ async def test_example_api_with_introspection_fallback(
     protector = next(m.kwargs["protector"] for m in app.user_middleware)
     protector.verifier.clock = clock  # tokens are minted on the test's frozen clock
     protector.follower._clock = clock  # type: ignore[union-attr]
+    cache_skew = [0.0]  # the introspection cache's monotonic clock, moved by the test instead of slept through
+    protector.introspector._now = lambda: time.monotonic() + cache_skew[0]  # type: ignore[union-attr]
     caller, _ = container.clients.create(name="Caller", kind="service", scope="api:read", audience=API)
     as_caller = {"client_id": caller.client_id, "sub": caller.client_id}  # introspection checks they exist
     reader = mint(container, clock, scope="api:read", **as_caller)
@@ -77,7 +80,7 @@ async def test_example_api_with_introspection_fallback(
         doomed = mint(container, clock, scope="api:read", **as_caller)
         assert (await api.get("/orders", headers=bearer(doomed))).status_code == 200
         await asyncio.to_thread(container.denylist.deny, "jti", _jti(doomed), reason="stolen", actor="t")
-        await asyncio.sleep(1.1)  # the introspection cache (1 s) runs out
+        cache_skew[0] += 1.1  # the introspection cache (1 s) runs out
         r = await api.get("/orders", headers=bearer(doomed))
         assert r.status_code == 401  # learnt from introspection, not from the (broken) stream
         assert follower.version < container.denylist.version

@@ -30,7 +30,7 @@ from tests.integration.resource_support import (
     running_idp,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timing, pytest.mark.timeout(60)]  # live IdP, real streams
 
 
 @pytest.fixture

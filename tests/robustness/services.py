@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from idp.config import load_settings
 from idp.store.db import make_engine, upgrade
+from tests.conftest import _unavailable
 
 PG_ADMIN_URL = os.environ.get("IDP_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ class RedisServer:
     def __init__(self, workdir: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+            _unavailable("redis-server (scripts/test-setup.sh installs it)")
         self.binary = binary
         self.port = free_port()
         self.workdir = workdir
@@ -95,9 +95,7 @@ def _admin() -> object:
     try:
         return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=2)
     except Exception:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is required in CI but is not reachable", pytrace=False)
-        pytest.skip("PostgreSQL not reachable")
+        _unavailable("PostgreSQL")
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import pytest
 from tests.robustness.services import IdpProcess
 from tests.robustness.test_sigterm import prepare
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timing, pytest.mark.timeout(120)]  # real processes
 
 
 def test_each_request_gets_one_json_access_line_with_its_request_id(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from tests.robustness.conftest import open_site
 from tests.robustness.kit import ISSUER, describe
 from tests.robustness.services import fresh_database, kill_connections, new_kek, redis_server
 
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.postgres, pytest.mark.timing, pytest.mark.timeout(180)]  # recovery windows
 FAMILIES = 6
 
 

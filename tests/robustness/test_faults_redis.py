@@ -39,7 +39,7 @@ from tests.robustness.conftest import open_site
 from tests.robustness.kit import ISSUER, assert_sane, describe
 from tests.robustness.services import fresh_database, new_kek, redis_server
 
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.postgres, pytest.mark.timing, pytest.mark.timeout(120)]  # recovery windows
 HTML = {"accept": "text/html,application/xhtml+xml"}
 
 

@@ -21,7 +21,7 @@ from idp.container import build_container, check_kek
 from idp.store.db import upgrade
 from tests.robustness.services import IdpProcess, new_kek
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timing, pytest.mark.timeout(120)]  # real processes
 CONNECTION_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
                      httpx.ConnectTimeout, httpx.PoolTimeout)  # fmt: skip
 

@@ -152,7 +152,14 @@ async def test_token_of_a_retired_and_removed_key_is_refused(container: Containe
 async def test_userinfo_refuses_every_forged_token(container: Container, site: Site) -> None:
     need(site, "/userinfo")
     user = make_user(container)
-    forge = Forge(container, audience=container.settings.issuer, sub=user.id, scope="openid profile email")
+    app, _ = container.clients.create(name="web app", kind="web", redirect_uris=["https://app.example/cb"])
+    forge = Forge(
+        container,
+        audience=container.settings.issuer,
+        sub=user.id,
+        client_id=app.client_id,
+        scope="openid profile email",
+    )  # userinfo also refuses a token whose client is gone
     ok = await bearer(site.http, "/userinfo", forge.valid())
     assert ok.status_code == 200 and ok.json()["sub"] == user.id, describe(ok)
     results = {name: await bearer(site.http, "/userinfo", token) for name, token in forge.tokens().items()}

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from idp.config import ConfigError, load_settings, normalise_database_url
@@ -92,3 +97,32 @@ def test_refresh_grace_window_is_bounded() -> None:
     with pytest.raises(ConfigError, match="IDP_REFRESH_GRACE_SECONDS"):
         load_settings(refresh_grace_seconds=61)  # industry practice: <= 60 s
     assert load_settings(refresh_grace_seconds=0).refresh_grace_seconds == 0
+
+
+def test_no_idp_variable_reaches_a_test() -> None:
+    """Run by the test below with IDP_ACCESS_TOKEN_TTL exported: conftest's autouse fixture clears it."""
+    assert not [name for name in os.environ if name.startswith("IDP_")]
+    assert load_settings().access_token_ttl == 600
+
+
+def test_an_exported_idp_variable_does_not_leak_into_the_suite() -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"IDP_ACCESS_TOKEN_TTL": "120"}
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
+    r = subprocess.run(  # noqa: S603
+        [*argv, f"{Path(__file__).relative_to(root)}::test_no_idp_variable_reaches_a_test"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 passed" in r.stdout
+
+
+def test_a_missing_service_tool_or_route_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.conftest as suite
+
+    monkeypatch.setattr(suite, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="redis-server is required in CI"):
+        suite._unavailable("redis-server")
+    monkeypatch.setattr(suite, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="redis-server not available"):
+        suite._unavailable("redis-server")

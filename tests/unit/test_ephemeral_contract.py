@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from idp.clock import FrozenClock
 from idp.store.ephemeral import EphemeralStore, StoreUnavailable
 from idp.store.memory import MemoryStore
 from idp.store.redis_store import RedisStore
+from tests.conftest import _unavailable
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DEAD_URL = "redis://127.0.0.1:1/0"
@@ -30,10 +30,7 @@ LONG = 30.0
 
 
 def _redis_missing() -> None:
-    msg = f"Redis not reachable at {REDIS_URL}"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    _unavailable(f"Redis at {REDIS_URL}")
 
 
 @dataclass
@@ -98,7 +95,7 @@ def _prefixed_redis(url: str = REDIS_URL) -> Iterator[RedisStore]:
         _delete_prefix(prefix)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.timing)])  # Redis TTLs: real time
 def h(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "memory":
         clock = FrozenClock(1_700_000_000.0)

@@ -127,6 +127,7 @@ async def test_pipelined_requests_answer_in_order() -> None:
     assert transport.writes[0].endswith(b'"got":0}') and transport.writes[1].endswith(b'"got":5}')
 
 
+@pytest.mark.timing  # write times on the event loop's clock
 async def test_a_streamed_head_leaves_at_once_not_with_the_first_chunk() -> None:
     transport, stamps = await serve(b"GET /stream HTTP/1.1\r\nhost: a\r\n\r\n", settle=0.01)
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK") and transport.writes[0].endswith(b"\r\n\r\n")

@@ -127,3 +127,57 @@ async def test_cache_size_zero_verifies_every_time(
     await verifier.verify(token)
     await verifier.verify(token)
     assert signature_checks == ["ES256", "ES256"] and not verifier._verified
+
+
+async def test_a_hit_inside_its_lifetime_costs_no_signature_check_even_near_expiry(
+    idp: FakeIdP, verifier: AccessTokenVerifier, clock: FrozenClock, signature_checks: list[str]
+) -> None:
+    token = idp.token(now=NOW, exp=int(NOW) + 10)
+    await verifier.verify(token)
+    clock.advance(9)
+    await verifier.verify(token)
+    assert signature_checks == ["ES256"]  # re-verified only once it is past exp plus the leeway
+
+
+async def test_an_expired_hit_is_refused_and_forgotten(
+    idp: FakeIdP, verifier: AccessTokenVerifier, clock: FrozenClock
+) -> None:
+    token = idp.token(now=NOW, exp=int(NOW) + 10)
+    await verifier.verify(token)
+    clock.advance(10 + jwt.LEEWAY)
+    with pytest.raises(TokenInvalid, match="expired"):
+        verifier.verify_cached(token)
+    assert token not in verifier._verified  # no dead entry left to recheck on every request
+    with pytest.raises(TokenInvalid, match="expired"):
+        await verifier.verify(token)
+
+
+async def test_verify_cached_checks_a_new_token_with_the_cached_keys(
+    idp: FakeIdP, verifier: AccessTokenVerifier, signature_checks: list[str]
+) -> None:
+    await verifier.verify(idp.token(now=NOW))  # loads the JWKS
+    header, claims = verifier.verify_cached(idp.token(now=NOW, sub="u2"))
+    assert header["kid"] == idp.kid("ES256") and claims["sub"] == "u2"
+    assert len(signature_checks) == 2
+    with pytest.raises(TokenInvalid, match="^unknown or revoked signing key$"):
+        verifier.verify_cached(idp.token(now=NOW, header={"kid": "not-in-the-jwks"}))
+    with pytest.raises(TokenInvalid, match="^unexpected token type$"):
+        verifier.verify_cached(idp.token(now=NOW, header={"typ": "JWT"}))
+
+
+async def test_a_cache_of_one_remembers_one(idp: FakeIdP, clock: FrozenClock, signature_checks: list[str]) -> None:
+    async with idp.http() as http:
+        jwks = JwksCache(f"{ISSUER}/jwks.json", http)
+        one = AccessTokenVerifier(issuer=ISSUER, audience=API, jwks=jwks, clock=clock, cache_size=1)
+        token = idp.token(now=NOW)
+        await one.verify(token)
+        await one.verify(token)
+        assert signature_checks == ["ES256"]
+
+
+async def test_the_leeway_is_the_verifiers_own(idp: FakeIdP, clock: FrozenClock) -> None:
+    async with idp.http() as http:
+        jwks = JwksCache(f"{ISSUER}/jwks.json", http)
+        strict = AccessTokenVerifier(issuer=ISSUER, audience=API, jwks=jwks, clock=clock, leeway=0)
+        with pytest.raises(TokenInvalid, match="expired"):
+            await strict.verify(idp.token(now=NOW, exp=int(NOW) - 1))  # inside the default leeway, not this one

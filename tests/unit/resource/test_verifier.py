@@ -70,18 +70,31 @@ async def test_hs256_signed_with_the_public_key_is_refused(idp: FakeIdP, verifie
 async def test_alg_must_be_the_keys_pinned_alg(idp: FakeIdP, verifier: AccessTokenVerifier) -> None:
     # An RS256-signed token claiming the ES256 key's kid.
     token = idp.token("RS256", now=NOW, header={"kid": idp.kid("ES256")})
-    await refused(verifier, token, "algorithm")
+    with pytest.raises(TokenInvalid) as info:
+        await verifier.verify(token)
+    assert str(info.value) == "algorithm does not match the signing key"  # RFC 8725 §3.1
 
 
 async def test_kid_is_required_and_must_be_known(idp: FakeIdP, verifier: AccessTokenVerifier) -> None:
     await refused(verifier, idp.token(now=NOW, header={"kid": None}), "kid")
     await refused(verifier, idp.token(now=NOW, header={"kid": "nope"}), "unknown")
+    cases = [
+        ({"kid": None}, "token has no kid"),
+        ({"kid": ""}, "token has no kid"),  # a kid is a non-empty string
+        ({"kid": "nope"}, "unknown or revoked signing key"),
+    ]
+    for header, message in cases:
+        with pytest.raises(TokenInvalid) as info:  # the messages are shown to the caller (error_description)
+            await verifier.verify(idp.token(now=NOW, header=header))
+        assert str(info.value) == message
 
 
 @pytest.mark.parametrize("name", ["jku", "x5u", "jwk", "x5c", "crit"])
 async def test_key_material_from_the_token_is_refused(idp: FakeIdP, verifier: AccessTokenVerifier, name: str) -> None:
     value: object = {"jwk": {"kty": "oct"}, "crit": ["kid"], "x5c": ["MIIB"]}.get(name, "https://evil/k")
-    await refused(verifier, idp.token(now=NOW, header={name: value}), "forbidden")
+    with pytest.raises(TokenInvalid) as info:
+        await verifier.verify(idp.token(now=NOW, header={name: value}))
+    assert str(info.value) == "token header carries a forbidden parameter"  # shown to the caller
 
 
 @pytest.mark.parametrize("typ", ["JWT", "id_token+jwt", "logout+jwt", "secevent+jwt", None])
@@ -191,3 +204,26 @@ def test_unusable_jwks_entries_are_ignored() -> None:
 )
 def test_parse_max_age(header: str | None, expected: int | None) -> None:
     assert parse_max_age(header) == expected
+
+
+def test_principal_from_claims() -> None:
+    from idp.resource.verifier import Principal
+
+    claims = {"sub": "u1", "client_id": "c1", "scope": "api:read api:write"}
+    p = Principal.from_claims(claims)
+    assert (p.sub, p.client_id, p.scopes) == ("u1", "c1", frozenset({"api:read", "api:write"}))
+    assert p.claims is claims
+    bare = Principal.from_claims({})
+    assert (bare.sub, bare.client_id, bare.scopes) == ("", "", frozenset())
+    assert Principal.from_claims({"scope": ["api:read"]}).scopes == frozenset()  # only a space-separated string
+
+
+async def test_a_verifier_for_several_audiences(idp: FakeIdP) -> None:
+    async with idp.http() as http:
+        jwks = JwksCache(f"{ISSUER}/jwks.json", http)
+        both = AccessTokenVerifier(
+            issuer=ISSUER, audience=[API, "https://api2.test"], jwks=jwks, clock=FrozenClock(NOW)
+        )
+        for aud in (API, "https://api2.test"):
+            assert (await both.verify(idp.token(now=NOW, aud=aud)))[1]["aud"] == aud
+        await refused(both, idp.token(now=NOW, aud="https://other.test"), "audience")

@@ -43,3 +43,33 @@ def test_login_token_needs_the_server_key():
     theirs = LoginFormCsrf(Digester(os.urandom(32)).digest, clock)
     cookie = ours.new_cookie()
     assert ours.check(cookie, theirs.issue(cookie)) == "bad"
+
+
+def test_the_pre_session_cookie_carries_128_random_bits():
+    from idp.crypto import b64url_decode
+
+    cookies = {LoginFormCsrf.new_cookie() for _ in range(50)}
+    assert len(cookies) == 50
+    assert {len(b64url_decode(c)) for c in cookies} == {16}  # 128 bits (ASVS V7.2.3), well inside the 64-char bound
+
+
+def test_login_token_length_bounds_are_inclusive():
+    """A cookie of up to 64 characters, a token of up to MAX_TOKEN_LEN and an expiry of up to 12 digits are read;
+    one more is refused, even for a genuine token."""
+    from idp.sessions.csrf import MAX_TOKEN_LEN
+
+    digest = Digester(os.urandom(32)).digest
+    clock = FrozenClock(1_000_000.0)
+    csrf = LoginFormCsrf(digest, clock, ttl=3600)
+    assert csrf.check("c" * 64, csrf.issue("c" * 64)) == "ok"
+    assert csrf.check("c" * 65, csrf.issue("c" * 65)) == "bad"
+    long_mac = LoginFormCsrf(lambda text: digest(text) * 4 + digest(text)[:16], clock, ttl=3600)  # 144 bytes
+    token = long_mac.issue("c")
+    assert len(token) == MAX_TOKEN_LEN and long_mac.check("c", token) == "ok"
+    far = FrozenClock(999_999_000_000.0)  # expiries of 12 digits, then 13
+    late = LoginFormCsrf(digest, far, ttl=3600)
+    token = late.issue("c")
+    assert len(token.split(".")[0]) == 12 and late.check("c", token) == "ok"
+    far.advance(9_000_000_000_000)
+    token = late.issue("c")
+    assert len(token.split(".")[0]) == 13 and late.check("c", token) == "bad"

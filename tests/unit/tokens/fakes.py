@@ -47,6 +47,7 @@ class MemoryGrantTx:
         self.audits: list[tuple[str, dict[str, Any]]] = []
 
     def token_by_digest(self, digest: bytes, *, lock: bool = False) -> tuple[TokenRecord, GrantRecord] | None:
+        self.s.locked_reads.append(lock)
         return self.s.find(digest)
 
     def use_grace(self, token_id: str, max_uses: int) -> bool:
@@ -88,7 +89,9 @@ class MemoryGrantTx:
     def deny(self, entries: list[Any], *, reason: str, actor: str, now: float) -> list[DenyEntry]:
         first = len(self.s.denied) + 1
         written = [
-            DenyEntry(first + i, e.kind, e.value, e.expires_at, e.not_before, reason=reason, actor=actor)
+            DenyEntry(
+                first + i, e.kind, e.value, e.expires_at, e.not_before, reason=reason, actor=actor, created_at=now
+            )
             for i, e in enumerate(entries)
         ]
         self.s.denied.extend(written)
@@ -101,6 +104,8 @@ class MemoryGrantStore:
         self.tokens: dict[str, TokenRecord] = {}
         self.audits: list[tuple[str, dict[str, Any]]] = []
         self.denied: list[DenyEntry] = []  # what revoking transactions wrote to the deny-list
+        self.locked_reads: list[bool] = []  # the ``lock`` of every read inside a transaction
+        self.purges: list[tuple[float, float]] = []  # (now, grace_seconds) of every purge
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryGrantTx]:
@@ -133,7 +138,12 @@ class MemoryGrantStore:
         return True
 
     def grants_for_user(self, user_id: str, now: float) -> list[GrantRecord]:
-        return [g for g in self.grants.values() if g.user_id == user_id and g.revoked_at is None]
+        return [
+            g
+            for g in self.grants.values()
+            if g.user_id == user_id and g.revoked_at is None and g.absolute_expires_at > now
+        ]
 
     def purge(self, *, now: float, grace_seconds: float) -> int:
+        self.purges.append((now, grace_seconds))
         return 0

@@ -57,3 +57,34 @@ def test_stored_under_digest_only(codes: AuthorizationCodes) -> None:
     assert store.get(f"code:{code}") is None
     assert store.get(f"code:{codes.digest(code).hex()}") is not None
     assert code.encode() not in (store.get(f"code:{codes.digest(code).hex()}") or b"")
+
+
+def test_redeemable_until_the_last_second(codes: AuthorizationCodes, clock: FrozenClock) -> None:
+    """The store keeps the record at least as long as the code lives: expiry is the clock's call, never the TTL's."""
+    code = codes.issue(_data())
+    clock.advance(59.9)
+    assert codes.redeem(code)[0].client_id == "c"
+
+
+def test_each_code_has_its_own_single_use_marker(codes: AuthorizationCodes) -> None:
+    first, second = codes.issue(_data()), codes.issue(_data())
+    codes.redeem(first)
+    _, digest = codes.redeem(second)  # redeeming one code does not use up another
+    assert not codes.was_replayed(digest)
+
+
+def test_error_messages_say_what_happened(codes: AuthorizationCodes, clock: FrozenClock) -> None:
+    """They become the token endpoint's error_description."""
+    code = codes.issue(_data())
+    codes.redeem(code)
+    with pytest.raises(CodeReplayed) as replayed:
+        codes.redeem(code)
+    assert str(replayed.value) == "authorization code already used"
+    with pytest.raises(CodeInvalid) as unknown:
+        codes.redeem("never-issued")
+    assert str(unknown.value) == "unknown or expired authorization code"
+    late = codes.issue(_data())
+    clock.advance(60)
+    with pytest.raises(CodeInvalid) as expired:
+        codes.redeem(late)
+    assert str(expired.value) == "authorization code expired"

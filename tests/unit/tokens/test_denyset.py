@@ -138,3 +138,105 @@ def test_a_cutoff_at_its_expiry_denies_every_token_issued_while_it_lives() -> No
     ds = DenySet([entry(1, "client", "c1", nb=T + 600, exp=T + 600)])
     assert ds.is_denied(token(iat=T + 599))
     assert not ds.is_denied(token(client_id="c2", iat=T + 599))
+
+
+def test_admin_view_adds_the_operator_context() -> None:
+    e = DenyEntry(3, "jti", "j1", T + 600, reason="stolen phone", actor="admin:ops", created_at=T)
+    assert e.admin() == {
+        "id": 3, "kind": "jti", "value": "j1", "expires_at": T + 600,
+        "reason": "stolen phone", "actor": "admin:ops", "created_at": T,
+    }  # fmt: skip
+
+
+def test_add_change_round_trip_and_wire_shape() -> None:
+    e = DenyEntry(5, "jti", "j1", T + 600)  # no not_before on the wire for a jti entry
+    change = DenyChange(6, entry=e)
+    assert change.public() == {"version": 6, "op": "add", "entry": {"id": 5, "kind": "jti", "value": "j1",
+                                                                     "expires_at": T + 600}}  # fmt: skip
+    assert DenyChange.from_public(change.public()) == change
+    assert DenyChange.from_public({"version": 1, "op": "remove", "id": 2}) == DenyChange(1, removed=2)
+
+
+@pytest.mark.parametrize("length", [1, 200])
+def test_value_length_bounds_are_inclusive(length: int) -> None:
+    data = {"id": 1, "kind": "jti", "value": "x" * length, "expires_at": T}
+    assert DenyEntry.from_public(data).value == "x" * length
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"id": 1, "kind": "jti", "value": "x", "expires_at": math.inf},
+        {"id": 1, "kind": "jti", "value": "x", "expires_at": True},
+        {"id": 1, "kind": "jti", "value": "x", "expires_at": T, "not_before": math.nan},
+        {"id": True, "kind": "jti", "value": "x", "expires_at": T},
+        {"id": 1, "kind": "jti", "value": 7, "expires_at": T},
+    ],
+)
+def test_entries_with_non_finite_or_odd_values_are_refused(data: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="^malformed deny entry$"):
+        DenyEntry.from_public(data)
+
+
+def test_error_messages() -> None:
+    with pytest.raises(ValueError, match="^deny entry lacks id, kind, value or expires_at$"):
+        DenyEntry.from_public({"id": 1})
+    with pytest.raises(ValueError, match="^malformed deny change$"):
+        DenyChange.from_public([])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^malformed deny change version$"):
+        DenyChange.from_public({"version": 0, "op": "remove", "id": 1})
+    with pytest.raises(ValueError, match="^malformed deny change version$"):
+        DenyChange.from_public({"version": True, "op": "remove", "id": 1})
+    with pytest.raises(ValueError, match="^malformed deny change$"):
+        DenyChange.from_public({"version": 1, "op": "rename", "id": 1})
+
+
+def test_entries_in_id_order_and_get() -> None:
+    ds = DenySet([entry(3, "jti", "c"), entry(1, "jti", "a"), entry(2, "kid", "b")])
+    assert [e.id for e in ds.entries()] == [1, 2, 3]
+    assert ds.get(2) == entry(2, "kid", "b") and ds.get(9) is None
+    assert DenySet().next_expiry() == math.inf
+
+
+def test_versions_follow_entries_and_changes() -> None:
+    ds = DenySet()
+    ds.add(entry(5, "jti", "a"))
+    assert ds.version == 5  # an entry's id is the version that added it
+    ds.add(entry(6, "jti", "b"), version=9)
+    assert ds.version == 9
+    ds.apply(DenyChange(12, entry=entry(7, "jti", "c")))
+    assert ds.version == 12  # the change's version, not the entry's id
+    ds.discard(7, version=14)
+    assert ds.version == 14
+
+
+def test_discarding_a_kid_entry_lifts_it() -> None:
+    ds = DenySet([entry(1, "kid", "k"), entry(2, "jti", "j1")])
+    assert ds.discard(1)
+    assert not ds.is_denied(token(jti="j2"), "k")
+    assert ds.is_denied(token(jti="j1"))
+
+
+def test_a_cutoff_without_not_before_denies_every_token() -> None:
+    ds = DenySet([entry(1, "subject", "u1", nb=None), entry(2, "subject", "u1", nb=T)])
+    assert ds.is_denied(token(iat=T + 10**6))
+    assert not ds.is_denied(token(sub="u2", iat=T - 1))
+
+
+def test_duplicate_kid_entries_are_counted() -> None:
+    ds = DenySet([entry(1, "kid", "k"), entry(2, "kid", "k")])
+    ds.discard(1)
+    assert ds.is_denied(token(), "k")  # one entry still names the key
+    ds.discard(2)
+    assert not ds.is_denied(token(), "k")
+
+
+def test_an_unknown_kind_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="^unknown deny kind 'user'$"):
+        DenySet([entry(1, "user", "u1")])
+
+
+def test_a_new_set_is_at_version_zero() -> None:
+    """Version 1 is the IdP's first change: a set that started at 1 would never ask for it."""
+    assert DenySet().version == 0
+    assert DenySet([entry(1, "jti", "j1")]).version == 0  # a snapshot's version is given, never guessed

@@ -124,3 +124,83 @@ def test_revoke_for_user_and_client_filter(grants: RefreshTokens) -> None:
     assert grants.revoke_for_user("u", actor="admin", reason="x", client_id="nope") == 0
     assert grants.revoke_for_user("u", actor="admin", reason="x") == 1
     assert len(grants.grants_for_user("v")) == 1
+
+
+@pytest.mark.parametrize("how", ["session", "grant", "user", "reuse", "token"])
+def test_a_revoked_family_gets_no_grace_repeat(grants: RefreshTokens, store: MemoryGrantStore, how: str) -> None:
+    """RFC 9700 §4.14.2: once the family is revoked, a repeat inside the grace window is refused, never answered
+    with the successor kept for repeats."""
+    first = _start(grants)
+    mid = grants.rotate(first, client_id="c", scope=None, mint=mint)["refresh_token"]
+    last = grants.rotate(mid, client_id="c", scope=None, mint=mint)  # mid: rotated just now, inside grace
+    grant_id = next(iter(store.grants))
+    if how == "session":
+        assert grants.revoke_for_session("s1", keep_offline=False, actor="u", reason="logout") == 1
+    elif how == "grant":
+        assert grants.revoke_grant(grant_id, actor="admin", reason="admin")
+    elif how == "user":
+        assert grants.revoke_for_user("u", actor="admin", reason="disable") == 1
+    elif how == "reuse":
+        with pytest.raises(InvalidGrant, match="already used"):  # first's grace copy is gone: reuse
+            grants.rotate(first, client_id="c", scope=None, mint=mint)
+    else:
+        assert grants.revoke_refresh_token(last["refresh_token"], client_id="c", actor="c")
+    with pytest.raises(InvalidGrant, match="^refresh token was revoked$"):
+        grants.rotate(mid, client_id="c", scope=None, mint=mint)
+
+
+def test_lookup_honours_the_idle_lifetime_before_the_absolute_one(grants: RefreshTokens, clock: FrozenClock) -> None:
+    """Introspection's view (RFC 7662 §2.2): past the idle lifetime a refresh token is inactive, although its
+    family's absolute lifetime (1000 s here) is far off."""
+    token = _start(grants)
+    clock.advance(99)
+    assert grants.lookup(token) is not None
+    clock.advance(1)  # idle_ttl=100: exactly at the deadline is too late
+    assert grants.lookup(token) is None
+    with pytest.raises(InvalidGrant, match="expired"):
+        grants.rotate(token, client_id="c", scope=None, mint=mint)
+
+
+def test_lookup_honours_the_absolute_lifetime(grants: RefreshTokens, clock: FrozenClock) -> None:
+    token = _start(grants)
+    for _ in range(10):  # sliding: each rotation restarts the idle clock, never the absolute one
+        clock.advance(99)
+        token = grants.rotate(token, client_id="c", scope=None, mint=mint)["refresh_token"]
+    clock.advance(9)  # 999 s in
+    assert grants.lookup(token) is not None
+    clock.advance(1)
+    assert grants.lookup(token) is None
+    with pytest.raises(InvalidGrant, match="expired"):
+        grants.rotate(token, client_id="c", scope=None, mint=mint)
+
+
+def test_lookup_refuses_rotated_revoked_and_implausible_tokens(grants: RefreshTokens) -> None:
+    token = _start(grants)
+    found = grants.lookup(token)
+    assert found is not None and found[1].client_id == "c" and found[0].scope == "openid offline_access"
+    successor = grants.rotate(token, client_id="c", scope=None, mint=mint)["refresh_token"]
+    assert grants.lookup(token) is None  # rotated
+    assert grants.lookup(successor) is not None
+    grants.revoke_for_user("u", actor="admin", reason="x")
+    assert grants.lookup(successor) is None  # revoked
+    assert grants.lookup("") is None and grants.lookup("x" * 513) is None and grants.lookup("unknown") is None
+
+
+@pytest.mark.parametrize("actor", ["", "admin:ops"])
+def test_reuse_names_its_actor_in_the_audit_event_and_the_deny_list(
+    grants: RefreshTokens, clock: FrozenClock, store: MemoryGrantStore, actor: str
+) -> None:
+    """Who presented the rotated token (the calling client unless an actor is given) is on record."""
+    t0 = _start(grants)
+    grants.rotate(t0, client_id="c", scope=None, mint=mint)
+    clock.advance(6)
+    with pytest.raises(InvalidGrant, match="^refresh token was already used; the grant is revoked$"):
+        grants.rotate(t0, client_id="c", scope=None, mint=mint, actor=actor)
+    expected = actor or "c"
+    ((action, event),) = store.audits
+    grant_id = next(iter(store.grants))
+    assert action == "refresh_token_reuse"
+    assert event == {"actor": expected, "subject": "u", "client_id": "c", "grant_id": grant_id}
+    assert len(store.denied) == 2
+    assert all(e.actor == expected and e.reason == "refresh token reuse" for e in store.denied)
+    assert store.grants[grant_id].revoked_reason == "refresh token reuse"

@@ -107,6 +107,7 @@ def test_a_busy_worker_faults_no_pages():
     assert resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before < 300
 
 
+@pytest.mark.timing  # a real idle timer
 def test_idle_areas_give_their_memory_back():
     pw = Passwords(**SMALL)
     pw._areas = WorkAreas(2, SMALL["memory_kib"] * 1024, idle_release=0.05)
@@ -120,6 +121,7 @@ def test_idle_areas_give_their_memory_back():
     assert pw.verify(stored, "correct horse")  # and work again afterwards
 
 
+@pytest.mark.timing  # the overlap needs real concurrency
 def test_at_most_count_computations_at_once():
     areas = WorkAreas(2, 64 * 1024)
     inside, peak, lock = [0], [0], threading.Lock()
