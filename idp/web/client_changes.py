@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from idp.clients.registry import CHANNEL, ClientRegistry, parse_change
 from idp.store.ephemeral import EphemeralStore
+from idp.web.subscriber import stop_subscriber
 
 log = logging.getLogger("idp.clients")
 
-WAKE = b""
 """Published at shutdown to wake this process's subscriber (Python 3.11 can lose a cancel inside redis-py)."""
 ACK_WINDOW = 60.0
 
@@ -44,18 +44,7 @@ class ClientChanges:
         task, self._task = self._task, None
         if task is None:
             return
-        for step, wait in (("cancel", 0.2), ("wake", 0.5), ("wake", 1.0)):
-            if step == "cancel":
-                task.cancel()
-            else:
-                with contextlib.suppress(Exception):
-                    await run_in_threadpool(self._ephemeral.publish, CHANNEL, WAKE)
-            done, _ = await asyncio.wait([task], timeout=wait)
-            if done:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    task.result()
-                return
-        log.warning("clients: the change subscriber did not stop")
+        await stop_subscriber(task, self._ephemeral, CHANNEL, "clients")
 
     async def _follow(self) -> None:
         while not self._stopping:

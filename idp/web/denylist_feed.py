@@ -48,12 +48,12 @@ from idp.store.ephemeral import EphemeralStore
 from idp.tokens.denylist import DenyList
 from idp.tokens.denyset import DenyChange
 from idp.tokens.secevent import CHANNEL, EVENT_DENY
+from idp.web.subscriber import WAKE, stop_subscriber
 
 log = logging.getLogger("idp.denylist")
 
 PURGE_SECONDS = 60.0
 RETRY_MS = 1000
-WAKE = b""
 """Published on the channel at shutdown to wake this process's subscriber; every subscriber ignores it."""
 RESYNC = b"event: resync\ndata: {}\n\n"
 """Sent (then the stream ends) when this process reloaded its list or cannot sign a change: reconnect."""
@@ -183,24 +183,8 @@ class DenyFeed:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await poll
         if channel is not None:
-            await self._stop_channel(channel)
+            await stop_subscriber(channel, self._ephemeral, CHANNEL, "deny-list")
         self._loop = None
-
-    async def _stop_channel(self, task: asyncio.Task[None]) -> None:
-        """Cancel the subscriber, and if that does not end it, wake it with a message: on Python 3.11 a cancel
-        that lands while redis-py's ``wait_for`` completes a read is lost, and the task would never end."""
-        for step, wait in (("cancel", 0.2), ("wake", 0.5), ("wake", 1.0)):
-            if step == "cancel":
-                task.cancel()
-            else:
-                with contextlib.suppress(Exception):
-                    await run_in_threadpool(self._ephemeral.publish, CHANNEL, WAKE)
-            done, _ = await asyncio.wait([task], timeout=wait)
-            if done:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    task.result()
-                return
-        log.warning("deny-list: the pub/sub subscriber did not stop")
 
     def end_streams(self) -> None:
         """End every open stream; clients reconnect and resume with Last-Event-ID."""

@@ -1,0 +1,33 @@
+"""Stopping a pub/sub subscriber task reliably."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.concurrency import run_in_threadpool
+
+from idp.store.ephemeral import EphemeralStore
+
+log = logging.getLogger("idp")
+
+WAKE = b""
+"""An empty message: subscribers ignore it; it only makes a blocked read return."""
+
+
+async def stop_subscriber(task: asyncio.Task[None], ephemeral: EphemeralStore, channel: str, what: str) -> None:
+    """Cancel the subscriber, and if that does not end it, wake it with a message: on Python 3.11 a cancel
+    that lands while redis-py's ``wait_for`` completes a read is lost, and the task would never end."""
+    for step, wait in (("cancel", 0.2), ("wake", 0.5), ("wake", 1.0)):
+        if step == "cancel":
+            task.cancel()
+        else:
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(ephemeral.publish, channel, WAKE)
+        done, _ = await asyncio.wait([task], timeout=wait)
+        if done:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
+            return
+    log.warning("%s: the pub/sub subscriber did not stop", what)
