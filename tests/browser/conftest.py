@@ -11,10 +11,8 @@ import base64
 import os
 import secrets
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ import pytest
 from idp.app import create_app
 from idp.config import Settings
 from idp.container import Container, build_container
+from tests.browser.pages import page_server
 from tests.conftest import _unavailable
 from tests.integration.live_server import LiveServer, free_port
 
@@ -50,19 +49,6 @@ class Live:
     rp: str  # the relying party's origin: a tiny HTTP server that answers every GET
 
 
-class _RelyingParty(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<!doctype html><title>RP</title><p>Relying party</p>"
-        self.send_response(200)
-        self.send_header("content-type", "text/html")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
     if not os.path.exists(CHROMIUM):
@@ -75,9 +61,8 @@ def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     tmp = tmp_path_factory.mktemp("browser")
     db = tmp / "idp.sqlite3"
     shutil.copy(sqlite_template, db)
-    rp_server = ThreadingHTTPServer(("127.0.0.1", 0), _RelyingParty)
-    threading.Thread(target=rp_server.serve_forever, daemon=True, name="rp").start()
-    port, rp = free_port(), f"http://127.0.0.1:{rp_server.server_address[1]}"
+    rp_server, rp = page_server("RP", "Relying party")
+    port = free_port()
     settings = Settings(
         issuer=f"http://127.0.0.1:{port}",
         database_url=f"sqlite:///{db}",

@@ -12,10 +12,8 @@ import base64
 import hashlib
 import secrets
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -27,6 +25,7 @@ from idp.app import create_app
 from idp.config import Settings
 from idp.container import Container, build_container
 from idp.interaction import SESSION_COOKIE
+from tests.browser.pages import page_server
 from tests.integration.live_server import LiveServer, free_port
 
 pytestmark = pytest.mark.browser
@@ -73,25 +72,6 @@ STRANGER = """async ({clientId, code, verifier, redirectUri, issuer}) => {
 }"""
 
 
-class _Page(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<!doctype html><title>SPA</title><p>single-page app</p>"
-        self.send_response(200)
-        self.send_header("content-type", "text/html")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _page_server() -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    threading.Thread(target=server.serve_forever, daemon=True, name="spa").start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 class Recorder:
     """Pure ASGI: remembers (method, path, Origin) of every request."""
 
@@ -120,7 +100,7 @@ class Site:
 def site(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("cors")
     shutil.copy(sqlite_template, tmp / "idp.sqlite3")
-    (spa_server, spa), (other_server, stranger) = _page_server(), _page_server()
+    (spa_server, spa), (other_server, stranger) = page_server("SPA", "single-page app"), page_server("other", "x")
     port = free_port()
     settings = Settings(
         issuer=f"http://127.0.0.1:{port}", database_url=f"sqlite:///{tmp / 'idp.sqlite3'}",

@@ -5,36 +5,18 @@ from __future__ import annotations
 import pytest
 
 from idp.clients.audiences import reserved_audience
-from idp.clients.model import Client, ClientValidationError
+from idp.clients.model import ClientValidationError
 from idp.clients.registry import ClientRegistry
 from idp.clock import FrozenClock
-from idp.crypto import Digester
+from tests.unit.clients.fakes import MemoryClients, registry_over
 
 ISSUER = "https://idp.example"
 API = f"{ISSUER}/api"
 
 
-class MemoryStore:
-    def __init__(self) -> None:
-        self.rows: dict[str, Client] = {}
-
-    def get(self, client_id: str) -> Client | None:
-        return self.rows.get(client_id)
-
-    def list(self) -> list[Client]:
-        return list(self.rows.values())
-
-    def save(self, client: Client) -> None:
-        self.rows[client.client_id] = client
-
-    def delete(self, client_id: str) -> bool:
-        return self.rows.pop(client_id, None) is not None
-
-
 @pytest.fixture
 def registry() -> ClientRegistry:
-    return ClientRegistry(MemoryStore(), Digester(b"k" * 32), FrozenClock(1_700_000_000), issuer=ISSUER,
-                          api_audience=API)  # fmt: skip
+    return registry_over(MemoryClients(), FrozenClock(1_700_000_000), issuer=ISSUER)
 
 
 RESERVED = [

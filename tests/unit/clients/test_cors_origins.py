@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from idp.clients.model import Client, ClientValidationError, origin_of, validate_cors_origins
-from idp.clients.registry import ClientRegistry
 from idp.clock import FrozenClock
-from idp.crypto import Digester
+from tests.unit.clients.fakes import MemoryClients, registry_over
 
 ISSUER = "https://idp.test"
 
@@ -56,29 +55,10 @@ def test_only_public_clients_redirects_count() -> None:
     assert secret.cors_origins == ["https://console.example"]
 
 
-class Store:
-    def __init__(self) -> None:
-        self.rows: dict[str, Client] = {}
-        self.lists = 0
-
-    def get(self, client_id: str) -> Client | None:
-        return self.rows.get(client_id)
-
-    def list(self) -> list[Client]:
-        self.lists += 1
-        return list(self.rows.values())
-
-    def save(self, client: Client) -> None:
-        self.rows[client.client_id] = client
-
-    def delete(self, client_id: str) -> bool:
-        return self.rows.pop(client_id, None) is not None
-
-
 def test_the_origin_set_is_cached_and_cleared_with_the_client_cache() -> None:
     """Two registries over one store: the other worker sees a change once its cache is invalidated."""
-    store, clock = Store(), FrozenClock(1000.0)
-    here, there = (_registry(store, clock) for _ in range(2))
+    store, clock = MemoryClients(), FrozenClock(1000.0)
+    here, there = (registry_over(store, clock, issuer=ISSUER) for _ in range(2))
     web, _ = here.create(name="Web", kind="web", redirect_uris=["https://web.example/cb"])
     assert there.peek_cors_origins() is None
     assert there.cors_origins() == frozenset() and there.peek_cors_origins() == frozenset()
@@ -93,8 +73,8 @@ def test_the_origin_set_is_cached_and_cleared_with_the_client_cache() -> None:
 
 
 def test_a_change_while_listing_is_not_masked_by_the_cache() -> None:
-    store, clock = Store(), FrozenClock(1000.0)
-    registry = _registry(store, clock)
+    store, clock = MemoryClients(), FrozenClock(1000.0)
+    registry = registry_over(store, clock, issuer=ISSUER)
     web, _ = registry.create(name="Web", kind="web", redirect_uris=["https://web.example/cb"])
     listing = store.list
 
@@ -106,7 +86,3 @@ def test_a_change_while_listing_is_not_masked_by_the_cache() -> None:
     store.list = list_then_change  # type: ignore[method-assign]
     assert registry.cors_origins() == frozenset()
     assert registry.peek_cors_origins() is None  # not kept: the next request reads again
-
-
-def _registry(store: object, clock: FrozenClock) -> ClientRegistry:
-    return ClientRegistry(store, Digester(b"k" * 32), clock, issuer=ISSUER, api_audience=f"{ISSUER}/api")  # type: ignore[arg-type]

@@ -11,31 +11,7 @@ import pytest
 from idp.clients import registry as registry_module
 from idp.clients.model import Client
 from idp.clients.registry import CHANNEL, ClientRegistry, parse_change
-from idp.clock import FrozenClock
-from idp.crypto import Digester
-
-
-class MemoryClients:
-    def __init__(self) -> None:
-        self.rows: dict[str, Client] = {}
-        self.reads = 0
-        self.during_read: list[object] = []  # callables run inside the next read (a change racing it)
-
-    def get(self, client_id: str) -> Client | None:
-        self.reads += 1
-        found = self.rows.get(client_id)
-        while self.during_read:
-            self.during_read.pop()()  # type: ignore[operator]
-        return found
-
-    def list(self) -> list[Client]:
-        return list(self.rows.values())
-
-    def save(self, client: Client) -> None:
-        self.rows[client.client_id] = client
-
-    def delete(self, client_id: str) -> bool:
-        return self.rows.pop(client_id, None) is not None
+from tests.unit.clients.fakes import MemoryClients, registry_over
 
 
 class Bus:
@@ -64,14 +40,7 @@ def store() -> MemoryClients:
 
 
 def registry(store: MemoryClients, **kw: object) -> ClientRegistry:
-    return ClientRegistry(  # type: ignore[arg-type]
-        store,
-        Digester(b"k" * 32),
-        FrozenClock(1000.0),
-        issuer="https://idp.test",
-        api_audience="https://idp.test/api",
-        **kw,
-    )
+    return registry_over(store, **kw)
 
 
 def service(reg: ClientRegistry) -> Client:
