@@ -15,7 +15,7 @@ class KekError(Exception):
 
 
 def parse_kek(text: str, source: str) -> bytes:
-    """The operator's own key (never network input): unpadded or padded base64url, as it always was read."""
+    """The operator's own key (never network input): base64url, padded or unpadded, of 32 bytes."""
     text = text.strip()
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

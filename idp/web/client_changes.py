@@ -10,7 +10,6 @@ lost) clears the whole cache when it resumes: messages sent meanwhile are lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -18,11 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from idp.clients.registry import CHANNEL, ClientRegistry, parse_change
 from idp.store.ephemeral import EphemeralStore
-from idp.web.subscriber import stop_subscriber
+from idp.web.subscriber import follow_channel, stop_subscriber
 
 log = logging.getLogger("idp.clients")
 
-"""Published at shutdown to wake this process's subscriber (Python 3.11 can lose a cancel inside redis-py)."""
 ACK_WINDOW = 60.0
 
 
@@ -47,27 +45,21 @@ class ClientChanges:
         await stop_subscriber(task, self._ephemeral, CHANNEL, "clients")
 
     async def _follow(self) -> None:
-        while not self._stopping:
-            try:
-                async with contextlib.aclosing(self._ephemeral.subscribe(CHANNEL)) as messages:
-                    async for message in messages:
-                        if self._stopping:
-                            return
-                        change = parse_change(message)
-                        if change is None:
-                            continue
-                        client_id, ack = change
-                        self._registry.invalidate(client_id)
-                        try:
-                            await run_in_threadpool(self._ephemeral.incr, ack, ACK_WINDOW)
-                        except Exception as exc:  # the writer stops waiting after its timeout
-                            log.warning("clients: cannot acknowledge a change (%s)", type(exc).__name__)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("clients: change subscription failed; resubscribing")
-            await asyncio.sleep(0.2)
-            self._registry.invalidate_all()  # whatever was announced meanwhile is lost: forget everything
+        await follow_channel(self._ephemeral, CHANNEL, self._apply, self._forget_all, lambda: self._stopping, "clients")
+
+    async def _apply(self, message: bytes) -> None:
+        change = parse_change(message)
+        if change is None:
+            return
+        client_id, ack = change
+        self._registry.invalidate(client_id)
+        try:
+            await run_in_threadpool(self._ephemeral.incr, ack, ACK_WINDOW)
+        except Exception as exc:  # the writer stops waiting after its timeout
+            log.warning("clients: cannot acknowledge a change (%s)", type(exc).__name__)
+
+    async def _forget_all(self) -> None:
+        self._registry.invalidate_all()  # whatever was announced meanwhile is lost: forget everything
 
 
 def follow_changes(c: Any) -> None:

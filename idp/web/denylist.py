@@ -15,9 +15,10 @@ a 304. Entries carry no reason or actor. The stream opens with the changes after
 unknown, ahead or too far behind) with ``event: snapshot`` (``id:`` = its version,
 ``data:`` = the snapshot document); then one event per change (``id:`` = the version, ``event: deny``, ``data:`` =
 the signed SET) and a ``: keepalive`` comment every ``IDP_DENYLIST_HEARTBEAT_SECONDS``.
-``event: resync`` (then the stream ends) asks the client to reconnect with its
-``Last-Event-ID``. An open stream ends once its client is disabled, deleted, loses the
-scope or has its secret or keys replaced (checked every 30 s). See idp.tokens.secevent for the SET format.
+``event: resync`` (then the stream ends) asks the client to reconnect: with its ``Last-Event-ID``
+for the tail, or without one for a fresh snapshot (what idp.resource does). An open stream ends
+once its client is disabled, deleted, loses the scope or has its secret or keys replaced (checked
+every 30 s). See idp.tokens.secevent for the SET format.
 """
 
 from __future__ import annotations

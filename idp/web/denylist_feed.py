@@ -48,13 +48,12 @@ from idp.store.ephemeral import EphemeralStore
 from idp.tokens.denylist import DenyList
 from idp.tokens.denyset import DenyChange
 from idp.tokens.secevent import CHANNEL, EVENT_DENY
-from idp.web.subscriber import WAKE, stop_subscriber
+from idp.web.subscriber import follow_channel, stop_subscriber
 
 log = logging.getLogger("idp.denylist")
 
 PURGE_SECONDS = 60.0
 RETRY_MS = 1000
-"""Published on the channel at shutdown to wake this process's subscriber; every subscriber ignores it."""
 RESYNC = b"event: resync\ndata: {}\n\n"
 """Sent (then the stream ends) when this process reloaded its list or cannot sign a change: reconnect."""
 TAIL_LIMIT = 256
@@ -222,26 +221,20 @@ class DenyFeed:
 
     # -- keeping the snapshot fresh --------------------------------------------------------------
     async def _follow_channel(self) -> None:
-        while not self._stopping:
-            try:
-                async with contextlib.aclosing(self._ephemeral.subscribe(CHANNEL)) as messages:
-                    async for message in messages:
-                        if self._stopping:
-                            return
-                        if message == WAKE:
-                            continue
-                        version = _peek_version(message)
-                        if version is not None and version <= self._dl.version:
-                            continue  # ours, or already read
-                        # A thread: listeners may do I/O (a kid entry re-reads the keys).
-                        await run_in_threadpool(self._catch_up, message.decode("ascii", "replace"))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("deny-list: subscription failed; resubscribing")
-            await asyncio.sleep(0.2)  # the subscription ended (store closed, or we were too slow)
-            with contextlib.suppress(Exception):
-                await run_in_threadpool(self._dl.sync)
+        await follow_channel(
+            self._ephemeral, CHANNEL, self._on_message, self._resync, lambda: self._stopping, "deny-list"
+        )
+
+    async def _on_message(self, message: bytes) -> None:
+        version = _peek_version(message)
+        if version is not None and version <= self._dl.version:
+            return  # ours, or already read
+        # A thread: listeners may do I/O (a kid entry re-reads the keys).
+        await run_in_threadpool(self._catch_up, message.decode("ascii", "replace"))
+
+    async def _resync(self) -> None:
+        with contextlib.suppress(Exception):
+            await run_in_threadpool(self._dl.sync)
 
     def _catch_up(self, message: str) -> None:
         """The next version is applied from the signed message; a gap (or a bad SET) is read from SQL."""

@@ -1,10 +1,11 @@
-"""Stopping a pub/sub subscriber task reliably."""
+"""Following a pub/sub channel of the ephemeral store, and stopping the follower reliably."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -31,3 +32,30 @@ async def stop_subscriber(task: asyncio.Task[None], ephemeral: EphemeralStore, c
                 task.result()
             return
     log.warning("%s: the pub/sub subscriber did not stop", what)
+
+
+async def follow_channel(
+    ephemeral: EphemeralStore,
+    channel: str,
+    handle: Callable[[bytes], Awaitable[None]],
+    resync: Callable[[], Awaitable[None]],
+    stopping: Callable[[], bool],
+    what: str,
+) -> None:
+    """Hand every message on ``channel`` but the wake-up to ``handle`` until ``stopping()``; when the
+    subscription ends (the store closed, a network fault, a slow reader), resubscribe and call ``resync``:
+    whatever was published meanwhile was lost."""
+    while not stopping():
+        try:
+            async with contextlib.aclosing(ephemeral.subscribe(channel)) as messages:
+                async for message in messages:
+                    if stopping():
+                        return
+                    if message != WAKE:
+                        await handle(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: subscription failed; resubscribing", what)
+        await asyncio.sleep(0.2)
+        await resync()
