@@ -28,14 +28,22 @@ from pathlib import Path
 # The tests that target each module. Kept small and fast (unit tests first): a mutant is run against those of
 # them that reach it, and a surviving one against all of those.
 TESTS: dict[str, list[str]] = {
-    "idp/oauth/grants/pkce.py": ["tests/unit/oauth/test_rules.py", "tests/integration/test_pkce.py"],
+    "idp/oauth/grants/pkce.py": [
+        "tests/unit/oauth/test_pkce.py",
+        "tests/unit/oauth/test_rules.py",
+        "tests/integration/test_pkce.py",
+    ],
     "idp/clients/model.py": [
         "tests/unit/clients",
         "tests/unit/oauth/test_rules.py",
         "tests/unit/oauth/test_token_request.py",
         "tests/integration/test_redirect_uri.py",
     ],
-    "idp/tokens/jwt.py": ["tests/unit/tokens/test_jwt_sign.py", "tests/unit/tokens/test_jwt_verify.py"],
+    "idp/tokens/jwt.py": [
+        "tests/unit/tokens/test_jwt_sign.py",
+        "tests/unit/tokens/test_jwt_checks.py",
+        "tests/unit/tokens/test_jwt_verify.py",
+    ],
     "idp/tokens/codes.py": ["tests/unit/tokens/test_codes.py", "tests/integration/test_code_replay.py"],
     "idp/sessions/csrf.py": ["tests/unit/sessions/test_csrf.py", "tests/integration/test_csrf.py"],
     "idp/tokens/refresh.py": [
