@@ -258,6 +258,12 @@ class Authorizer:
         if pending is None:
             return Outcome(400, title="This sign-in request has expired", message="Please start again.")
         try:
+            return self._resume(pending, cookie)
+        finally:
+            self.c.interactions.settle(pending)  # consumed, unless parked again: its per-address place is free
+
+    def _resume(self, pending: PendingAuthorization, cookie: str | None) -> Outcome:
+        try:
             req = validate(self.c, list(pending.params.items()))
             req.hint_sub = pending.hint_sub
             session = self._session(cookie)
