@@ -29,6 +29,10 @@ from idp.store.ephemeral import EphemeralStore
 SESSION_COOKIE = "__Host-idp-session"
 INTERACTION_TTL = 600.0
 MAX_RECORD = 8192  # bytes of one parked request: its parameters are bounded one by one, this bounds the sum
+# Longest accepted values of the parameters /authorize and /logout share (one place, so both accept the same).
+MAX_CLIENT_ID = 64
+MAX_URI = 2048  # redirect_uri, post_logout_redirect_uri
+MAX_STATE = 2048
 
 
 class RecordTooLarge(Exception):
