@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from idp.container import Container, StartupError, build_container, check_kek, p
 from idp.keys.keyring import ALGORITHMS, KeyImportError
 from idp.observability import serve as observability_serve
 from idp.observability.audit import register as register_audit
+from idp.observability.logs import configure_logging
 from idp.store.db import SchemaError, check_schema, upgrade
 from idp.users.directory import UserError
 
@@ -59,6 +61,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     observability_serve.prepare(args.workers, settings.metrics_port)
     c = _container()
     c.close()
+    warning = proxy_warning(settings)
+    if warning:
+        configure_logging(settings.log_level)  # once, in the process that starts the workers
+        logging.getLogger("idp").warning(warning)
     if settings.metrics_port:
         observability_serve.start_metrics_server(settings)
     uvicorn.run(
@@ -76,6 +82,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         h11_max_incomplete_event_size=settings.request_head_max_bytes,  # h11's own head bound, the same size
     )
     return 0
+
+
+def proxy_warning(settings: Settings) -> str | None:
+    """The start-up warning for an https issuer with no trusted proxies, or None.
+
+    Without ``IDP_TRUSTED_PROXIES`` the client address is the TCP peer. Behind a TLS proxy that is the proxy,
+    so every person shares one address for the per-address limits (parked sign-ins, login throttling): one
+    client filling its allowance refuses everyone. A server terminating TLS itself is right to leave it
+    empty, hence a warning, not a refusal."""
+    if not settings.issuer.startswith("https://") or settings.trusted_proxies.strip():
+        return None
+    return (
+        "IDP_TRUSTED_PROXIES is empty with an https issuer: if a TLS proxy forwards to idp, every client has "
+        "the proxy's address and the per-address limits (sign-ins waiting, login throttle) are shared by all; "
+        "set it to the proxy's address (docs/operations.md)"
+    )
 
 
 HTTP_CHOICES = ("idp", "httptools", "h11")

@@ -131,8 +131,11 @@ class Settings(BaseSettings):
         100,
         ge=1,
         le=1_000_000,
-        description="Sign-in requests one client IP may have waiting at the login or consent page (each is kept "
-        "10 min, at most 8 KiB); beyond that /authorize answers 429. Raise it when many people share one address.",
+        description="Live parked sign-in requests (at most 8 KiB each) one client address may have: an IPv4 "
+        "address, or an IPv6 /64. A place is taken when /authorize parks a request for the login or consent page "
+        "and given back when the sign-in resumes; an abandoned one holds it 10-20 min. Beyond it /authorize "
+        "answers 429. The address is the TCP peer unless IDP_TRUSTED_PROXIES is set; raise the cap when many "
+        "people share one address (a NAT).",
     )
     argon2_time_cost: int = Field(2, ge=2, description="Argon2id iterations (OWASP minimum 2 at 19 MiB).")
     argon2_memory_kib: int = Field(19_456, ge=19_456, description="Argon2id memory, KiB (>= 19 MiB).")
@@ -156,7 +159,13 @@ class Settings(BaseSettings):
         description="`idp serve`: a request head must be complete this long after its first byte (or after the "
         "connection opened), else the connection is closed, s.",
     )
-    trusted_proxies: str = Field("", description="Comma-separated proxy IPs whose X-Forwarded-* headers are believed.")
+    trusted_proxies: str = Field(
+        "",
+        description="`idp serve`: comma-separated proxy IPs or networks (CIDR) whose X-Forwarded-For/-Proto "
+        "headers are believed (uvicorn's forwarded_allow_ips). Behind a proxy, set it: otherwise every client "
+        "has the proxy's address for the per-address limits (parked sign-ins, login throttle). Empty with an "
+        "https issuer logs a warning at start-up.",
+    )
     demo: bool | None = Field(
         None,
         description="On the first start of an empty database, create demo clients and a demo user. "

@@ -180,7 +180,13 @@ def _wire_sessions(c: Container) -> None:
         idle_ttl=s.session_idle_ttl, absolute_ttl=s.session_absolute_ttl, on_end=signout.sessions_ended,
     )  # fmt: skip
     c.consents = Consents(SqlConsentStore(c.sessions), c.clock)
-    c.approvals = RedirectApprovals(c.ephemeral, ttl=s.session_absolute_ttl)
+    sessions = c.login_sessions
+
+    def session_expiry(sid: str) -> float | None:
+        session = sessions.get_by_sid(sid)
+        return session.absolute_expires_at if session is not None else None
+
+    c.approvals = RedirectApprovals(c.ephemeral, c.clock, session_expiry)
     throttle = LoginThrottle(
         c.ephemeral, c.clock, max_failures=s.login_max_failures, lockout_seconds=s.login_lockout_seconds
     )

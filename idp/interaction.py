@@ -14,6 +14,7 @@ implementations.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +29,10 @@ from idp.store.ephemeral import EphemeralStore
 SESSION_COOKIE = "__Host-idp-session"
 INTERACTION_TTL = 600.0
 MAX_RECORD = 8192  # bytes of one parked request: its parameters are bounded one by one, this bounds the sum
+# Longest accepted values of the parameters /authorize and /logout share (one place, so both accept the same).
+MAX_CLIENT_ID = 64
+MAX_URI = 2048  # redirect_uri, post_logout_redirect_uri
+MAX_STATE = 2048
 
 
 class RecordTooLarge(Exception):
@@ -35,7 +40,7 @@ class RecordTooLarge(Exception):
 
 
 class TooManyPending(Exception):
-    """This client IP has too many sign-ins waiting; the endpoint answers 429 with ``Retry-After``."""
+    """This client address (or IPv6 /64) has too many sign-ins waiting; the endpoint answers 429, ``Retry-After``."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"retry after {retry_after} s")
@@ -114,16 +119,35 @@ class PendingAuthorization:
     consent: str | None = None  # "granted" | "denied"
     hint_sub: str | None = None  # the subject of a verified id_token_hint: only that person may finish
     extra: dict[str, str] = field(default_factory=dict)
+    slot: str | None = None  # the per-address counter this record holds a place in (Interactions.settle)
+
+
+def address_key(ip: str) -> str:
+    """What the per-address cap counts by: an IPv4 address, or the /64 of an IPv6 one (one subscriber's
+    network: anyone holding a /64 has 2^64 addresses to spread requests over). An IPv4-mapped IPv6 address
+    counts as its IPv4 address; a value that is not an address counts as itself."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
 
 
 class Interactions:
-    """Parked authorization requests, and how many each client IP may have waiting.
+    """Parked authorization requests, and how many each client address may have live at once.
 
-    The per-IP count lives in fixed windows of :data:`INTERACTION_TTL` on the injected clock. A record lives
-    one window, so every live record was created in the current or the previous window, and admitting a new
-    one only while the two windows together hold fewer than ``per_ip`` keeps at most ``per_ip`` live records
-    per address. The count is reserved with an atomic increment before the record is written, so concurrent
-    requests cannot overshoot; a refused request does not count when it was refused before reserving.
+    The cap counts live records per address (:func:`address_key`: an IPv4 address or an IPv6 /64). Each
+    record holds a place in its address's counter from :meth:`create` until it is consumed (the resume,
+    after the login or consent page, takes it: :meth:`settle` gives the place back) or expires. Counters
+    live in fixed windows of :data:`INTERACTION_TTL` on the injected clock and a record lives one window, so
+    every live record sits in the current or the previous window's counter; an abandoned record is forgotten
+    when its window's counter is no longer read, at most one window after it expired. A place is taken with
+    the store's atomic ``reserve`` (refused without counting when the two windows hold ``per_ip``), so
+    concurrent requests, in any worker, cannot overshoot.
     """
 
     def __init__(self, store: EphemeralStore, clock: Clock, *, per_ip: int = 100) -> None:
@@ -137,23 +161,34 @@ class Interactions:
 
     @staticmethod
     def _ip_key(ip: str, window: int) -> str:
-        return f"interaction:ip:{hashlib.sha256(ip.encode()).hexdigest()[:32]}:{window}"
+        digest = hashlib.sha256(address_key(ip).encode()).hexdigest()[:32]
+        return f"interaction:ip:{digest}:{window}"
 
     def _count(self, key: str) -> int:
         raw = self._store.get(key)
         return int(raw) if raw else 0
 
-    def reserve(self, ip: str) -> None:
-        """Count one more waiting sign-in for ``ip``, or raise :class:`TooManyPending`. Blocking."""
+    def _slot(self, ip: str) -> tuple[str, int, int]:
+        """The counter a record parked now counts in, the previous window's count, and the Retry-After."""
         now = self._clock.now()
         window = int(now // INTERACTION_TTL)
         retry = max(1, math.ceil((window + 1) * INTERACTION_TTL - now))
-        current, previous = self._ip_key(ip, window), self._ip_key(ip, window - 1)
-        earlier = self._count(previous)
-        if earlier + self._count(current) >= self.per_ip:
+        return self._ip_key(ip, window), self._count(self._ip_key(ip, window - 1)), retry
+
+    def reserve(self, ip: str) -> str:
+        """Take a place for one more live record of ``ip``: the counter key, or raise :class:`TooManyPending`.
+        Blocking."""
+        slot, earlier, retry = self._slot(ip)
+        # Atomic check-and-increment: concurrent requests cannot overshoot, and a refusal changes nothing.
+        if earlier >= self.per_ip or self._store.reserve(slot, self.per_ip - earlier, 2 * INTERACTION_TTL) is None:
             raise TooManyPending(retry)
-        if self._store.incr(current, 2 * INTERACTION_TTL) + earlier > self.per_ip:  # atomic: concurrency-safe
-            raise TooManyPending(retry)
+        return slot
+
+    def settle(self, pending: PendingAuthorization) -> None:
+        """After the resume took ``pending``: give its place back, unless it was parked again (login, then
+        consent). A counter whose window has passed is gone already; nothing to give back. Blocking."""
+        if pending.slot and self._store.get(self._key(pending.id)) is None:
+            self._store.release(pending.slot)
 
     def create(
         self, client_id: str, params: dict[str, str], scopes: list[str], *, ip: str, hint_sub: str | None = None
@@ -168,10 +203,15 @@ class Interactions:
             created_at=now,
             expires_at=now + INTERACTION_TTL,
             hint_sub=hint_sub,
+            slot=self._slot(ip)[0],  # before the size check: the record is stored with it
         )
         self._encode(pending)  # too large: refused before it counts against the address
-        self.reserve(ip)
-        self.save(pending)
+        pending.slot = self.reserve(ip)
+        try:
+            self.save(pending)
+        except Exception:
+            self._store.release(pending.slot)  # not parked: its place is free
+            raise
         return pending
 
     @staticmethod
@@ -195,9 +235,13 @@ class Interactions:
         return pending if pending.expires_at > self._clock.now() else None
 
     def finish(self, interaction_id: str) -> PendingAuthorization | None:
-        """Take the record once (atomic): a resumed request cannot be replayed."""
+        """Take the record once (atomic): a resumed request cannot be replayed. The caller parks it again
+        (:meth:`save`) or ends it, and then calls :meth:`settle`."""
         raw = self._store.take(self._key(interaction_id)) if interaction_id and len(interaction_id) <= 64 else None
         if raw is None:
             return None
         pending = PendingAuthorization(**orjson.loads(raw))
-        return pending if pending.expires_at > self._clock.now() else None
+        if pending.expires_at > self._clock.now():
+            return pending
+        self.settle(pending)
+        return None

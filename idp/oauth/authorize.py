@@ -33,7 +33,15 @@ from idp.errors import (
     UnauthorizedClient,
     UnsupportedResponseType,
 )
-from idp.interaction import PendingAuthorization, RecordTooLarge, SessionInfo, TooManyPending
+from idp.interaction import (
+    MAX_CLIENT_ID,
+    MAX_STATE,
+    MAX_URI,
+    PendingAuthorization,
+    RecordTooLarge,
+    SessionInfo,
+    TooManyPending,
+)
 from idp.oauth import policy
 from idp.oauth.forms import Pairs, duplicates, values
 from idp.oauth.grants import pkce
@@ -43,11 +51,10 @@ from idp.tokens.id_token import acr_for
 from idp.tokens.id_token_hint import MAX_HINT, verify_hint
 
 MAX_NONCE = 512
-MAX_STATE = 2048
 # The parameters the flow uses, each with its longest accepted value; longer is invalid_request.
 BOUNDS: dict[str, int] = {
-    "client_id": 64,
-    "redirect_uri": 2048,
+    "client_id": MAX_CLIENT_ID,
+    "redirect_uri": MAX_URI,
     "response_type": 64,
     "response_mode": 64,
     "scope": 2048,
@@ -257,6 +264,12 @@ class Authorizer:
         pending = self.c.interactions.finish(interaction_id)  # atomic: a resumed request cannot be replayed
         if pending is None:
             return Outcome(400, title="This sign-in request has expired", message="Please start again.")
+        try:
+            return self._resume(pending, cookie)
+        finally:
+            self.c.interactions.settle(pending)  # consumed, unless parked again: its per-address place is free
+
+    def _resume(self, pending: PendingAuthorization, cookie: str | None) -> Outcome:
         try:
             req = validate(self.c, list(pending.params.items()))
             req.hint_sub = pending.hint_sub

@@ -13,7 +13,7 @@ consent alone never lets such a request through.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -87,14 +87,16 @@ def needs_session_approval(client: Client, redirect_uri: str) -> bool:
 class RedirectApprovals:
     """Per login session, the exact redirect URIs (port included) a person approved for a public client.
 
-    Kept in the ephemeral store for the session's absolute lifetime; the key is a digest of the session id,
-    client and URI, so a new session (a new ``sid``) starts with none. Losing them (a Redis flush) only means
-    the person is asked again.
+    Kept in the ephemeral store until the session's absolute expiry (``session_expiry(sid)``, read when the
+    person approves: an approval never outlives its session); the key is a digest of the session id, client
+    and URI, so a new session (a new ``sid``) starts with none, and a loopback redirect on a new port is a
+    new URI. Losing them (a Redis flush) only means the person is asked again.
     """
 
-    def __init__(self, store: EphemeralStore, *, ttl: float) -> None:
+    def __init__(self, store: EphemeralStore, clock: Clock, session_expiry: Callable[[str], float | None]) -> None:
         self._store = store
-        self._ttl = ttl
+        self._clock = clock
+        self._session_expiry = session_expiry
 
     @staticmethod
     def _key(sid: str, client_id: str, redirect_uri: str) -> str:
@@ -102,7 +104,11 @@ class RedirectApprovals:
         return f"redirect-approval:{digest}"
 
     def approve(self, sid: str, client_id: str, redirect_uri: str) -> None:
-        self._store.put(self._key(sid, client_id, redirect_uri), b"1", self._ttl)
+        """Remember the approval for the rest of the session's absolute lifetime (nothing once it ended)."""
+        until = self._session_expiry(sid)
+        ttl = until - self._clock.now() if until is not None else 0.0
+        if ttl > 0:
+            self._store.put(self._key(sid, client_id, redirect_uri), b"1", ttl)
 
     def approved(self, sid: str, client_id: str, redirect_uri: str) -> bool:
         return self._store.get(self._key(sid, client_id, redirect_uri)) is not None

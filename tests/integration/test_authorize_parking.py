@@ -14,7 +14,17 @@ import pytest
 from idp import interaction
 from idp.container import Container
 from idp.interaction import INTERACTION_TTL, TooManyPending
-from tests.oauthkit import ISSUER, auth_params, make_user, pkce_pair, query, sign_in_fast, web_client
+from tests.oauthkit import (
+    ISSUER,
+    auth_params,
+    continue_on_page,
+    make_user,
+    pkce_pair,
+    query,
+    sign_in_fast,
+    web_client,
+)
+from tests.pagekit import sign_in
 
 CAP = 3
 
@@ -137,3 +147,64 @@ async def test_the_cap_holds_under_concurrency(container: Container) -> None:
     with ThreadPoolExecutor(max_workers=12) as pool:
         admitted = await asyncio.get_running_loop().run_in_executor(None, lambda: list(pool.map(attempt, range(40))))
     assert sum(admitted) == CAP
+
+
+async def _park(http: httpx.AsyncClient, params: dict[str, str]) -> str:
+    r = await http.get("/authorize", params=params)
+    location = r.headers.get("location", "")
+    assert location.startswith((f"{ISSUER}/login?", f"{ISSUER}/consent?")), (r.status_code, location)
+    return location
+
+
+async def test_a_finished_sign_in_gives_its_place_back(app: object, container: Container) -> None:
+    """The cap bounds live records: each completed sign-in frees its place, so one address signs in any
+    number of times (more than the cap) within one window."""
+    web, _ = web_client(container)
+    make_user(container)
+    async with _from(app, "203.0.113.20") as http:
+        for _ in range(CAP + 2):
+            login = await _park(http, auth_params(web, pkce_pair()[1], prompt="login"))
+            done = await sign_in(http, interaction=query(login)["interaction"])
+            assert done.status_code == 303, done.text[:300]
+            r = await http.get(done.headers["location"])
+            assert "code" in query(r.headers["location"]), r.headers.get("location")
+
+
+async def test_a_denied_consent_gives_its_place_back(app: object, container: Container) -> None:
+    third, _ = web_client(container, first_party=False)
+    async with _from(app, "203.0.113.21") as http:
+        sign_in_fast(container, http, make_user(container))
+        for _ in range(CAP + 2):
+            page = await _park(http, auth_params(third, pkce_pair()[1]))
+            assert page.startswith(f"{ISSUER}/consent?")
+            r = await continue_on_page(http, page, "deny")
+            assert query(r.headers["location"])["error"] == "access_denied"
+
+
+async def test_a_sign_in_parked_again_for_consent_keeps_its_place(app: object, container: Container) -> None:
+    third, _ = web_client(container, first_party=False)
+    make_user(container)
+    async with _from(app, "203.0.113.22") as http:
+        login = await _park(http, auth_params(third, pkce_pair()[1]))
+        done = await sign_in(http, interaction=query(login)["interaction"])
+        consent = (await http.get(done.headers["location"])).headers["location"]
+        assert consent.startswith(f"{ISSUER}/consent?")  # the same record, parked again: still live
+        http.cookies.clear()
+        for _ in range(CAP - 1):
+            await _park(http, auth_params(third, pkce_pair()[1]))
+        r = await http.get("/authorize", params=auth_params(third, pkce_pair()[1]))
+        assert r.status_code == 429
+
+
+async def test_an_ipv6_network_shares_one_allowance(container: Container) -> None:
+    """Anyone holding an IPv6 /64 has 2^64 addresses: the cap counts the /64 (an IPv4 address by itself)."""
+    for i in range(CAP):
+        container.interactions.reserve(f"2001:db8:5:6::{i + 1:x}")
+    with pytest.raises(TooManyPending):
+        container.interactions.reserve("2001:db8:5:6:ffff:ffff:ffff:ffff")
+    container.interactions.reserve("2001:db8:5:7::1")  # the next /64 is someone else
+    for _ in range(CAP):
+        container.interactions.reserve("::ffff:192.0.2.30")
+    with pytest.raises(TooManyPending):  # an IPv4-mapped address is that IPv4 address
+        container.interactions.reserve("192.0.2.30")
+    container.interactions.reserve("192.0.2.31")

@@ -188,6 +188,14 @@ def test_idp_environment(services: dict[str, Any]) -> None:
     assert env["IDP_DEMO"] == "false", "a deployment creates no demo and prints no secret"
 
 
+def test_idp_trusts_the_forwarded_address_from_the_network_gateway(config: dict[str, Any]) -> None:
+    """The TLS proxy's connections arrive from the gateway: without trusting it, every client would share one
+    address for the per-address limits."""
+    env = config["services"]["idp"]["environment"]
+    gateways = [pool["gateway"] for pool in config["networks"]["default"]["ipam"]["config"]]
+    assert env["IDP_TRUSTED_PROXIES"] in gateways
+
+
 def test_postgres_data_is_on_a_volume(services: dict[str, Any]) -> None:
     assert services["postgres"]["image"].startswith("postgres:16")
     volumes = services["postgres"].get("volumes") or []

@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from idp.interaction import SESSION_COOKIE
+from idp.interaction import MAX_STATE, SESSION_COOKIE
 from idp.tokens import jwt
 from tests.pagekit import (
     ISSUER,
@@ -212,6 +212,27 @@ async def test_logout_can_revoke_offline_grants_too(client, container, alice, rp
     hint = id_token(container, sub=alice.id, aud=rp.client_id, sid=info.sid)
     await client.get("/logout", params={"id_token_hint": hint})
     assert ("session", {"sid": info.sid, "keep_offline": False, "reason": "logout"}) in grants.calls
+
+
+async def test_any_state_authorize_accepts_comes_back_from_logout(client, container, alice, rp):
+    """/logout bounds state as /authorize does (MAX_STATE): a state an RP may send there is echoed here too."""
+    state = "s" * MAX_STATE
+    await signed_in(client, container)
+    value = session_value(client)
+    r = await client.get("/logout", params={"client_id": rp.client_id, "post_logout_redirect_uri": BYE, "state": state})
+    assert r.status_code == 200 and field(r.text, "state") == state
+    confirm = await client.post(
+        "/logout",
+        data={"confirm": "1", "csrf": field(r.text, "csrf"), "client_id": rp.client_id,
+              "post_logout_redirect_uri": BYE, "state": state},
+        headers=SAME_ORIGIN,
+    )  # fmt: skip
+    assert confirm.status_code == 303 and confirm.headers["location"] == f"{BYE}?state={state}"
+    assert ended(confirm, container, value)
+    await signed_in(client, container)
+    r = await client.get("/logout", params={"client_id": rp.client_id, "state": state + "s"})
+    assert r.status_code == 400  # one longer than /authorize accepts: refused, not silently dropped
+    assert container.login_sessions.from_cookie(session_value(client)) is not None
 
 
 async def test_repeated_parameters_are_refused(client, container, alice, rp):

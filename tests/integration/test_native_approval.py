@@ -13,7 +13,7 @@ import pytest
 
 from idp.clients.model import Client
 from idp.container import Container
-from idp.sessions.consents import needs_session_approval
+from idp.sessions.consents import RedirectApprovals, needs_session_approval
 from idp.users.directory import User
 from tests.oauthkit import (
     ISSUER,
@@ -71,6 +71,22 @@ async def test_continue_once_then_that_port_alone_is_silent(
     sign_in_fast(container, client, alice)
     q = query((await _authorize(client, native, PORT_A, prompt="none")).headers["location"])
     assert q["error"] == "consent_required", q
+
+
+async def test_an_approval_is_kept_only_for_the_rest_of_its_session(
+    client: httpx.AsyncClient, container: Container, alice: User
+) -> None:
+    """Each new port is a new approval: none may outlive the session it belongs to (its absolute expiry)."""
+    native = native_client(container)
+    sid = sign_in_fast(container, client, alice)
+    session = container.login_sessions.get_by_sid(sid)
+    assert session is not None
+    container.clock.advance(10 * 86_400)  # within the idle lifetime: the session is alive, 10 days older
+    r = await continue_on_page(client, (await _authorize(client, native, PORT_A)).headers["location"])
+    assert "code" in query(r.headers["location"])
+    left = session.absolute_expires_at - container.clock.now()
+    ttl = container.ephemeral.ttl(RedirectApprovals._key(sid, native.client_id, PORT_A))
+    assert ttl is not None and left - 60 < ttl <= left, (ttl, left)
 
 
 async def test_cancel_on_the_continue_page_is_access_denied(

@@ -126,3 +126,22 @@ def test_a_missing_service_tool_or_route_skips_locally_and_fails_in_ci(monkeypat
     monkeypatch.setattr(suite, "IN_CI", False)
     with pytest.raises(pytest.skip.Exception, match="redis-server not available"):
         suite._unavailable("redis-server")
+
+
+@pytest.mark.parametrize(
+    ("issuer", "proxies", "warns"),
+    [
+        ("https://id.example.com", "", True),
+        ("https://id.example.com", " ", True),
+        ("https://id.example.com", "172.28.0.1", False),
+        ("http://127.0.0.1:8000", "", False),
+    ],
+)
+def test_an_https_issuer_without_trusted_proxies_warns_at_start(issuer: str, proxies: str, warns: bool) -> None:
+    """Behind a TLS proxy, no trusted proxies means every client has the proxy's address (shared limits)."""
+    from idp.cli import proxy_warning
+
+    warning = proxy_warning(load_settings(issuer=issuer, trusted_proxies=proxies))
+    assert (warning is not None) == warns
+    if warns:
+        assert warning is not None and "IDP_TRUSTED_PROXIES" in warning

@@ -22,10 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.container import Container
-from idp.interaction import SESSION_COOKIE
+from idp.interaction import MAX_CLIENT_ID, MAX_STATE, MAX_URI, SESSION_COOKIE
 from idp.sessions.csrf import check_session_token, session_token
 from idp.sessions.store import LoginSession
-from idp.tokens.id_token_hint import Hint, verify_hint
+from idp.tokens.id_token_hint import MAX_HINT, Hint, verify_hint
 from idp.web.pages.forms import clear_cookie, one, page, same_origin, see_other, session_cookie
 from idp.web.templating import error_page, render
 
@@ -56,10 +56,10 @@ def routes(c: Container) -> list[Route]:
         return client.client_id, (uri if uri and client.post_logout_redirect_uri_allowed(uri) else None)
 
     def _parse(params: Any, cookie: str | None) -> LogoutRequest:
-        hint = one(params, "id_token_hint", 8192)
-        client_id = one(params, "client_id", 64) or None
-        uri = one(params, "post_logout_redirect_uri", 2048)
-        state = one(params, "state", 1024)
+        hint = one(params, "id_token_hint", MAX_HINT)
+        client_id = one(params, "client_id", MAX_CLIENT_ID) or None
+        uri = one(params, "post_logout_redirect_uri", MAX_URI)
+        state = one(params, "state", MAX_STATE)
         claims: Hint | None = None
         if hint:
             claims = verify_hint(c.keyring, hint, issuer=c.settings.issuer, now=c.clock.now())
@@ -123,10 +123,10 @@ def routes(c: Container) -> list[Route]:
         if session is not None and not check_session_token(session.csrf_secret, PURPOSE, one(form, "csrf", 200)):
             return error_page("invalid_request", "This form has expired. Reload the page and try again.", 400)
         client_id, redirect = await run_in_threadpool(
-            _registered, one(form, "client_id", 64) or None, one(form, "post_logout_redirect_uri", 2048)
+            _registered, one(form, "client_id", MAX_CLIENT_ID) or None, one(form, "post_logout_redirect_uri", MAX_URI)
         )
         await run_in_threadpool(_end, cookie, session)
-        req = LogoutRequest(client_id, redirect, one(form, "state", 1024), True, session)
+        req = LogoutRequest(client_id, redirect, one(form, "state", MAX_STATE), True, session)
         return _finish(request, req, after_post=True)
 
     @page
