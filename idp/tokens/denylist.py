@@ -14,10 +14,16 @@ another process with the embedded store has no pub/sub at all). Staleness is the
 bounded by ``sync_seconds`` (default 0.5 s) plus a query. SQL is the only source of
 truth: a message only says "look".
 
-Cut-offs (subject/session/client) are written in whole seconds, ``not_before`` = the second
-they were made in, because ``iat`` is whole seconds: a token issued in that same second is
-not covered, before or after the cut-off (see ``idp.tokens.denyset``); the writers for whom a
-token issued just before matters also deny it by ``jti`` (a revoked grant's access tokens).
+Cut-offs (subject/session/client) are written at full precision, ``not_before`` = the instant
+they were made, and compared exactly with ``iat``: a token issued earlier in the same second
+(whole-second ``iat``) is denied with the rest (see ``idp.tokens.denyset``). So that a token
+minted after a cut-off in that same second is not denied too, the IdP stamps it with
+:meth:`DenyList.issued_at` (the next whole second when a cut-off it holds lies in the
+current one). A worker that has not received the cut-off yet (at most ``sync_seconds``)
+stamps ``int(now)`` and its token is denied: fail closed, the client signs in again.
+Refresh tokens carry their row's fractional ``created_at``, compared exactly as well.
+Only grant revocation (a revoked family's live access tokens) also denies by
+``jti``; sign-out, disabling a user and the admin API rely on the cut-off alone.
 :meth:`DenyList.deny_every_token` writes a cut-off whose ``not_before`` is its expiry: every
 token issued while it lives is denied (a disabled or deleted client, whichever worker issued).
 
@@ -39,7 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from idp.clock import Clock
-from idp.tokens.denyset import KINDS, MAX_VALUE, DenyChange, DenyEntry, DenySet
+from idp.tokens.denyset import KINDS, MAX_VALUE, DenyChange, DenyEntry, DenySet, issued_at
 from idp.tokens.jwt import TokenInvalid
 from idp.tokens.secevent import CHANNEL, change_from_claims, set_claims
 
@@ -189,7 +195,7 @@ class DenyList:
             raise ValueError(f"value must be 1..{MAX_VALUE} characters")
         if until is not None and not math.isfinite(until):
             raise ValueError("until must be a finite time")
-        not_before = float(math.floor(now)) if kind in CUTOFF_KINDS else None  # whole seconds, as iat
+        not_before = now if kind in CUTOFF_KINDS else None  # full precision: compared exactly with iat
         if kind == "kid":
             expires_at = now + self._kid_lifetime
         elif kind == "jti" and until is not None:
@@ -264,6 +270,12 @@ class DenyList:
     def is_denied(self, claims: Mapping[str, Any], kid: str | None = None) -> bool:
         self.maybe_sync()
         return self._set.is_denied(claims, kid)
+
+    def issued_at(self, claims: Mapping[str, Any]) -> int:
+        """The ``iat`` for a token with these ``sub``/``sid``/``client_id`` minted now: one that no cut-off
+        already made denies (:func:`idp.tokens.denyset.issued_at`). Memory only, as :meth:`is_denied`."""
+        self.maybe_sync()
+        return issued_at(self._clock.now(), self._set.latest_cutoff(claims))
 
     @property
     def version(self) -> int:
