@@ -16,14 +16,14 @@ truth: a message only says "look".
 
 Cut-offs (subject/session/client) are written at full precision, ``not_before`` = the instant
 they were made, and compared exactly with ``iat``: a token issued earlier in the same second
-(whole-second ``iat``) is denied with the rest (see ``idp.tokens.denyset``). So that a token
-minted after a cut-off in that same second is not denied too, the IdP stamps it with
+(whole-second ``iat``) is denied with the rest (see ``idp.tokens.denyset``). The cut-off
+itself denies it: revoking refresh families also lists their live access tokens by ``jti``,
+but not every token has a family and not every writer revokes one. So that a token minted
+after a cut-off in that same second is not denied too, the IdP stamps it with
 :meth:`DenyList.issued_at` (the next whole second when a cut-off it holds lies in the
 current one). A worker that has not received the cut-off yet (at most ``sync_seconds``)
 stamps ``int(now)`` and its token is denied: fail closed, the client signs in again.
 Refresh tokens carry their row's fractional ``created_at``, compared exactly as well.
-Only grant revocation (a revoked family's live access tokens) also denies by
-``jti``; sign-out, disabling a user and the admin API rely on the cut-off alone.
 :meth:`DenyList.deny_every_token` writes a cut-off whose ``not_before`` is its expiry: every
 token issued while it lives is denied (a disabled or deleted client, whichever worker issued).
 

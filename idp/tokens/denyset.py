@@ -118,6 +118,10 @@ def issued_at(now: float, latest_cutoff: float) -> int:
     here accepts one up to its leeway (``idp.tokens.jwt.LEEWAY``, 30 s, for the IdP and
     ``idp.resource``; REQUIREMENTS allow 60 s). A cut-off further ahead is a "deny every
     token until it expires" entry (a disabled client): it keeps denying, fail closed.
+
+    The one case whole seconds cannot tell apart: a token stamped past a cut-off made at
+    T+0.3 reads as issued at T+1, so a second cut-off naming it at T+0.7 does not cover it
+    (it does cover everything issued before T+0.3 and every unstamped token of second T).
     """
     iat = math.floor(now)
     if iat < latest_cutoff <= iat + 1:
