@@ -260,7 +260,7 @@ def _wire_oauth(c: Container) -> None:
     )  # fmt: skip
     c.extras["access_tokens"] = AccessTokens(
         c.keyring, c.clock, issuer=s.issuer, ttl=s.access_token_ttl, default_alg=s.access_token_alg,
-        issued_at=lambda claims: c.denylist.issued_at(claims),  # the in-memory deny set: no SQL per token
+        latest_cutoff=lambda claims: c.denylist.latest_cutoff(claims),  # the in-memory deny set: no SQL per token
     )  # fmt: skip
     c.extras["id_tokens"] = IdTokens(
         c.keyring, c.clock, issuer=s.issuer, ttl=s.id_token_ttl, default_alg=s.id_token_alg

@@ -20,9 +20,10 @@ they were made, and compared exactly with ``iat``: a token issued earlier in the
 itself denies it: revoking refresh families also lists their live access tokens by ``jti``,
 but not every token has a family and not every writer revokes one. So that a token minted
 after a cut-off in that same second is not denied too, the IdP stamps it with
-:meth:`DenyList.issued_at` (the next whole second when a cut-off it holds lies in the
-current one). A worker that has not received the cut-off yet (at most ``sync_seconds``)
-stamps ``int(now)`` and its token is denied: fail closed, the client signs in again.
+:func:`idp.tokens.denyset.issued_at` from :meth:`DenyList.latest_cutoff` (the next whole
+second when a cut-off it holds lies in the current one). A worker that has not received
+the cut-off yet (at most ``sync_seconds``) stamps ``int(now)`` and its token is denied:
+fail closed, the client signs in again.
 Refresh tokens carry their row's fractional ``created_at``, compared exactly as well.
 :meth:`DenyList.deny_every_token` writes a cut-off whose ``not_before`` is its expiry: every
 token issued while it lives is denied (a disabled or deleted client, whichever worker issued).
@@ -45,7 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from idp.clock import Clock
-from idp.tokens.denyset import KINDS, MAX_VALUE, DenyChange, DenyEntry, DenySet, issued_at
+from idp.tokens.denyset import KINDS, MAX_VALUE, DenyChange, DenyEntry, DenySet
 from idp.tokens.jwt import TokenInvalid
 from idp.tokens.secevent import CHANNEL, change_from_claims, set_claims
 
@@ -271,11 +272,11 @@ class DenyList:
         self.maybe_sync()
         return self._set.is_denied(claims, kid)
 
-    def issued_at(self, claims: Mapping[str, Any]) -> int:
-        """The ``iat`` for a token with these ``sub``/``sid``/``client_id`` minted now: one that no cut-off
-        already made denies (:func:`idp.tokens.denyset.issued_at`). Memory only, as :meth:`is_denied`."""
+    def latest_cutoff(self, claims: Mapping[str, Any]) -> float:
+        """The latest ``not_before`` naming these ``sub``/``sid``/``client_id`` (-inf: none), for stamping a new
+        token's ``iat`` (:func:`idp.tokens.denyset.issued_at`). Memory only, as :meth:`is_denied`."""
         self.maybe_sync()
-        return issued_at(self._clock.now(), self._set.latest_cutoff(claims))
+        return self._set.latest_cutoff(claims)
 
     @property
     def version(self) -> int:

@@ -87,12 +87,12 @@ def test_acr_from_amr() -> None:
 
 def test_a_token_minted_after_a_cut_off_in_the_same_second_is_stamped_past_it(ring, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
     from idp.resource.verifier import AccessTokenVerifier
-    from idp.tokens.denyset import DenyEntry, DenySet, issued_at
+    from idp.tokens.denyset import DenyEntry, DenySet
 
     deny = DenySet()
     tokens = AccessTokens(
         ring, clock, issuer=ISS, ttl=600, default_alg="ES256",
-        issued_at=lambda claims: issued_at(clock.now(), deny.latest_cutoff(claims)),
+        latest_cutoff=deny.latest_cutoff,
     )  # fmt: skip
     clock.advance(0.2)
     before = tokens.issue(client_id="c", sub="u", audience=["https://api"], scope="", sid="s")
