@@ -265,8 +265,9 @@ def _wire_oauth(c: Container) -> None:
         grace_seconds=s.refresh_grace_seconds, grace_max_uses=s.refresh_grace_max_uses, denylist=lambda: c.denylist,
     )  # fmt: skip
     c.extras["access_tokens"] = AccessTokens(
-        c.keyring, c.clock, issuer=s.issuer, ttl=s.access_token_ttl, default_alg=s.access_token_alg
-    )
+        c.keyring, c.clock, issuer=s.issuer, ttl=s.access_token_ttl, default_alg=s.access_token_alg,
+        latest_cutoff=lambda claims: c.denylist.latest_cutoff(claims),  # the in-memory deny set: no SQL per token
+    )  # fmt: skip
     c.extras["id_tokens"] = IdTokens(
         c.keyring, c.clock, issuer=s.issuer, ttl=s.id_token_ttl, default_alg=s.id_token_alg
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import secrets
 import warnings
 from typing import Any
@@ -203,3 +204,6 @@ class RecordingDenyList:
 
     def is_denied(self, claims: dict[str, Any], kid: str | None = None) -> bool:
         return any(k == "jti" and v == claims.get("jti") for k, v, _, _ in self.calls)
+
+    def latest_cutoff(self, claims: dict[str, Any]) -> float:
+        return -math.inf  # records cut-offs without their time: none to stamp a new token past

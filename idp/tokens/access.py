@@ -8,7 +8,7 @@ call userinfo.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from idp.clock import Clock
 from idp.crypto import random_urlsafe
 from idp.keys.keyring import Keyring
 from idp.tokens import jwt
+from idp.tokens.denyset import issued_at
 
 TYP = "at+jwt"  # RFC 9068 §2.1: explicit typing, so no other JWT is accepted as an access token
 ACCEPTED_TYP = ("at+jwt", "application/at+jwt")
@@ -41,10 +42,25 @@ def audience_claim(audiences: Iterable[str]) -> str | list[str]:
     return auds[0] if len(auds) == 1 else auds
 
 
+LatestCutoff = Callable[[Mapping[str, Any]], float]
+"""The latest deny-list cut-off naming a token's claims (``idp.tokens.denylist.DenyList.latest_cutoff``)."""
+
+
 class AccessTokens:
-    def __init__(self, keyring: Keyring, clock: Clock, *, issuer: str, ttl: int, default_alg: str) -> None:
+    def __init__(
+        self,
+        keyring: Keyring,
+        clock: Clock,
+        *,
+        issuer: str,
+        ttl: int,
+        default_alg: str,
+        latest_cutoff: LatestCutoff | None = None,
+    ) -> None:
+        """``latest_cutoff``: so that ``iat`` is stamped past any deny-list cut-off already made."""
         self._keyring = keyring
         self._clock = clock
+        self._latest_cutoff = latest_cutoff
         self.issuer = issuer
         self.ttl = ttl
         self.default_alg = default_alg
@@ -61,7 +77,8 @@ class AccessTokens:
         acr: str | None = None,
         sid: str | None = None,
     ) -> IssuedAccessToken:
-        now = int(self._clock.now())
+        instant = self._clock.now()
+        now = int(instant)
         jti = new_jti()
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -80,6 +97,10 @@ class AccessTokens:
             claims["acr"] = acr
         if sid:
             claims["sid"] = sid
+        if self._latest_cutoff is not None:
+            # A cut-off made earlier in this second would deny iat = int(now) (compared exactly, fail
+            # closed): the next whole second instead, at most 1 s ahead, within every verifier's leeway.
+            claims["iat"] = issued_at(instant, self._latest_cutoff(claims))
         token = jwt.sign(self._keyring, alg or self.default_alg, TYP, claims)
         return IssuedAccessToken(token=token, jti=jti, exp=claims["exp"], claims=claims)
 

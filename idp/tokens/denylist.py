@@ -14,10 +14,17 @@ another process with the embedded store has no pub/sub at all). Staleness is the
 bounded by ``sync_seconds`` (default 0.5 s) plus a query. SQL is the only source of
 truth: a message only says "look".
 
-Cut-offs (subject/session/client) are written in whole seconds, ``not_before`` = the second
-they were made in, because ``iat`` is whole seconds: a token issued in that same second is
-not covered, before or after the cut-off (see ``idp.tokens.denyset``); the writers for whom a
-token issued just before matters also deny it by ``jti`` (a revoked grant's access tokens).
+Cut-offs (subject/session/client) are written at full precision, ``not_before`` = the instant
+they were made, and compared exactly with ``iat``: a token issued earlier in the same second
+(whole-second ``iat``) is denied with the rest (see ``idp.tokens.denyset``). The cut-off
+itself denies it: revoking refresh families also lists their live access tokens by ``jti``,
+but not every token has a family and not every writer revokes one. So that a token minted
+after a cut-off in that same second is not denied too, the IdP stamps it with
+:func:`idp.tokens.denyset.issued_at` from :meth:`DenyList.latest_cutoff` (the next whole
+second when a cut-off it holds lies in the current one). A worker that has not received
+the cut-off yet (at most ``sync_seconds``) stamps ``int(now)`` and its token is denied:
+fail closed, the client signs in again.
+Refresh tokens carry their row's fractional ``created_at``, compared exactly as well.
 :meth:`DenyList.deny_every_token` writes a cut-off whose ``not_before`` is its expiry: every
 token issued while it lives is denied (a disabled or deleted client, whichever worker issued).
 
@@ -189,7 +196,7 @@ class DenyList:
             raise ValueError(f"value must be 1..{MAX_VALUE} characters")
         if until is not None and not math.isfinite(until):
             raise ValueError("until must be a finite time")
-        not_before = float(math.floor(now)) if kind in CUTOFF_KINDS else None  # whole seconds, as iat
+        not_before = now if kind in CUTOFF_KINDS else None  # full precision: compared exactly with iat
         if kind == "kid":
             expires_at = now + self._kid_lifetime
         elif kind == "jti" and until is not None:
@@ -264,6 +271,12 @@ class DenyList:
     def is_denied(self, claims: Mapping[str, Any], kid: str | None = None) -> bool:
         self.maybe_sync()
         return self._set.is_denied(claims, kid)
+
+    def latest_cutoff(self, claims: Mapping[str, Any]) -> float:
+        """The latest ``not_before`` naming these ``sub``/``sid``/``client_id`` (-inf: none), for stamping a new
+        token's ``iat`` (:func:`idp.tokens.denyset.issued_at`). Memory only, as :meth:`is_denied`."""
+        self.maybe_sync()
+        return self._set.latest_cutoff(claims)
 
     @property
     def version(self) -> int:

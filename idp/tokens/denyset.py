@@ -6,12 +6,14 @@ Entry kinds and what they match:
 * ``jti``: the token with this ``jti`` (entry kept until that token's ``exp`` plus leeway);
 * ``subject`` / ``session`` / ``client``: tokens whose ``sub`` / ``sid`` / ``client_id``
   equals the value and whose ``iat`` is before ``not_before`` ("everything issued before
-  T"; tokens issued afterwards, e.g. after signing in again, are not affected). ``iat`` is
-  whole seconds (RFC 7519 NumericDate as we issue it), so both sides are compared as whole
-  seconds: a token issued in the cut-off's own second is NOT denied by it, whether it came
-  just before or just after (a sign-in right after "sign out everywhere" must work). An
-  entry whose ``not_before`` is its ``expires_at`` denies every token issued while it lives
-  (a disabled or deleted client);
+  T"). Both are compared exactly: ``not_before`` is the instant the cut-off was made, and a
+  whole-second ``iat`` in that same second is before it, so it is denied (fail closed: a
+  token issued at T+0.2 has ``iat`` T and dies with a cut-off made at T+0.7). The IdP never
+  mints a token such a cut-off would deny by mistake: when a cut-off it holds lies inside
+  the current second, :func:`issued_at` stamps the token with the next whole second, so a
+  sign-in right after "sign out everywhere" gets a working token. An entry whose
+  ``not_before`` is its ``expires_at`` denies every token issued while it lives (a
+  disabled or deleted client);
 * ``kid``: every token signed by that key (a compromised key).
 
 A token without a numeric ``iat`` cannot prove it is newer than a cut-off, so it is
@@ -40,7 +42,7 @@ class DenyEntry:
     kind: str
     value: str
     expires_at: float  # after this no token can match: the entry may be dropped
-    not_before: float | None = None  # subject/session/client: tokens with iat < this (whole seconds) are denied
+    not_before: float | None = None  # subject/session/client: tokens with iat < this (exactly) are denied
     # Operator context: kept at the IdP (list, audit), never published to resource servers.
     reason: str = field(default="", compare=False)
     actor: str = field(default="", compare=False)
@@ -105,6 +107,28 @@ class DenyChange:
         raise ValueError("malformed deny change")
 
 
+def issued_at(now: float, latest_cutoff: float) -> int:
+    """The whole-second ``iat`` for a token minted at ``now`` that no cut-off already made can deny.
+
+    ``int(now)``, unless a cut-off naming the token (``latest_cutoff``, see
+    :meth:`DenySet.latest_cutoff`) lies after it in the same second: then the next whole
+    second, ``ceil(latest_cutoff)``, at most 1 s ahead of ``now``. The token was minted after
+    that cut-off was made (this process already holds it), so saying "issued at or after it"
+    is true. RFC 7519 §4.1.6 does not forbid an ``iat`` slightly ahead, and every verifier
+    here accepts one up to its leeway (``idp.tokens.jwt.LEEWAY``, 30 s, for the IdP and
+    ``idp.resource``; REQUIREMENTS allow 60 s). A cut-off further ahead is a "deny every
+    token until it expires" entry (a disabled client): it keeps denying, fail closed.
+
+    The one case whole seconds cannot tell apart: a token stamped past a cut-off made at
+    T+0.3 reads as issued at T+1, so a second cut-off naming it at T+0.7 does not cover it
+    (it does cover everything issued before T+0.3 and every unstamped token of second T).
+    """
+    iat = math.floor(now)
+    if iat < latest_cutoff <= iat + 1:
+        return math.ceil(latest_cutoff)
+    return iat
+
+
 def _is_time(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -131,7 +155,7 @@ class DenySet:
         if isinstance(jti, str) and jti in self._jti:
             return True
         iat = claims.get("iat")
-        newer_than = math.floor(iat) if _is_time(iat) else -math.inf  # whole seconds, as the cut-offs
+        newer_than = iat if _is_time(iat) else -math.inf  # exact: a whole-second iat in the cut-off's second is older
         for kind, claim in CUTOFF_CLAIMS.items():
             table = self._cutoff[kind]
             if not table:
@@ -142,6 +166,16 @@ class DenySet:
                 if cutoff is not None and newer_than < cutoff:
                     return True
         return False
+
+    def latest_cutoff(self, claims: Mapping[str, Any]) -> float:
+        """The latest ``not_before`` of the cut-offs naming the token's ``sub``, ``sid`` or ``client_id``
+        (-inf when none does): one dict lookup per claim, for stamping ``iat`` at issuance."""
+        latest = -math.inf
+        for kind, claim in CUTOFF_CLAIMS.items():
+            value = claims.get(claim)
+            if isinstance(value, str):
+                latest = max(latest, self._cutoff[kind].get(value, -math.inf))
+        return latest
 
     def entries(self) -> list[DenyEntry]:
         return sorted(self._by_id.values(), key=lambda e: e.id)
@@ -227,9 +261,9 @@ class DenySet:
         if not ids:
             self._cutoff[kind].pop(value, None)
             return
-        # A missing not_before on a cut-off kind means "every token": +inf. Whole seconds, as iat.
+        # A missing not_before on a cut-off kind means "every token": +inf.
         cutoffs = [self._by_id[i].not_before for i in ids]
-        self._cutoff[kind][value] = max(math.inf if nb is None else math.floor(nb) for nb in cutoffs)
+        self._cutoff[kind][value] = max(math.inf if nb is None else nb for nb in cutoffs)
 
     def cutoffs(self, kind: str, value: str) -> list[DenyEntry]:
         """The live entries of a cut-off kind naming ``value``."""

@@ -73,6 +73,29 @@ async def test_sign_out_everywhere_reaches_the_api_within_a_second(
         assert await status(api, mint(container, clock)) == 200  # signing in again works
 
 
+async def test_the_api_refuses_a_token_from_the_cut_offs_own_second_and_takes_one_minted_after_it(
+    idp: LiveServer, container: Container, clock: FrozenClock
+) -> None:
+    clock.advance(0.2)
+    stolen = mint(container, clock)  # issued at T + 0.2: iat T
+    protector = protector_for(container, idp.url, clock)
+    async with api_client(protector) as api:
+        assert await status(api, stolen) == 200
+        clock.advance(0.5)  # "sign out everywhere" at T + 0.7
+        await asyncio.to_thread(container.denylist.deny, "subject", "u1", reason="sign out everywhere", actor="u1")
+        clock.advance(0.2)  # signing in again at T + 0.9
+        again = container.extras["access_tokens"].issue(
+            client_id="c1", sub="u1", audience=[API], scope="api:read", sid="s2"
+        )
+        assert again.claims["iat"] == int(clock.now()) + 1
+
+        async def refused() -> bool:
+            return await status(api, stolen) == 401
+
+        await eventually(refused, 1.0, "a token from the cut-off's own second refused by the API")
+        assert await status(api, again.token) == 200  # iat 0.1 s ahead: within the verifier's leeway
+
+
 @pytest.mark.parametrize(("kind", "claim"), [("jti", "jti"), ("session", "sid"), ("client", "client_id")])
 async def test_cli_deny_reaches_the_api_within_a_second(
     idp: LiveServer,

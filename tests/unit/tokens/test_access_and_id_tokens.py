@@ -83,3 +83,30 @@ def test_half_hash_per_algorithm() -> None:
 def test_acr_from_amr() -> None:
     assert acr_for(["pwd"]) == "aal1"
     assert acr_for(["pwd", "otp"]) == "aal2"
+
+
+def test_a_token_minted_after_a_cut_off_in_the_same_second_is_stamped_past_it(ring, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
+    from idp.resource.verifier import AccessTokenVerifier
+    from idp.tokens.denyset import DenyEntry, DenySet
+
+    deny = DenySet()
+    tokens = AccessTokens(
+        ring, clock, issuer=ISS, ttl=600, default_alg="ES256",
+        latest_cutoff=deny.latest_cutoff,
+    )  # fmt: skip
+    clock.advance(0.2)
+    before = tokens.issue(client_id="c", sub="u", audience=["https://api"], scope="", sid="s")
+    assert before.claims["iat"] == 1_700_000_000
+    clock.advance(0.5)
+    deny.add(DenyEntry(1, "session", "s", clock.now() + 660, clock.now()))  # "sign out" at T + 0.7
+    assert deny.is_denied(before.claims)  # issued before it, in the same second: denied
+    clock.advance(0.2)
+    after = tokens.issue(client_id="c", sub="u", audience=["https://api"], scope="", sid="s")
+    assert after.claims["iat"] == 1_700_000_001  # at most 1 s ahead of now
+    assert after.exp == before.exp  # the lifetime is not stretched
+    assert not deny.is_denied(after.claims)
+    other = tokens.issue(client_id="c", sub="u", audience=["https://api"], scope="", sid="s2")
+    assert other.claims["iat"] == 1_700_000_000  # no cut-off names it: as usual
+    # The IdP's own verification and idp.resource's accept an iat 1 s ahead.
+    assert tokens.verify(after.token, audience="https://api")[1]["iat"] == 1_700_000_001
+    AccessTokenVerifier(issuer=ISS, audience="https://api", jwks=None, clock=clock).check(after.claims)  # type: ignore[arg-type]

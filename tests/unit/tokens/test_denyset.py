@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from idp.tokens.denyset import DenyChange, DenyEntry, DenySet
+from idp.tokens.denyset import DenyChange, DenyEntry, DenySet, issued_at
 
 T = 1_700_000_000.0
 
@@ -126,12 +126,46 @@ def test_malformed_changes_are_refused(data: object) -> None:
         DenyChange.from_public(data)  # type: ignore[arg-type]
 
 
-def test_cutoffs_compare_whole_seconds_so_a_token_from_the_cut_offs_own_second_survives_it() -> None:
-    # A cut-off made at T + 0.7 (as older IdPs wrote them); iat is whole seconds.
+def test_a_cutoff_denies_a_token_issued_earlier_in_its_own_second() -> None:
+    # Issued at T + 0.2 (iat T), cut-off made at T + 0.7: compared exactly, the token is older.
     ds = DenySet([entry(1, "subject", "u1", nb=T + 0.7)])
-    assert not ds.is_denied(token(iat=T))  # signed in again right after, in the same second: works
-    assert not ds.is_denied(token(iat=T + 0.9))  # a fractional iat is read at the same resolution
-    assert ds.is_denied(token(iat=T - 1))
+    assert ds.is_denied(token(iat=T))
+    assert ds.is_denied(token(iat=T + 0.69))  # a fractional iat (a refresh row's created_at) too
+    assert not ds.is_denied(token(iat=T + 0.7))
+    assert not ds.is_denied(token(iat=T + 1))  # what the IdP stamps on a token minted after it
+
+
+def test_latest_cutoff_is_the_latest_entry_naming_any_of_the_tokens_claims() -> None:
+    ds = DenySet([
+        entry(1, "subject", "u1", nb=T + 0.3), entry(2, "subject", "u1", nb=T + 0.7),
+        entry(3, "session", "s1", nb=T + 0.5), entry(4, "client", "c2", nb=T + 0.9),
+    ])  # fmt: skip
+    assert ds.latest_cutoff(token()) == T + 0.7
+    assert ds.latest_cutoff(token(sub="u2")) == T + 0.5
+    assert ds.latest_cutoff(token(sub="u2", client_id="c2")) == T + 0.9
+    assert ds.latest_cutoff(token(sub="u2", sid=None)) == -math.inf
+    ds.discard(2)
+    assert ds.latest_cutoff(token()) == T + 0.5
+
+
+@pytest.mark.parametrize(
+    ("now", "cutoff", "iat"),
+    [
+        (T + 0.9, -math.inf, T),  # no cut-off
+        (T + 0.9, T - 0.5, T),  # a cut-off in an earlier second already spares iat T
+        (T + 0.9, T, T),  # not_before on the second itself: iat T is not before it
+        (T + 0.9, T + 0.7, T + 1),  # earlier in this second: the next second, so the new token survives it
+        (T + 0.9, T + 1, T + 1),  # a writer's clock slightly ahead: still at most 1 s ahead
+        (T + 0.9, T + 1.2, T),  # further ahead: "every token until it expires" keeps denying
+        (T + 0.9, T + 600, T),
+    ],
+)
+def test_issued_at_steps_past_a_cut_off_made_earlier_in_the_same_second(now: float, cutoff: float, iat: float) -> None:
+    stamped = issued_at(now, cutoff)
+    assert stamped == iat
+    assert isinstance(stamped, int)
+    ds = DenySet([entry(1, "subject", "u1", nb=cutoff)]) if math.isfinite(cutoff) else DenySet()
+    assert ds.is_denied(token(iat=stamped)) == (cutoff > T + 1)  # only the blanket entries deny it
 
 
 def test_a_cutoff_at_its_expiry_denies_every_token_issued_while_it_lives() -> None:
