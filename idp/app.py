@@ -14,14 +14,13 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from idp.bootstrap import bootstrap, format_demo
-from idp.clients.model import origin_of
 from idp.config import Settings, load_settings
 from idp.container import Container, build_container
 from idp.errors import OAuthError
 from idp.observability.logs import configure_logging
 from idp.observability.middleware import Observe
 from idp.web import unavailable
-from idp.web.cors import Cors
+from idp.web.cors import Cors, own_origin
 from idp.web.middleware import Edge
 from idp.web.responses import oauth_error_handler, server_error_handler
 from idp.web.wellknown import DISCOVERY_PATHS, JWKS_PATH, StaticDocuments
@@ -104,7 +103,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
                 public=CORS_PUBLIC,
                 restricted=CORS_CLIENTS,
                 origins=c.clients,
-                own_origin=origin_of(c.settings.issuer) or c.settings.issuer,
+                own_origin=own_origin(c.settings.issuer),
             ),
         ],
         exception_handlers={OAuthError: oauth_error_handler, **unavailable.handlers(), Exception: server_error_handler},

@@ -132,7 +132,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 # -- clients ---------------------------------------------------------------------------------------
-CORS_HELP = "an origin (https://app.example) whose browser code may call token/userinfo/revoke/introspect"
+CORS_HELP = "an origin (https://app.example) whose pages may call token/userinfo/revoke/introspect for this client"
 CLAIMS_HELP = "put the granted profile and email claims in the ID token too (else only in userinfo)"
 
 

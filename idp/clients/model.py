@@ -84,12 +84,14 @@ class Client:
     def cors_origins(self) -> list[str]:
         """Origins whose browsers may call the token, userinfo, revocation and introspection endpoints.
 
-        A public client's redirect URIs name the pages it runs in; a confidential client's do not (its
-        secret must not be in a browser), so only origins an operator added count for it.
+        A public client's https redirect URIs name the pages it runs in; a confidential client's do not (its
+        secret must not be in a browser), so only origins an operator added count for it. Loopback and
+        private-use redirects name no page (any program on any machine can serve ``http://127.0.0.1``):
+        a loopback origin counts only when added to ``allowed_cors_origins``.
         """
         out = list(self.allowed_cors_origins)
         if self.is_public:
-            out.extend(o for o in map(origin_of, self.redirect_uris) if o is not None)
+            out.extend(o for o in map(page_origin_of, self.redirect_uris) if o is not None and o not in out)
         return out
 
     def allows_grant(self, grant_type: str) -> bool:
@@ -161,6 +163,17 @@ def origin_of(uri: str) -> str | None:
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != DEFAULT_PORTS[scheme] else "")
+
+
+def page_origin_of(uri: str) -> str | None:
+    """The origin of an https redirect URI on a host other than loopback (a page a public client runs in), else None."""
+    origin = origin_of(uri)
+    if origin is None or not origin.startswith("https://"):
+        return None
+    host = urlsplit(origin).hostname or ""
+    if is_loopback_host(host) or host.endswith(".localhost"):  # RFC 6761 §6.3: every *.localhost is loopback
+        return None
+    return origin
 
 
 MAX_CORS_ORIGINS = 20

@@ -23,6 +23,7 @@ from idp.oauth import client_auth
 from idp.oauth.forms import read_form, single, values
 from idp.oauth.server import GRANT_TYPES, IdpAuthorizationServer, TokenRequest
 from idp.observability import context
+from idp.web.cors import check_client_origin, own_origin
 
 HOT_SECONDS = 5.0  # same bound as the client registry's cache: a changed client takes effect within it
 HOT_MAX = 10_000
@@ -57,6 +58,7 @@ class TokenBridge:
         self.server = IdpAuthorizationServer(c)
         self.hot = HotClients(c)
         self.uri = c.metadata["token_endpoint"]
+        self.own_origin = own_origin(c.settings.issuer)
 
     async def token_response(self, request: Request) -> dict[str, Any]:
         pairs = await read_form(request)  # RFC 6749 §3.2: form-urlencoded only
@@ -72,6 +74,7 @@ class TokenBridge:
             cached = self.hot.get(cred.client_id)
             if cached is not None:
                 client = client_auth.authenticate(self.c, cred, endpoint="token", client=cached)
+                check_client_origin(request.headers.getlist("origin"), client, self.own_origin)
                 _annotate(client, grant_type)
                 return self.server.token(TokenRequest(self.uri, request.headers, form, resources, client))
         return await run_in_threadpool(self._blocking, cred, form, resources, request.headers)
@@ -82,6 +85,8 @@ class TokenBridge:
         client = client_auth.authenticate(self.c, cred, endpoint="token")
         if cred.method in client_auth.SECRET_METHODS:
             self.hot.put(client)
+        # Before the grant runs: a page on another client's origin must not spend this client's code.
+        check_client_origin(headers.getlist("origin"), client, self.own_origin)
         _annotate(client, form["grant_type"])
         return self.server.token(TokenRequest(self.uri, headers, form, resources, client))
 

@@ -10,7 +10,7 @@ stop working here at once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +22,7 @@ from idp.oauth.claims import scope_claims
 from idp.oauth.forms import is_form, parse_pairs, single
 from idp.oauth.grants.common import access_tokens
 from idp.tokens.jwt import TokenInvalid
+from idp.web.cors import OriginRefused, check_client_origin, own_origin
 from idp.web.inline import run_cached
 from idp.web.responses import NO_STORE, json_response, oauth_error_response
 
@@ -55,8 +56,12 @@ async def _token_from(request: Request) -> str | None:
     return tokens[0] if tokens else None
 
 
-def claims_for(c: Container, token: str) -> dict[str, Any]:
-    """Blocking: verifies the token, consults the deny-list, loads the user."""
+def claims_for(c: Container, token: str, origins: Sequence[str] = (), own: str = "") -> dict[str, Any]:
+    """Blocking: verifies the token, consults the deny-list, loads the user.
+
+    ``origins`` (the request's ``Origin`` headers) must be the issuer's (``own``) or the origins of the
+    client the token was issued to: a page of one client cannot read the user's claims with another's token.
+    """
     try:
         header, claims = access_tokens(c).verify(token, audience=c.settings.issuer)
     except TokenInvalid as exc:
@@ -64,8 +69,10 @@ def claims_for(c: Container, token: str) -> dict[str, Any]:
     if c.denylist is not None and c.denylist.is_denied(claims, header.get("kid")):
         raise InvalidToken("the access token was revoked")
     client_id = claims.get("client_id")
-    if not isinstance(client_id, str) or c.clients.get_active(client_id) is None:  # deleted or disabled: at once
+    client = c.clients.get_active(client_id) if isinstance(client_id, str) else None
+    if client is None:  # deleted or disabled: at once
         raise InvalidToken("the client is no longer active")
+    check_client_origin(origins, client, own)
     scopes = str(claims.get("scope", "")).split()
     if "openid" not in scopes:
         raise InsufficientScope("the openid scope is required")  # OIDC Core §5.3
@@ -76,6 +83,8 @@ def claims_for(c: Container, token: str) -> dict[str, Any]:
 
 
 def userinfo_endpoint(c: Container) -> Callable[[Request], Awaitable[Response]]:
+    own = own_origin(c.settings.issuer)
+
     async def userinfo(request: Request) -> Response:
         try:
             token = await _token_from(request)
@@ -86,7 +95,9 @@ def userinfo_endpoint(c: Container) -> Callable[[Request], Awaitable[Response]]:
                     401,
                     {**NO_STORE, "www-authenticate": f'Bearer realm="{REALM}"'},
                 )
-            claims = await run_cached(claims_for, c, token)
+            claims = await run_cached(claims_for, c, token, request.headers.getlist("origin"), own)
+        except OriginRefused:
+            raise  # the CORS refusal, as the middleware gives it: not a token error, no Bearer challenge
         except OAuthError as exc:
             return _bearer_error(exc)
         return json_response(claims, 200, NO_STORE)

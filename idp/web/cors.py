@@ -2,10 +2,14 @@
 
 * Public documents (discovery, JWKS): any origin may read them, ``Access-Control-Allow-Origin: *``.
 * Client endpoints (token, userinfo, revocation, introspection): only the origins the client
-  registry names (:meth:`idp.clients.registry.ClientRegistry.cors_origins`: the redirect-URI origins
-  of public clients and the origins an operator added to a client) and our own. A request from any
-  other origin is refused with 403 before it runs, so a page that could not read the answer cannot
+  registry names (:meth:`idp.clients.registry.ClientRegistry.cors_origins`: the https redirect-URI
+  origins of public clients and the origins an operator added to a client) and our own. A request from
+  any other origin is refused with 403 before it runs, so a page that could not read the answer cannot
   spend a code or a refresh token either. These answers depend on ``Origin``: they carry ``Vary: Origin``.
+* That set is every client's together, so each endpoint then checks the origin against the one client
+  the request is for (:func:`check_client_origin`, once the client is authenticated or, at userinfo,
+  the token names it): an origin registered by client A does not let a page call for client B.
+  Preflights carry no client and are answered from the set.
 * Never ``Access-Control-Allow-Credentials``: no endpoint here reads cookies, and a browser sends
   neither cookies nor HTTP authentication it was not given explicitly.
 
@@ -15,11 +19,14 @@ other ``OPTIONS`` goes on to the router (405).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from idp.clients.model import Client, origin_of
+from idp.errors import InvalidRequest
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -28,7 +35,30 @@ EXPOSE_HEADERS = b"DPoP-Nonce, WWW-Authenticate"  # RFC 9449 §8: the client mus
 VARY = b"vary"
 ORIGIN = b"origin"
 REQUEST_METHOD = b"access-control-request-method"
-REFUSED = b'{"error":"invalid_request","error_description":"Cross-origin requests from this origin are not allowed."}'
+DESCRIPTION = "Cross-origin requests from this origin are not allowed."
+REFUSED = b'{"error":"invalid_request","error_description":"' + DESCRIPTION.encode() + b'"}'
+
+
+class OriginRefused(InvalidRequest):
+    """The middleware's refusal, raised by an endpoint: 403 invalid_request, no Bearer challenge."""
+
+    status = 403
+
+
+def own_origin(issuer: str) -> str:
+    """The issuer's origin: its own pages may always call its endpoints."""
+    return origin_of(issuer) or issuer
+
+
+def check_client_origin(origins: Sequence[str], client: Client, own: str) -> None:
+    """Raise :class:`OriginRefused` unless every ``Origin`` sent is ours or one of ``client``'s own origins.
+
+    Call it before the endpoint spends anything (a code, a refresh token). No ``Origin``: not a browser's
+    cross-origin call, nothing to check.
+    """
+    for origin in origins:
+        if origin != own and origin not in client.cors_origins:
+            raise OriginRefused(DESCRIPTION, detail=f"origin {origin[:100]!r} is not one of {client.client_id}'s")
 
 
 class OriginSource(Protocol):

@@ -31,6 +31,7 @@ from idp.errors import InvalidRequest
 from idp.oauth.client_auth import authenticate_client
 from idp.oauth.forms import read_form, single
 from idp.tokens import jwt
+from idp.web.cors import check_client_origin, own_origin
 from idp.web.inline import run_cached
 from idp.web.responses import NO_STORE, json_response
 from idp.web.revocation import ACCESS, try_order, verified_access_token
@@ -109,10 +110,13 @@ def _refresh_token(c: Container, caller: Client, token: str) -> dict[str, Any] |
 
 
 def routes(c: Container) -> list[Route]:
+    own = own_origin(c.settings.issuer)
+
     async def introspection(request: Request) -> Response:
         form = single(await read_form(request))
         # RFC 7662 §2.1: the caller must be authorized; public clients are refused.
         caller = await authenticate_client(request, c, endpoint="introspection", form=form)
+        check_client_origin(request.headers.getlist("origin"), caller, own)
         token = form.get("token")
         if not token:
             raise InvalidRequest("the token parameter is required")  # RFC 7662 §2.1

@@ -31,6 +31,7 @@ from idp.oauth.client_auth import authenticate_client
 from idp.oauth.forms import read_form, single
 from idp.tokens import jwt
 from idp.tokens.access import ACCEPTED_TYP, REQUIRED
+from idp.web.cors import check_client_origin, own_origin
 from idp.web.responses import NO_STORE
 
 ACCESS, REFRESH = "access_token", "refresh_token"
@@ -91,9 +92,12 @@ def _refused(c: Container, client: Client, kind: str, owner: object) -> str:
 
 
 def routes(c: Container) -> list[Route]:
+    own = own_origin(c.settings.issuer)
+
     async def revocation(request: Request) -> Response:
         form = single(await read_form(request))  # RFC 7009 §2.1: form-encoded POST
         client = await authenticate_client(request, c, endpoint="revocation", form=form, allow_public=True)
+        check_client_origin(request.headers.getlist("origin"), client, own)
         token = form.get("token")
         if not token:
             raise InvalidRequest("the token parameter is required")  # RFC 7009 §2.1

@@ -108,9 +108,10 @@ def site(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         data_dir=tmp, demo=False,
     )  # type: ignore[call-arg]  # fmt: skip
     c = build_container(settings)
+    # A loopback page is no origin of the client's by itself (any local program could serve it): added here.
     client, _ = c.clients.create(
         name="SPA", kind="native", redirect_uris=[f"{spa}/callback"], scope="openid profile offline_access",
-        first_party=True,
+        first_party=True, allowed_cors_origins=[spa],
     )  # fmt: skip
     recorder = Recorder(create_app(container=c))
     server = LiveServer(recorder, port).start()

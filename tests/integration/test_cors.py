@@ -10,7 +10,17 @@ import httpx
 import pytest
 
 from idp.container import Container
-from tests.oauthkit import ISSUER, exchange, get_code, make_user, native_client, sign_in_fast, web_client
+from tests.oauthkit import (
+    ISSUER,
+    basic,
+    exchange,
+    get_code,
+    make_user,
+    native_client,
+    service_client,
+    sign_in_fast,
+    web_client,
+)
 
 SPA = "https://spa.example"
 SPA_REDIRECT = f"{SPA}/callback"
@@ -159,3 +169,97 @@ async def test_origins_follow_client_changes_at_once(client: httpx.AsyncClient, 
     container.clients.update(app.client_id, redirect_uris=["https://moved.example/cb"])
     assert (await client.options("/token", headers=preflight(SPA))).status_code == 403
     assert (await client.options("/token", headers=preflight("https://moved.example"))).status_code == 204
+
+
+async def test_a_loopback_redirect_adds_no_origin(client: httpx.AsyncClient, container: Container) -> None:
+    """Any program on any machine can serve http://127.0.0.1: a native app's loopback redirect (the demo's
+    mobile app has one) names no page of the app's; such an origin counts only when added to the client."""
+    app = native_client(container, redirect_uris=["http://127.0.0.1/callback", "http://[::1]:8080/cb",
+                                                  "com.example.demo:/callback"])  # fmt: skip
+    sign_in_fast(container, client, make_user(container))
+    code, verifier, _ = await get_code(client, app)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": app.redirect_uris[0],
+            "client_id": app.client_id, "code_verifier": verifier}  # fmt: skip
+    for origin in ("http://127.0.0.1", "http://[::1]:8080"):
+        assert (await client.options("/token", headers=preflight(origin))).status_code == 403, origin
+        r = await client.post("/token", headers={"origin": origin}, data=form)
+        assert r.status_code == 403 and r.json()["error"] == "invalid_request", origin
+    assert (await client.post("/token", data=form)).status_code == 200  # the app itself sends no Origin
+    container.clients.update(app.client_id, allowed_cors_origins=["http://127.0.0.1:5173"])  # a SPA in development
+    assert (await client.options("/token", headers=preflight("http://127.0.0.1:5173"))).status_code == 204
+    assert (await client.options("/token", headers=preflight("http://127.0.0.1"))).status_code == 403
+
+
+OTHER = "https://other.example"
+
+
+async def test_one_clients_origin_cannot_call_for_another(client: httpx.AsyncClient, container: Container) -> None:
+    """SPA's origin passes the preflight (the set is everyone's) but not the endpoints, for any other client."""
+    spa(container)
+    other = native_client(container, name="Other", redirect_uris=[f"{OTHER}/cb"])
+    web, secret = web_client(container, allowed_cors_origins=["https://console.example"])
+    sign_in_fast(container, client, make_user(container))
+    code, verifier, _ = await get_code(client, other, redirect_uri=f"{OTHER}/cb", scope="openid offline_access")
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": f"{OTHER}/cb",
+            "client_id": other.client_id, "code_verifier": verifier}  # fmt: skip
+    assert (await client.options("/token", headers=preflight(SPA))).status_code == 204  # preflights: the set
+    r = await client.post("/token", headers={"origin": SPA}, data=form)
+    assert r.status_code == 403 and r.json()["error"] == "invalid_request", r.text
+    assert r.json()["error_description"] == "Cross-origin requests from this origin are not allowed."
+    r = await client.post("/token", headers={"origin": OTHER}, data=form)
+    assert r.status_code == 200, r.text  # the refused attempt did not spend the code
+    assert r.headers["access-control-allow-origin"] == OTHER
+    tokens = r.json()
+    refresh_form = {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens["refresh_token"],
+        "client_id": other.client_id,
+    }
+    assert (await client.post("/token", headers={"origin": SPA}, data=refresh_form)).status_code == 403
+    revoke_form = {"token": tokens["refresh_token"], "client_id": other.client_id}
+    assert (await client.post("/revoke", headers={"origin": SPA}, data=revoke_form)).status_code == 403
+    # A confidential client: only the origins added to it (a public client's origin is not one of them).
+    for origin in (SPA, OTHER):
+        r = await client.post("/introspect", headers={"origin": origin, **basic(web.client_id, secret)},
+                              data={"token": tokens["access_token"]})  # fmt: skip
+        assert r.status_code == 403 and r.json()["error"] == "invalid_request", origin
+    r = await client.post("/introspect", headers={"origin": "https://console.example", **basic(web.client_id, secret)},
+                          data={"token": tokens["refresh_token"]})  # fmt: skip
+    assert r.status_code == 200 and r.json() == {"active": False}  # another client's refresh token
+    r = await client.post("/token", headers={"origin": OTHER}, data=refresh_form)
+    assert r.status_code == 200, r.text  # neither the refused refresh nor the refused revocation spent it
+    r = await client.post("/token", headers={"origin": ISSUER}, data=refresh_form | {
+        "refresh_token": r.json()["refresh_token"]})  # fmt: skip
+    assert r.status_code == 200, r.text  # the issuer's own pages may call for any client
+
+
+async def test_userinfo_follows_the_tokens_client(client: httpx.AsyncClient, container: Container) -> None:
+    spa(container)
+    other = native_client(container, name="Other", redirect_uris=[f"{OTHER}/cb"])
+    sign_in_fast(container, client, make_user(container))
+    code, verifier, _ = await get_code(client, other, redirect_uri=f"{OTHER}/cb")
+    r = await exchange(client, other, None, code, verifier, redirect_uri=f"{OTHER}/cb")
+    assert r.status_code == 200, r.text
+    bearer = {"authorization": f"Bearer {r.json()['access_token']}"}
+    r = await client.get("/userinfo", headers={"origin": SPA, **bearer})
+    assert r.status_code == 403 and r.json()["error"] == "invalid_request" and "sub" not in r.json()
+    assert "www-authenticate" not in r.headers  # a CORS refusal, not a token error
+    r = await client.post("/userinfo", headers={"origin": SPA, **bearer})
+    assert r.status_code == 403
+    for headers in ({"origin": OTHER}, {}):
+        r = await client.get("/userinfo", headers={**headers, **bearer})
+        assert r.status_code == 200 and "sub" in r.json(), headers
+
+
+async def test_a_cached_service_client_is_checked_too(client: httpx.AsyncClient, container: Container) -> None:
+    """client_credentials from the hot cache runs without I/O: the origin is still the client's to decide."""
+    spa(container)
+    svc, secret = service_client(container, allowed_cors_origins=["https://ops.example"])
+    form = {"grant_type": "client_credentials"}
+    for _ in range(2):  # the second call takes the inline path
+        assert (await client.post("/token", headers=basic(svc.client_id, secret), data=form)).status_code == 200
+        r = await client.post("/token", headers={"origin": SPA, **basic(svc.client_id, secret)}, data=form)
+        assert r.status_code == 403 and r.json()["error"] == "invalid_request"
+        r = await client.post("/token", headers={"origin": "https://ops.example", **basic(svc.client_id, secret)},
+                              data=form)  # fmt: skip
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://ops.example"

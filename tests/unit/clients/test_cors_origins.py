@@ -55,6 +55,28 @@ def test_only_public_clients_redirects_count() -> None:
     assert secret.cors_origins == ["https://console.example"]
 
 
+@pytest.mark.parametrize(
+    "uri",
+    ["http://127.0.0.1/callback", "http://127.0.0.1:8080/cb", "http://[::1]/cb", "https://localhost/cb",
+     "https://127.0.0.1:8443/cb", "https://app.localhost/cb", "com.example.app:/cb", "com.example.app://cb"],
+)  # fmt: skip
+def test_loopback_and_private_use_redirects_name_no_origin(uri: str) -> None:
+    """Any page served on the user's (or anyone's) loopback could claim them: only an operator adds one."""
+    app = Client("n", "App", "native", "none", redirect_uris=[uri, "https://app.example/cb"])
+    assert app.cors_origins == ["https://app.example"]
+    dev = Client("n", "App", "native", "none", redirect_uris=[uri], allowed_cors_origins=["http://127.0.0.1:5173"])
+    assert dev.cors_origins == ["http://127.0.0.1:5173"]
+
+
+def test_the_demos_native_client_adds_nothing_to_the_set() -> None:
+    store, clock = MemoryClients(), FrozenClock(1000.0)
+    registry = registry_over(store, clock)
+    registry.create(
+        name="Mobile", kind="native", redirect_uris=["http://127.0.0.1/callback", "com.example.demo:/callback"]
+    )
+    assert registry.cors_origins() == frozenset()
+
+
 def test_the_origin_set_is_cached_and_cleared_with_the_client_cache() -> None:
     """Two registries over one store: the other worker sees a change once its cache is invalidated."""
     store, clock = MemoryClients(), FrozenClock(1000.0)
