@@ -402,7 +402,7 @@ async def test_an_open_stream_ends_when_its_client_may_no_longer_read(
         if change == "rotate":  # a leaked secret is rotated away: the stream holding it ends
             await asyncio.to_thread(container.clients.rotate_secret, one)
         elif change == "disable":
-            await asyncio.to_thread(container.clients.set_disabled, one, True)
+            await asyncio.to_thread(container.extras["client_admin"].set_disabled, one, True, actor="test")
         else:
             await asyncio.to_thread(container.clients.update, one, scope="api:read")
         with pytest.raises(StopAsyncIteration):
