@@ -183,13 +183,14 @@ def clients_update(c: Container, args: argparse.Namespace) -> None:
         changes["allowed_cors_origins"] = [] if args.no_cors_origins else args.cors_origin
     if args.claims_in_id_token is not None:
         changes["claims_in_id_token"] = args.claims_in_id_token
+    if args.disabled is not None:
+        changes["disabled"] = args.disabled
     if not changes:
         raise CliError("nothing to change (see idp clients update --help)")
-    try:
-        client = c.clients.update(args.client_id, **changes)
+    try:  # the admin API's use case: disabling here writes the client cut-off too
+        client = c.extras["client_admin"].update(args.client_id, changes, actor="cli")
     except LookupError as exc:
         raise CliError(str(exc)) from None
-    c.audit.record("client.updated", actor="cli", client_id=client.client_id, fields=sorted(changes))
     _out(args, _client_dict(client), f"updated {client.client_id}: {', '.join(sorted(changes))}")
 
 
@@ -406,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--cors-origin", action="append", default=[], help=CORS_HELP)
     q.add_argument("--no-cors-origins", action="store_true", help="remove every extra CORS origin")
     q.add_argument("--claims-in-id-token", action=argparse.BooleanOptionalAction, default=None, help=CLAIMS_HELP)
+    q.add_argument(
+        "--disabled",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="disable (deny its live tokens) or, with --no-disabled, enable the client",
+    )
     leaf(cl, "list", clients_list, "list clients")
     for name, handler, help_ in (
         ("show", clients_show, "show one client"),

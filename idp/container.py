@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from idp.keys.kek import load_or_create_kek
 from idp.keys.keyring import KeyPolicy, Keyring
 from idp.metadata import build_metadata
 from idp.store.audit_repo import SqlAuditLog
-from idp.store.clients_repo import SqlClientStore, SqliteClientsVersion
+from idp.store.clients_repo import PgClientsVersion, SqlClientStore, SqliteClientsVersion
 from idp.store.db import make_engine, make_sessionmaker
 from idp.store.ephemeral import EphemeralStore
 from idp.store.keys_repo import SqlKeyStore
@@ -89,17 +90,23 @@ def _client_registry(
     clock: Clock,
     ephemeral: EphemeralStore,
 ) -> ClientRegistry:
-    """Changes reach the other workers through the shared store (Redis) and, on SQLite, through a counter every
-    lookup reads (the CLI runs in another process, with no channel to the server): ``idp.clients.registry``."""
-    path = engine.url.database if engine.dialect.name == "sqlite" else None
-    on_file = bool(path) and path != ":memory:"
+    """Changes reach the other workers through the shared store (Redis) and, without it, through the store's
+    change counter every lookup reads (the CLI runs in another process, with no channel to the server):
+    ``idp.clients.registry``."""
+    version: Callable[[], int | None] | None = None
+    if engine.dialect.name == "sqlite":
+        path = engine.url.database
+        if path and path != ":memory:":
+            version = SqliteClientsVersion(path)
+    elif settings.embedded:
+        version = PgClientsVersion(engine)
     return ClientRegistry(
-        SqlClientStore(sessions, count_changes=on_file),
+        SqlClientStore(sessions),
         digester,
         clock,
         issuer=settings.issuer,
         api_audience=settings.audience,
-        version=SqliteClientsVersion(str(path)) if on_file else None,
+        version=version,
         bus=None if settings.embedded else ephemeral,
     )
 

@@ -4,6 +4,12 @@ Each call returns only once every worker has the new registration (``ClientRegis
 and, when the client can no longer get tokens, once its deny-list entry is written: live
 tokens stop at introspection, userinfo, the admin API and every ``idp.resource`` follower.
 
+The order keeps a failure on the safe side. The cut-off is written BEFORE a disable or delete
+is stored: when the deny-list write fails, the call fails and the client is unchanged (resource
+servers see only the deny-list, so a stored change without its entry would leave them accepting
+the tokens). On enable the entry is lifted AFTER the change is stored: when lifting fails, the
+client stays refused rather than open.
+
 * Disabling or deleting writes a client cut-off covering every token issued until the entry
   expires (:meth:`idp.tokens.denylist.DenyList.deny_every_token`): even a token some worker
   issued from a stale copy, or a resource server checks before the change reached it.
@@ -37,11 +43,14 @@ class ClientAdmin:
     def update(self, client_id: str, changes: dict[str, Any], *, actor: str) -> Client:
         """Change registration fields; ``disabled`` in ``changes`` disables or enables."""
         before = self._get(client_id)
+        disabling = bool(changes.get("disabled")) and not before.disabled
+        enabling = "disabled" in changes and not changes["disabled"] and before.disabled
+        if disabling:
+            self._clients.check_update(client_id, **changes)  # refuse a bad change before denying anything
+            self._block(client_id, actor, "client disabled")
         client = self._clients.update(client_id, **changes)
         self._audit.record("client.updated", actor=actor, client_id=client_id, fields=sorted(changes))
-        if client.disabled and not before.disabled:
-            self._block(client_id, actor, "client disabled")
-        elif before.disabled and not client.disabled:
+        if enabling:
             deny = self._denylist()
             if deny is not None:
                 deny.lift("client", client_id, reason="client enabled", actor=actor)
@@ -51,10 +60,12 @@ class ClientAdmin:
         return self.update(client_id, {"disabled": disabled}, actor=actor)
 
     def delete(self, client_id: str, *, actor: str) -> None:
-        """Delete the registration (its refresh-token families go with it: ON DELETE CASCADE) and deny its tokens."""
+        """Deny the client's tokens, then delete the registration (its refresh-token families go with it:
+        ON DELETE CASCADE)."""
+        self._get(client_id)
+        self._block(client_id, actor, "client deleted")
         if not self._clients.delete(client_id):
             raise ClientGone(f"no client {client_id!r}")
-        self._block(client_id, actor, "client deleted")
         self._audit.record("client.deleted", actor=actor, client_id=client_id)
 
     def rotate_secret(self, client_id: str, *, actor: str) -> str:

@@ -10,9 +10,11 @@ the call returns, so no request that starts afterwards runs with the old registr
   (at most :data:`ACK_TIMEOUT`; a worker that does not answer is stuck and serves stale
   entries for at most the cache lifetime). The writer's own process has dropped its copy
   already: its follower is not waited for when its loop cannot run (the writer blocks it);
-* with SQLite the store bumps a version in the same transaction, and every lookup reads it
-  (a ~3 µs local read, :class:`idp.store.clients_repo.SqliteClientsVersion`): the CLI in
-  another process has no channel to the server, and this covers it.
+* the store bumps a change counter in the change's transaction; on SQLite, and on PostgreSQL
+  without Redis, every lookup reads it (the CLI in another process has no channel to the server, and this covers it):
+  on SQLite a ~3 µs local read (:class:`idp.store.clients_repo.SqliteClientsVersion`), on
+  PostgreSQL one primary-key SELECT (:class:`idp.store.clients_repo.PgClientsVersion`).
+  A counter that cannot be read sends that lookup to the store, and keeps the cache.
 
 The cache lifetime (``cache_seconds``) stays as the bound for a worker that lost its channel.
 """
@@ -120,10 +122,10 @@ class ClientRegistry:
         """The loop this process's follower (``idp.web.client_changes``) acknowledges on, while it runs."""
 
     def get(self, client_id: str) -> Client | None:
-        self._check_version()
+        current = self._check_version()
         now = self._clock.now()
         hit = self._cache.get(client_id)
-        if hit is not None and hit[0] > now:
+        if current and hit is not None and hit[0] > now:
             return hit[1]
         generation = self._generation
         # Never send NUL or control characters to the database (PostgreSQL rejects NUL in text).
@@ -136,22 +138,31 @@ class ClientRegistry:
             self._cache[client_id] = (now + self._ttl, client)
         return client
 
-    def _check_version(self) -> None:
+    def _check_version(self) -> bool:
+        """Whether the cache may answer: the change counter reads as last seen, or the cache was just cleared.
+
+        When the counter cannot be read, nothing is known: that lookup reads the store (a stale entry must not
+        hide a change), but the cache and the version seen stay, so a failing read does not empty the cache for
+        every other lookup; the next good read compares with the version seen before the failure."""
         if self.version is None:
-            return
+            return True
         try:
             seen = self.version()
-        except Exception:  # cannot tell: assume changed (the lookup then reads the store, which decides)
+        except Exception:
             seen = None
-        if seen is None or seen != self._seen_version:
+        if seen is None:
+            return False
+        if seen != self._seen_version:
             with self._lock:
                 self._cache.clear()
                 self._forget_origins()
                 self._seen_version = seen
+        return True
 
     def cached(self, client_id: str) -> Client | None:
         """The cached, still current record, without reading the store (None: ask :meth:`get`)."""
-        self._check_version()
+        if not self._check_version():
+            return None
         hit = self._cache.get(client_id)
         return hit[1] if hit is not None and hit[0] > self._clock.now() else None
 
@@ -193,8 +204,10 @@ class ClientRegistry:
         self._origins = None
 
     def peek_cors_origins(self) -> frozenset[str] | None:
-        """The cached CORS origin set, or None when it must be loaded (no store I/O: safe on the event loop)."""
-        self._check_version()
+        """The cached CORS origin set, or None when it must be loaded (no store I/O but the change counter's read:
+        safe on the event loop with SQLite; one PostgreSQL round trip without Redis)."""
+        if not self._check_version():
+            return None
         hit = self._origins
         return hit[1] if hit is not None and hit[0] > self._clock.now() else None
 
@@ -335,7 +348,16 @@ class ClientRegistry:
     )  # fmt: skip
 
     def update(self, client_id: str, **changes: Any) -> Client:
-        """Change registration fields (not the type, auth method, grants or secret) under the rules of ``create``."""
+        """Change registration fields (not the type, auth method, grants or secret) under the rules of ``create``.
+
+        Disabling and enabling go through :class:`idp.clients.admin.ClientAdmin`, which writes the deny-list entry."""
+        c = self.check_update(client_id, **changes)
+        self._store.save(c)
+        self.changed(client_id)
+        return c
+
+    def check_update(self, client_id: str, **changes: Any) -> Client:
+        """The record ``update`` would store (ClientValidationError, LookupError as it would raise), storing nothing."""
         client = self._store.get(client_id)
         if client is None:
             raise LookupError(f"no client {client_id!r}")
@@ -367,16 +389,7 @@ class ClientRegistry:
             claims_in_id_token=bool(c.claims_in_id_token),
             updated_at=self._clock.now(),
         )
-        self._store.save(c)
-        self.changed(client_id)
         return c
-
-    def set_disabled(self, client_id: str, disabled: bool) -> None:
-        client = self._store.get(client_id)
-        if client is None:
-            raise LookupError(f"no client {client_id!r}")
-        self._store.save(replace(client, disabled=disabled, updated_at=self._clock.now()))
-        self.changed(client_id)
 
     def delete(self, client_id: str) -> bool:
         deleted = self._store.delete(client_id)

@@ -1,21 +1,27 @@
-"""SQL implementation of :class:`idp.clients.registry.ClientStore`, and the SQLite change counter.
+"""SQL implementation of :class:`idp.clients.registry.ClientStore`, and readers of its change counter.
 
-On SQLite every save or delete also bumps the ``meta`` row ``clients_version`` in its own
-transaction, and :class:`SqliteClientsVersion` reads it on each client lookup: that is how
-a server notices a change the CLI made in another process, before its next request. (With
-Redis the change is announced on a channel instead; PostgreSQL keeps no counter.)
+Every save or delete also bumps the ``meta`` row ``clients_version`` in the change's own
+transaction (on SQLite and PostgreSQL alike). A registry that has no channel telling it of
+changes made elsewhere (the CLI runs in another process) reads the counter on each lookup:
+:class:`SqliteClientsVersion` on SQLite, :class:`PgClientsVersion` on PostgreSQL without Redis.
+With Redis the change is announced on a channel instead (``idp.clients.registry``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from dataclasses import fields
+from pathlib import Path
 
-from sqlalchemy import Integer, Text, cast, delete, select, update
+from sqlalchemy import Engine, Integer, Text, cast, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.clients.model import Client
+from idp.store.direct import Direct
 from idp.store.models import ClientRow, MetaRow
 
 _FIELDS = [f.name for f in fields(Client)]
@@ -29,10 +35,8 @@ def _to_client(row: ClientRow) -> Client:
 
 
 class SqlClientStore:
-    def __init__(self, sessions: sessionmaker[Session], *, count_changes: bool = False) -> None:
-        """``count_changes``: bump ``clients_version`` with every change (SQLite, where writes serialise)."""
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
-        self._count = count_changes
 
     def get(self, client_id: str) -> Client | None:
         if "\x00" in client_id:  # no id holds NUL, and PostgreSQL refuses it in a query (DataError, a 500)
@@ -60,11 +64,15 @@ class SqlClientStore:
             return bool(deleted)
 
     def _bump(self, s: Session) -> None:
-        """In the change's transaction, so a reader that sees the new count also sees the change."""
-        if not self._count:
+        """In the change's transaction, so a reader that sees the new count also sees the change. The UPDATE
+        locks the row: concurrent changes count one each (PostgreSQL), or are serialised already (SQLite)."""
+        if s.execute(_BUMP).rowcount:  # type: ignore[attr-defined]
             return
-        if not s.execute(_BUMP).rowcount:  # type: ignore[attr-defined]
-            s.add(MetaRow(key=VERSION_KEY, value="1"))
+        dialect = s.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        # The first change ever: two writers may both find no row; one inserts it, the other counts on it.
+        s.execute(insert(_META).values(key=VERSION_KEY, value="0").on_conflict_do_nothing(index_elements=["key"]))
+        s.execute(_BUMP)
 
 
 class SqliteClientsVersion:
@@ -72,20 +80,31 @@ class SqliteClientsVersion:
     with the sqlite3 module on the WAL database), cheap enough for every client lookup, even on the event loop.
 
     A WAL reader never waits for the writer; ``timeout=0`` makes the rare wait (the WAL being reset) an error
-    instead, which the registry treats as "changed" and answers from the store."""
+    instead, which the registry answers from the store for that lookup. The path goes into a ``file:`` URI
+    percent-encoded (``?``, ``#`` and ``%`` are legal in a file name). The connection opens here when the
+    file exists (``idp db upgrade`` builds the container before it creates the file); otherwise, or after a
+    read failed, on the next read."""
 
     def __init__(self, path: str) -> None:
-        self._path = path
+        self._uri = Path(path).resolve().as_uri() + "?mode=ro"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        with contextlib.suppress(sqlite3.Error):
+            self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self._uri, uri=True, timeout=0, check_same_thread=False, isolation_level=None)
 
     def __call__(self) -> int:
         with self._lock:
             if self._conn is None:
-                self._conn = sqlite3.connect(
-                    f"file:{self._path}?mode=ro", uri=True, timeout=0, check_same_thread=False, isolation_level=None
-                )
-            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (VERSION_KEY,)).fetchone()
+                self._conn = self._connect()
+            try:
+                row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (VERSION_KEY,)).fetchone()
+            except sqlite3.Error:
+                self._conn.close()  # opened again on the next read (a file replaced, a connection gone bad)
+                self._conn = None
+                raise
         return int(row[0]) if row is not None else 0
 
     def close(self) -> None:
@@ -93,3 +112,18 @@ class SqliteClientsVersion:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+class PgClientsVersion:
+    """``clients_version`` on PostgreSQL, for a server without Redis: one primary-key SELECT straight through
+    psycopg (:mod:`idp.store.direct`), a round trip on a pooled connection per client lookup. It raises
+    ``WouldBlock`` inline (``idp.nonblocking``): such a lookup runs in the threadpool."""
+
+    SQL = "SELECT value FROM meta WHERE key = %(key)s"
+
+    def __init__(self, engine: Engine) -> None:
+        self._direct = Direct(engine)
+
+    def __call__(self) -> int:
+        row = self._direct.fetchone(self.SQL, {"key": VERSION_KEY})
+        return int(row[0]) if row is not None else 0

@@ -283,3 +283,24 @@ def test_clients_disable_and_enable_do_what_the_admin_api_does(
     assert [e.action for e in env.audit.query() if e.client_id == cid].count("client.updated") == 2
     code, _, err = run(capsys, "clients", "disable", "nope")
     assert code == 2 and "no client" in err
+
+
+def test_clients_update_disabled_goes_through_the_admin_use_case(
+    env: Container, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``clients update --disabled`` denies live tokens as ``clients disable`` and the admin API do."""
+    client, _ = env.clients.create(name="Billing", kind="service", scope="api:read")
+    cid = client.client_id
+    issued = {"sub": cid, "client_id": cid, "iat": int(env.clock.now()) - 1}
+
+    def stored() -> tuple[bool, bool]:
+        env.clients.invalidate_all()
+        env.denylist.sync()
+        return env.clients.get_active(cid) is None, env.denylist.is_denied(issued)
+
+    assert run(capsys, "clients", "update", cid, "--disabled")[0] == 0
+    assert stored() == (True, True)  # the live token is denied, not only the registration off
+    assert run(capsys, "clients", "update", cid, "--no-disabled", "--name", "Billing 2")[0] == 0
+    assert stored() == (False, True)  # enabled again; tokens issued before stay denied
+    assert env.clients.get(cid).name == "Billing 2"  # type: ignore[union-attr]
+    assert [e.action for e in env.audit.query() if e.client_id == cid].count("client.updated") == 2  # one each

@@ -98,7 +98,7 @@ async def test_disabled_client_is_refused_even_when_hot(client: httpx.AsyncClien
     auth = basic(svc.client_id, secret)
     for _ in range(2):  # the second request takes the inline (cached) path
         assert (await client.post("/token", data={"grant_type": "client_credentials"}, headers=auth)).status_code == 200
-    container.clients.set_disabled(svc.client_id, True)
+    container.extras["client_admin"].set_disabled(svc.client_id, True, actor="test")
     r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=auth)
     assert r.status_code == 401
 

@@ -158,9 +158,9 @@ async def test_origins_follow_client_changes_at_once(client: httpx.AsyncClient, 
     assert (await client.options("/token", headers=preflight(other))).status_code == 403
     container.clients.update(web.client_id, allowed_cors_origins=[other])
     assert (await client.options("/token", headers=preflight(other))).status_code == 204
-    container.clients.set_disabled(web.client_id, True)
+    container.extras["client_admin"].set_disabled(web.client_id, True, actor="test")
     assert (await client.options("/token", headers=preflight(other))).status_code == 403
-    container.clients.set_disabled(web.client_id, False)
+    container.extras["client_admin"].set_disabled(web.client_id, False, actor="test")
     assert (await client.options("/token", headers=preflight(other))).status_code == 204
     container.clients.delete(web.client_id)
     assert (await client.options("/token", headers=preflight(other))).status_code == 403

@@ -116,7 +116,7 @@ async def test_every_revocation_path_is_reflected(
     elif path == "user_disabled":
         await asyncio.to_thread(container.directory.set_disabled, user.username, True)
     else:
-        await asyncio.to_thread(container.clients.set_disabled, app.client_id, True)
+        await asyncio.to_thread(container.extras["client_admin"].set_disabled, app.client_id, True, actor="test")
     assert await introspect(client, rs.client_id, rs_secret, at) == INACTIVE
 
 

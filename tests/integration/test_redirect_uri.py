@@ -55,7 +55,7 @@ async def test_unknown_client_and_missing_redirect_get_a_page(client: httpx.Asyn
     _page_not_redirect(await client.get("/authorize", params=params))
     del params["client_id"]
     _page_not_redirect(await client.get("/authorize", params=params))
-    container.clients.set_disabled(web.client_id, True)
+    container.extras["client_admin"].set_disabled(web.client_id, True, actor="test")
     _page_not_redirect(await client.get("/authorize", params=auth_params(web, challenge)))
 
 

@@ -116,7 +116,7 @@ async def test_a_token_of_a_disabled_or_deleted_client_is_refused_at_once(
     assert (await client.get("/userinfo", headers={"authorization": f"Bearer {at}"})).status_code == 200
     # The registry alone, no deny-list entry: userinfo asks whether the client still exists and is enabled.
     if change == "disable":
-        container.clients.set_disabled(web.client_id, True)
+        container.clients.update(web.client_id, disabled=True)
     else:
         container.clients.delete(web.client_id)
     r = await client.get("/userinfo", headers={"authorization": f"Bearer {at}"})

@@ -89,7 +89,7 @@ async def test_every_other_failure_reads_as_for_an_unknown_client(
 
     target = jwt_client.client_id if case == "secret for a key-pair client" else svc.client_id
     if case == "disabled client":
-        container.clients.set_disabled(svc.client_id, True)
+        container.extras["client_admin"].set_disabled(svc.client_id, True, actor="test")
     known, stranger = await attempt(target), await attempt(unknown)
     assert _answer(known) == _answer(stranger)
     assert known.json() == {"error": "invalid_client", "error_description": "unknown client or wrong credentials"}

@@ -90,7 +90,7 @@ def test_the_origin_set_is_cached_and_cleared_with_the_client_cache() -> None:
     assert here.cors_origins() == {"https://console.example"}  # the writer's own cache is cleared at once
     there.invalidate(web.client_id)  # what the change channel does on every other worker
     assert there.cors_origins() == {"https://console.example"}
-    here.set_disabled(web.client_id, True)
+    here.update(web.client_id, disabled=True)
     assert here.cors_origins() == frozenset()
 
 

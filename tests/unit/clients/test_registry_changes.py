@@ -74,6 +74,31 @@ def test_an_unreadable_counter_counts_as_changed(store: MemoryClients) -> None:
     assert store.reads == reads + 1  # read again from the store, which decides
 
 
+def test_an_unreadable_counter_sends_that_lookup_to_the_store_but_keeps_the_cache(store: MemoryClients) -> None:
+    counter: list[int | Exception] = [1]
+
+    def version() -> int:
+        if isinstance(counter[0], Exception):
+            raise counter[0]
+        return counter[0]
+
+    reg = registry(store, version=version)
+    one, two = service(reg), service(reg)
+    reg.get(one.client_id), reg.get(two.client_id)
+    reads = store.reads
+    counter[0] = OSError("disk I/O error")
+    store.rows[one.client_id] = replace(one, disabled=True)  # changed meanwhile by another process...
+    assert reg.get_active(one.client_id) is None  # ...and not hidden by the cached copy while unreadable
+    assert reg.cached(two.client_id) is None and reg.peek_cors_origins() is None  # nothing answered unchecked
+    assert store.reads == reads + 1
+    counter[0] = 1  # readable again, unchanged: the rest of the cache still answers
+    assert reg.get(two.client_id) == two and store.reads == reads + 1
+    counter[0] = OSError("disk I/O error")
+    store.rows[two.client_id] = replace(two, disabled=True)
+    counter[0] = 2  # a change counted while unreadable shows on the next good read
+    assert reg.get_active(two.client_id) is None
+
+
 def test_a_lookup_that_raced_a_change_does_not_fill_the_cache(store: MemoryClients) -> None:
     reg = registry(store)
     client = service(reg)
@@ -95,7 +120,7 @@ def test_a_change_waits_for_every_worker_the_channel_reached(store: MemoryClient
     client = service(reg)
     bus.published.clear()
     bus.polls = 0
-    reg.set_disabled(client.client_id, True)
+    reg.update(client.client_id, disabled=True)
     assert bus.polls == 4  # returned only once both acknowledged
     [(channel, message)] = bus.published
     assert channel == CHANNEL
