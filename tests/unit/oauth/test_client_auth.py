@@ -85,6 +85,8 @@ def test_other_parse_refusals() -> None:
     assert _refused({"authorization": "Bearer x"}, {}) == "unsupported Authorization scheme for client authentication"
     assert _refused({}, {"client_assertion_type": "x", "client_assertion": "a.b.c"}) == "unsupported client assertion"
     assert _refused({}, {"client_assertion_type": ASSERTION_TYPE}) == "unsupported client assertion"
+    # An assertion without its type is refused, not ignored (which would leave a bare client_id: "none").
+    assert _refused({}, {"client_id": "c", "client_assertion": "a.b.c"}) == "unsupported client assertion"
     assert _refused({}, {"client_secret": "s"}) == "missing client_id"
     assert _refused({}, {}) == "client authentication is required"
 
