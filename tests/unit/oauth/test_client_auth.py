@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from idp.clients.model import Client
 from idp.container import Container
-from idp.errors import InvalidClient
+from idp.errors import InvalidClient, InvalidRequest
 from idp.oauth.client_auth import ASSERTION_TYPE, LEEWAY, Presented, authenticate, authenticate_client, presented
 from tests.oauthkit import ISSUER, native_client, service_client
 
@@ -89,6 +89,18 @@ def test_other_parse_refusals() -> None:
     assert _refused({}, {"client_id": "c", "client_assertion": "a.b.c"}) == "unsupported client assertion"
     assert _refused({}, {"client_secret": "s"}) == "missing client_id"
     assert _refused({}, {}) == "client authentication is required"
+    basic = {"authorization": "Basic " + _b64(b"app:s")}
+    assert _refused(basic, {"client_id": "other"}) == "client_id does not match the authenticated client"
+    with pytest.raises(InvalidRequest) as err:  # RFC 6749 §2.3: one method only
+        presented(basic, {"client_id": "app", "client_secret": "s"})
+    assert err.value.description == "use exactly one client authentication method"
+
+
+def test_a_record_with_an_unknown_method_is_refused(container: Container) -> None:
+    client = Client("odd", "Odd", "service", "client_secret_jwt")  # not a method this server implements
+    with pytest.raises(InvalidClient) as err:
+        authenticate(container, Presented("client_secret_jwt", "odd"), endpoint="token", client=client)
+    assert err.value.description == "unknown client or wrong credentials"
 
 
 # -- private_key_jwt (RFC 7523 §3) -------------------------------------------------------------------------------
