@@ -53,7 +53,9 @@ TESTS: dict[str, list[str]] = {
     ],
     "idp/resource/verifier.py": ["tests/unit/resource"],
     "idp/oauth/client_auth.py": [
+        "tests/unit/oauth/test_client_auth.py",
         "tests/unit/oauth/test_rules.py",
+        "tests/integration/test_wrong_auth_method.py",
         "tests/integration/test_private_key_jwt.py",
         "tests/integration/test_client_credentials.py",
         "tests/integration/test_token_errors.py",
