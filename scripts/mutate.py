@@ -69,6 +69,7 @@ TESTS: dict[str, list[str]] = {
     "idp/tokens/denyset.py": ["tests/unit/tokens/test_denyset.py"],
     "idp/users/throttle.py": ["tests/unit/users/test_throttle.py", "tests/integration/test_throttle.py"],
     "idp/web/pages/forms.py": [
+        "tests/unit/web/test_forms.py",
         "tests/integration/test_csrf.py",
         "tests/integration/test_login_flow.py",
         "tests/integration/test_login_attempt.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -216,3 +217,129 @@ def test_a_refused_ip_gives_the_account_its_reservation_back(store, clock):
     assert t.begin("alice", "10.0.0.1") == 60  # refused by the IP, after alice's fifth slot was reserved
     assert isinstance(t.begin("alice", "10.0.0.3"), Attempt)  # ... and given back
     assert all(isinstance(a, Attempt) for a in held)
+
+
+# -- waits, window edges and the records behind them -------------------------------------------------------
+class InterleavedStore(MemoryStore):
+    """Runs ``between`` once, just before the next reservation: another worker's attempt lands after this
+    one read the lock record and before it reserves (the race the atomic counter must settle)."""
+
+    between = None
+
+    def reserve(self, key, limit, window):
+        run, self.between = self.between, None
+        if run is not None:
+            run()
+        return super().reserve(key, limit, window)
+
+
+def fail_times(t: LoginThrottle, clock: FrozenClock, n: int, username: str = "alice") -> int | None:
+    """``n`` failed attempts on ``username`` from as many IPs, waiting out every lock; the last one's wait."""
+    done, wait = 0, None
+    while done < n:
+        attempt = t.begin(username, f"ip{done}")
+        if isinstance(attempt, int):
+            clock.advance(attempt)
+            continue
+        done += 1
+        wait = attempt.failure()
+    return wait
+
+
+def window_end(clock: FrozenClock) -> float:
+    return (clock.now() // WINDOW + 1) * WINDOW
+
+
+def test_waits_are_rounded_up_to_whole_seconds_and_never_more(store, clock):
+    """Retry-After is the time left, rounded up: a one-second lock says 1, half a second left says 1."""
+    t = make(store, clock, lockout_seconds=1)
+    for _ in range(4):
+        fail(t, "alice", "10.0.0.1")
+    assert fail(t, "alice", "10.0.0.1") == 1
+    assert t.retry_after("alice", "10.0.0.1") == 1
+    clock.advance(0.5)
+    assert t.retry_after("alice", "10.0.0.1") == 1
+    assert t.begin("alice", "10.0.0.1") == 1
+    # The IP's slots taken by attempts still verifying elsewhere (no lock written yet): refused, told 1 s.
+    window = int(clock.now() // WINDOW)
+    for _ in range(5 * IP_FACTOR):
+        store.incr(f"throttle:tries:ip:10.0.0.7:{window}", WINDOW)
+    assert t.begin("bob", "10.0.0.7") == 1
+
+
+def test_attempts_that_read_the_same_lock_get_one_slot_between_them(clock):
+    """After a lock passes, one attempt per back-off step, even when two read the old lock at once."""
+    store = InterleavedStore(clock)
+    t = make(store, clock)
+    fail_times(t, clock, 5)
+    clock.advance(60)
+    other: list[Attempt | int] = []
+    store.between = lambda: other.append(t.begin("alice", "10.0.0.8"))
+    assert t.begin("alice", "10.0.0.9") == 120  # refused: the other worker took the one slot
+    assert isinstance(other[0], Attempt)
+    assert other[0].failure() == 120
+
+
+def test_the_hundredth_failure_locks_until_the_window_ends_then_a_new_window_starts_afresh(store, clock):
+    """NIST SP 800-63B §5.2.2: at 100 failures the account stays locked for the rest of the window."""
+    t = make(store, clock, lockout_seconds=1)
+    fail_times(t, clock, ACCOUNT_CAP - 1)
+    clock.advance(t.retry_after("alice", "x") or 0)
+    end = window_end(clock)
+    attempt = t.begin("alice", "10.0.0.1")
+    assert isinstance(attempt, Attempt)
+    assert attempt.failure() == math.ceil(end - clock.now())
+    assert t.retry_after("alice", "10.0.0.2") == math.ceil(end - clock.now())
+    clock.advance(end - clock.now())
+    for _ in range(4):  # the next window counts from zero again
+        assert fail(t, "alice", "10.0.0.1") is None
+    assert fail(t, "alice", "10.0.0.1") == 1
+
+
+def test_an_attempt_refused_at_the_cap_waits_for_the_window_to_end(clock):
+    """The hundredth attempt is in flight at another worker: a refused one is told the end of the window."""
+    store = InterleavedStore(clock)
+    t = make(store, clock, lockout_seconds=1)
+    fail_times(t, clock, ACCOUNT_CAP - 1)
+    clock.advance(t.retry_after("alice", "x") or 0)
+    other: list[Attempt | int] = []
+    store.between = lambda: other.append(t.begin("alice", "10.0.0.8"))
+    assert t.begin("alice", "10.0.0.9") == math.ceil(window_end(clock) - clock.now())
+    assert isinstance(other[0], Attempt)
+
+
+def test_failures_count_for_the_whole_window(store, clock):
+    t = make(store, clock)
+    for _ in range(4):
+        fail(t, "alice", "10.0.0.1")
+    clock.advance(WINDOW - 1)  # the window's last second: the four still count
+    assert fail(t, "alice", "10.0.0.1") == 60
+
+
+def test_a_lock_that_runs_past_the_window_end_holds_to_its_deadline(store, clock):
+    t = make(store, clock, lockout_seconds=600)
+    clock.advance(WINDOW - 30)
+    fail_times(t, clock, 5)
+    clock.advance(570)  # in the next window
+    assert t.retry_after("alice", "10.0.0.1") == 30
+    assert t.begin("alice", "10.0.0.1") == 30
+
+
+def test_back_off_continues_however_long_one_waits_within_the_window(store, clock):
+    t = make(store, clock)
+    fail_times(t, clock, 5)
+    clock.advance(3600)
+    assert fail(t, "alice", "10.0.0.1") == 120  # one attempt, then the doubled lock
+    assert t.begin("alice", "10.0.0.2") == 120
+
+
+def test_a_success_after_the_ip_lock_keeps_its_one_attempt_and_back_off(store, clock):
+    """A success at an IP whose lock has passed gives its slot back: the IP is not refused next time, and
+    the next failure there doubles the lock (successes neither count against the IP nor reset it)."""
+    t = make(store, clock)
+    for i in range(5 * IP_FACTOR):
+        fail(t, f"user{i}", "10.0.0.1")
+    clock.advance(60)
+    ok(t, "alice", "10.0.0.1")
+    assert t.retry_after("anyone", "10.0.0.1") is None
+    assert fail(t, "bob", "10.0.0.1") == 120
