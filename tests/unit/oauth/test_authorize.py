@@ -15,7 +15,8 @@ import pytest
 from idp import interaction
 from idp.clients.model import Client
 from idp.container import Container
-from idp.oauth.authorize import BOUNDS, Authorizer, Outcome
+from idp.errors import InvalidClient, InvalidRedirectUri
+from idp.oauth.authorize import BOUNDS, AuthorizeError, Authorizer, Outcome, error_outcome
 from idp.users.directory import User
 from tests.oauthkit import ISSUER, auth_params, make_user, native_client, pkce_pair, query, web_client
 
@@ -129,6 +130,14 @@ def test_a_redirected_error_carries_exactly_error_description_state_iss(containe
 def test_an_error_without_description_or_state_carries_neither(container: Container, web: Client) -> None:
     pairs = [p for p in _pairs(web, prompt="none") if p[0] != "state"]
     assert _answer(_start(container, pairs)) == [("error", "login_required"), ("iss", ISSUER)]
+
+
+@pytest.mark.parametrize("error", [InvalidRedirectUri("bad redirect_uri"), InvalidClient("bad client")])
+def test_an_error_about_the_client_or_redirect_is_never_redirected(container: Container, error: Exception) -> None:
+    """RFC 6749 §4.1.2.1: whatever redirect_uri came with it, such an error is shown on our page."""
+    assert isinstance(error, InvalidRedirectUri | InvalidClient)
+    out = error_outcome(container, AuthorizeError(error, redirect_uri="https://rp.example/cb", state="st"))
+    assert (out.status, out.location, out.message) == (400, None, error.description)
 
 
 def test_the_registered_query_is_kept(container: Container) -> None:
@@ -385,14 +394,17 @@ def test_the_hinted_person_only(container: Container, web: Client, alice: User) 
     alices, _ = _login(container, alice)
     assert "code" in dict(_answer(_start(container, _pairs(web, id_token_hint=hint, prompt="none"), alices)))
     # Without prompt=none: the login page, with the hint parked as its subject only.
-    iid = _interaction(_start(container, _pairs(web, id_token_hint=hint), bobs), "login")
+    iid = _interaction(_start(container, _pairs(web, id_token_hint=hint, state="st"), bobs), "login")
     pending = container.interactions.get(iid)
     assert pending is not None and pending.hint_sub == alice.id and "id_token_hint" not in pending.params
     # Signing in as bob on that page does not answer for alice; signing in as alice does.
     out = Authorizer(container).resume(iid, _signed_in_on_page(container, iid, bob))
-    q = dict(_answer(out))
-    assert (q["error"], q["error_description"]) == (
-        "login_required", "the person who signed in is not the one id_token_hint names")  # fmt: skip
+    assert _answer(out) == [
+        ("error", "login_required"),
+        ("error_description", "the person who signed in is not the one id_token_hint names"),
+        ("state", "st"),
+        ("iss", ISSUER),
+    ]
     iid = _interaction(_start(container, _pairs(web, id_token_hint=hint), bobs), "login")
     assert "code" in dict(_answer(Authorizer(container).resume(iid, _signed_in_on_page(container, iid, alice))))
 
@@ -453,3 +465,16 @@ class TestPerIpCap:
         assert (out.status, out.location, out.error) == (429, None, "temporarily_unavailable")
         assert out.title == "Too many sign-in requests" and "Try again in a few minutes." in out.message
         assert 1 <= int(out.headers["retry-after"]) <= interaction.INTERACTION_TTL
+
+
+def test_a_claimed_https_redirect_needs_no_approval(container: Container, alice: User) -> None:
+    claimed = native_client(container, redirect_uris=["https://app.example/oauth"])  # RFC 8252 §7.2
+    cookie, _ = _login(container, alice)
+    out = _start(container, _pairs(claimed, prompt="none"), cookie)
+    assert "code" in dict(_answer(out, "https://app.example/oauth"))
+
+
+def test_resume_before_signing_in_goes_back_to_the_same_request(container: Container, web: Client) -> None:
+    iid = _interaction(_start(container, _pairs(web)), "login")
+    assert _interaction(Authorizer(container).resume(iid, None), "login") == iid  # not a second parked record
+    assert container.interactions.get(iid) is not None
