@@ -174,7 +174,9 @@ def test_invalid_requests_are_redirected(
 
 def test_a_client_without_the_code_grant(container: Container) -> None:
     app, _ = web_client(container, grant_types=["client_credentials"], redirect_uris=["https://rp.example/cb"])
-    assert dict(_answer(_start(container, _pairs(app))))["error"] == "unauthorized_client"
+    q = dict(_answer(_start(container, _pairs(app))))
+    assert (q["error"], q["error_description"]) == (
+        "unauthorized_client", "the client is not registered for the authorization code flow")  # fmt: skip
 
 
 def test_a_repeated_parameter_is_named(container: Container, web: Client) -> None:
