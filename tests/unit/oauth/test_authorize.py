@@ -465,7 +465,8 @@ class TestPerIpCap:
         _interaction(_start(container, _pairs(web)), "login")
         out = _start(container, _pairs(web))
         assert (out.status, out.location, out.error) == (429, None, "temporarily_unavailable")
-        assert out.title == "Too many sign-in requests" and "Try again in a few minutes." in out.message
+        assert out.title == "Too many sign-in requests" and out.message == (
+            "Too many sign-ins are waiting from your network. Try again in a few minutes.")  # fmt: skip
         assert 1 <= int(out.headers["retry-after"]) <= interaction.INTERACTION_TTL
 
 
