@@ -61,10 +61,9 @@ TESTS: dict[str, list[str]] = {
         "tests/integration/test_token_errors.py",
     ],
     "idp/oauth/authorize.py": [
+        "tests/unit/oauth/test_authorize.py",
         "tests/integration/test_authorize_errors.py",
         "tests/integration/test_authorize_resume.py",
-        "tests/integration/test_redirect_uri.py",
-        "tests/integration/test_pkce.py",
     ],
     "idp/tokens/denyset.py": ["tests/unit/tokens/test_denyset.py"],
     "idp/users/throttle.py": ["tests/unit/users/test_throttle.py", "tests/integration/test_throttle.py"],
