@@ -8,9 +8,11 @@ import pytest
 
 from idp.clients.model import (
     MAX_CORS_ORIGINS,
+    MAX_URI,
     Client,
     ClientValidationError,
     origin_of,
+    uri_chars_ok,
     validate_cors_origins,
     validate_redirect_uri,
 )
@@ -132,3 +134,31 @@ def test_loopback_port_freedom_keeps_host_and_path() -> None:
 )
 def test_authorities_are_read_correctly(uri: str, kind: str) -> None:
     assert validate_redirect_uri(uri, kind) == uri
+
+
+@pytest.mark.parametrize("uri", ["https://ex!ample.com/cb", "https://-shop.example/cb", "https://shop.example-/cb"])
+def test_a_host_that_is_no_hostname_is_refused(uri: str) -> None:
+    with pytest.raises(ClientValidationError, match="host"):
+        validate_redirect_uri(uri, "web")
+
+
+def test_a_redirect_uri_of_exactly_the_bound_is_registered_and_matches() -> None:
+    uri = "https://shop.example/" + "a" * (MAX_URI - len("https://shop.example/"))
+    assert len(uri) == MAX_URI and validate_redirect_uri(uri, "web") == uri
+    assert uri_chars_ok(uri) and not uri_chars_ok(uri + "a")
+    with pytest.raises(ClientValidationError, match=f"^redirect URI must be at most {MAX_URI} characters$"):
+        validate_redirect_uri(uri + "a", "web")
+
+
+def test_refusals_say_what_to_register_instead() -> None:
+    with pytest.raises(ClientValidationError, match=r"not localhost \(RFC 8252 §8\.3\)$"):
+        validate_redirect_uri("http://localhost:5000/cb", "native")
+    with pytest.raises(ClientValidationError, match="must be an absolute URI$"):
+        validate_redirect_uri("shop.example/cb", "web")
+    with pytest.raises(
+        ClientValidationError,
+        match=r"must be https \(loopback http or a reverse-domain private-use scheme only for native clients\)$",
+    ):
+        validate_redirect_uri("com.example.app:/cb", "web")
+    with pytest.raises(ClientValidationError, match="^a CORS origin must be a string of at most 300 characters$"):
+        validate_cors_origins(["https://" + "a" * 300])
