@@ -28,9 +28,9 @@ EXIT_USAGE = 2
 Handler = Callable[[Container, argparse.Namespace], Any]
 # Other packages add sub-commands here: name -> (configure(subparsers), handler lookup).
 EXTENSIONS: list[Callable[[Any], None]] = []
-EXTENSIONS.append(register_audit)  # idp audit list (issue 9)
-EXTENSIONS.append(register_deny)  # idp deny ... (issue 6)
-EXTENSIONS.append(register_sessions)  # idp sessions list|end|end-all (issue 5)
+EXTENSIONS.append(register_audit)  # idp audit list
+EXTENSIONS.append(register_deny)  # idp deny ...
+EXTENSIONS.append(register_sessions)  # idp sessions list|end|end-all
 
 
 class CliError(Exception):

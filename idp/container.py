@@ -171,7 +171,7 @@ def _wire(c: Container) -> None:
 
 
 def _wire_sessions(c: Container) -> None:
-    """idp.sessions (issue 5): login sessions, consents, login throttle, account actions."""
+    """idp.sessions: login sessions, consents, login throttle, account actions."""
     from idp.sessions.account import Account
     from idp.sessions.consents import Consents, RedirectApprovals
     from idp.sessions.signout import SignOut
@@ -206,7 +206,7 @@ def _wire_sessions(c: Container) -> None:
 
 
 def _wire_denylist(c: Container) -> None:
-    """idp.tokens.denylist (issue 6): the deny-list, its SET signer, the key-compromise hook."""
+    """idp.tokens.denylist: the deny-list, its SET signer, the key-compromise hook."""
     from idp.store.denylist_repo import SqlDenyStore
     from idp.tokens import jwt
     from idp.tokens.denylist import DenyList
@@ -247,7 +247,7 @@ def _wire_clients(c: Container) -> None:
 
 
 def _wire_observability(c: Container) -> None:
-    """idp.observability (issue 9): Prometheus metrics fed by the HTTP middleware and the audit log."""
+    """idp.observability: Prometheus metrics fed by the HTTP middleware and the audit log."""
     from idp.observability.metrics import Metrics, StateCollector
     from idp.store.stats_repo import SqlStateCounts
 
@@ -258,7 +258,7 @@ def _wire_observability(c: Container) -> None:
 
 
 def _wire_oauth(c: Container) -> None:
-    """idp.tokens + idp.oauth (issue 4): access/ID tokens, authorization codes, refresh-token families."""
+    """idp.tokens + idp.oauth: access/ID tokens, authorization codes, refresh-token families."""
     from idp.store.grants_repo import SqlGrantStore
     from idp.tokens.access import AccessTokens
     from idp.tokens.codes import AuthorizationCodes

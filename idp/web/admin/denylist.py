@@ -1,4 +1,4 @@
-"""Admin API for the deny-list (issue 6): list, add, remove entries.
+"""Admin API for the deny-list: list, add, remove entries.
 
 ``GET /admin/deny-list``, ``POST /admin/deny-list`` ({"kind", "value", "reason", "until"?}),
 ``DELETE /admin/deny-list/{id}`` (``?reason=``). Same protection as the rest of /admin
