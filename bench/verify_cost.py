@@ -24,10 +24,11 @@ from joserfc import jws
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from idp.clock import SystemClock
+from idp.denylist.denyset import DenySet
+from idp.denylist.entries import DenyEntry
 from idp.keys.keyring import generate
 from idp.resource.jwks import JwksCache
 from idp.resource.verifier import AccessTokenVerifier
-from idp.tokens.denyset import DenyEntry, DenySet
 
 ISSUER, API = "https://idp.bench", "https://api.bench"
 warnings.filterwarnings("ignore", "EdDSA is deprecated")  # RFC 9864 naming; OIDC still says EdDSA

@@ -20,7 +20,7 @@ import json
 import time
 from typing import Any
 
-from idp.tokens.denyset import KINDS
+from idp.denylist.entries import KINDS
 
 HELP = {
     "jti": "one access token, by its jti",

@@ -61,7 +61,7 @@ class Container:
     consents: Any = None  # idp.sessions.consents: ConsentReader + grant/revoke/list
     approvals: Any = None  # idp.sessions.consents.RedirectApprovals: public clients' redirects, per session
     grants: Any = None  # idp.tokens.refresh: GrantRevoker + rotation
-    denylist: Any = None  # idp.tokens.denylist: DenyWriter + checks + change feed
+    denylist: Any = None  # idp.denylist.service: DenyWriter + checks + change feed
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -206,22 +206,29 @@ def _wire_sessions(c: Container) -> None:
 
 
 def _wire_denylist(c: Container) -> None:
-    """idp.tokens.denylist: the deny-list, its SET signer, the key-compromise hook."""
+    """idp.denylist: the deny-list, its SET signer, the key-compromise hook."""
+    from idp.denylist.secevent import SET_TYP
+    from idp.denylist.service import DenyList
     from idp.store.denylist_repo import SqlDenyStore
     from idp.tokens import jwt
-    from idp.tokens.denylist import DenyList
-    from idp.tokens.secevent import SET_TYP
 
     s = c.settings
     lifetime = max(s.access_token_ttl, s.id_token_ttl)
     store = c.extras["deny_store"] = SqlDenyStore(c.sessions, c.audit)
+
+    def verify_set(token: str) -> dict[str, Any]:
+        try:
+            return jwt.verify(  # SETs carry no exp: versions order them (RFC 8417 §2.2)
+                c.keyring, token, typ=SET_TYP, issuer=s.issuer, audience=None, now=c.clock.now(),
+                require=("iss", "iat", "jti", "events"), allow_expired=True,
+            )[1]  # fmt: skip
+        except jwt.TokenInvalid as exc:  # DenyList.verify's contract: ValueError when it does not verify
+            raise ValueError(str(exc)) from exc
+
     c.denylist = DenyList(
         store, c.clock, issuer=s.issuer, publisher=c.ephemeral,
         sign=lambda claims: jwt.sign(c.keyring, s.access_token_alg, SET_TYP, claims),
-        verify=lambda token: jwt.verify(  # SETs carry no exp: versions order them (RFC 8417 §2.2)
-            c.keyring, token, typ=SET_TYP, issuer=s.issuer, audience=None, now=c.clock.now(),
-            require=("iss", "iat", "jti", "events"), allow_expired=True,
-        )[1],
+        verify=verify_set,
         token_lifetime=lifetime, kid_lifetime=lifetime + s.jwks_max_age + 86_400,
         leeway=2 * jwt.LEEWAY, sync_seconds=s.denylist_sync_seconds,
     )  # fmt: skip

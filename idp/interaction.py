@@ -82,7 +82,7 @@ class GrantRevoker(Protocol):
 
 
 class DenyWriter(Protocol):
-    """Implemented by the deny-list (idp.tokens.denylist)."""
+    """Implemented by the deny-list (idp.denylist)."""
 
     def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> None:
         """kind: jti | subject | session | client | kid. Subject/client entries deny tokens issued before now."""

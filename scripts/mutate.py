@@ -65,7 +65,8 @@ TESTS: dict[str, list[str]] = {
         "tests/integration/test_authorize_errors.py",
         "tests/integration/test_authorize_resume.py",
     ],
-    "idp/tokens/denyset.py": ["tests/unit/tokens/test_denyset.py"],
+    "idp/denylist/denyset.py": ["tests/unit/denylist/test_denyset.py"],
+    "idp/denylist/entries.py": ["tests/unit/denylist/test_denyset.py"],
     "idp/users/throttle.py": ["tests/unit/users/test_throttle.py", "tests/integration/test_throttle.py"],
     "idp/web/pages/forms.py": [
         "tests/unit/web/test_forms.py",

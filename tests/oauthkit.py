@@ -15,9 +15,9 @@ import httpx
 
 from idp.clients.model import Client
 from idp.container import Container
+from idp.denylist.entries import NewEntry
 from idp.interaction import SESSION_COOKIE
 from idp.sessions.consents import needs_session_approval
-from idp.tokens.denylist import NewEntry
 from idp.users.directory import User
 from tests.pagekit import field
 

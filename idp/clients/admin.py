@@ -11,7 +11,7 @@ the tokens). On enable the entry is lifted AFTER the change is stored: when lift
 client stays refused rather than open.
 
 * Disabling or deleting writes a client cut-off covering every token issued until the entry
-  expires (:meth:`idp.tokens.denylist.DenyList.deny_every_token`): even a token some worker
+  expires (:meth:`idp.denylist.service.DenyList.deny_every_token`): even a token some worker
   issued from a stale copy, or a resource server checks before the change reached it.
 * Enabling again ends that entry behind an ordinary cut-off: tokens issued from then on work,
   those issued before stay denied.

@@ -35,12 +35,13 @@ import httpx
 import orjson
 
 from idp.clock import Clock, SystemClock
+from idp.denylist.denyset import DenySet
+from idp.denylist.entries import DenyEntry
+from idp.denylist.secevent import SET_TYP, change_from_claims
 from idp.resource.credentials import ClientCredentials
 from idp.resource.jwks import JwksCache
 from idp.resource.verifier import checked_header, decode_with
-from idp.tokens.denyset import DenyEntry, DenySet
 from idp.tokens.jwt import LEEWAY, TokenInvalid, check_claims
-from idp.tokens.secevent import SET_TYP, change_from_claims
 
 log = logging.getLogger("idp.resource")
 

@@ -1,6 +1,6 @@
 """What ending sessions does beyond deleting their records: refresh grants and live access tokens.
 
-The grant store (idp.tokens.refresh) and the deny-list (idp.tokens.denylist) are
+The grant store (idp.tokens.refresh) and the deny-list (idp.denylist) are
 reached through the Protocols in idp.interaction, looked up at call time so that
 the wiring order of the container does not matter and either may be absent.
 """

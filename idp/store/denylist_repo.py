@@ -1,4 +1,4 @@
-"""SQL implementation of :class:`idp.tokens.denylist.DenyStore`.
+"""SQL implementation of :class:`idp.denylist.service.DenyStore`.
 
 The version is the row ``id``. Writers serialise on the ``meta`` row
 ``deny_list_version`` (its row lock on PostgreSQL; SQLite transactions begin
@@ -24,11 +24,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.denylist.entries import DenyChange, DenyEntry, NewEntry
 from idp.store.audit_repo import SqlAuditLog
 from idp.store.db import single_statements
 from idp.store.models import DenyEntryRow, MetaRow
-from idp.tokens.denylist import NewEntry
-from idp.tokens.denyset import DenyChange, DenyEntry
 
 VERSION_KEY = "deny_list_version"
 REMOVAL = "removal"

@@ -18,13 +18,12 @@ from sqlalchemy import Engine, LargeBinary, and_, bindparam, delete, insert, or_
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.denylist.entries import DenyEntry, NewEntry
 from idp.store.audit_repo import SqlAuditLog
 from idp.store.db import single_statements
 from idp.store.denylist_repo import SqlDenyStore
 from idp.store.direct import Direct
 from idp.store.models import GrantRow, RefreshTokenRow
-from idp.tokens.denylist import NewEntry
-from idp.tokens.denyset import DenyEntry
 from idp.tokens.refresh import OFFLINE, GrantRecord, RevokedGrant, TokenRecord
 
 _GRANT = [c.key for c in GrantRow.__table__.columns]

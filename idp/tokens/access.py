@@ -14,9 +14,9 @@ from typing import Any
 
 from idp.clock import Clock
 from idp.crypto import random_urlsafe
+from idp.denylist.denyset import issued_at
 from idp.keys.keyring import Keyring
 from idp.tokens import jwt
-from idp.tokens.denyset import issued_at
 
 TYP = "at+jwt"  # RFC 9068 §2.1: explicit typing, so no other JWT is accepted as an access token
 ACCEPTED_TYP = ("at+jwt", "application/at+jwt")
@@ -43,7 +43,7 @@ def audience_claim(audiences: Iterable[str]) -> str | list[str]:
 
 
 LatestCutoff = Callable[[Mapping[str, Any]], float]
-"""The latest deny-list cut-off naming a token's claims (``idp.tokens.denylist.DenyList.latest_cutoff``)."""
+"""The latest deny-list cut-off naming a token's claims (``idp.denylist.service.DenyList.latest_cutoff``)."""
 
 
 class AccessTokens:

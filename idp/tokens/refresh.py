@@ -33,9 +33,9 @@ import orjson
 
 from idp.clock import Clock
 from idp.crypto import Digester, Sealer, random_token
+from idp.denylist.entries import clip_actor, clip_reason
 from idp.errors import InvalidGrant, InvalidScope
 from idp.interaction import DenyWriter
-from idp.tokens.denylist import clip_actor, clip_reason
 
 REFRESH_BYTES = 32  # 256 bits, opaque
 OFFLINE = "offline_access"

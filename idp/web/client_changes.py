@@ -16,8 +16,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from idp.clients.registry import CHANNEL, ClientRegistry, parse_change
+from idp.pubsub import follow_channel, stop_subscriber
 from idp.store.ephemeral import EphemeralStore
-from idp.web.subscriber import follow_channel, stop_subscriber
 
 log = logging.getLogger("idp.clients")
 

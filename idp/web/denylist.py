@@ -18,12 +18,13 @@ the signed SET) and a ``: keepalive`` comment every ``IDP_DENYLIST_HEARTBEAT_SEC
 ``event: resync`` (then the stream ends) asks the client to reconnect: with its ``Last-Event-ID``
 for the tail, or without one for a fresh snapshot (what idp.resource does). An open stream ends
 once its client is disabled, deleted, loses the scope or has its secret or keys replaced (checked
-every 30 s). See idp.tokens.secevent for the SET format.
+every 30 s). See idp.denylist.secevent for the SET format, idp.denylist.feed for the streams.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,26 +34,10 @@ from starlette.types import Receive, Scope, Send
 
 from idp.clients.model import Client
 from idp.container import Container
+from idp.denylist.feed import FEED_SCOPE, DenyFeed, may_read, still_allowed
 from idp.errors import InsufficientScope, InvalidClient, OAuthError
 from idp.oauth.client_auth import authenticate_client
-from idp.web.denylist_feed import feed_for
 from idp.web.responses import NO_STORE, json_response, oauth_error_response
-
-FEED_SCOPE = "deny-list:read"
-"""A client registered with this scope may read the deny-list feed."""
-
-
-def may_read(client: Client | None) -> bool:
-    return client is not None and not client.disabled and not client.is_public and FEED_SCOPE in client.scopes
-
-
-def still_allowed(c: Container, seen: Client) -> bool:
-    """An open stream's client may still read: not disabled or deleted, still registered with the scope,
-    and holding the credentials it connected with (a rotated secret or replaced keys end the stream)."""
-    now = c.clients.get_active(seen.client_id)
-    if now is None or not may_read(now):
-        return False
-    return (now.secret_digest, now.jwks) == (seen.secret_digest, seen.jwks)
 
 
 async def feed_reader(request: Request, c: Container) -> Client:
@@ -112,7 +97,7 @@ def routes(c: Container) -> list[Route]:
         if raw:
             # An id we never sent (not a small non-negative integer) gets the snapshot, not an error.
             last_id = int(raw) if raw.isdigit() and len(raw) <= 18 else -1
-        content, release = feed.open_stream(last_id, reader.client_id, lambda: still_allowed(c, reader))
+        content, release = feed.open_stream(last_id, reader.client_id, lambda: still_allowed(c.clients, reader))
         return _Stream(
             content,
             release,
@@ -124,3 +109,17 @@ def routes(c: Container) -> list[Route]:
         Route("/deny-list", deny_list, methods=["GET", "POST"]),
         Route("/deny-list/events", events, methods=["GET", "POST"]),
     ]
+
+
+def feed_for(c: Any) -> DenyFeed:
+    """The container's feed, created once (several apps may be built over one container in tests)."""
+    feed = c.extras.get("denylist_feed")
+    if feed is None:
+        s = c.settings
+        feed = c.extras["denylist_feed"] = DenyFeed(
+            c.denylist, c.ephemeral, heartbeat=s.denylist_heartbeat_seconds, clock=c.clock,
+            max_streams=s.denylist_max_streams, per_client=s.denylist_streams_per_client,
+        )  # fmt: skip
+        c.extras.setdefault("startup_hooks", []).append(feed.start)
+        c.extras.setdefault("shutdown_hooks", []).append(feed.stop)
+    return feed

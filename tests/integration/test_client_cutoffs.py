@@ -7,7 +7,8 @@ import httpx
 from idp.clients.model import Client
 from idp.clock import FrozenClock
 from idp.container import Container
-from idp.tokens.denyset import DenyEntry, DenySet
+from idp.denylist.denyset import DenySet
+from idp.denylist.entries import DenyEntry
 from tests.adminkit import AdminApi, admin_client, mint
 from tests.integration.resource_support import feed_auth
 from tests.oauthkit import make_user, refresh, service_client, tokens_for, web_client

@@ -12,8 +12,8 @@ import pytest
 from idp.clock import FrozenClock
 from idp.config import Settings
 from idp.container import Container, build_container
+from idp.denylist.entries import DenyChange
 from idp.store.models import DenyEntryRow
-from idp.tokens.denyset import DenyChange
 from tests.integration.resource_support import feed_auth
 
 
@@ -162,7 +162,7 @@ async def test_pubsub_wakes_other_instances_at_once(
         pytest.skip("the in-process store does not cross instances (single-process by design)")
     import redis
 
-    from idp.tokens.secevent import CHANNEL
+    from idp.denylist.secevent import CHANNEL
 
     channel = (settings.redis_prefix or "idp:") + CHANNEL
     r = redis.Redis.from_url(settings.redis_url)

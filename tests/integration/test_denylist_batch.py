@@ -15,11 +15,11 @@ from sqlalchemy import event
 from idp.clock import FrozenClock
 from idp.container import Container
 from idp.crypto import b64url
+from idp.denylist.entries import DenyChange
+from idp.denylist.feed import _peek_version
+from idp.denylist.service import DenyList
 from idp.store.denylist_repo import SqlDenyStore
-from idp.tokens.denylist import DenyList
-from idp.tokens.denyset import DenyChange
 from idp.tokens.refresh import Minted
-from idp.web.denylist_feed import _peek_version
 from tests.oauthkit import make_user, web_client
 
 

@@ -10,7 +10,7 @@ from idp.clock import FrozenClock
 from idp.config import Settings
 from idp.container import Container, build_container
 from idp.crypto import b64url, b64url_decode
-from idp.tokens.denyset import DenyChange
+from idp.denylist.entries import DenyChange
 
 
 @pytest.fixture

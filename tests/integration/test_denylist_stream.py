@@ -20,10 +20,10 @@ import pytest
 
 from idp.container import Container
 from idp.crypto import b64url_decode
+from idp.denylist.entries import DenyChange, DenyEntry
+from idp.denylist.feed import TAIL_LIMIT, DenyFeed, _Stream
+from idp.denylist.secevent import EVENT_DENY, SET_TYP
 from idp.tokens import jwt
-from idp.tokens.denyset import DenyChange, DenyEntry
-from idp.tokens.secevent import EVENT_DENY, SET_TYP
-from idp.web.denylist_feed import TAIL_LIMIT, DenyFeed, _Stream
 from tests.integration.live_server import LiveServer, free_port
 from tests.integration.resource_support import ISSUER, eventually, feed_auth, feed_reader, idp_server, running_idp
 

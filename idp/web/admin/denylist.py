@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.container import Container
-from idp.tokens.denyset import KINDS, MAX_VALUE
+from idp.denylist.entries import KINDS, MAX_VALUE
 from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import NO_STORE, Problem, admin_route, field, json_body, json_ok
 

@@ -14,10 +14,10 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
 
+from idp.denylist.entries import DenyChange, DenyEntry
+from idp.denylist.secevent import SET_TYP, set_claims
 from idp.resource import ClientSecret, DenyListFollower, JwksCache, PrivateKeyJwt
 from idp.resource.follower import _retry_after
-from idp.tokens.denyset import DenyChange, DenyEntry
-from idp.tokens.secevent import SET_TYP, set_claims
 from tests.unit.resource.kit import ISSUER, FakeIdP
 
 Handler = Callable[[httpx.Request], httpx.Response]

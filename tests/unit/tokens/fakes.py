@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from idp.denylist.entries import DenyEntry
 from idp.keys.keyring import KeyPolicy, Keyring, StoredKey
-from idp.tokens.denyset import DenyEntry
 from idp.tokens.refresh import GrantRecord, RevokedGrant, TokenRecord
 
 

@@ -86,8 +86,9 @@ def test_acr_from_amr() -> None:
 
 
 def test_a_token_minted_after_a_cut_off_in_the_same_second_is_stamped_past_it(ring, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
+    from idp.denylist.denyset import DenySet
+    from idp.denylist.entries import DenyEntry
     from idp.resource.verifier import AccessTokenVerifier
-    from idp.tokens.denyset import DenyEntry, DenySet
 
     deny = DenySet()
     tokens = AccessTokens(

@@ -268,7 +268,7 @@ class CutOffs(RecordingDenyList):
 
     def __init__(self, *entries: Any) -> None:
         super().__init__()
-        from idp.tokens.denyset import DenySet
+        from idp.denylist.denyset import DenySet
 
         self.set = DenySet(entries)
 
@@ -280,7 +280,7 @@ class CutOffs(RecordingDenyList):
 def test_a_cut_off_stops_refresh_tokens_issued_before_it(
     store: MemoryGrantStore, clock: FrozenClock, kind: str, value: str
 ) -> None:
-    from idp.tokens.denyset import DenyEntry
+    from idp.denylist.entries import DenyEntry
 
     cut = CutOffs(DenyEntry(1, kind, value, NOW + 10**6, NOW + 1))
     grants = _grants(store, clock, deny=cut)
@@ -294,7 +294,7 @@ def test_a_cut_off_stops_refresh_tokens_issued_before_it(
 
 def test_a_subject_cut_off_covers_a_family_without_a_user(store: MemoryGrantStore, clock: FrozenClock) -> None:
     """A family with no user (the client acting for itself) has the client as its subject."""
-    from idp.tokens.denyset import DenyEntry
+    from idp.denylist.entries import DenyEntry
 
     grants = _grants(store, clock, deny=CutOffs(DenyEntry(1, "subject", "c", NOW + 10**6, NOW + 1)))
     _, token = grants.start(client_id="c", user_id="", sid=None, scope="api", audience="a", auth_time=None,

@@ -1,7 +1,7 @@
 """The deny-list matcher: a snapshot of entries answering ``is_denied(claims, kid)`` with no I/O.
 
 Used by the IdP (introspection, admin API) and by resource servers (``idp.resource``).
-Entry kinds and what they match:
+Entry kinds (:mod:`idp.denylist.entries`) and what they match:
 
 * ``jti``: the token with this ``jti`` (entry kept until that token's ``exp`` plus leeway);
 * ``subject`` / ``session`` / ``client``: tokens whose ``sub`` / ``sid`` / ``client_id``
@@ -28,83 +28,9 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("jti", "subject", "session", "client", "kid")
-CUTOFF_CLAIMS = {"subject": "sub", "session": "sid", "client": "client_id"}
-MAX_VALUE = 200
-
-
-@dataclass(frozen=True)
-class DenyEntry:
-    id: int  # also the version at which the entry was added
-    kind: str
-    value: str
-    expires_at: float  # after this no token can match: the entry may be dropped
-    not_before: float | None = None  # subject/session/client: tokens with iat < this (exactly) are denied
-    # Operator context: kept at the IdP (list, audit), never published to resource servers.
-    reason: str = field(default="", compare=False)
-    actor: str = field(default="", compare=False)
-    created_at: float = field(default=0.0, compare=False)
-
-    def public(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "value": self.value, "expires_at": self.expires_at}
-        if self.not_before is not None:
-            out["not_before"] = self.not_before
-        return out
-
-    def admin(self) -> dict[str, Any]:
-        return self.public() | {"reason": self.reason, "actor": self.actor, "created_at": self.created_at}
-
-    @classmethod
-    def from_public(cls, data: Mapping[str, Any]) -> DenyEntry:
-        """Parse an entry received from the IdP; raises ValueError on anything malformed."""
-        try:
-            entry_id, kind, value, expires_at = data["id"], data["kind"], data["value"], data["expires_at"]
-        except (KeyError, TypeError):
-            raise ValueError("deny entry lacks id, kind, value or expires_at") from None
-        not_before = data.get("not_before")
-        if (
-            not isinstance(entry_id, int)
-            or isinstance(entry_id, bool)
-            or kind not in KINDS
-            or not isinstance(value, str)
-            or not 0 < len(value) <= MAX_VALUE
-            or not _is_time(expires_at)
-            or (not_before is not None and not _is_time(not_before))
-            or (kind in CUTOFF_CLAIMS and not_before is None)
-        ):
-            raise ValueError("malformed deny entry")
-        return cls(entry_id, kind, value, float(expires_at), None if not_before is None else float(not_before))
-
-
-@dataclass(frozen=True)
-class DenyChange:
-    """One step of the change feed: an entry added, or (``removed``) an entry taken off early."""
-
-    version: int
-    entry: DenyEntry | None = None
-    removed: int | None = None
-
-    def public(self) -> dict[str, Any]:
-        if self.entry is not None:
-            return {"version": self.version, "op": "add", "entry": self.entry.public()}
-        return {"version": self.version, "op": "remove", "id": self.removed}
-
-    @classmethod
-    def from_public(cls, data: Mapping[str, Any]) -> DenyChange:
-        if not isinstance(data, Mapping):
-            raise ValueError("malformed deny change")
-        version, op = data.get("version"), data.get("op")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValueError("malformed deny change version")
-        if op == "add":
-            return cls(version, entry=DenyEntry.from_public(data.get("entry")))  # type: ignore[arg-type]
-        removed = data.get("id")
-        if op == "remove" and isinstance(removed, int) and not isinstance(removed, bool):
-            return cls(version, removed=removed)
-        raise ValueError("malformed deny change")
+from idp.denylist.entries import CUTOFF_CLAIMS, KINDS, DenyChange, DenyEntry, is_time
 
 
 def issued_at(now: float, latest_cutoff: float) -> int:
@@ -129,10 +55,6 @@ def issued_at(now: float, latest_cutoff: float) -> int:
     return iat
 
 
-def _is_time(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
 class DenySet:
     """An in-memory deny-list at a version. Mutations take a lock; ``is_denied`` does not."""
 
@@ -155,7 +77,7 @@ class DenySet:
         if isinstance(jti, str) and jti in self._jti:
             return True
         iat = claims.get("iat")
-        newer_than = iat if _is_time(iat) else -math.inf  # exact: a whole-second iat in the cut-off's second is older
+        newer_than = iat if is_time(iat) else -math.inf  # exact: a whole-second iat in the cut-off's second is older
         for kind, claim in CUTOFF_CLAIMS.items():
             table = self._cutoff[kind]
             if not table:

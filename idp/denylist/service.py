@@ -8,7 +8,7 @@ publishes each change as a signed SET on the ephemeral store's channel (Redis pu
 across instances).
 
 Every other process keeps its snapshot fresh two ways: the pub/sub message wakes it
-(``idp.web.denylist_feed`` runs the subscriber), and it re-reads the SQL version every
+(:class:`idp.denylist.feed.DenyFeed` runs the subscriber), and it re-reads the SQL version every
 ``sync_seconds`` in case a message was lost (pub/sub is at-most-once; the CLI in
 another process with the embedded store has no pub/sub at all). Staleness is therefore
 bounded by ``sync_seconds`` (default 0.5 s) plus a query. SQL is the only source of
@@ -16,11 +16,11 @@ truth: a message only says "look".
 
 Cut-offs (subject/session/client) are written at full precision, ``not_before`` = the instant
 they were made, and compared exactly with ``iat``: a token issued earlier in the same second
-(whole-second ``iat``) is denied with the rest (see ``idp.tokens.denyset``). The cut-off
+(whole-second ``iat``) is denied with the rest (see :mod:`idp.denylist.denyset`). The cut-off
 itself denies it: revoking refresh families also lists their live access tokens by ``jti``,
 but not every token has a family and not every writer revokes one. So that a token minted
 after a cut-off in that same second is not denied too, the IdP stamps it with
-:func:`idp.tokens.denyset.issued_at` from :meth:`DenyList.latest_cutoff` (the next whole
+:func:`idp.denylist.denyset.issued_at` from :meth:`DenyList.latest_cutoff` (the next whole
 second when a cut-off it holds lies in the current one). A worker that has not received
 the cut-off yet (at most ``sync_seconds``) stamps ``int(now)`` and its token is denied:
 fail closed, the client signs in again.
@@ -37,39 +37,39 @@ left every resource server's JWKS cache by then).
 
 from __future__ import annotations
 
+import builtins
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from idp.clock import Clock
-from idp.tokens.denyset import KINDS, MAX_VALUE, DenyChange, DenyEntry, DenySet
-from idp.tokens.jwt import TokenInvalid
-from idp.tokens.secevent import CHANNEL, change_from_claims, set_claims
+from idp.denylist.denyset import DenySet
+from idp.denylist.entries import (
+    CUTOFF_KINDS,
+    KINDS,
+    MAX_VALUE,
+    DenyChange,
+    DenyEntry,
+    NewEntry,
+    clip_actor,
+    clip_reason,
+)
+from idp.denylist.secevent import CHANNEL, change_from_claims, set_claims
 
 log = logging.getLogger("idp.denylist")
 
-CUTOFF_KINDS = ("subject", "session", "client")
 REPLAY_LIMIT = 10_000  # beyond this, a follower resynchronises with GET /deny-list instead
 SIGNED_CACHE = 2048
 MAX_VERSION = 2**31 - 1  # deny_list.id is a 32-bit INTEGER
 PRUNE_SECONDS = 1.0  # a sync prunes the snapshot at most this often: pruning walks every entry
 
 
-class NewEntry(NamedTuple):
-    """An entry about to be written: the store gives it its version (id)."""
-
-    kind: str
-    value: str
-    not_before: float | None
-    expires_at: float
-
-
 class DenyStore(Protocol):
-    """Durable deny entries (``idp.store.denylist_repo``)."""
+    """Durable deny entries; :class:`idp.store.denylist_repo.SqlDenyStore` implements it in SQL."""
 
     def version(self) -> int: ...
 
@@ -88,16 +88,8 @@ class DenyStore(Protocol):
     def purge(self, now: float) -> int: ...
 
 
-def clip_reason(reason: str | None) -> str:
-    return (reason or "")[:300]
-
-
-def clip_actor(actor: str | None) -> str:
-    return (actor or "system")[:200]
-
-
 class Publisher(Protocol):
-    def publish(self, channel: str, message: bytes) -> None: ...
+    def publish(self, channel: str, message: bytes) -> object: ...
 
 
 class DenyList:
@@ -117,7 +109,9 @@ class DenyList:
         leeway: float = 60.0,
         sync_seconds: float = 0.5,
     ) -> None:
-        """``sign(claims) -> compact JWS`` signs SETs; ``token_lifetime``: the longest-lived token we issue."""
+        """``sign(claims) -> compact JWS`` signs SETs; ``verify(token) -> claims`` checks a published one and raises
+        ValueError when it does not verify (anything else: the keys could not be read); ``token_lifetime``: the
+        longest-lived token we issue."""
         self._store = store
         self._clock = clock
         self._issuer = issuer
@@ -252,7 +246,7 @@ class DenyList:
             return False
         try:
             change = change_from_claims(self._verify(token))
-        except (TokenInvalid, ValueError):
+        except ValueError:  # the SET does not verify, or carries no deny change
             log.warning("deny-list: a published change did not verify; reading SQL instead")
             return False
         except Exception:  # the keys could not be read: SQL decides, as without the message
@@ -274,7 +268,7 @@ class DenyList:
 
     def latest_cutoff(self, claims: Mapping[str, Any]) -> float:
         """The latest ``not_before`` naming these ``sub``/``sid``/``client_id`` (-inf: none), for stamping a new
-        token's ``iat`` (:func:`idp.tokens.denyset.issued_at`). Memory only, as :meth:`is_denied`."""
+        token's ``iat`` (:func:`idp.denylist.denyset.issued_at`). Memory only, as :meth:`is_denied`."""
         self.maybe_sync()
         return self._set.latest_cutoff(claims)
 
@@ -296,7 +290,7 @@ class DenyList:
     def get(self, entry_id: int) -> DenyEntry | None:
         return self._store.get(entry_id)
 
-    def changes_since(self, version: int, limit: int = REPLAY_LIMIT) -> tuple[int, list[DenyChange]] | None:
+    def changes_since(self, version: int, limit: int = REPLAY_LIMIT) -> tuple[int, builtins.list[DenyChange]] | None:
         """Changes after ``version`` from SQL, or None when the follower must resynchronise
         (its version is ahead of ours: another database, or more than ``limit`` changes behind)."""
         if not 0 <= version <= MAX_VERSION:
@@ -351,13 +345,13 @@ class DenyList:
         else:
             self._synced_at = time.monotonic()
 
-    def sync(self) -> list[DenyChange]:
+    def sync(self) -> builtins.list[DenyChange]:
         """Apply every committed change after our version, in order; notify listeners."""
         self._ensure_loaded()
         with self._sync_lock:
             return self._sync_locked()
 
-    def _sync_locked(self) -> list[DenyChange]:
+    def _sync_locked(self) -> builtins.list[DenyChange]:
         checked = time.monotonic()
         found = self.changes_since(self._set.version)
         if found is None:  # ahead of the database (restored?) or too far behind to replay: reload
@@ -379,7 +373,7 @@ class DenyList:
             self._notify(changes)
         return changes
 
-    def _notify(self, changes: list[DenyChange] | None) -> None:
+    def _notify(self, changes: builtins.list[DenyChange] | None) -> None:
         """Called with the sync lock held, so listeners see batches in version order."""
         for listener in list(self.listeners):
             try:

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from idp.tokens.denyset import DenyChange, DenyEntry, DenySet, issued_at
+from idp.denylist.denyset import DenySet, issued_at
+from idp.denylist.entries import DenyChange, DenyEntry
 
 T = 1_700_000_000.0
 

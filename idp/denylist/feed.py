@@ -14,8 +14,9 @@
   bytes, not a signature and an SQL row per entry.
 * Streams are capped per client (``IDP_DENYLIST_STREAMS_PER_CLIENT``, then 429) and per
   process (``IDP_DENYLIST_MAX_STREAMS``, then 503), both with ``Retry-After``. An open
-  stream asks ``still_allowed`` every ``reauthorize_seconds`` and ends when it says no (the
-  route: the client was disabled, deleted, lost the scope, or its secret or keys changed).
+  stream asks ``still_allowed`` every ``reauthorize_seconds`` and ends when it says no
+  (:func:`still_allowed`: the client was disabled, deleted, lost the scope, or its secret or keys changed).
+* Who may read: :func:`may_read`; the HTTP routes (``idp.web.denylist``) authenticate the client first.
 
 Streams end on shutdown. uvicorn runs the lifespan shutdown only after open responses
 finish, so the feed also ends its streams as soon as the process receives SIGTERM/SIGINT
@@ -36,19 +37,20 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from starlette.concurrency import run_in_threadpool
+from anyio import to_thread
 
+from idp.clients.model import Client
 from idp.clock import Clock, SystemClock
 from idp.crypto import b64url_decode
+from idp.denylist.entries import DenyChange
+from idp.denylist.secevent import CHANNEL, EVENT_DENY
+from idp.denylist.service import DenyList
 from idp.errors import TemporarilyUnavailable, TooManyRequests
+from idp.pubsub import follow_channel, stop_subscriber
 from idp.store.ephemeral import EphemeralStore
-from idp.tokens.denylist import DenyList
-from idp.tokens.denyset import DenyChange
-from idp.tokens.secevent import CHANNEL, EVENT_DENY
-from idp.web.subscriber import follow_channel, stop_subscriber
 
 log = logging.getLogger("idp.denylist")
 
@@ -61,6 +63,29 @@ TAIL_LIMIT = 256
 BUSY_RETRY_AFTER = 5
 """Retry-After (s) on 429/503 for one stream too many."""
 REAUTHORIZE_SECONDS = 30.0
+FEED_SCOPE = "deny-list:read"
+"""A client registered with this scope may read the deny-list feed."""
+
+
+class ActiveClients(Protocol):
+    def get_active(self, client_id: str) -> Client | None:
+        """The registered client, or None when it is unknown, deleted or disabled."""
+        ...
+
+
+def may_read(client: Client | None) -> bool:
+    """Who reads the feed: a confidential client, not disabled, registered with :data:`FEED_SCOPE`.
+    The feed names users, sessions and clients: nobody else reads it."""
+    return client is not None and not client.disabled and not client.is_public and FEED_SCOPE in client.scopes
+
+
+def still_allowed(clients: ActiveClients, seen: Client) -> bool:
+    """An open stream's client may still read: not disabled or deleted, still registered with the scope,
+    and holding the credentials it connected with (a rotated secret or replaced keys end the stream)."""
+    now = clients.get_active(seen.client_id)
+    if now is None or not may_read(now):
+        return False
+    return (now.secret_digest, now.jwks) == (seen.secret_digest, seen.jwks)
 
 
 def format_event(version: int, token: str) -> bytes:
@@ -167,7 +192,7 @@ class DenyFeed:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._closing = self._stopping = False
-        await run_in_threadpool(self._dl.sync)
+        await to_thread.run_sync(self._dl.sync)
         self._tasks = [asyncio.create_task(self._follow_channel()), asyncio.create_task(self._poll())]
         self._chain_exit_signals()
 
@@ -230,11 +255,11 @@ class DenyFeed:
         if version is not None and version <= self._dl.version:
             return  # ours, or already read
         # A thread: listeners may do I/O (a kid entry re-reads the keys).
-        await run_in_threadpool(self._catch_up, message.decode("ascii", "replace"))
+        await to_thread.run_sync(self._catch_up, message.decode("ascii", "replace"))
 
     async def _resync(self) -> None:
         with contextlib.suppress(Exception):
-            await run_in_threadpool(self._dl.sync)
+            await to_thread.run_sync(self._dl.sync)
 
     def _catch_up(self, message: str) -> None:
         """The next version is applied from the signed message; a gap (or a bad SET) is read from SQL."""
@@ -246,10 +271,10 @@ class DenyFeed:
         while True:
             await asyncio.sleep(self._dl.sync_seconds)
             try:
-                await run_in_threadpool(self._dl.sync_if_changed)
+                await to_thread.run_sync(self._dl.sync_if_changed)
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + PURGE_SECONDS
-                    await run_in_threadpool(self._dl.purge_expired)
+                    await to_thread.run_sync(self._dl.purge_expired)
             except Exception:
                 log.exception("deny-list: SQL re-check failed; will retry")
 
@@ -324,9 +349,9 @@ class DenyFeed:
     async def _events(self, stream: _Stream, last_id: int | None) -> AsyncIterator[bytes]:
         try:
             yield b"retry: %d\n: deny-list stream\n\n" % RETRY_MS
-            tail = None if last_id is None else await run_in_threadpool(self._tail, last_id)
+            tail = None if last_id is None else await to_thread.run_sync(self._tail, last_id)
             if tail is None:  # nothing to resume from, or too far behind: the whole list, then live
-                snap = await run_in_threadpool(self.snapshot)
+                snap = await to_thread.run_sync(self.snapshot)
                 yield b"id: %d\nevent: snapshot\ndata: " % snap.version
                 yield snap.body  # shared, never copied per stream
                 yield b"\n\n"
@@ -339,7 +364,7 @@ class DenyFeed:
             while True:
                 if stream.still_allowed is not None and time.monotonic() >= recheck:
                     recheck = time.monotonic() + self.reauthorize_seconds
-                    if not await run_in_threadpool(stream.still_allowed):
+                    if not await to_thread.run_sync(stream.still_allowed):
                         return  # no longer allowed since it connected: it learns nothing more
                 if not stream.buffer and not stream.ended:
                     try:
@@ -371,17 +396,3 @@ class DenyFeed:
         except Exception:
             log.exception("deny-list: cannot sign the replayed changes; sending the snapshot instead")
             return None
-
-
-def feed_for(c: Any) -> DenyFeed:
-    """The container's feed, created once (several apps may be built over one container in tests)."""
-    feed = c.extras.get("denylist_feed")
-    if feed is None:
-        s = c.settings
-        feed = c.extras["denylist_feed"] = DenyFeed(
-            c.denylist, c.ephemeral, heartbeat=s.denylist_heartbeat_seconds, clock=c.clock,
-            max_streams=s.denylist_max_streams, per_client=s.denylist_streams_per_client,
-        )  # fmt: skip
-        c.extras.setdefault("startup_hooks", []).append(feed.start)
-        c.extras.setdefault("shutdown_hooks", []).append(feed.stop)
-    return feed

@@ -22,7 +22,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from idp.tokens.denyset import DenyChange
+from idp.denylist.entries import DenyChange
 
 SET_TYP = "secevent+jwt"
 EVENT_DENY = "https://schemas.idp.dev/event/deny"

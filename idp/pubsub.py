@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from starlette.concurrency import run_in_threadpool
+from anyio import to_thread
 
 from idp.store.ephemeral import EphemeralStore
 
@@ -25,7 +25,7 @@ async def stop_subscriber(task: asyncio.Task[None], ephemeral: EphemeralStore, c
             task.cancel()
         else:
             with contextlib.suppress(Exception):
-                await run_in_threadpool(ephemeral.publish, channel, WAKE)
+                await to_thread.run_sync(ephemeral.publish, channel, WAKE)
         done, _ = await asyncio.wait([task], timeout=wait)
         if done:
             with contextlib.suppress(asyncio.CancelledError, Exception):
