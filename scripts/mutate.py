@@ -66,7 +66,7 @@ TESTS: dict[str, list[str]] = {
         "tests/integration/test_authorize_resume.py",
     ],
     "idp/denylist/denyset.py": ["tests/unit/denylist/test_denyset.py"],
-    "idp/denylist/entries.py": ["tests/unit/denylist/test_denyset.py"],
+    "idp/denylist/entries.py": ["tests/unit/denylist/test_entries.py", "tests/unit/denylist/test_denyset.py"],
     "idp/users/throttle.py": ["tests/unit/users/test_throttle.py", "tests/integration/test_throttle.py"],
     "idp/web/pages/forms.py": [
         "tests/unit/web/test_forms.py",
