@@ -110,6 +110,16 @@ class NewEntry(NamedTuple):
     expires_at: float
 
 
+def check_new_entry(kind: str, value: str, until: float | None) -> None:
+    """Refuse an entry no writer may add: ValueError, with a message the CLI and the admin API show as is."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_VALUE:
+        raise ValueError(f"value must be 1..{MAX_VALUE} characters")
+    if until is not None and not math.isfinite(until):
+        raise ValueError("until must be a finite time")
+
+
 def clip_reason(reason: str | None) -> str:
     return (reason or "")[:300]
 

@@ -50,11 +50,10 @@ from idp.clock import Clock
 from idp.denylist.denyset import DenySet
 from idp.denylist.entries import (
     CUTOFF_KINDS,
-    KINDS,
-    MAX_VALUE,
     DenyChange,
     DenyEntry,
     NewEntry,
+    check_new_entry,
     clip_actor,
     clip_reason,
 )
@@ -184,12 +183,7 @@ class DenyList:
 
     def _new_entry(self, kind: str, value: str, until: float | None, now: float) -> NewEntry:
         """Validate one entry and give it the lifetime of the tokens it can match."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-        if not isinstance(value, str) or not 0 < len(value) <= MAX_VALUE:
-            raise ValueError(f"value must be 1..{MAX_VALUE} characters")
-        if until is not None and not math.isfinite(until):
-            raise ValueError("until must be a finite time")
+        check_new_entry(kind, value, until)
         not_before = now if kind in CUTOFF_KINDS else None  # full precision: compared exactly with iat
         if kind == "kid":
             expires_at = now + self._kid_lifetime

@@ -1,1 +1,1 @@
-"""Tokens: JWT rules, access and ID tokens, authorization codes, refresh families, the deny-list."""
+"""Tokens: JWT rules, access and ID tokens, authorization codes, refresh families."""

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from idp.denylist.entries import DenyChange, DenyEntry
+from idp.denylist.entries import DenyChange, DenyEntry, check_new_entry
 
 T = 1_700_000_000.0
 
@@ -92,3 +92,24 @@ def test_error_messages() -> None:
         DenyChange.from_public({"version": True, "op": "remove", "id": 1})
     with pytest.raises(ValueError, match="^malformed deny change$"):
         DenyChange.from_public({"version": 1, "op": "rename", "id": 1})
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "until", "message"),
+    [
+        ("user", "u1", None, "^kind must be one of jti, subject, session, client, kid$"),
+        ("jti", "", None, "^value must be 1..200 characters$"),
+        ("jti", "x" * 201, None, "^value must be 1..200 characters$"),
+        ("jti", "j1", math.inf, "^until must be a finite time$"),
+        ("jti", "j1", math.nan, "^until must be a finite time$"),
+    ],
+)
+def test_a_new_entry_no_writer_may_add_is_refused(kind: str, value: str, until: float | None, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_new_entry(kind, value, until)
+
+
+def test_a_new_entry_within_bounds_passes() -> None:
+    for kind in ("jti", "subject", "session", "client", "kid"):
+        check_new_entry(kind, "x" * 200, T)
+    check_new_entry("jti", "j", None)
