@@ -1,6 +1,6 @@
-"""Per-process deny-list plumbing on the event loop.
+"""The deny-list feed: this process's :class:`DenyList` kept fresh, and the streams to resource servers.
 
-* Keeps ``c.denylist`` fresh: a subscriber on the ephemeral store's channel (Redis
+* Keeps the deny-list fresh: a subscriber on the ephemeral store's channel (Redis
   pub/sub between instances) wakes a sync from SQL, and a poll re-reads the SQL version
   every ``sync_seconds`` in case a message was lost; a slower timer purges expired rows.
 * Fans each applied change out to the open ``/deny-list/events`` streams as a signed SET.
@@ -158,6 +158,8 @@ class _Stream:
 
 
 class DenyFeed:
+    """One per process: :meth:`start` on the event loop before serving, :meth:`stop` at shutdown."""
+
     def __init__(
         self,
         denylist: DenyList,
