@@ -97,7 +97,7 @@ def clip_actor(actor: str | None) -> str:
 
 
 class Publisher(Protocol):
-    def publish(self, channel: str, message: bytes) -> None: ...
+    def publish(self, channel: str, message: bytes) -> object: ...
 
 
 class DenyList:

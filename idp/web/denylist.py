@@ -32,10 +32,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from idp.clients.model import Client
-from idp.container import Container
 from idp.errors import InsufficientScope, InvalidClient, OAuthError
 from idp.oauth.client_auth import authenticate_client
-from idp.web.denylist_feed import feed_for
+from idp.services import Services
 from idp.web.responses import NO_STORE, json_response, oauth_error_response
 
 FEED_SCOPE = "deny-list:read"
@@ -46,7 +45,7 @@ def may_read(client: Client | None) -> bool:
     return client is not None and not client.disabled and not client.is_public and FEED_SCOPE in client.scopes
 
 
-def still_allowed(c: Container, seen: Client) -> bool:
+def still_allowed(c: Services, seen: Client) -> bool:
     """An open stream's client may still read: not disabled or deleted, still registered with the scope,
     and holding the credentials it connected with (a rotated secret or replaced keys end the stream)."""
     now = c.clients.get_active(seen.client_id)
@@ -55,7 +54,7 @@ def still_allowed(c: Container, seen: Client) -> bool:
     return (now.secret_digest, now.jwks) == (seen.secret_digest, seen.jwks)
 
 
-async def feed_reader(request: Request, c: Container) -> Client:
+async def feed_reader(request: Request, c: Services) -> Client:
     """The authenticated client allowed to read the feed; InvalidClient (401) or InsufficientScope (403)."""
     form: dict[str, str] | None = {} if request.method == "GET" else None  # a GET has no body: Basic only
     client = await authenticate_client(request, c, endpoint="deny-list", form=form)
@@ -86,8 +85,8 @@ class _Stream(StreamingResponse):
             self._release()
 
 
-def routes(c: Container) -> list[Route]:
-    feed = feed_for(c)
+def routes(c: Services) -> list[Route]:
+    feed = c.denylist_feed
 
     async def deny_list(request: Request) -> Response:
         try:

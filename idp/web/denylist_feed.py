@@ -371,17 +371,3 @@ class DenyFeed:
         except Exception:
             log.exception("deny-list: cannot sign the replayed changes; sending the snapshot instead")
             return None
-
-
-def feed_for(c: Any) -> DenyFeed:
-    """The container's feed, created once (several apps may be built over one container in tests)."""
-    feed = c.extras.get("denylist_feed")
-    if feed is None:
-        s = c.settings
-        feed = c.extras["denylist_feed"] = DenyFeed(
-            c.denylist, c.ephemeral, heartbeat=s.denylist_heartbeat_seconds, clock=c.clock,
-            max_streams=s.denylist_max_streams, per_client=s.denylist_streams_per_client,
-        )  # fmt: skip
-        c.extras.setdefault("startup_hooks", []).append(feed.start)
-        c.extras.setdefault("shutdown_hooks", []).append(feed.stop)
-    return feed
