@@ -74,7 +74,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-def field(data: dict[str, Any], name: str, kind: type, default: Any = None, *, required: bool = False) -> Any:
+def field(data: dict[str, Any], name: str, kind: type, default: object = None, *, required: bool = False) -> Any:
     """One typed member of a JSON body; 422 when it has the wrong type or is missing."""
     if name not in data or data[name] is None:
         if required:
