@@ -90,3 +90,8 @@ async def test_every_runs_in_the_threadpool_and_logs_failures(caplog: pytest.Log
     count = len(calls)
     await asyncio.sleep(0.05)
     assert len(calls) == count  # stopped with the block
+
+
+def test_the_client_change_follower_exists_only_with_a_shared_store(container: Services) -> None:
+    assert (container.client_changes is None) == (container.clients.bus is None)
+    assert (container.client_changes is None) == container.settings.embedded
