@@ -62,7 +62,7 @@ async def _replay(url: str, auth: httpx.BasicAuth, version: int) -> tuple[float,
 async def measure(n: int, replays: int) -> dict[str, Any]:
     from idp.app import create_app
     from idp.config import Settings
-    from idp.container import build_container
+    from idp.services import build_services
     from idp.store.db import make_engine, upgrade
     from tests.integration.live_server import LiveServer
 
@@ -75,14 +75,14 @@ async def measure(n: int, replays: int) -> dict[str, Any]:
         engine = make_engine(settings.sqlalchemy_url)
         upgrade(engine)
         engine.dispose()
-        c = build_container(settings)
+        c = build_services(settings)
         c.keyring.tick()  # the signing keys, as at start-up
         reader, secret = c.clients.create(name="rs", kind="service", scope="deny-list:read", audience="https://api")
         for start in range(0, n, BATCH):
             items = [("jti", f"bench-{i}", time.time() + 3000) for i in range(start, min(n, start + BATCH))]
             c.denylist.deny_many(items, reason="bench", actor="bench")
         version = c.denylist.version
-        server = LiveServer(create_app(container=c), before_stop=lambda: c.extras["denylist_feed"].close())
+        server = LiveServer(create_app(services=c), before_stop=lambda: c.denylist_feed.close())
         await asyncio.to_thread(server.start)
         try:
             auth = httpx.BasicAuth(reader.client_id, secret or "")

@@ -85,8 +85,8 @@ async def _stack(backend: str) -> AsyncIterator[tuple[Any, Any, httpx.AsyncClien
 
     from examples.resource_server import create_app as create_api
     from idp.app import create_app
-    from idp.container import build_container
     from idp.resource import ResourceProtector
+    from idp.services import build_services
     from idp.store.db import make_engine, upgrade
     from tests.integration.live_server import LiveServer
 
@@ -95,8 +95,8 @@ async def _stack(backend: str) -> AsyncIterator[tuple[Any, Any, httpx.AsyncClien
         engine = make_engine(settings.sqlalchemy_url)
         upgrade(engine)
         engine.dispose()
-        c = build_container(settings)
-        server = LiveServer(create_app(container=c), before_stop=lambda: c.extras["denylist_feed"].close())
+        c = build_services(settings)
+        server = LiveServer(create_app(services=c), before_stop=lambda: c.denylist_feed.close())
         await asyncio.to_thread(server.start)
         # The API reads the deny-list feed as its own client, registered with the deny-list:read scope.
         reader, secret = c.clients.create(name="bench-api", kind="service", scope="deny-list:read", audience=API)
@@ -133,10 +133,10 @@ def _admin_token(c: Any) -> str:
 
 
 async def measure(n: int, backend: str, path: str) -> dict[str, Any]:
-    from idp.container import build_container
+    from idp.services import build_services
 
     async with _stack(backend) as (c, settings, api, idp_url):
-        other = build_container(settings) if path == "cli" else None
+        other = build_services(settings) if path == "cli" else None
         admin = {"authorization": f"Bearer {_admin_token(c)}"} if path == "api" else {}
         latencies: list[float] = []
         polls = 0

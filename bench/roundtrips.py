@@ -133,15 +133,15 @@ class _InThread:
 def measure(srv: IdpServer, n: int = 20) -> dict[str, dict[str, float]]:
     from idp.app import create_app
     from idp.config import Settings
-    from idp.container import build_container
+    from idp.services import build_services
 
     env = srv.env()
-    c = build_container(Settings(**{k.removeprefix("IDP_").lower(): v for k, v in env.items()}))  # type: ignore[arg-type]
+    c = build_services(Settings(**{k.removeprefix("IDP_").lower(): v for k, v in env.items()}))  # type: ignore[arg-type]
     counts = Counts()
     _instrument(c, counts)
     out: dict[str, dict[str, float]] = {}
     try:
-        with _InThread(create_app(container=c), srv.port), httpx.Client(base_url=srv.base_url, timeout=30) as http:
+        with _InThread(create_app(services=c), srv.port), httpx.Client(base_url=srv.base_url, timeout=30) as http:
             paths = flows.endpoints(srv)
             web, service = srv.info["web"], srv.info["service"]
             form = {"content-type": flows.FORM_CT}

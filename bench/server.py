@@ -199,11 +199,11 @@ def _drop_redis_prefix(prefix: str) -> None:
 def _idp_fixtures(env: dict[str, str]) -> dict[str, Any]:
     """Schema, keys, clients and the user, created with the same registry the CLI uses."""
     from idp.config import Settings
-    from idp.container import build_container, check_kek
+    from idp.services import build_services, check_kek
     from idp.store.db import upgrade
 
     values = {k.removeprefix("IDP_").lower(): v for k, v in env.items() if k.startswith("IDP_")}
-    c = build_container(Settings(**values))  # type: ignore[arg-type]
+    c = build_services(Settings(**values))  # type: ignore[arg-type]
     try:
         upgrade(c.engine)
         check_kek(c)

@@ -11,14 +11,14 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from idp.container import Container, check_kek
 from idp.crypto import random_token
+from idp.services import Services, check_kek
 from idp.store.models import MetaRow
 
 _DEMO = "demo_created"
 
 
-def bootstrap(c: Container) -> dict[str, Any] | None:
+def bootstrap(c: Services) -> dict[str, Any] | None:
     """Check the KEK, make sure signing keys exist, and create the demo once. Returns the demo, if new."""
     try:
         check_kek(c)
@@ -37,7 +37,7 @@ def bootstrap(c: Container) -> dict[str, Any] | None:
     return create_demo(c)
 
 
-def create_demo(c: Container) -> dict[str, Any]:
+def create_demo(c: Services) -> dict[str, Any]:
     issuer = c.settings.issuer
     web, web_secret = c.clients.create(
         name="Demo Web App",

@@ -16,16 +16,17 @@ from idp.cli_deny import configure as register_deny
 from idp.cli_sessions import configure as register_sessions
 from idp.clients.model import ClientValidationError
 from idp.config import ConfigError, Settings, load_settings
-from idp.container import Container, StartupError, build_container, check_kek, ping_database
+from idp.events import KeyCompromised, UserDisabled
 from idp.keys.keyring import ALGORITHMS, KeyImportError
 from idp.observability import serve as observability_serve
 from idp.observability.audit import register as register_audit
 from idp.observability.logs import configure_logging
+from idp.services import Services, StartupError, build_services, check_kek, ping_database
 from idp.store.db import SchemaError, check_schema, upgrade
 from idp.users.directory import UserError
 
 EXIT_USAGE = 2
-Handler = Callable[[Container, argparse.Namespace], Any]
+Handler = Callable[[Services, argparse.Namespace], Any]
 # Other packages add sub-commands here: name -> (configure(subparsers), handler lookup).
 EXTENSIONS: list[Callable[[Any], None]] = []
 EXTENSIONS.append(register_audit)  # idp audit list
@@ -41,8 +42,8 @@ def _out(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if getattr(args, "json", False) else text)
 
 
-def _container(*, check: bool = True) -> Container:
-    c = build_container(load_settings())
+def _container(*, check: bool = True) -> Services:
+    c = build_services(load_settings())
     ping_database(c)
     if check:
         check_schema(c.engine)
@@ -123,7 +124,7 @@ def http_protocol(choice: str, settings: Settings) -> Any:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    c = build_container(load_settings())
+    c = build_services(load_settings())
     ping_database(c)
     upgrade(c.engine)
     c.close()
@@ -140,7 +141,7 @@ def _client_dict(cl: Any) -> dict[str, Any]:
     return cl.public_view()  # type: ignore[no-any-return]
 
 
-def clients_create(c: Container, args: argparse.Namespace) -> None:
+def clients_create(c: Services, args: argparse.Namespace) -> None:
     jwks = None
     if args.jwks:
         try:
@@ -171,7 +172,7 @@ def clients_create(c: Container, args: argparse.Namespace) -> None:
     _out(args, data, text)
 
 
-def clients_update(c: Container, args: argparse.Namespace) -> None:
+def clients_update(c: Services, args: argparse.Namespace) -> None:
     changes: dict[str, Any] = {}
     for name in ("name", "scope", "audience"):
         if getattr(args, name) is not None:
@@ -188,18 +189,18 @@ def clients_update(c: Container, args: argparse.Namespace) -> None:
     if not changes:
         raise CliError("nothing to change (see idp clients update --help)")
     try:  # the admin API's use case: disabling here writes the client cut-off too
-        client = c.extras["client_admin"].update(args.client_id, changes, actor="cli")
+        client = c.client_admin.update(args.client_id, changes, actor="cli")
     except LookupError as exc:
         raise CliError(str(exc)) from None
     _out(args, _client_dict(client), f"updated {client.client_id}: {', '.join(sorted(changes))}")
 
 
-def clients_list(c: Container, args: argparse.Namespace) -> None:
+def clients_list(c: Services, args: argparse.Namespace) -> None:
     rows = [_client_dict(cl) for cl in c.clients.list()]
     _out(args, rows, "\n".join(f"{r['client_id']}  {r['type']:<8} {r['name']}" for r in rows) or "(no clients)")
 
 
-def clients_show(c: Container, args: argparse.Namespace) -> None:
+def clients_show(c: Services, args: argparse.Namespace) -> None:
     cl = c.clients.get(args.client_id)
     if cl is None:
         raise CliError(f"no client {args.client_id!r}")
@@ -207,19 +208,19 @@ def clients_show(c: Container, args: argparse.Namespace) -> None:
     _out(args, d, "\n".join(f"{k:<26}{v}" for k, v in d.items()))
 
 
-def clients_delete(c: Container, args: argparse.Namespace) -> None:
+def clients_delete(c: Services, args: argparse.Namespace) -> None:
     """The admin API's DELETE: the registration goes, and so do its live tokens (a client cut-off)."""
     try:
-        c.extras["client_admin"].delete(args.client_id, actor="cli")
+        c.client_admin.delete(args.client_id, actor="cli")
     except LookupError as exc:
         raise CliError(str(exc)) from None
     _out(args, {"deleted": args.client_id}, f"deleted {args.client_id}")
 
 
 def _clients_set_disabled(disabled: bool) -> Handler:
-    def handler(c: Container, args: argparse.Namespace) -> None:
+    def handler(c: Services, args: argparse.Namespace) -> None:
         try:
-            c.extras["client_admin"].set_disabled(args.client_id, disabled, actor="cli")
+            c.client_admin.set_disabled(args.client_id, disabled, actor="cli")
         except LookupError as exc:
             raise CliError(str(exc)) from None
         _out(args, {"client_id": args.client_id, "disabled": disabled}, f"{args.client_id}: disabled={disabled}")
@@ -227,16 +228,16 @@ def _clients_set_disabled(disabled: bool) -> Handler:
     return handler
 
 
-def clients_rotate(c: Container, args: argparse.Namespace) -> None:
+def clients_rotate(c: Services, args: argparse.Namespace) -> None:
     try:
-        secret = c.extras["client_admin"].rotate_secret(args.client_id, actor="cli")
+        secret = c.client_admin.rotate_secret(args.client_id, actor="cli")
     except LookupError as exc:
         raise CliError(str(exc)) from None
     _out(args, {"client_id": args.client_id, "client_secret": secret}, f"client_secret {secret}")
 
 
 # -- users -----------------------------------------------------------------------------------------
-def users_create(c: Container, args: argparse.Namespace) -> None:
+def users_create(c: Services, args: argparse.Namespace) -> None:
     if not args.password_stdin:
         raise CliError("--password-stdin is required (passwords never go on the command line)")
     password = sys.stdin.readline().rstrip("\n")
@@ -245,7 +246,7 @@ def users_create(c: Container, args: argparse.Namespace) -> None:
     _out(args, {"id": user.id, "username": user.username}, f"created {user.username} (sub {user.id})")
 
 
-def users_set_password(c: Container, args: argparse.Namespace) -> None:
+def users_set_password(c: Services, args: argparse.Namespace) -> None:
     """A new password (the same rules as everywhere: idp.users.password_policy); other sessions end unless kept."""
     if not args.password_stdin:
         raise CliError("--password-stdin is required (passwords never go on the command line)")
@@ -256,12 +257,12 @@ def users_set_password(c: Container, args: argparse.Namespace) -> None:
     ended = 0
     if not args.keep_sessions:  # a reset usually means the old password is known to someone else
         ended = len(c.login_sessions.end_all_for_user(user.id, actor="cli", reason="password reset"))
-        c.extras["signout"].everything_for_user(user.id, actor="cli", reason="password reset")
+        c.signout.everything_for_user(user.id, actor="cli", reason="password reset")
     c.audit.record("user.password_reset", actor="cli", subject=user.id, signed_out=not args.keep_sessions)
     _out(args, {"username": user.username, "sessions_ended": ended}, f"password set for {user.username}")
 
 
-def users_list(c: Container, args: argparse.Namespace) -> None:
+def users_list(c: Services, args: argparse.Namespace) -> None:
     rows = [
         {"id": u.id, "username": u.username, "email": u.email, "disabled": u.disabled} for u in c.directory.store.list()
     ]
@@ -273,10 +274,10 @@ def users_list(c: Container, args: argparse.Namespace) -> None:
 
 
 def _users_set_disabled(disabled: bool) -> Handler:
-    def handler(c: Container, args: argparse.Namespace) -> None:
+    def handler(c: Services, args: argparse.Namespace) -> None:
         user = c.directory.set_disabled(args.username, disabled)
-        for hook in c.extras.get("on_user_disabled", []) if disabled else []:
-            hook(user.id)
+        if disabled:
+            c.events.publish(UserDisabled(user.id, actor="cli"))
         c.audit.record("user.disabled" if disabled else "user.enabled", actor="cli", subject=user.id)
         _out(args, {"username": user.username, "disabled": disabled}, f"{user.username}: disabled={disabled}")
 
@@ -295,7 +296,7 @@ def _key_dict(r: Any) -> dict[str, Any]:
     }
 
 
-def keys_list(c: Container, args: argparse.Namespace) -> None:
+def keys_list(c: Services, args: argparse.Namespace) -> None:
     c.keyring.refresh(force=True)
     rows = [_key_dict(r) for r in sorted(c.keyring.rows(), key=lambda r: (r.alg, r.created_at))]
     fmt = "%Y-%m-%d %H:%M:%S"
@@ -310,7 +311,7 @@ def keys_list(c: Container, args: argparse.Namespace) -> None:
     )
 
 
-def keys_rotate(c: Container, args: argparse.Namespace) -> None:
+def keys_rotate(c: Services, args: argparse.Namespace) -> None:
     algs = [args.alg] if args.alg else list(c.keyring.policy.algorithms)
     made = [c.keyring.rotate(alg) for alg in algs]
     for r in made:
@@ -322,7 +323,7 @@ def keys_rotate(c: Container, args: argparse.Namespace) -> None:
     )
 
 
-def keys_retire(c: Container, args: argparse.Namespace) -> None:
+def keys_retire(c: Services, args: argparse.Namespace) -> None:
     try:
         r = c.keyring.retire(args.kid)
     except LookupError as exc:
@@ -331,18 +332,17 @@ def keys_retire(c: Container, args: argparse.Namespace) -> None:
     _out(args, _key_dict(r), f"{r.kid} retired")
 
 
-def keys_revoke(c: Container, args: argparse.Namespace) -> None:
+def keys_revoke(c: Services, args: argparse.Namespace) -> None:
     try:
         r = c.keyring.revoke(args.kid)
     except LookupError as exc:
         raise CliError(str(exc)) from None
-    for hook in c.extras.get("on_key_compromised", []):
-        hook(r.kid, "cli")
+    c.events.publish(KeyCompromised(r.kid, actor="cli"))
     c.audit.record("key.compromised", actor="cli", kid=r.kid)
     _out(args, _key_dict(r), f"{r.kid} marked compromised and removed from the JWKS")
 
 
-def keys_import(c: Container, args: argparse.Namespace) -> None:
+def keys_import(c: Services, args: argparse.Namespace) -> None:
     try:
         pem = Path(args.file).read_bytes()
     except OSError as exc:

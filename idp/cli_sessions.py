@@ -60,7 +60,7 @@ def _end(c: Any, args: argparse.Namespace) -> None:
 def _end_all(c: Any, args: argparse.Namespace) -> None:
     user = _user(c, args.username)
     ended = c.login_sessions.end_all_for_user(user.id, actor=_actor(), reason=args.reason)
-    c.extras["signout"].everything_for_user(user.id, actor=_actor(), reason=args.reason)
+    c.signout.everything_for_user(user.id, actor=_actor(), reason=args.reason)
     data = {"username": user.username, "sessions_ended": len(ended)}
     print(json.dumps(data) if args.json else f"{user.username}: {len(ended)} session(s) ended, refresh tokens revoked")
 

@@ -7,7 +7,7 @@ store and sends the browser to ``/login?interaction=ID`` or
 record and send the browser (303) to ``/authorize/resume?interaction=ID``, which
 checks that the same login session finishes what it started and issues the code.
 
-The Protocols below are the seams between packages; ``idp.container`` wires the
+The Protocols below are the seams between packages; ``idp.services`` wires the
 implementations.
 """
 
@@ -84,7 +84,7 @@ class GrantRevoker(Protocol):
 class DenyWriter(Protocol):
     """Implemented by the deny-list (idp.denylist)."""
 
-    def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> None:
+    def deny(self, kind: str, value: str, *, reason: str, actor: str, until: float | None = None) -> object:
         """kind: jti | subject | session | client | kid. Subject/client entries deny tokens issued before now."""
         ...
 

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 
 from idp.clients.model import Client
-from idp.container import Container
+from idp.services import Services
 from idp.tokens import jwt
 from idp.web.admin.auth import ADMIN_SCOPE, admin_audience
 
 
-def admin_client(c: Container, name: str = "ops", scope: str = ADMIN_SCOPE, **kw: Any) -> Client:
+def admin_client(c: Services, name: str = "ops", scope: str = ADMIN_SCOPE, **kw: Any) -> Client:
     kw.setdefault("kind", "service")
     kw.setdefault("audience", admin_audience(c.settings.issuer))
     client, _secret = c.clients.create(name=name, scope=scope, **kw)
@@ -26,7 +26,7 @@ def admin_client(c: Container, name: str = "ops", scope: str = ADMIN_SCOPE, **kw
 
 
 def mint(
-    c: Container,
+    c: Services,
     client: Client,
     *,
     scope: str = ADMIN_SCOPE,
@@ -51,7 +51,7 @@ def mint(
     return jwt.sign(c.keyring, c.settings.access_token_alg, typ, body)
 
 
-def admin_headers(c: Container, client: Client | None = None, **kw: Any) -> dict[str, str]:
+def admin_headers(c: Services, client: Client | None = None, **kw: Any) -> dict[str, str]:
     client = client or admin_client(c)
     return {"authorization": f"Bearer {mint(c, client, **kw)}"}
 

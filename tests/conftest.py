@@ -32,7 +32,7 @@ from asgi_lifespan import LifespanManager
 from idp.app import create_app
 from idp.clock import FrozenClock
 from idp.config import Settings, load_settings
-from idp.container import Container, build_container
+from idp.services import Services, build_services
 from idp.store.db import make_engine, upgrade
 from idp.store.models import Base
 
@@ -198,7 +198,7 @@ def settings(backend: Backend, tmp_path: Path, settings_overrides: dict[str, obj
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def _truncate(container: Container) -> None:
+def _truncate(container: Services) -> None:
     if container.engine.dialect.name != "postgresql":
         return
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
@@ -207,8 +207,8 @@ def _truncate(container: Container) -> None:
 
 
 @pytest.fixture
-def container(settings: Settings, clock: FrozenClock) -> Iterator[Container]:
-    c = build_container(settings, clock=clock)
+def container(settings: Settings, clock: FrozenClock) -> Iterator[Services]:
+    c = build_services(settings, clock=clock)
     _truncate(c)
     try:
         yield c
@@ -217,8 +217,8 @@ def container(settings: Settings, clock: FrozenClock) -> Iterator[Container]:
 
 
 @pytest.fixture
-async def app(container: Container) -> AsyncIterator[object]:
-    application = create_app(container=container)
+async def app(container: Services) -> AsyncIterator[object]:
+    application = create_app(services=container)
     async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
         yield manager.app
 

@@ -12,11 +12,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import authlib.deprecate  # noqa: E402,F401  (importing it installs an "always" filter; ours must come after)
 import httpx
+import pytest
 
 from idp.clients.model import Client
-from idp.container import Container
 from idp.denylist.entries import NewEntry
 from idp.interaction import SESSION_COOKIE
+from idp.services import Services
 from idp.sessions.consents import needs_session_approval
 from idp.users.directory import User
 from tests.pagekit import field
@@ -39,11 +40,11 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def make_user(c: Container, username: str = "alice", **kw: Any) -> User:
+def make_user(c: Services, username: str = "alice", **kw: Any) -> User:
     return c.directory.create(username, PASSWORD, email=f"{username}@example.com", name=username.title(), **kw)
 
 
-def web_client(c: Container, **kw: Any) -> tuple[Client, str]:
+def web_client(c: Services, **kw: Any) -> tuple[Client, str]:
     kw.setdefault("name", "Web App")
     kw.setdefault("kind", "web")
     kw.setdefault("redirect_uris", [WEB_REDIRECT])
@@ -53,7 +54,7 @@ def web_client(c: Container, **kw: Any) -> tuple[Client, str]:
     return client, secret or ""
 
 
-def native_client(c: Container, **kw: Any) -> Client:
+def native_client(c: Services, **kw: Any) -> Client:
     kw.setdefault("name", "Mobile App")
     kw.setdefault("kind", "native")
     kw.setdefault("redirect_uris", [NATIVE_REDIRECT])
@@ -63,7 +64,7 @@ def native_client(c: Container, **kw: Any) -> Client:
     return client
 
 
-def service_client(c: Container, **kw: Any) -> tuple[Client, str]:
+def service_client(c: Services, **kw: Any) -> tuple[Client, str]:
     kw.setdefault("name", "Integrator")
     kw.setdefault("kind", "service")
     kw.setdefault("scope", "api:read api:write")
@@ -71,7 +72,7 @@ def service_client(c: Container, **kw: Any) -> tuple[Client, str]:
     return client, secret or ""
 
 
-def sign_in_fast(c: Container, http: httpx.AsyncClient, user: User) -> str:
+def sign_in_fast(c: Services, http: httpx.AsyncClient, user: User) -> str:
     """A real login session for ``user`` (no password form), its cookie set on the browser. Returns the sid."""
     cookie, session = c.login_sessions.login(user.id)
     http.cookies.set(SESSION_COOKIE, cookie, domain="idp.test")
@@ -167,7 +168,7 @@ async def refresh(
 
 
 async def tokens_for(
-    c: Container, http: httpx.AsyncClient, client: Client, secret: str | None, user: User, **extra: str
+    c: Services, http: httpx.AsyncClient, client: Client, secret: str | None, user: User, **extra: str
 ) -> dict[str, Any]:
     """Sign in, authorize and exchange: the token response."""
     sign_in_fast(c, http, user)
@@ -207,3 +208,11 @@ class RecordingDenyList:
 
     def latest_cutoff(self, claims: dict[str, Any]) -> float:
         return -math.inf  # records cut-offs without their time: none to stamp a new token past
+
+
+def stand_in(monkeypatch: pytest.MonkeyPatch, target: object, recorder: object) -> None:
+    """Send the calls of ``target``'s methods that ``recorder`` also defines to the recorder: the services are
+    wired to each other once, so a test replaces behaviour on the object they hold, not the object."""
+    for name in dir(recorder):
+        if not name.startswith("_") and callable(getattr(recorder, name)) and hasattr(target, name):
+            monkeypatch.setattr(target, name, getattr(recorder, name))

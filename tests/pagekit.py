@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from idp.clients.model import Client
-from idp.container import Container
 from idp.interaction import SESSION_COOKIE, PendingAuthorization
+from idp.services import Services
 from idp.users.directory import User
 
 ISSUER = "https://idp.test"
@@ -25,11 +25,11 @@ HTML_SECURITY_HEADERS = {
 }
 
 
-def make_user(c: Container, username: str = "alice", password: str = PASSWORD, **kw: Any) -> User:
+def make_user(c: Services, username: str = "alice", password: str = PASSWORD, **kw: Any) -> User:
     return c.directory.create(username, password, email=f"{username}@example.com", name=username.title(), **kw)
 
 
-def make_client(c: Container, name: str = "Photo Book", **kw: Any) -> Client:
+def make_client(c: Services, name: str = "Photo Book", **kw: Any) -> Client:
     kw.setdefault("kind", "web")
     kw.setdefault("redirect_uris", ["https://rp.example/cb"])
     kw.setdefault("post_logout_redirect_uris", ["https://rp.example/bye"])
@@ -38,7 +38,7 @@ def make_client(c: Container, name: str = "Photo Book", **kw: Any) -> Client:
     return client
 
 
-def pending(c: Container, client: Client, scopes: list[str] | None = None, **params: str) -> PendingAuthorization:
+def pending(c: Services, client: Client, scopes: list[str] | None = None, **params: str) -> PendingAuthorization:
     scopes = scopes or ["openid", "profile"]
     base = {"response_type": "code", "client_id": client.client_id, "redirect_uri": client.redirect_uris[0]}
     return c.interactions.create(client.client_id, base | {"scope": " ".join(scopes)} | params, scopes, ip="127.0.0.1")
@@ -110,5 +110,5 @@ class RecordingGrants:
         return 0
 
 
-def deny_entries(c: Container, kind: str) -> list[str]:
+def deny_entries(c: Services, kind: str) -> list[str]:
     return [e.value for e in c.denylist.list() if e.kind == kind] if c.denylist is not None else []

@@ -19,15 +19,23 @@ client stays refused rather than open.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from idp.clients.model import Client
 from idp.clients.registry import ClientRegistry
+from idp.events import ClientChanged, Events
 
 
 class Audit(Protocol):
     def record(self, action: str, *, actor: str = "system", client_id: str | None = None, **detail: Any) -> None: ...
+
+
+class ClientCutoffs(Protocol):
+    """The deny-list entries a client change writes (idp.denylist)."""
+
+    def deny_every_token(self, kind: str, value: str, *, reason: str, actor: str) -> object: ...
+
+    def lift(self, kind: str, value: str, *, reason: str, actor: str) -> object: ...
 
 
 class ClientGone(LookupError):
@@ -35,10 +43,13 @@ class ClientGone(LookupError):
 
 
 class ClientAdmin:
-    def __init__(self, registry: ClientRegistry, denylist: Callable[[], Any], audit: Audit) -> None:
+    def __init__(
+        self, registry: ClientRegistry, denylist: ClientCutoffs, audit: Audit, events: Events | None = None
+    ) -> None:
         self._clients = registry
         self._denylist = denylist
         self._audit = audit
+        self._events = events or Events()
 
     def update(self, client_id: str, changes: dict[str, Any], *, actor: str) -> Client:
         """Change registration fields; ``disabled`` in ``changes`` disables or enables."""
@@ -51,9 +62,8 @@ class ClientAdmin:
         client = self._clients.update(client_id, **changes)
         self._audit.record("client.updated", actor=actor, client_id=client_id, fields=sorted(changes))
         if enabling:
-            deny = self._denylist()
-            if deny is not None:
-                deny.lift("client", client_id, reason="client enabled", actor=actor)
+            self._denylist.lift("client", client_id, reason="client enabled", actor=actor)
+        self._events.publish(ClientChanged(client_id, "updated", actor))
         return client
 
     def set_disabled(self, client_id: str, disabled: bool, *, actor: str) -> Client:
@@ -67,11 +77,13 @@ class ClientAdmin:
         if not self._clients.delete(client_id):
             raise ClientGone(f"no client {client_id!r}")
         self._audit.record("client.deleted", actor=actor, client_id=client_id)
+        self._events.publish(ClientChanged(client_id, "deleted", actor))
 
     def rotate_secret(self, client_id: str, *, actor: str) -> str:
         """A new secret (returned once); the old one stops working on every worker when this returns."""
         secret = self._clients.rotate_secret(client_id)
         self._audit.record("client.secret_rotated", actor=actor, client_id=client_id)
+        self._events.publish(ClientChanged(client_id, "secret_rotated", actor))
         return secret
 
     def _get(self, client_id: str) -> Client:
@@ -81,6 +93,4 @@ class ClientAdmin:
         return client
 
     def _block(self, client_id: str, actor: str, reason: str) -> None:
-        deny = self._denylist()
-        if deny is not None:
-            deny.deny_every_token("client", client_id, reason=reason, actor=actor)
+        self._denylist.deny_every_token("client", client_id, reason=reason, actor=actor)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 from idp.clients.model import Client
-from idp.container import Container
 from idp.errors import (
     AccessDenied,
     ConsentRequired,
@@ -45,6 +44,7 @@ from idp.interaction import (
 from idp.oauth import policy
 from idp.oauth.forms import Pairs, duplicates, values
 from idp.oauth.grants import pkce
+from idp.services import Services
 from idp.sessions.consents import needs_session_approval
 from idp.tokens.codes import CodeData
 from idp.tokens.id_token import acr_for
@@ -119,7 +119,7 @@ def _page(message: str) -> AuthorizeError:
     return AuthorizeError(InvalidRedirectUri(message))
 
 
-def validate(c: Container, pairs: Pairs) -> AuthzRequest:
+def validate(c: Services, pairs: Pairs) -> AuthzRequest:
     """Blocking (client lookup). Raises AuthorizeError."""
     dup = duplicates(pairs)
     seen: dict[str, str] = {}
@@ -153,7 +153,7 @@ def validate(c: Container, pairs: Pairs) -> AuthzRequest:
 
 
 def _validate_rest(
-    c: Container,
+    c: Services,
     client: Client,
     redirect_uri: str,
     pairs: Pairs,
@@ -208,7 +208,7 @@ def _validate_rest(
     )
 
 
-def _hinted_subject(c: Container, client: Client, hint: str | None) -> str | None:
+def _hinted_subject(c: Services, client: Client, hint: str | None) -> str | None:
     """OIDC Core §3.1.2.1: ``id_token_hint`` is an ID token we issued (expired is fine), judged as at logout."""
     if hint is None:
         return None
@@ -225,7 +225,7 @@ def redirect_to(uri: str, params: list[tuple[str, str]], status: int) -> Outcome
     return Outcome(status, location=uri + sep + urlencode(params))
 
 
-def error_outcome(c: Container, exc: AuthorizeError, status: int = 302) -> Outcome:
+def error_outcome(c: Services, exc: AuthorizeError, status: int = 302) -> Outcome:
     if exc.redirect_uri is None:
         return Outcome(400, title="This sign-in request cannot be completed", message=str(exc))
     params = [("error", exc.error.error)]
@@ -238,7 +238,7 @@ def error_outcome(c: Container, exc: AuthorizeError, status: int = 302) -> Outco
 
 
 class Authorizer:
-    def __init__(self, c: Container) -> None:
+    def __init__(self, c: Services) -> None:
         self.c = c
 
     def _session(self, cookie: str | None) -> SessionInfo | None:
@@ -376,7 +376,7 @@ class Authorizer:
             amr=list(session.amr),
             resource=req.resource,
         )
-        code = self.c.extras["codes"].issue(data)
+        code = self.c.codes.issue(data)
         params = [("code", code)]
         if req.state is not None:
             params.append(("state", req.state))

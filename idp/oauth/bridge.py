@@ -17,12 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from idp.clients.model import Client
-from idp.container import Container
 from idp.errors import InvalidRequest, UnsupportedGrantType
 from idp.oauth import client_auth
 from idp.oauth.forms import read_form, single, values
 from idp.oauth.server import GRANT_TYPES, IdpAuthorizationServer, TokenRequest
 from idp.observability import context
+from idp.services import Services
 from idp.web.cors import check_client_origin, own_origin
 
 HOT_SECONDS = 5.0  # same bound as the client registry's cache: a changed client takes effect within it
@@ -32,7 +32,7 @@ HOT_MAX = 10_000
 class HotClients:
     """Clients recently authenticated with a secret, for the inline path (no I/O)."""
 
-    def __init__(self, c: Container) -> None:
+    def __init__(self, c: Services) -> None:
         self._c = c
         self._lock = threading.Lock()
         self._hot: dict[str, tuple[float, Client]] = {}
@@ -53,11 +53,11 @@ class HotClients:
 
 
 class TokenBridge:
-    def __init__(self, c: Container) -> None:
+    def __init__(self, c: Services) -> None:
         self.c = c
         self.server = IdpAuthorizationServer(c)
         self.hot = HotClients(c)
-        self.uri = c.metadata["token_endpoint"]
+        self.uri = f"{c.settings.issuer}/token"
         self.own_origin = own_origin(c.settings.issuer)
 
     async def token_response(self, request: Request) -> dict[str, Any]:

@@ -32,10 +32,10 @@ from joserfc.jwk import KeySet
 from starlette.requests import Request
 
 from idp.clients.model import Client
-from idp.container import Container
 from idp.crypto import b64url_decode
 from idp.errors import InvalidClient, InvalidRequest
 from idp.oauth.forms import read_form, single
+from idp.services import Services
 from idp.tokens import jwt
 from idp.web.inline import run_cached
 
@@ -111,7 +111,7 @@ def _assertion_subject(form: dict[str, str]) -> str:
     return iss
 
 
-def authenticate(c: Container, cred: Presented, *, endpoint: str, client: Client | None = None) -> Client:
+def authenticate(c: Services, cred: Presented, *, endpoint: str, client: Client | None = None) -> Client:
     """Check the credentials; returns the client. Blocking unless ``client`` (cached) is given for a secret."""
     if client is None:
         client = c.clients.get_active(cred.client_id) if len(cred.client_id) <= 64 else None
@@ -129,7 +129,7 @@ def authenticate(c: Container, cred: Presented, *, endpoint: str, client: Client
     return client
 
 
-def _wrong_method(c: Container, client: Client, cred: Presented) -> InvalidClient:
+def _wrong_method(c: Services, client: Client, cred: Presented) -> InvalidClient:
     """Name the registered method only to a caller who proved nothing new by learning it (module docstring)."""
     detail = f"method {cred.method} presented, {client.auth_method} registered"
     shown = client.is_public or (
@@ -144,7 +144,7 @@ def _wrong_method(c: Container, client: Client, cred: Presented) -> InvalidClien
     return InvalidClient(f"this client authenticates with {client.auth_method}{how}", detail=detail)
 
 
-def _check_assertion(c: Container, client: Client, token: str) -> None:
+def _check_assertion(c: Services, client: Client, token: str) -> None:
     """RFC 7523 §3 client assertion, with the FAPI/RFC 9700 tightening on aud, exp and alg."""
     try:
         header = jwt.peek_header(token)
@@ -160,7 +160,7 @@ def _check_assertion(c: Container, client: Client, token: str) -> None:
     if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
         raise InvalidClient("client assertion iss and sub must be the client_id")  # RFC 7523 §3 items 1-2
     aud = claims.get("aud")
-    if not isinstance(aud, str) or aud not in (c.settings.issuer, c.metadata["token_endpoint"]):
+    if not isinstance(aud, str) or aud not in (c.settings.issuer, f"{c.settings.issuer}/token"):
         raise InvalidClient("client assertion audience must be the issuer")  # RFC 7523 §3 item 3; no arrays
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool) or exp <= now - LEEWAY:
@@ -207,7 +207,7 @@ def _verified_claims(client: Client, token: str, header: dict[str, Any], alg: st
 
 async def authenticate_client(
     request: Request,
-    c: Container,
+    c: Services,
     *,
     endpoint: str,
     form: dict[str, str] | None = None,

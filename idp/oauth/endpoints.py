@@ -10,14 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.errors import InvalidRequest, OAuthError
 from idp.interaction import SESSION_COOKIE
-from idp.oauth import maintenance
 from idp.oauth.authorize import Authorizer, Outcome
 from idp.oauth.bridge import TokenBridge
 from idp.oauth.forms import is_form, parse_pairs
 from idp.oauth.userinfo import userinfo_endpoint
+from idp.services import Services
 from idp.web.pages.forms import client_ip
 from idp.web.responses import NO_STORE, json_response
 from idp.web.templating import error_page
@@ -30,10 +29,9 @@ def _render(outcome: Outcome) -> Response:
     return Response(status_code=outcome.status, headers={"location": outcome.location, **NO_STORE})
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     authorizer = Authorizer(c)
     bridge = TokenBridge(c)
-    maintenance.install(c)
 
     async def authorize(request: Request) -> Response:
         post = request.method == "POST"  # OIDC Core §3.1.2.1: GET and POST are both supported

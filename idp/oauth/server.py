@@ -16,12 +16,12 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
 from idp import errors
 from idp.clients.model import AUTH_METHODS, Client
-from idp.container import Container
 from idp.oauth.grants.authorization_code import CodeGrant
 from idp.oauth.grants.client_credentials import ClientCredentialsGrant
 from idp.oauth.grants.openid import IdTokenExtension
 from idp.oauth.grants.pkce import Pkce
 from idp.oauth.grants.refresh_token import RotatingRefreshTokenGrant
+from idp.services import Services
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 _ERRORS: dict[str, type[errors.OAuthError]] = {
@@ -112,7 +112,7 @@ def _preauthenticated(method: str) -> Any:
 
 
 class IdpAuthorizationServer(AuthorizationServer):
-    def __init__(self, c: Container) -> None:
+    def __init__(self, c: Services) -> None:
         super().__init__(scopes_supported=None)
         self.c = c
         for method in AUTH_METHODS:

@@ -16,11 +16,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.container import Container
 from idp.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthError
 from idp.oauth.claims import scope_claims
 from idp.oauth.forms import is_form, parse_pairs, single
 from idp.oauth.grants.common import access_tokens
+from idp.services import Services
 from idp.tokens.jwt import TokenInvalid
 from idp.web.cors import OriginRefused, check_client_origin, own_origin
 from idp.web.inline import run_cached
@@ -56,7 +56,7 @@ async def _token_from(request: Request) -> str | None:
     return tokens[0] if tokens else None
 
 
-def claims_for(c: Container, token: str, origins: Sequence[str] = (), own: str = "") -> dict[str, Any]:
+def claims_for(c: Services, token: str, origins: Sequence[str] = (), own: str = "") -> dict[str, Any]:
     """Blocking: verifies the token, consults the deny-list, loads the user.
 
     ``origins`` (the request's ``Origin`` headers) must be the issuer's (``own``) or the origins of the
@@ -82,7 +82,7 @@ def claims_for(c: Container, token: str, origins: Sequence[str] = (), own: str =
     return {"sub": user.id, **scope_claims(user, scopes)}  # OIDC Core §5.4
 
 
-def userinfo_endpoint(c: Container) -> Callable[[Request], Awaitable[Response]]:
+def userinfo_endpoint(c: Services) -> Callable[[Request], Awaitable[Response]]:
     own = own_origin(c.settings.issuer)
 
     async def userinfo(request: Request) -> Response:

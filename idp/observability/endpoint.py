@@ -17,9 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.errors import InvalidToken
-from idp.observability.metrics import Metrics
+from idp.services import Services
 from idp.web.admin.auth import bearer_token, verify_admin_token
 
 
@@ -27,8 +26,8 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(hashlib.sha256(a.encode()).digest(), hashlib.sha256(b.encode()).digest())
 
 
-def routes(c: Container) -> list[Route]:
-    metrics: Metrics | None = c.extras.get("metrics")
+def routes(c: Services) -> list[Route]:
+    metrics = c.metrics
     static = c.settings.metrics_token
 
     async def scrape(request: Request) -> Response:
@@ -37,7 +36,7 @@ def routes(c: Container) -> list[Route]:
             raise InvalidToken("A bearer token is required.")
         if not (static and _same(token, static)):
             await run_in_threadpool(verify_admin_token, c, token)
-        body = await run_in_threadpool(metrics.render) if metrics is not None else b""
+        body = await run_in_threadpool(metrics.render)
         return Response(body, headers={"cache-control": "no-store", "content-type": CONTENT_TYPE_LATEST})
 
     return [Route("/metrics", scrape, methods=["GET"])]

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -170,7 +170,7 @@ def batched_for(log: logging.Logger) -> BatchHandler | None:
     return batch if parent is not None and parent.handlers == [batch] else None
 
 
-def configure_logging(level: str = "INFO", stream: Any = None) -> None:
+def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:
     """Root logger -> one JSON object per line on stderr (or ``stream``).
 
     On stderr, lines are formatted and written in batches on a background thread (:class:`BatchHandler`):

@@ -41,11 +41,11 @@ def start_metrics_server(settings: Any) -> Any:
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    from idp.container import build_container
     from idp.observability.metrics import StateCollector
+    from idp.services import build_services
     from idp.store.stats_repo import SqlStateCounts
 
-    c = build_container(settings)
+    c = build_services(settings)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     registry.register(StateCollector(c.keyring.rows, c.clock.now, SqlStateCounts(c.sessions)))

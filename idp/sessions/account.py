@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from idp.clock import Clock
+from idp.events import UserDisabled
 from idp.sessions.consents import Consents
 from idp.sessions.devices import describe
 from idp.sessions.signout import AuditSink, SignOut
@@ -99,7 +100,7 @@ class Account:
                     client_id=client_id,
                     name=client.name if client is not None else client_id,
                     scopes=consent.scopes if consent else (),
-                    since=consent.created_at if consent else grant.last_granted_at,
+                    since=consent.created_at if consent else grants[client_id].last_granted_at,
                     active_grants=grant.active if grant else 0,
                 )
             )
@@ -124,10 +125,10 @@ class Account:
         )
         self._audit.record("consent.revoked", actor=user_id, subject=user_id, client_id=client_id)
 
-    def user_disabled(self, user_id: str) -> None:
-        """Hook for `idp users disable`: a disabled account keeps no session and no grant."""
-        self.sessions.end_all_for_user(user_id, actor="admin", reason="user disabled")
-        self.signout.everything_for_user(user_id, actor="admin", reason="user disabled")
+    def user_disabled(self, event: UserDisabled) -> None:
+        """Handles :class:`idp.events.UserDisabled`: a disabled account keeps no session and no grant."""
+        self.sessions.end_all_for_user(event.user_id, actor=event.actor, reason="user disabled")
+        self.signout.everything_for_user(event.user_id, actor=event.actor, reason="user disabled")
 
     def change_password(
         self, session: LoginSession, cookie: str, current: str, new: str, confirm: str, *, ip: str

@@ -13,12 +13,12 @@ absolute cap from the last authentication. Sliding writes at most once per
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from idp.clock import Clock
 from idp.crypto import Digester, random_id
+from idp.events import Events, SessionsEnded
 from idp.interaction import SessionInfo
 
 COOKIE_BYTES = 32  # 256 bits (ASVS V7.2.3 asks >= 128)
@@ -82,10 +82,6 @@ class UserLookup(Protocol):
         ...
 
 
-# Called with the sessions that just ended (logout, expiry, sign-out everywhere, user switch).
-EndHook = Callable[[list[LoginSession], str, str], None]
-
-
 class LoginSessions:
     """Implements :class:`idp.interaction.SessionReader` plus the session life cycle."""
 
@@ -98,7 +94,7 @@ class LoginSessions:
         *,
         idle_ttl: float,
         absolute_ttl: float,
-        on_end: EndHook | None = None,
+        events: Events | None = None,
     ) -> None:
         self._store = store
         self._digester = digester
@@ -106,7 +102,7 @@ class LoginSessions:
         self._users = users
         self.idle_ttl = idle_ttl
         self.absolute_ttl = absolute_ttl
-        self._on_end = on_end
+        self._events = events or Events()
 
     # -- reading -----------------------------------------------------------------------------
     def _digest(self, cookie_value: str | None) -> bytes | None:
@@ -235,6 +231,6 @@ class LoginSessions:
 
     def _end(self, sids: list[str], *, actor: str, reason: str) -> list[LoginSession]:
         ended = self._store.delete(sids)
-        if ended and self._on_end is not None:
-            self._on_end(ended, actor, reason)
+        if ended:
+            self._events.publish(SessionsEnded(tuple(s.info() for s in ended), actor, reason))
         return ended

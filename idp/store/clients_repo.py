@@ -82,7 +82,7 @@ class SqliteClientsVersion:
     A WAL reader never waits for the writer; ``timeout=0`` makes the rare wait (the WAL being reset) an error
     instead, which the registry answers from the store for that lookup. The path goes into a ``file:`` URI
     percent-encoded (``?``, ``#`` and ``%`` are legal in a file name). The connection opens here when the
-    file exists (``idp db upgrade`` builds the container before it creates the file); otherwise, or after a
+    file exists (``idp db upgrade`` builds the services before it creates the file); otherwise, or after a
     read failed, on the next read."""
 
     def __init__(self, path: str) -> None:

@@ -35,6 +35,7 @@ from idp.clock import Clock
 from idp.crypto import Digester, Sealer, random_token
 from idp.denylist.entries import clip_actor, clip_reason
 from idp.errors import InvalidGrant, InvalidScope
+from idp.events import Events, GrantRevoked
 from idp.interaction import DenyWriter
 
 REFRESH_BYTES = 32  # 256 bits, opaque
@@ -173,7 +174,8 @@ class RefreshTokens:
         absolute_ttl: float,
         grace_seconds: float,
         grace_max_uses: int,
-        denylist: Callable[[], DenyWriter | None] = lambda: None,
+        denylist: DenyWriter | None = None,
+        events: Events | None = None,
     ) -> None:
         self._store = store
         self._digester = digester
@@ -184,6 +186,7 @@ class RefreshTokens:
         self.grace_seconds = grace_seconds
         self.grace_max_uses = grace_max_uses
         self._denylist = denylist
+        self._events = events or Events()
 
     # -- issuing ---------------------------------------------------------------------------------
     def start(
@@ -295,6 +298,7 @@ class RefreshTokens:
             )
             denied = self._deny_in(tx, revoked, reason="refresh token reuse", actor=actor or client_id)
         self._denied(denied)
+        self._published(revoked, actor=actor or client_id, reason="refresh token reuse")
         raise InvalidGrant("refresh token was already used; the grant is revoked")
 
     @staticmethod
@@ -314,7 +318,7 @@ class RefreshTokens:
 
         Called outside any transaction: the deny-list may read SQL, and SQLite has one write lock.
         """
-        deny = self._denylist()
+        deny = self._denylist
         if deny is not None and deny.is_denied(
             {"sub": grant.user_id or grant.client_id, "client_id": grant.client_id, "iat": row.created_at}
         ):
@@ -357,6 +361,7 @@ class RefreshTokens:
         with self._store.transaction() as tx:
             revoked, denied = self._revoke_in(tx, actor=actor, reason=reason, **where)
         self._denied(denied)
+        self._published(revoked, actor=actor, reason=reason)
         return revoked
 
     def _revoke_in(self, tx: GrantTx, *, actor: str, reason: str, **where: Any) -> tuple[list[RevokedGrant], list[Any]]:
@@ -371,7 +376,7 @@ class RefreshTokens:
     def _deny_in(self, tx: GrantTx, revoked: list[RevokedGrant], *, reason: str, actor: str) -> list[Any]:
         """Deny-list the families' live access tokens, so resource servers drop them before they expire, in
         the transaction that revokes the families: one commit for both, and never one without the other."""
-        deny = self._denylist()
+        deny = self._denylist
         items = [("jti", jti, exp) for g in revoked for jti, exp in g.live_jtis]
         if deny is None or not items:
             return []
@@ -379,9 +384,14 @@ class RefreshTokens:
 
     def _denied(self, entries: list[Any]) -> None:
         """After the commit: the deny-list applies the entries here and tells the other processes."""
-        deny = self._denylist()
+        deny = self._denylist
         if deny is not None and entries:
             deny.committed(entries)
+
+    def _published(self, revoked: list[RevokedGrant], *, actor: str, reason: str) -> None:
+        """After the commit: one :class:`idp.events.GrantRevoked` per family."""
+        for g in revoked:
+            self._events.publish(GrantRevoked(g.id, g.client_id, g.user_id, actor, reason))
 
     def revoke_grant(self, grant_id: str, *, actor: str, reason: str) -> bool:
         return bool(self._revoke(actor=actor, reason=reason, grant_id=grant_id))
@@ -424,6 +434,7 @@ class RefreshTokens:
             )
         if revoked:
             self._denied(denied)
+            self._published(revoked, actor=actor, reason=reason)
             return client_id, True
         found = self._store.find(digest)
         return (None if found is None else found[1].client_id), False

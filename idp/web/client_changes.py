@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -60,12 +59,3 @@ class ClientChanges:
 
     async def _forget_all(self) -> None:
         self._registry.invalidate_all()  # whatever was announced meanwhile is lost: forget everything
-
-
-def follow_changes(c: Any) -> None:
-    """Register the follower's start/stop with the app's lifespan when the ephemeral store is shared."""
-    if c.clients.bus is None or "client_changes" in c.extras:
-        return
-    changes = c.extras["client_changes"] = ClientChanges(c.clients, c.ephemeral)
-    c.extras.setdefault("startup_hooks", []).append(changes.start)
-    c.extras.setdefault("shutdown_hooks", []).append(changes.stop)

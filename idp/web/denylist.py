@@ -24,7 +24,6 @@ every 30 s). See idp.denylist.secevent for the SET format, idp.denylist.feed for
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,14 +32,14 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from idp.clients.model import Client
-from idp.container import Container
-from idp.denylist.feed import FEED_SCOPE, DenyFeed, may_read, still_allowed
+from idp.denylist.feed import FEED_SCOPE, may_read, still_allowed
 from idp.errors import InsufficientScope, InvalidClient, OAuthError
 from idp.oauth.client_auth import authenticate_client
+from idp.services import Services
 from idp.web.responses import NO_STORE, json_response, oauth_error_response
 
 
-async def feed_reader(request: Request, c: Container) -> Client:
+async def feed_reader(request: Request, c: Services) -> Client:
     """The authenticated client allowed to read the feed; InvalidClient (401) or InsufficientScope (403)."""
     form: dict[str, str] | None = {} if request.method == "GET" else None  # a GET has no body: Basic only
     client = await authenticate_client(request, c, endpoint="deny-list", form=form)
@@ -71,8 +70,8 @@ class _Stream(StreamingResponse):
             self._release()
 
 
-def routes(c: Container) -> list[Route]:
-    feed = feed_for(c)
+def routes(c: Services) -> list[Route]:
+    feed = c.denylist_feed
 
     async def deny_list(request: Request) -> Response:
         try:
@@ -109,17 +108,3 @@ def routes(c: Container) -> list[Route]:
         Route("/deny-list", deny_list, methods=["GET", "POST"]),
         Route("/deny-list/events", events, methods=["GET", "POST"]),
     ]
-
-
-def feed_for(c: Any) -> DenyFeed:
-    """The container's feed, created once (several apps may be built over one container in tests)."""
-    feed = c.extras.get("denylist_feed")
-    if feed is None:
-        s = c.settings
-        feed = c.extras["denylist_feed"] = DenyFeed(
-            c.denylist, c.ephemeral, heartbeat=s.denylist_heartbeat_seconds, clock=c.clock,
-            max_streams=s.denylist_max_streams, per_client=s.denylist_streams_per_client,
-        )  # fmt: skip
-        c.extras.setdefault("startup_hooks", []).append(feed.start)
-        c.extras.setdefault("shutdown_hooks", []).append(feed.stop)
-    return feed

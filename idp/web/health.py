@@ -7,11 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
+from idp.services import Services
 from idp.web.responses import json_response
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
 

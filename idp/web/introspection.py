@@ -26,10 +26,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.clients.model import Client
-from idp.container import Container
 from idp.errors import InvalidRequest
 from idp.oauth.client_auth import authenticate_client
 from idp.oauth.forms import read_form, single
+from idp.services import Services
 from idp.tokens import jwt
 from idp.web.cors import check_client_origin, own_origin
 from idp.web.inline import run_cached
@@ -47,7 +47,7 @@ def _may_see(caller: Client, claims: dict[str, Any]) -> bool:
     return caller.client_id in auds or bool(caller.audience and caller.audience in auds)
 
 
-def _parties_active(c: Container, client_id: Any, user_id: Any) -> bool:
+def _parties_active(c: Services, client_id: Any, user_id: Any) -> bool:
     """A disabled or deleted client or user ends its tokens at once (not at exp)."""
     if not isinstance(client_id, str) or c.clients.get_active(client_id) is None:
         return False
@@ -58,7 +58,7 @@ def _parties_active(c: Container, client_id: Any, user_id: Any) -> bool:
     return True
 
 
-def introspect(c: Container, caller: Client, token: str, hint: str | None) -> dict[str, Any]:
+def introspect(c: Services, caller: Client, token: str, hint: str | None) -> dict[str, Any]:
     for kind in try_order(hint):
         answer = _access_token(c, caller, token) if kind == ACCESS else _refresh_token(c, caller, token)
         if answer is not None:
@@ -66,7 +66,7 @@ def introspect(c: Container, caller: Client, token: str, hint: str | None) -> di
     return INACTIVE
 
 
-def _access_token(c: Container, caller: Client, token: str) -> dict[str, Any] | None:
+def _access_token(c: Services, caller: Client, token: str) -> dict[str, Any] | None:
     """None when this is not one of our access tokens; INACTIVE or the answer when it is."""
     if token.count(".") != 2:
         return None
@@ -82,7 +82,7 @@ def _access_token(c: Container, caller: Client, token: str) -> dict[str, Any] | 
     return {"active": True, **out, "token_type": "Bearer"}
 
 
-def _refresh_token(c: Container, caller: Client, token: str) -> dict[str, Any] | None:
+def _refresh_token(c: Services, caller: Client, token: str) -> dict[str, Any] | None:
     found = c.grants.lookup(token)  # None unless live: not rotated, revoked, idle- or absolutely expired
     if found is None:
         return None
@@ -109,7 +109,7 @@ def _refresh_token(c: Container, caller: Client, token: str) -> dict[str, Any] |
     return out
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     own = own_origin(c.settings.issuer)
 
     async def introspection(request: Request) -> Response:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
+from idp.services import Services
 
 SPEC_FILE = Path(__file__).with_name("openapi_public.json")
 
@@ -31,7 +31,7 @@ def spec_for(issuer: str) -> dict[str, Any]:
     return {**load_spec(), "servers": [{"url": issuer}]}
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     body = json.dumps(spec_for(c.settings.issuer), ensure_ascii=False).encode()
 
     async def openapi(request: Request) -> Response:

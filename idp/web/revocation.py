@@ -25,10 +25,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.clients.model import Client
-from idp.container import Container
 from idp.errors import InvalidRequest
 from idp.oauth.client_auth import authenticate_client
 from idp.oauth.forms import read_form, single
+from idp.services import Services
 from idp.tokens import jwt
 from idp.tokens.access import ACCEPTED_TYP, REQUIRED
 from idp.web.cors import check_client_origin, own_origin
@@ -42,7 +42,7 @@ def try_order(hint: str | None) -> tuple[str, str]:
     return (REFRESH, ACCESS) if hint == REFRESH else (ACCESS, REFRESH)
 
 
-def verified_access_token(c: Container, token: str, *, allow_expired: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def verified_access_token(c: Services, token: str, *, allow_expired: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """(header, claims) of one of our access tokens, whatever its audience; TokenInvalid otherwise."""
     return jwt.verify(
         c.keyring,
@@ -56,7 +56,7 @@ def verified_access_token(c: Container, token: str, *, allow_expired: bool) -> t
     )
 
 
-def revoke(c: Container, client: Client, token: str, hint: str | None) -> str:
+def revoke(c: Services, client: Client, token: str, hint: str | None) -> str:
     """What happened, for tests and logs: revoked-access | revoked-refresh | foreign | expired | unknown."""
     actor = f"client:{client.client_id}"
     for kind in try_order(hint):
@@ -83,7 +83,7 @@ def revoke(c: Container, client: Client, token: str, hint: str | None) -> str:
     return "unknown"
 
 
-def _refused(c: Container, client: Client, kind: str, owner: object) -> str:
+def _refused(c: Services, client: Client, kind: str, owner: object) -> str:
     c.audit.record(
         "token.revoke_refused", actor=f"client:{client.client_id}", client_id=client.client_id,
         token_type=kind, owner=str(owner),
@@ -91,7 +91,7 @@ def _refused(c: Container, client: Client, kind: str, owner: object) -> str:
     return "foreign"
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     own = own_origin(c.settings.issuer)
 
     async def revocation(request: Request) -> Response:

@@ -19,6 +19,7 @@ import logging
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ExceptionHandler
 
 from idp.errors import TemporarilyUnavailable
 from idp.store.ephemeral import StoreUnavailable
@@ -55,6 +56,6 @@ async def database_error_handler(request: Request, exc: Exception) -> Response:
     return _unavailable(request, "database")
 
 
-def handlers() -> dict[type[Exception], object]:
+def handlers() -> dict[type[Exception], ExceptionHandler]:
     """For ``Starlette(exception_handlers=...)``, next to the OAuthError handler."""
     return {StoreUnavailable: store_unavailable_handler, DBAPIError: database_error_handler}

@@ -8,14 +8,15 @@ routes below serve the same answers (and give other methods their 405).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.keys.jwks import JwksDocument
+from idp.services import Services
 from idp.web.middleware import Headers, secured
 
 DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
@@ -54,8 +55,8 @@ class Document:
 class StaticDocuments:
     """``get(path)``: the document at ``path`` now (the JWKS follows the keyring), or None."""
 
-    def __init__(self, c: Container) -> None:
-        body = orjson.dumps(c.metadata)
+    def __init__(self, c: Services, metadata: Mapping[str, object]) -> None:
+        body = orjson.dumps(metadata)
         discovery = Document(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', DISCOVERY_MAX_AGE)
         self._fixed = dict.fromkeys(DISCOVERY_PATHS, discovery)
         self._c = c
@@ -82,15 +83,18 @@ def _response(document: Document, request: Request) -> Response:
     return response
 
 
-def routes(c: Container) -> list[Route]:
-    documents = StaticDocuments(c)
-    metadata = documents.get(DISCOVERY_PATHS[0])
-    assert metadata is not None
+def routes(c: Services) -> list[Route]:
+    """The same answers as :class:`idp.web.middleware.Edge` gives (it answers GET and HEAD before the router),
+    from the app's documents in the lifespan state."""
 
     async def discovery(request: Request) -> Response:
-        return _response(metadata, request)
+        documents: StaticDocuments = request.state.documents
+        found = documents.get(DISCOVERY_PATHS[0])
+        assert found is not None
+        return _response(found, request)
 
     async def jwks(request: Request) -> Response:
+        documents: StaticDocuments = request.state.documents
         return _response(documents.jwks(), request)
 
     return [Route(path, discovery, methods=["GET"]) for path in DISCOVERY_PATHS] + [

@@ -19,7 +19,7 @@ import pytest
 
 from idp.app import create_app
 from idp.config import Settings
-from idp.container import Container, build_container
+from idp.services import Services, build_services
 from tests.browser.pages import page_server
 from tests.conftest import _unavailable
 from tests.integration.live_server import LiveServer, free_port
@@ -43,7 +43,7 @@ PHONE = {"width": 390, "height": 844}
 @dataclass
 class Live:
     url: str
-    container: Container
+    container: Services
     client_id: str
     client_secret: str
     rp: str  # the relying party's origin: a tiny HTTP server that answers every GET
@@ -71,12 +71,12 @@ def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         data_dir=tmp,
         demo=False,
     )  # type: ignore[call-arg]
-    c = build_container(settings)
+    c = build_services(settings)
     client, secret = c.clients.create(
         name="Photo Book", kind="web", redirect_uris=[f"{rp}/callback"], post_logout_redirect_uris=[f"{rp}/bye"],
         scope="openid profile email offline_access",
     )  # fmt: skip
-    server = LiveServer(create_app(container=c), port).start()
+    server = LiveServer(create_app(services=c), port).start()
     try:
         yield Live(server.url, c, client.client_id, secret or "", rp)
     finally:

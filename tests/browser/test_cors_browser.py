@@ -23,8 +23,8 @@ import pytest
 
 from idp.app import create_app
 from idp.config import Settings
-from idp.container import Container, build_container
 from idp.interaction import SESSION_COOKIE
+from idp.services import Services, build_services
 from tests.browser.pages import page_server
 from tests.integration.live_server import LiveServer, free_port
 
@@ -89,7 +89,7 @@ class Recorder:
 @dataclass
 class Site:
     url: str
-    container: Container
+    container: Services
     client_id: str
     spa: str
     stranger: str
@@ -107,13 +107,13 @@ def site(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         kek=base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode(), kek_file=tmp / "kek",
         data_dir=tmp, demo=False,
     )  # type: ignore[call-arg]  # fmt: skip
-    c = build_container(settings)
+    c = build_services(settings)
     # A loopback page is no origin of the client's by itself (any local program could serve it): added here.
     client, _ = c.clients.create(
         name="SPA", kind="native", redirect_uris=[f"{spa}/callback"], scope="openid profile offline_access",
         first_party=True, allowed_cors_origins=[spa],
     )  # fmt: skip
-    recorder = Recorder(create_app(container=c))
+    recorder = Recorder(create_app(services=c))
     server = LiveServer(recorder, port).start()
     try:
         yield Site(server.url, c, client.client_id, spa, stranger, recorder)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from idp.container import Container
+from idp.services import Services
 from tests import oauthkit
 from tests.docs.guidekit import DOCS, Browser, run_snippets, snippets
 from tests.integration.live_server import LiveServer, free_port
@@ -48,7 +48,7 @@ def embedded_only(backend) -> None:
 
 
 @pytest.fixture
-def idp(embedded_only: None, container: Container, port: int) -> Iterator[LiveServer]:
+def idp(embedded_only: None, container: Services, port: int) -> Iterator[LiveServer]:
     server = idp_server(container, port).start()  # stopping it first ends its deny-list streams
     try:
         yield server
@@ -85,7 +85,7 @@ def test_every_guide_has_a_tested_snippet_and_links_the_configuration_reference(
         assert topic in ops, topic
 
 
-def test_native_app_guide(idp: LiveServer, container: Container, monkeypatch) -> None:
+def test_native_app_guide(idp: LiveServer, container: Services, monkeypatch) -> None:
     oauthkit.make_user(container)
     app = oauthkit.native_client(container, first_party=False)  # third party: the person consents
     monkeypatch.setenv("IDP_ISSUER", idp.url)
@@ -119,7 +119,7 @@ def claims_of(token: str) -> dict:
     return orjson.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
 
 
-def test_integrator_guide(idp: LiveServer, container: Container, monkeypatch) -> None:
+def test_integrator_guide(idp: LiveServer, container: Services, monkeypatch) -> None:
     from joserfc.jwk import ECKey
 
     monkeypatch.setenv("IDP_ISSUER", idp.url)
@@ -150,7 +150,7 @@ def test_integrator_guide(idp: LiveServer, container: Container, monkeypatch) ->
     assert tc.access_token() != token  # a fresh assertion (new jti) is accepted again
 
 
-def test_web_app_guide(idp: LiveServer, container: Container, monkeypatch) -> None:
+def test_web_app_guide(idp: LiveServer, container: Services, monkeypatch) -> None:
     rp_port = free_port()
     app_url = f"http://127.0.0.1:{rp_port}"
     user = oauthkit.make_user(container)
@@ -178,7 +178,7 @@ def test_web_app_guide(idp: LiveServer, container: Container, monkeypatch) -> No
         rp.stop()
 
 
-def test_resource_server_guide(idp: LiveServer, container: Container, monkeypatch) -> None:
+def test_resource_server_guide(idp: LiveServer, container: Services, monkeypatch) -> None:
     api_port = free_port()
     monkeypatch.setenv("IDP_ISSUER", idp.url)
     monkeypatch.setenv("API_AUDIENCE", "https://api.example.com")

@@ -16,8 +16,8 @@ from asgi_lifespan import LifespanManager
 from examples.resource_server import create_app as create_api
 from idp.app import create_app
 from idp.clock import FrozenClock
-from idp.container import Container
 from idp.resource import ResourceProtector
+from idp.services import Services
 from idp.tokens import jwt
 from tests import oauthkit
 from tests.integration.live_server import LiveServer
@@ -26,7 +26,7 @@ ISSUER = "https://idp.test"
 API = "https://api.test"
 
 
-def mint(c: Container, clock: FrozenClock, *, alg: str = "ES256", typ: str = "at+jwt", **claims: Any) -> str:
+def mint(c: Services, clock: FrozenClock, *, alg: str = "ES256", typ: str = "at+jwt", **claims: Any) -> str:
     now = int(clock.now())
     base = {
         "iss": ISSUER,
@@ -42,14 +42,14 @@ def mint(c: Container, clock: FrozenClock, *, alg: str = "ES256", typ: str = "at
     return jwt.sign(c.keyring, alg, typ, base | claims)
 
 
-def feed_reader(c: Container, scope: str = "deny-list:read", **kw: Any) -> tuple[str, str]:
+def feed_reader(c: Services, scope: str = "deny-list:read", **kw: Any) -> tuple[str, str]:
     """(client_id, secret) of a resource server registered to read the deny-list feed."""
     kw.setdefault("audience", API)
     client, secret = oauthkit.service_client(c, name="Orders API", scope=scope, **kw)
     return client.client_id, secret
 
 
-def feed_auth(c: Container, scope: str = "deny-list:read") -> httpx.BasicAuth:
+def feed_auth(c: Services, scope: str = "deny-list:read") -> httpx.BasicAuth:
     return httpx.BasicAuth(*feed_reader(c, scope))
 
 
@@ -58,7 +58,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def running_idp(c: Container) -> AsyncIterator[LiveServer]:
+async def running_idp(c: Services) -> AsyncIterator[LiveServer]:
     """The IdP on a loopback port for the duration of the block."""
     server = idp_server(c)
     await server.astart()
@@ -68,15 +68,10 @@ async def running_idp(c: Container) -> AsyncIterator[LiveServer]:
         await server.astop()
 
 
-def idp_server(c: Container, port: int | None = None) -> LiveServer:
+def idp_server(c: Services, port: int | None = None) -> LiveServer:
     """The IdP app under uvicorn; stopping it first ends its SSE streams (what SIGTERM does in `idp serve`)."""
 
-    def close_streams() -> None:
-        feed = c.extras.get("denylist_feed")
-        if feed is not None:
-            feed.close()
-
-    return LiveServer(create_app(container=c), port, before_stop=close_streams)
+    return LiveServer(create_app(services=c), port, before_stop=c.denylist_feed.close)
 
 
 @asynccontextmanager
@@ -88,7 +83,7 @@ async def api_client(protector: ResourceProtector) -> AsyncIterator[httpx.AsyncC
             yield client
 
 
-def protector_for(c: Container, idp_url: str, clock: FrozenClock, **kw: Any) -> ResourceProtector:
+def protector_for(c: Services, idp_url: str, clock: FrozenClock, **kw: Any) -> ResourceProtector:
     """An idp.resource protector following the IdP at ``idp_url`` as a fresh deny-list:read client of ``c``."""
     options: dict[str, Any] = {"stale_after": 3.0, "reconnect_max": 0.3}
     options.update(kw)

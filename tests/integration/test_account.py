@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from idp.interaction import SESSION_COOKIE
+from tests.oauthkit import stand_in
 from tests.pagekit import (
     ISSUER,
     PASSWORD,
@@ -35,9 +36,9 @@ def alice(container):
 
 
 @pytest.fixture
-def grants(container):
+def grants(container, monkeypatch):
     recorder = RecordingGrants()
-    container.grants = recorder
+    stand_in(monkeypatch, container.grants, recorder)
     return recorder
 
 

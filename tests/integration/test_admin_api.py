@@ -29,7 +29,7 @@ async def test_every_admin_route_is_documented_and_every_documented_operation_ex
 
     served = {
         (route.path, method.lower())
-        for route in create_app(container=container).routes
+        for route in create_app(services=container).routes
         if getattr(route, "path", "").startswith("/admin")
         for method in (route.methods or set()) - {"HEAD"}
     }

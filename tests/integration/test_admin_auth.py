@@ -103,7 +103,7 @@ async def test_a_token_issued_to_a_person_is_refused_even_with_the_scope(client,
 async def test_disabling_the_client_kills_its_admin_tokens_at_once(client, container) -> None:
     ops = admin_client(container)
     token = mint(container, ops)
-    container.extras["client_admin"].set_disabled(ops.client_id, True, actor="test")
+    container.client_admin.set_disabled(ops.client_id, True, actor="test")
     await refused(client, bearer(token))
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from idp.clock import FrozenClock
-from idp.container import Container
+from idp.services import Services
 from tests.adminkit import AdminApi, admin_client, mint
 from tests.integration.live_server import LiveServer
 from tests.integration.resource_support import api_client, bearer, eventually, protector_for, running_idp
@@ -20,7 +20,7 @@ from tests.oauthkit import basic
 PROBLEM = "application/problem+json"
 
 
-async def cc_admin_token(http: httpx.AsyncClient, container: Container) -> str:
+async def cc_admin_token(http: httpx.AsyncClient, container: Services) -> str:
     """A real client-credentials token from /token for a service client registered for ISSUER/admin."""
     client, secret = container.clients.create(
         name="ops", kind="service", scope="idp:admin", audience=f"{container.settings.issuer}/admin"
@@ -34,7 +34,7 @@ async def cc_admin_token(http: httpx.AsyncClient, container: Container) -> str:
     return r.json()["access_token"]  # type: ignore[no-any-return]
 
 
-async def test_round_trip_with_a_token_from_the_token_endpoint(client: httpx.AsyncClient, container: Container) -> None:
+async def test_round_trip_with_a_token_from_the_token_endpoint(client: httpx.AsyncClient, container: Services) -> None:
     api = AdminApi(client, bearer(await cc_admin_token(client, container)))
     r = await api.post("/admin/deny-list", json={"kind": "client", "value": "c-9", "reason": "leaked secret"})
     assert r.status_code == 201
@@ -64,14 +64,14 @@ async def test_round_trip_with_a_token_from_the_token_endpoint(client: httpx.Asy
         {"kind": 5, "value": "x", "reason": "r"},
     ],
 )
-async def test_invalid_entries_are_422_problems(client: httpx.AsyncClient, container: Container, body: dict) -> None:
+async def test_invalid_entries_are_422_problems(client: httpx.AsyncClient, container: Services, body: dict) -> None:
     ops = admin_client(container)
     r = await client.post("/admin/deny-list", json=body, headers=bearer(mint(container, ops)))
     assert r.status_code == 422 and r.headers["content-type"].startswith(PROBLEM)
     assert container.denylist.list() == []
 
 
-async def test_who_may_call(client: httpx.AsyncClient, container: Container) -> None:
+async def test_who_may_call(client: httpx.AsyncClient, container: Services) -> None:
     ops = admin_client(container)
     body = {"kind": "jti", "value": "x", "reason": "r"}
     r = await client.post("/admin/deny-list", json=body)
@@ -94,9 +94,7 @@ async def test_who_may_call(client: httpx.AsyncClient, container: Container) -> 
     assert container.denylist.list()[0].value == jti
 
 
-async def test_subject_entry_also_ends_the_users_refresh_tokens(
-    client: httpx.AsyncClient, container: Container
-) -> None:
+async def test_subject_entry_also_ends_the_users_refresh_tokens(client: httpx.AsyncClient, container: Services) -> None:
     from tests.oauthkit import make_user, refresh, tokens_for, web_client
 
     app, secret = web_client(container)
@@ -114,7 +112,7 @@ def settings_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-async def idp(container: Container) -> AsyncIterator[LiveServer]:
+async def idp(container: Services) -> AsyncIterator[LiveServer]:
     async with running_idp(container) as server:
         yield server
 
@@ -122,7 +120,7 @@ async def idp(container: Container) -> AsyncIterator[LiveServer]:
 @pytest.mark.timing
 @pytest.mark.timeout(60)
 async def test_admin_revocation_reaches_the_api_within_a_second(
-    idp: LiveServer, container: Container, clock: FrozenClock
+    idp: LiveServer, container: Services, clock: FrozenClock
 ) -> None:
     token = mint_api_token(container, clock, sub="u-stolen")
     async with api_client(protector_for(container, idp.url, clock)) as api, httpx.AsyncClient(base_url=idp.url) as http:

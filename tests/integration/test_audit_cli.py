@@ -10,12 +10,12 @@ import pytest
 
 from idp.cli import main
 from idp.config import Settings
-from idp.container import Container
 from idp.observability.audit import parse_since
+from idp.services import Services
 
 
 @pytest.fixture
-def env(container: Container, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Container:
+def env(container: Services, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Services:
     for name in ("database_url", "redis_url", "redis_prefix", "kek", "issuer"):
         monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))
     return container
@@ -27,7 +27,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_audit_list_filters_and_formats(env: Container, clock, capsys) -> None:
+def test_audit_list_filters_and_formats(env: Services, clock, capsys) -> None:
     clock.advance(-3 * 86_400)
     env.audit.record("login", actor="u1", subject="u1", ip="203.0.113.5")
     clock.advance(3 * 86_400)
@@ -57,7 +57,7 @@ def test_audit_list_filters_and_formats(env: Container, clock, capsys) -> None:
 
 
 @pytest.mark.parametrize("argv", [["--since", "last tuesday"], ["--since", "5y"], ["--limit", "0"], ["--limit", "x"]])
-def test_bad_arguments_exit_2_with_one_line(env: Container, capsys, argv) -> None:
+def test_bad_arguments_exit_2_with_one_line(env: Services, capsys, argv) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["audit", "list", *argv])
     assert exc.value.code == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import (
     FORM,
     ISSUER,
@@ -31,13 +31,13 @@ def _error(r: httpx.Response, expected: str, state: str | None = None) -> dict[s
 
 
 @pytest.mark.parametrize("response_type", ["token", "id_token", "id_token token", "code id_token", "code token"])
-async def test_only_code_is_supported(client: httpx.AsyncClient, container: Container, response_type: str) -> None:
+async def test_only_code_is_supported(client: httpx.AsyncClient, container: Services, response_type: str) -> None:
     web, _ = web_client(container)
     params = auth_params(web, pkce_pair()[1], response_type=response_type, state="s/1 +x")
     _error(await client.get("/authorize", params=params), "unsupported_response_type", "s/1 +x")
 
 
-async def test_missing_response_type(client: httpx.AsyncClient, container: Container) -> None:
+async def test_missing_response_type(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     params = auth_params(web, pkce_pair()[1])
     del params["response_type"]
@@ -45,9 +45,7 @@ async def test_missing_response_type(client: httpx.AsyncClient, container: Conta
 
 
 @pytest.mark.parametrize("name", ["scope", "state", "response_type", "code_challenge", "nonce", "prompt"])
-async def test_repeated_parameter_is_invalid_request(
-    client: httpx.AsyncClient, container: Container, name: str
-) -> None:
+async def test_repeated_parameter_is_invalid_request(client: httpx.AsyncClient, container: Services, name: str) -> None:
     web, _ = web_client(container)
     params = list(auth_params(web, pkce_pair()[1], nonce="n", prompt="login").items())
     value = dict(params)[name]
@@ -57,22 +55,20 @@ async def test_repeated_parameter_is_invalid_request(
 
 
 @pytest.mark.parametrize("name", ["client_id", "redirect_uri"])
-async def test_repeated_client_or_redirect_is_a_page(
-    client: httpx.AsyncClient, container: Container, name: str
-) -> None:
+async def test_repeated_client_or_redirect_is_a_page(client: httpx.AsyncClient, container: Services, name: str) -> None:
     web, _ = web_client(container)
     params = list(auth_params(web, pkce_pair()[1]).items())
     r = await client.get("/authorize", params=[*params, (name, dict(params)[name])])
     assert r.status_code == 400 and "location" not in r.headers
 
 
-async def test_scope_not_registered(client: httpx.AsyncClient, container: Container) -> None:
+async def test_scope_not_registered(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container, scope="openid profile")
     params = auth_params(web, pkce_pair()[1], scope="openid email")
     _error(await client.get("/authorize", params=params), "invalid_scope", params["state"])
 
 
-async def test_client_without_code_grant(client: httpx.AsyncClient, container: Container) -> None:
+async def test_client_without_code_grant(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container, grant_types=["client_credentials"], redirect_uris=["https://rp.example/cb"])
     params = auth_params(web, pkce_pair()[1])
     _error(await client.get("/authorize", params=params), "unauthorized_client", params["state"])
@@ -92,14 +88,14 @@ async def test_client_without_code_grant(client: httpx.AsyncClient, container: C
     ],
 )
 async def test_other_invalid_requests_redirect(
-    client: httpx.AsyncClient, container: Container, extra: dict[str, str], error: str
+    client: httpx.AsyncClient, container: Services, extra: dict[str, str], error: str
 ) -> None:
     web, _ = web_client(container)
     params = auth_params(web, pkce_pair()[1], **extra)
     _error(await client.get("/authorize", params=params), error, params["state"])
 
 
-async def test_unknown_parameters_and_order_are_ignored(client: httpx.AsyncClient, container: Container) -> None:
+async def test_unknown_parameters_and_order_are_ignored(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     sign_in_fast(container, client, make_user(container))
     params = list(auth_params(web, pkce_pair()[1], ui_locales="fr", login_hint="alice", foo="bar").items())
@@ -109,7 +105,7 @@ async def test_unknown_parameters_and_order_are_ignored(client: httpx.AsyncClien
     assert q["code"] and q["state"] == dict(params)["state"] and q["iss"] == ISSUER
 
 
-async def test_post_to_the_authorization_endpoint(client: httpx.AsyncClient, container: Container) -> None:
+async def test_post_to_the_authorization_endpoint(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     sign_in_fast(container, client, make_user(container))
     r = await client.post("/authorize", data=auth_params(web, pkce_pair()[1]))
@@ -119,7 +115,7 @@ async def test_post_to_the_authorization_endpoint(client: httpx.AsyncClient, con
     assert r.status_code == 400 and "location" not in r.headers
 
 
-async def test_success_carries_state_iss_and_no_store(client: httpx.AsyncClient, container: Container) -> None:
+async def test_success_carries_state_iss_and_no_store(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container, redirect_uris=["https://rp.example/cb?tenant=7"])
     sign_in_fast(container, client, make_user(container))
     params = auth_params(web, pkce_pair()[1], state="a b&c=d")
@@ -133,7 +129,7 @@ async def test_success_carries_state_iss_and_no_store(client: httpx.AsyncClient,
     assert r.headers["referrer-policy"] == "no-referrer"  # RFC 9700 §4.2.4
 
 
-async def test_no_session_sends_the_browser_to_login(client: httpx.AsyncClient, container: Container) -> None:
+async def test_no_session_sends_the_browser_to_login(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     r = await client.get("/authorize", params=auth_params(web, pkce_pair()[1]))
     assert r.status_code == 302
@@ -143,20 +139,20 @@ async def test_no_session_sends_the_browser_to_login(client: httpx.AsyncClient, 
     assert pending is not None and pending.client_id == web.client_id
 
 
-async def test_prompt_none_without_session_is_login_required(client: httpx.AsyncClient, container: Container) -> None:
+async def test_prompt_none_without_session_is_login_required(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     params = auth_params(web, pkce_pair()[1], prompt="none")
     _error(await client.get("/authorize", params=params), "login_required", params["state"])
 
 
-async def test_prompt_none_without_consent_is_consent_required(client: httpx.AsyncClient, container: Container) -> None:
+async def test_prompt_none_without_consent_is_consent_required(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container, first_party=False)
     sign_in_fast(container, client, make_user(container))
     params = auth_params(web, pkce_pair()[1], prompt="none")
     _error(await client.get("/authorize", params=params), "consent_required", params["state"])
 
 
-async def test_third_party_client_asks_for_consent_once(client: httpx.AsyncClient, container: Container) -> None:
+async def test_third_party_client_asks_for_consent_once(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container, first_party=False)
     user = make_user(container)
     sign_in_fast(container, client, user)
@@ -169,7 +165,7 @@ async def test_third_party_client_asks_for_consent_once(client: httpx.AsyncClien
     assert r.headers["location"].startswith(f"{ISSUER}/consent?interaction=")  # prompt=consent asks again
 
 
-async def test_prompt_login_and_max_age_force_a_new_login(client: httpx.AsyncClient, container: Container) -> None:
+async def test_prompt_login_and_max_age_force_a_new_login(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     sign_in_fast(container, client, make_user(container))
     r = await client.get("/authorize", params=auth_params(web, pkce_pair()[1], prompt="login"))
@@ -181,7 +177,7 @@ async def test_prompt_login_and_max_age_force_a_new_login(client: httpx.AsyncCli
     assert "code" in query(r.headers["location"])
 
 
-async def test_malformed_query_gets_a_page(client: httpx.AsyncClient, container: Container) -> None:
+async def test_malformed_query_gets_a_page(client: httpx.AsyncClient, container: Services) -> None:
     r = await client.get("/authorize?client_id=%ff%fe&redirect_uri=x")
     assert r.status_code == 400 and "location" not in r.headers
     r = await client.get("/authorize")
@@ -190,6 +186,6 @@ async def test_malformed_query_gets_a_page(client: httpx.AsyncClient, container:
     assert r.status_code == 400
 
 
-async def test_nul_bytes_are_refused_without_a_500(client: httpx.AsyncClient, container: Container) -> None:
+async def test_nul_bytes_are_refused_without_a_500(client: httpx.AsyncClient, container: Services) -> None:
     r = await client.get("/authorize?client_id=%00&redirect_uri=x&response_type=code")
     assert r.status_code == 400 and "location" not in r.headers

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from idp.clients.model import Client
-from idp.container import Container
+from idp.services import Services
 from idp.users.directory import User
 from tests.integration.test_e2e_native import sign_in_on_page
 from tests.oauthkit import (
@@ -27,21 +27,21 @@ from tests.oauthkit import (
 
 
 @pytest.fixture
-def web(container: Container) -> tuple[Client, str]:
+def web(container: Services) -> tuple[Client, str]:
     return web_client(container)
 
 
 @pytest.fixture
-def alice(container: Container) -> User:
+def alice(container: Services) -> User:
     return make_user(container, "alice")
 
 
 @pytest.fixture
-def bob(container: Container) -> User:
+def bob(container: Services) -> User:
     return make_user(container, "bob")
 
 
-async def _hint(c: Container, http: httpx.AsyncClient, web: tuple[Client, str], user: User) -> str:
+async def _hint(c: Services, http: httpx.AsyncClient, web: tuple[Client, str], user: User) -> str:
     return str((await tokens_for(c, http, web[0], web[1], user))["id_token"])
 
 
@@ -50,7 +50,7 @@ def _authorize(web: tuple[Client, str], hint: str, **extra: str) -> dict[str, st
 
 
 async def test_prompt_none_with_someone_else_signed_in_is_login_required(
-    client: httpx.AsyncClient, container: Container, web: tuple[Client, str], alice: User, bob: User
+    client: httpx.AsyncClient, container: Services, web: tuple[Client, str], alice: User, bob: User
 ) -> None:
     hint = await _hint(container, client, web, alice)
     sign_in_fast(container, client, bob)  # the browser now belongs to bob
@@ -61,7 +61,7 @@ async def test_prompt_none_with_someone_else_signed_in_is_login_required(
 
 
 async def test_the_hinted_person_signed_in_gets_a_code(
-    client: httpx.AsyncClient, container: Container, web: tuple[Client, str], alice: User
+    client: httpx.AsyncClient, container: Services, web: tuple[Client, str], alice: User
 ) -> None:
     hint = await _hint(container, client, web, alice)
     container.clock.advance(container.settings.id_token_ttl + 60)  # an expired hint still names alice
@@ -70,7 +70,7 @@ async def test_the_hinted_person_signed_in_gets_a_code(
 
 
 async def test_without_prompt_none_the_login_page_asks_for_the_hinted_person(
-    client: httpx.AsyncClient, container: Container, web: tuple[Client, str], alice: User, bob: User
+    client: httpx.AsyncClient, container: Services, web: tuple[Client, str], alice: User, bob: User
 ) -> None:
     hint = await _hint(container, client, web, alice)
     sign_in_fast(container, client, bob)
@@ -93,7 +93,7 @@ async def test_without_prompt_none_the_login_page_asks_for_the_hinted_person(
 
 @pytest.mark.parametrize("bad", ["garbage", "a.b.c", "another-clients"])
 async def test_a_hint_that_does_not_verify_is_invalid_request(
-    client: httpx.AsyncClient, container: Container, web: tuple[Client, str], alice: User, bad: str
+    client: httpx.AsyncClient, container: Services, web: tuple[Client, str], alice: User, bad: str
 ) -> None:
     hint = bad
     if bad == "another-clients":  # a genuine ID token, issued to another client

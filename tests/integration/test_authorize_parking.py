@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from idp import interaction
-from idp.container import Container
 from idp.interaction import INTERACTION_TTL, TooManyPending
+from idp.services import Services
 from tests.oauthkit import (
     ISSUER,
     auth_params,
@@ -34,7 +34,7 @@ def settings_overrides() -> dict[str, object]:
     return {"authorize_pending_per_ip": CAP}
 
 
-def _parked(c: Container, location: str) -> bytes:
+def _parked(c: Services, location: str) -> bytes:
     raw = c.ephemeral.get(f"interaction:{query(location)['interaction']}")
     assert raw is not None
     return raw
@@ -47,7 +47,7 @@ async def _from(app: object, ip: str) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def test_a_60_kb_request_parks_under_4_kb(client: httpx.AsyncClient, container: Container) -> None:
+async def test_a_60_kb_request_parks_under_4_kb(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     params = auth_params(web, pkce_pair()[1], nonce="n-1", login_hint="alice")
     junk = "&".join(f"x{i}={'j' * 7600}" for i in range(8))  # unknown parameters: ignored, never stored
@@ -65,7 +65,7 @@ async def test_a_60_kb_request_parks_under_4_kb(client: httpx.AsyncClient, conta
     [("state", 2048), ("nonce", 512), ("login_hint", 256), ("prompt", 64), ("max_age", 16), ("scope", 2048)],
 )
 async def test_each_parameter_has_a_bound(
-    client: httpx.AsyncClient, container: Container, name: str, bound: int
+    client: httpx.AsyncClient, container: Services, name: str, bound: int
 ) -> None:
     web, _ = web_client(container)
     fits = {"state": "s", "nonce": "n", "login_hint": "h", "prompt": " ", "max_age": "0", "scope": " "}[name]
@@ -87,7 +87,7 @@ async def test_an_over_bound_parameter_with_an_unknown_client_is_our_page(client
 
 
 async def test_a_record_over_the_cap_is_invalid_request(
-    app: object, container: Container, monkeypatch: pytest.MonkeyPatch
+    app: object, container: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     web, _ = web_client(container)
     monkeypatch.setattr(interaction, "MAX_RECORD", 1500)  # every field within its bound, the sum not
@@ -102,7 +102,7 @@ async def test_a_record_over_the_cap_is_invalid_request(
             assert r.headers["location"].startswith(f"{ISSUER}/login?"), r.headers["location"]
 
 
-async def test_pending_records_per_ip_are_capped(app: object, container: Container) -> None:
+async def test_pending_records_per_ip_are_capped(app: object, container: Services) -> None:
     web, _ = web_client(container)
     async with _from(app, "203.0.113.7") as http:
         for _ in range(CAP):
@@ -125,7 +125,7 @@ async def test_pending_records_per_ip_are_capped(app: object, container: Contain
         assert r.headers["location"].startswith(f"{ISSUER}/login?")
 
 
-async def test_the_cap_holds_across_a_window_boundary(container: Container) -> None:
+async def test_the_cap_holds_across_a_window_boundary(container: Services) -> None:
     """Records live one window, so the previous window's count still holds until they expire."""
     now = container.clock.now()
     container.clock.advance(INTERACTION_TTL - now % INTERACTION_TTL - 1)  # the last second of a window
@@ -136,7 +136,7 @@ async def test_the_cap_holds_across_a_window_boundary(container: Container) -> N
         container.interactions.reserve("192.0.2.1")
 
 
-async def test_the_cap_holds_under_concurrency(container: Container) -> None:
+async def test_the_cap_holds_under_concurrency(container: Services) -> None:
     def attempt(_: int) -> bool:
         try:
             container.interactions.reserve("192.0.2.2")
@@ -156,7 +156,7 @@ async def _park(http: httpx.AsyncClient, params: dict[str, str]) -> str:
     return location
 
 
-async def test_a_finished_sign_in_gives_its_place_back(app: object, container: Container) -> None:
+async def test_a_finished_sign_in_gives_its_place_back(app: object, container: Services) -> None:
     """The cap bounds live records: each completed sign-in frees its place, so one address signs in any
     number of times (more than the cap) within one window."""
     web, _ = web_client(container)
@@ -170,7 +170,7 @@ async def test_a_finished_sign_in_gives_its_place_back(app: object, container: C
             assert "code" in query(r.headers["location"]), r.headers.get("location")
 
 
-async def test_a_denied_consent_gives_its_place_back(app: object, container: Container) -> None:
+async def test_a_denied_consent_gives_its_place_back(app: object, container: Services) -> None:
     third, _ = web_client(container, first_party=False)
     async with _from(app, "203.0.113.21") as http:
         sign_in_fast(container, http, make_user(container))
@@ -181,7 +181,7 @@ async def test_a_denied_consent_gives_its_place_back(app: object, container: Con
             assert query(r.headers["location"])["error"] == "access_denied"
 
 
-async def test_a_sign_in_parked_again_for_consent_keeps_its_place(app: object, container: Container) -> None:
+async def test_a_sign_in_parked_again_for_consent_keeps_its_place(app: object, container: Services) -> None:
     third, _ = web_client(container, first_party=False)
     make_user(container)
     async with _from(app, "203.0.113.22") as http:
@@ -196,7 +196,7 @@ async def test_a_sign_in_parked_again_for_consent_keeps_its_place(app: object, c
         assert r.status_code == 429
 
 
-async def test_an_ipv6_network_shares_one_allowance(container: Container) -> None:
+async def test_an_ipv6_network_shares_one_allowance(container: Services) -> None:
     """Anyone holding an IPv6 /64 has 2^64 addresses: the cap counts the /64 (an IPv4 address by itself)."""
     for i in range(CAP):
         container.interactions.reserve(f"2001:db8:5:6::{i + 1:x}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from idp.container import Container
 from idp.interaction import SESSION_COOKIE
+from idp.services import Services
 from tests.integration.test_e2e_native import sign_in_on_page
 from tests.oauthkit import (
     ISSUER,
@@ -26,7 +26,7 @@ async def _to_login(client: httpx.AsyncClient, params: dict[str, str]) -> str:
     return r.headers["location"]
 
 
-async def test_login_then_resume_issues_a_code(client: httpx.AsyncClient, container: Container) -> None:
+async def test_login_then_resume_issues_a_code(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     user = make_user(container)
     verifier, challenge = pkce_pair()
@@ -39,7 +39,7 @@ async def test_login_then_resume_issues_a_code(client: httpx.AsyncClient, contai
     assert (await exchange(client, web, secret, q["code"], verifier)).status_code == 200
 
 
-async def test_resume_is_single_use(client: httpx.AsyncClient, container: Container) -> None:
+async def test_resume_is_single_use(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     user = make_user(container)
     r = await sign_in_on_page(client, await _to_login(client, auth_params(web, pkce_pair()[1])), user.username)
@@ -48,7 +48,7 @@ async def test_resume_is_single_use(client: httpx.AsyncClient, container: Contai
     assert again.status_code == 400 and "location" not in again.headers
 
 
-async def test_another_browser_cannot_finish_the_request(client: httpx.AsyncClient, container: Container) -> None:
+async def test_another_browser_cannot_finish_the_request(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     alice, mallory = make_user(container), make_user(container, "mallory")
     r = await sign_in_on_page(client, await _to_login(client, auth_params(web, pkce_pair()[1])), alice.username)
@@ -59,7 +59,7 @@ async def test_another_browser_cannot_finish_the_request(client: httpx.AsyncClie
     assert q["error"] == "login_required" and "code" not in q
 
 
-async def test_resume_without_any_session(client: httpx.AsyncClient, container: Container) -> None:
+async def test_resume_without_any_session(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     user = make_user(container)
     r = await sign_in_on_page(client, await _to_login(client, auth_params(web, pkce_pair()[1])), user.username)
@@ -68,7 +68,7 @@ async def test_resume_without_any_session(client: httpx.AsyncClient, container: 
     assert query(r.headers["location"])["error"] == "login_required"
 
 
-async def test_prompt_login_and_max_age_zero_do_not_loop(client: httpx.AsyncClient, container: Container) -> None:
+async def test_prompt_login_and_max_age_zero_do_not_loop(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     user = make_user(container)
     sign_in_fast(container, client, user)
@@ -80,11 +80,11 @@ async def test_prompt_login_and_max_age_zero_do_not_loop(client: httpx.AsyncClie
         r = await client.get(r.headers["location"])
         code = query(r.headers["location"])["code"]
         tokens = (await exchange(client, web, secret, code, verifier)).json()
-        claims = container.extras["id_tokens"].verify(tokens["id_token"], client_id=web.client_id)
+        claims = container.id_tokens.verify(tokens["id_token"], client_id=web.client_id)
         assert claims["auth_time"] == int(container.clock.now())  # the fresh authentication
 
 
-async def test_expired_interaction(client: httpx.AsyncClient, container: Container) -> None:
+async def test_expired_interaction(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     login = await _to_login(client, auth_params(web, pkce_pair()[1]))
     container.clock.advance(3600)
@@ -94,7 +94,7 @@ async def test_expired_interaction(client: httpx.AsyncClient, container: Contain
     assert r.status_code == 400
 
 
-async def test_the_code_carries_exactly_the_consented_scopes(client: httpx.AsyncClient, container: Container) -> None:
+async def test_the_code_carries_exactly_the_consented_scopes(client: httpx.AsyncClient, container: Services) -> None:
     """The consent page records the scopes it showed; if the request resolves to others by the time it resumes
     (the client's registration changed meanwhile), the person is asked again rather than granted more."""
     rp, secret = web_client(container, first_party=False, scope="openid profile")

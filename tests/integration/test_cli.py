@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from idp.cli import main
 from idp.config import Settings
-from idp.container import Container
+from idp.services import Services
 from idp.store.models import ClientRow
 
 
 @pytest.fixture
-def env(container: Container, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Container:
+def env(container: Services, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Services:
     monkeypatch.setenv("IDP_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("IDP_REDIS_URL", settings.redis_url)
     monkeypatch.setenv("IDP_REDIS_PREFIX", settings.redis_prefix)
@@ -33,7 +33,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_clients_lifecycle(env: Container, capsys: pytest.CaptureFixture[str]) -> None:
+def test_clients_lifecycle(env: Services, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys, "clients", "create", "--name", "Billing", "--type", "service", "--scope", "api:read", "--json"
     )
@@ -59,7 +59,7 @@ def test_clients_lifecycle(env: Container, capsys: pytest.CaptureFixture[str]) -
     assert code == 2 and "no client" in err
 
 
-def test_clients_cors_origins_and_id_token_claims(env: Container, capsys: pytest.CaptureFixture[str]) -> None:
+def test_clients_cors_origins_and_id_token_claims(env: Services, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "clients", "create", "--name", "SPA", "--type", "web", "--redirect-uri",
                        "https://spa.example/cb", "--cors-origin", "https://spa.example", "--claims-in-id-token",
                        "--json")  # fmt: skip
@@ -82,7 +82,7 @@ def test_clients_cors_origins_and_id_token_claims(env: Container, capsys: pytest
     assert run(capsys, "clients", "update", cid)[0] == 2  # nothing to change
 
 
-def test_client_validation_errors_exit_2(env: Container, capsys: pytest.CaptureFixture[str]) -> None:
+def test_client_validation_errors_exit_2(env: Services, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "clients", "create", "--name", "W", "--type", "web", "--redirect-uri", "http://x.com/cb")
     assert code == 2 and err.startswith("idp: error: ") and "https" in err
     with env.sessions() as s:
@@ -103,7 +103,7 @@ BAD_LOGOUT = ["--post-logout-redirect-uri", "https://rp.example/bye#"]
     ],
 )
 def test_clients_create_refuses_what_the_registry_refuses(
-    env: Container, capsys: pytest.CaptureFixture[str], args: list[str], names: str
+    env: Services, capsys: pytest.CaptureFixture[str], args: list[str], names: str
 ) -> None:
     code, _, err = run(capsys, "clients", "create", "--name", "X", *args)
     assert code == 2 and err.startswith("idp: error: ") and names in err, err
@@ -112,7 +112,7 @@ def test_clients_create_refuses_what_the_registry_refuses(
 
 
 def test_users_create_reads_password_from_stdin(
-    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    env: Services, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
     code, out, _ = run(capsys, "users", "create", "--username", "alice", "--password-stdin", "--json")
@@ -131,7 +131,7 @@ def test_users_create_reads_password_from_stdin(
 
 
 def test_users_passwords_are_checked_against_the_common_list(
-    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    env: Services, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """NIST SP 800-63B §5.1.1.2, in `users create` and `users set-password` alike."""
     monkeypatch.setattr("sys.stdin", io.StringIO("12345678\n"))
@@ -150,7 +150,7 @@ def test_users_passwords_are_checked_against_the_common_list(
 
 
 def test_users_set_password_signs_out_everywhere_unless_kept(
-    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    env: Services, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bob = env.directory.create("bob", "correct horse battery")
     env.login_sessions.login(bob.id)
@@ -167,7 +167,7 @@ def test_users_set_password_signs_out_everywhere_unless_kept(
     assert run(capsys, "users", "set-password", "nobody", "--password-stdin")[0] == 2
 
 
-def test_keys_commands(env: Container, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_keys_commands(env: Services, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "keys", "list", "--json")
     active = [k for k in json.loads(out) if k["state"] == "active"]
     assert {k["alg"] for k in active} == {"ES256", "EdDSA", "RS256"}
@@ -191,7 +191,7 @@ def test_keys_commands(env: Container, capsys: pytest.CaptureFixture[str], tmp_p
 
 
 def test_bad_setting_exits_2_naming_it(
-    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    env: Services, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("IDP_ACCESS_TOKEN_TTL", "5")
     code, _, err = run(capsys, "clients", "list")
@@ -199,9 +199,9 @@ def test_bad_setting_exits_2_naming_it(
 
 
 def test_foreign_kek_is_refused(
-    env: Container, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    env: Services, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from idp.container import check_kek
+    from idp.services import check_kek
 
     check_kek(env)  # the database now holds the check value for the real KEK
     monkeypatch.setenv("IDP_KEK", "A" * 43)
@@ -264,7 +264,7 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_clients_disable_and_enable_do_what_the_admin_api_does(
-    env: Container, capsys: pytest.CaptureFixture[str]
+    env: Services, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """What they store (how it reaches running servers at once: test_client_changes.py)."""
     client, _ = env.clients.create(name="Billing", kind="service", scope="api:read")
@@ -286,7 +286,7 @@ def test_clients_disable_and_enable_do_what_the_admin_api_does(
 
 
 def test_clients_update_disabled_goes_through_the_admin_use_case(
-    env: Container, capsys: pytest.CaptureFixture[str]
+    env: Services, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``clients update --disabled`` denies live tokens as ``clients disable`` and the admin API do."""
     client, _ = env.clients.create(name="Billing", kind="service", scope="api:read")

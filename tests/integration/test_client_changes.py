@@ -23,7 +23,7 @@ import pytest
 
 from idp.clock import FrozenClock
 from idp.config import Settings
-from idp.container import Container, build_container
+from idp.services import Services, build_services
 from tests.integration.live_server import LiveServer
 from tests.integration.resource_support import api_client, bearer, eventually, idp_server, protector_for
 from tests.integration.resource_support import mint as mint_api_token
@@ -34,13 +34,13 @@ CC = {"grant_type": "client_credentials"}
 
 @pytest.fixture
 async def workers(
-    backend, settings: Settings, clock: FrozenClock, container: Container
+    backend, settings: Settings, clock: FrozenClock, container: Services
 ) -> AsyncIterator[list[LiveServer]]:
     """The IdP's workers under uvicorn: two instances with Redis, the single embedded server otherwise."""
     container.keyring.tick()
     containers = [container]
     if backend.name == "postgres":
-        containers.append(build_container(settings, clock=clock))
+        containers.append(build_services(settings, clock=clock))
     async with contextlib.AsyncExitStack() as stack:
         servers = []
         for c in containers:
@@ -80,7 +80,7 @@ async def userinfo(url: str, token: str) -> int:
 
 
 async def test_a_secret_rotated_or_a_client_disabled_by_the_cli_holds_on_every_worker_when_it_returns(
-    workers: list[LiveServer], settings: Settings, container: Container
+    workers: list[LiveServer], settings: Settings, container: Services
 ) -> None:
     svc, secret = service_client(container)
     for w in workers:  # every worker has the client cached, on both paths (thread and inline)
@@ -98,11 +98,11 @@ async def test_a_secret_rotated_or_a_client_disabled_by_the_cli_holds_on_every_w
 
 
 async def test_a_client_deleted_by_the_cli_loses_its_live_tokens_like_the_admin_apis_delete(
-    workers: list[LiveServer], settings: Settings, container: Container, clock: FrozenClock
+    workers: list[LiveServer], settings: Settings, container: Services, clock: FrozenClock
 ) -> None:
     app, _ = web_client(container)
     user = make_user(container)
-    issued = container.extras["access_tokens"].issue(
+    issued = container.access_tokens.issue(
         client_id=app.client_id, sub=user.id, audience=[settings.issuer], scope="openid profile"
     )
     api_token = mint_api_token(container, clock, sub=user.id, client_id=app.client_id)

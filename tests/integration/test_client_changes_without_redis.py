@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from idp.config import Settings
-from idp.container import Container
+from idp.services import Services
 from idp.store.clients_repo import PgClientsVersion
 from tests.integration.live_server import LiveServer
 from tests.integration.resource_support import idp_server
@@ -25,7 +25,7 @@ def settings_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-async def server(container: Container) -> AsyncIterator[LiveServer]:
+async def server(container: Services) -> AsyncIterator[LiveServer]:
     container.keyring.tick()
     live = await idp_server(container).astart()
     try:
@@ -34,18 +34,18 @@ async def server(container: Container) -> AsyncIterator[LiveServer]:
         await live.astop()
 
 
-def test_the_registry_reads_the_counter_on_postgresql_without_redis(container: Container) -> None:
+def test_the_registry_reads_the_counter_on_postgresql_without_redis(container: Services) -> None:
     assert container.settings.embedded and container.clients.bus is None
     version = container.clients.version
     assert isinstance(version, PgClientsVersion)
     before = version()
     svc, _ = service_client(container)
-    container.extras["client_admin"].rotate_secret(svc.client_id, actor="test")
+    container.client_admin.rotate_secret(svc.client_id, actor="test")
     assert version() == before + 2  # the creation and the rotation, each counted in its own transaction
 
 
 async def test_a_secret_rotated_or_a_client_disabled_by_the_cli_holds_at_once(
-    server: LiveServer, settings: Settings, container: Container
+    server: LiveServer, settings: Settings, container: Services
 ) -> None:
     svc, secret = service_client(container)
     for _ in range(3):  # cached by the registry and the token endpoint's hot clients

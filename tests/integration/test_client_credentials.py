@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from idp.container import Container
+from idp.services import Services
 from idp.tokens import jwt
 from tests.oauthkit import ISSUER, basic, native_client, post_pairs, service_client, web_client
 
@@ -19,7 +19,7 @@ def _parts(token: str) -> tuple[dict, dict]:
     return dec(h), dec(p)
 
 
-async def test_secret_basic_yields_an_rfc9068_token(client: httpx.AsyncClient, container: Container) -> None:
+async def test_secret_basic_yields_an_rfc9068_token(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container, audience="https://api.example")
     r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=basic(svc.client_id, secret))
     assert r.status_code == 200, r.text
@@ -35,13 +35,13 @@ async def test_secret_basic_yields_an_rfc9068_token(client: httpx.AsyncClient, c
     assert claims["scope"] == "api:read api:write" and claims["jti"]
     assert set(claims) == {"iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"}  # nothing more
     # It verifies with the published key, as an access token only.
-    _, verified = container.extras["access_tokens"].verify(body["access_token"], audience="https://api.example")
+    _, verified = container.access_tokens.verify(body["access_token"], audience="https://api.example")
     assert verified == claims
     with pytest.raises(jwt.TokenInvalid):
-        container.extras["id_tokens"].verify(body["access_token"], client_id=svc.client_id)
+        container.id_tokens.verify(body["access_token"], client_id=svc.client_id)
 
 
-async def test_secret_post_and_scope_subset(client: httpx.AsyncClient, container: Container) -> None:
+async def test_secret_post_and_scope_subset(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container, auth_method="client_secret_post")
     data = {"grant_type": "client_credentials", "client_id": svc.client_id, "client_secret": secret}
     r = await client.post("/token", data=data | {"scope": "api:read"})
@@ -54,7 +54,7 @@ async def test_secret_post_and_scope_subset(client: httpx.AsyncClient, container
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 
 
-async def test_scope_outside_registration_is_invalid_scope(client: httpx.AsyncClient, container: Container) -> None:
+async def test_scope_outside_registration_is_invalid_scope(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     r = await client.post(
         "/token",
@@ -64,7 +64,7 @@ async def test_scope_outside_registration_is_invalid_scope(client: httpx.AsyncCl
     assert r.status_code == 400 and r.json()["error"] == "invalid_scope"
 
 
-async def test_resource_indicator_selects_the_audience(client: httpx.AsyncClient, container: Container) -> None:
+async def test_resource_indicator_selects_the_audience(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container, audience="https://a.example https://b.example")
     auth = basic(svc.client_id, secret)
     r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=auth)
@@ -80,7 +80,7 @@ async def test_resource_indicator_selects_the_audience(client: httpx.AsyncClient
         assert r.status_code == 400 and r.json()["error"] == "invalid_target", bad  # RFC 8707 §2
 
 
-async def test_wrong_or_missing_credentials(client: httpx.AsyncClient, container: Container) -> None:
+async def test_wrong_or_missing_credentials(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=basic(svc.client_id, "nope"))
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
@@ -93,17 +93,17 @@ async def test_wrong_or_missing_credentials(client: httpx.AsyncClient, container
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 
 
-async def test_disabled_client_is_refused_even_when_hot(client: httpx.AsyncClient, container: Container) -> None:
+async def test_disabled_client_is_refused_even_when_hot(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     auth = basic(svc.client_id, secret)
     for _ in range(2):  # the second request takes the inline (cached) path
         assert (await client.post("/token", data={"grant_type": "client_credentials"}, headers=auth)).status_code == 200
-    container.extras["client_admin"].set_disabled(svc.client_id, True, actor="test")
+    container.client_admin.set_disabled(svc.client_id, True, actor="test")
     r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=auth)
     assert r.status_code == 401
 
 
-async def test_rotated_secret_takes_effect_at_once(client: httpx.AsyncClient, container: Container) -> None:
+async def test_rotated_secret_takes_effect_at_once(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     for _ in range(2):
         r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=basic(svc.client_id, secret))
@@ -116,7 +116,7 @@ async def test_rotated_secret_takes_effect_at_once(client: httpx.AsyncClient, co
 
 
 async def test_public_and_code_clients_cannot_use_client_credentials(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     native = native_client(container)
     r = await client.post("/token", data={"grant_type": "client_credentials", "client_id": native.client_id})
@@ -126,20 +126,20 @@ async def test_public_and_code_clients_cannot_use_client_credentials(
     assert r.status_code == 400 and r.json()["error"] == "unauthorized_client"  # ASVS V10.4.4
 
 
-async def test_rs256_per_client(client: httpx.AsyncClient, container: Container) -> None:
+async def test_rs256_per_client(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container, access_token_alg="RS256")
     r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=basic(svc.client_id, secret))
     token = r.json()["access_token"]
     assert _parts(token)[0]["alg"] == "RS256"  # RFC 9068 §2.1: RS256 must be available
-    container.extras["access_tokens"].verify(token, audience=f"{ISSUER}/api")
+    container.access_tokens.verify(token, audience=f"{ISSUER}/api")
 
 
-def test_token_byte_budget(container: Container) -> None:
+def test_token_byte_budget(container: Services) -> None:
     """A client-credentials token with a 30-char issuer, a 30-char audience and two scopes fits 450 bytes."""
     issuer, audience = "https://login.example-corp.com", "https://api.example-corp.com/v"
     assert len(issuer) == 30 and len(audience) == 30
     container.keyring.tick()
-    tokens = type(container.extras["access_tokens"])(
+    tokens = type(container.access_tokens)(
         container.keyring, container.clock, issuer=issuer, ttl=600, default_alg="ES256"
     )
     svc, _ = container.clients.create(name="Reports", kind="service", scope="api:read api:write", audience=audience)

@@ -6,23 +6,23 @@ import httpx
 
 from idp.clients.model import Client
 from idp.clock import FrozenClock
-from idp.container import Container
 from idp.denylist.denyset import DenySet
 from idp.denylist.entries import DenyEntry
+from idp.services import Services
 from tests.adminkit import AdminApi, admin_client, mint
 from tests.integration.resource_support import feed_auth
 from tests.oauthkit import make_user, refresh, service_client, tokens_for, web_client
 
 
 async def where_it_counts(
-    client: httpx.AsyncClient, container: Container, app: Client, secret: str, at: str
+    client: httpx.AsyncClient, container: Services, app: Client, secret: str, at: str
 ) -> dict[str, bool]:
     """Whether the access token works at userinfo, at introspection and at an idp.resource server."""
     userinfo = (await client.get("/userinfo", headers={"authorization": f"Bearer {at}"})).status_code == 200
     r = await client.post("/introspect", data={"token": at}, auth=httpx.BasicAuth(app.client_id, secret))
     snapshot = (await client.get("/deny-list", auth=feed_auth(container))).json()  # what a follower loads
     follower = DenySet([DenyEntry.from_public(e) for e in snapshot["entries"]], snapshot["version"])
-    header, claims = container.extras["access_tokens"].verify(at, audience=None)
+    header, claims = container.access_tokens.verify(at, audience=None)
     return {"userinfo": userinfo, "introspection": r.json()["active"], "resource": not follower.is_denied(claims)}
 
 
@@ -31,7 +31,7 @@ DEAD = {"userinfo": False, "introspection": False, "resource": False}
 
 
 async def test_a_cut_off_denies_tokens_issued_earlier_in_its_own_second(
-    client: httpx.AsyncClient, container: Container, clock: FrozenClock
+    client: httpx.AsyncClient, container: Services, clock: FrozenClock
 ) -> None:
     app, secret = web_client(container)
     user = make_user(container)
@@ -52,7 +52,7 @@ async def test_a_cut_off_denies_tokens_issued_earlier_in_its_own_second(
 
 
 async def test_signing_in_again_in_the_second_of_sign_out_everywhere_gives_a_working_token(
-    client: httpx.AsyncClient, container: Container, clock: FrozenClock
+    client: httpx.AsyncClient, container: Services, clock: FrozenClock
 ) -> None:
     app, secret = web_client(container)
     user = make_user(container)
@@ -61,7 +61,7 @@ async def test_signing_in_again_in_the_second_of_sign_out_everywhere_gives_a_wor
     container.denylist.deny("subject", user.id, reason="sign out everywhere", actor="test")
     clock.advance(0.2)  # the same second, after the cut-off: T + 0.9
     new = await tokens_for(container, client, app, secret, user, scope="openid offline_access")
-    claims = container.extras["access_tokens"].verify(new["access_token"], audience=None)[1]
+    claims = container.access_tokens.verify(new["access_token"], audience=None)[1]
     assert claims["iat"] == int(clock.now()) + 1  # stamped past the cut-off, 0.1 s ahead of now
     assert await where_it_counts(client, container, app, secret, new["access_token"]) == WORKS
     assert await where_it_counts(client, container, app, secret, old["access_token"]) == DEAD
@@ -71,7 +71,7 @@ async def test_signing_in_again_in_the_second_of_sign_out_everywhere_gives_a_wor
 
 
 async def test_a_disabled_clients_entry_covers_tokens_issued_after_it_until_enabled_again(
-    client: httpx.AsyncClient, container: Container, clock: FrozenClock
+    client: httpx.AsyncClient, container: Services, clock: FrozenClock
 ) -> None:
     api = AdminApi(client, {"authorization": f"Bearer {mint(container, admin_client(container))}"})
     svc, _ = service_client(container)

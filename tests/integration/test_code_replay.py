@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import (
     RecordingDenyList,
     basic,
@@ -15,6 +16,7 @@ from tests.oauthkit import (
     make_user,
     refresh,
     sign_in_fast,
+    stand_in,
     web_client,
 )
 
@@ -23,7 +25,7 @@ async def _userinfo(client: httpx.AsyncClient, at: str) -> int:
     return (await client.get("/userinfo", headers={"authorization": f"Bearer {at}"})).status_code
 
 
-async def test_replay_is_refused_and_revokes_the_tokens(client: httpx.AsyncClient, container: Container) -> None:
+async def test_replay_is_refused_and_revokes_the_tokens(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     sign_in_fast(container, client, make_user(container))
     code, verifier, _ = await get_code(client, web, scope="openid offline_access")
@@ -40,32 +42,34 @@ async def test_replay_is_refused_and_revokes_the_tokens(client: httpx.AsyncClien
     assert [e.action for e in container.audit.query(action="authorization_code_replay")]
 
 
-async def test_replay_denies_the_access_token_jti(client: httpx.AsyncClient, container: Container) -> None:
+async def test_replay_denies_the_access_token_jti(
+    client: httpx.AsyncClient, container: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recorder = RecordingDenyList()
-    container.denylist = recorder
+    stand_in(monkeypatch, container.denylist, recorder)
     web, secret = web_client(container)
     sign_in_fast(container, client, make_user(container))
     code, verifier, _ = await get_code(client, web)
     tokens = (await exchange(client, web, secret, code, verifier)).json()
-    jti = container.extras["access_tokens"].verify(tokens["access_token"], audience=None)[1]["jti"]
+    jti = container.access_tokens.verify(tokens["access_token"], audience=None)[1]["jti"]
     await exchange(client, web, secret, code, verifier)
     assert [(k, v) for k, v, _, _ in recorder.calls] == [("jti", jti)]
 
 
-async def test_late_replay_still_revokes(client: httpx.AsyncClient, container: Container) -> None:
+async def test_late_replay_still_revokes(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     sign_in_fast(container, client, make_user(container))
     code, verifier, _ = await get_code(client, web, scope="openid offline_access")
     tokens = (await exchange(client, web, secret, code, verifier)).json()
     # An hour later the ephemeral "redeemed" marker is gone; the grant row remembers the code digest.
     container.clock.advance(3600)
-    container.ephemeral.delete(f"code-used:{container.extras['codes'].digest(code).hex()}")
+    container.ephemeral.delete(f"code-used:{container.codes.digest(code).hex()}")
     again = await exchange(client, web, secret, code, verifier)
     assert again.status_code == 400
     assert (await refresh(client, web, secret, tokens["refresh_token"])).status_code == 400
 
 
-async def test_code_is_bound_to_client_and_redirect_uri(client: httpx.AsyncClient, container: Container) -> None:
+async def test_code_is_bound_to_client_and_redirect_uri(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container, redirect_uris=["https://rp.example/cb", "https://rp.example/cb2"])
     other, other_secret = web_client(container)
     sign_in_fast(container, client, make_user(container))
@@ -81,7 +85,7 @@ async def test_code_is_bound_to_client_and_redirect_uri(client: httpx.AsyncClien
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
-async def test_code_expires_after_its_lifetime(client: httpx.AsyncClient, container: Container) -> None:
+async def test_code_expires_after_its_lifetime(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     sign_in_fast(container, client, make_user(container))
     code, verifier, _ = await get_code(client, web)
@@ -91,7 +95,7 @@ async def test_code_expires_after_its_lifetime(client: httpx.AsyncClient, contai
     assert container.settings.authorization_code_ttl == 60
 
 
-async def test_concurrent_exchanges_have_one_winner(client: httpx.AsyncClient, container: Container) -> None:
+async def test_concurrent_exchanges_have_one_winner(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     sign_in_fast(container, client, make_user(container))
     code, verifier, _ = await get_code(client, web, scope="openid offline_access")
@@ -103,11 +107,11 @@ async def test_concurrent_exchanges_have_one_winner(client: httpx.AsyncClient, c
             assert (await refresh(client, web, secret, r.json()["refresh_token"])).status_code == 400
 
 
-async def test_codes_are_long_and_stored_hashed(client: httpx.AsyncClient, container: Container) -> None:
+async def test_codes_are_long_and_stored_hashed(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     sign_in_fast(container, client, make_user(container))
     code, _, _ = await get_code(client, web)
     assert len(code) >= 43  # >= 256 bits, base64url
     assert container.ephemeral.get(f"code:{code}") is None
-    digest = container.extras["codes"].digest(code).hex()
+    digest = container.codes.digest(code).hex()
     assert container.ephemeral.get(f"code:{digest}") is not None

@@ -104,7 +104,7 @@ async def test_existing_session_without_login_sid_is_recorded(client, container,
 async def test_unknown_or_disabled_client_and_expired_interaction(client, container, alice, rp):
     p = pending(container, rp)
     await sign_in(client, interaction=p.id)
-    container.extras["client_admin"].set_disabled(rp.client_id, True, actor="test")
+    container.client_admin.set_disabled(rp.client_id, True, actor="test")
     r = await client.get("/consent", params={"interaction": p.id})
     assert r.status_code == 400 and "invalid_client" in r.text
     container.clock.advance(601)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import (
     ISSUER,
     basic,
@@ -31,7 +31,7 @@ def preflight(origin: str, method: str = "POST", headers: str = "authorization, 
     return {"origin": origin, "access-control-request-method": method, "access-control-request-headers": headers}
 
 
-def spa(c: Container, **kw: object):  # type: ignore[no-untyped-def]
+def spa(c: Services, **kw: object):  # type: ignore[no-untyped-def]
     return native_client(c, name="SPA", redirect_uris=[SPA_REDIRECT, "com.example.app:/cb"], **kw)
 
 
@@ -57,7 +57,7 @@ async def test_public_documents_any_origin(client: httpx.AsyncClient, path: str)
 
 @pytest.mark.parametrize(("path", "methods"), CLIENT_PATHS)
 async def test_preflight_from_a_public_clients_redirect_origin(
-    client: httpx.AsyncClient, container: Container, path: str, methods: str
+    client: httpx.AsyncClient, container: Services, path: str, methods: str
 ) -> None:
     spa(container)
     r = await client.options(path, headers=preflight(SPA, methods.split(",")[0]))
@@ -75,7 +75,7 @@ async def test_preflight_from_a_public_clients_redirect_origin(
 
 @pytest.mark.parametrize(("path", "methods"), CLIENT_PATHS)
 async def test_other_origins_are_refused(
-    client: httpx.AsyncClient, container: Container, path: str, methods: str
+    client: httpx.AsyncClient, container: Services, path: str, methods: str
 ) -> None:
     spa(container)
     web_client(container, redirect_uris=["https://confidential.example/cb"])  # not a browser client
@@ -88,7 +88,7 @@ async def test_other_origins_are_refused(
         assert "access-control-allow-origin" not in r.headers
 
 
-async def test_the_browser_code_flow_reads_every_answer(client: httpx.AsyncClient, container: Container) -> None:
+async def test_the_browser_code_flow_reads_every_answer(client: httpx.AsyncClient, container: Services) -> None:
     app = spa(container)
     user = make_user(container)
     sign_in_fast(container, client, user)
@@ -116,7 +116,7 @@ async def test_the_browser_code_flow_reads_every_answer(client: httpx.AsyncClien
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == SPA
 
 
-async def test_a_refused_origin_does_not_spend_the_code(client: httpx.AsyncClient, container: Container) -> None:
+async def test_a_refused_origin_does_not_spend_the_code(client: httpx.AsyncClient, container: Services) -> None:
     app = spa(container)
     sign_in_fast(container, client, make_user(container))
     code, verifier, _ = await get_code(client, app, redirect_uri=SPA_REDIRECT)
@@ -128,7 +128,7 @@ async def test_a_refused_origin_does_not_spend_the_code(client: httpx.AsyncClien
     assert r.status_code == 200, r.text  # the code was still unused
 
 
-async def test_server_side_calls_are_unchanged_but_vary(client: httpx.AsyncClient, container: Container) -> None:
+async def test_server_side_calls_are_unchanged_but_vary(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     sign_in_fast(container, client, make_user(container))
     code, verifier, _ = await get_code(client, web)
@@ -141,7 +141,7 @@ async def test_server_side_calls_are_unchanged_but_vary(client: httpx.AsyncClien
     assert "access-control-allow-origin" not in r.headers
 
 
-async def test_the_issuer_itself_and_operator_added_origins(client: httpx.AsyncClient, container: Container) -> None:
+async def test_the_issuer_itself_and_operator_added_origins(client: httpx.AsyncClient, container: Services) -> None:
     r = await client.options("/token", headers=preflight(ISSUER))
     assert r.status_code == 204 and r.headers["access-control-allow-origin"] == ISSUER
     web, _ = web_client(container, allowed_cors_origins=["https://Admin.Example:443", "http://127.0.0.1:5173"])
@@ -151,16 +151,16 @@ async def test_the_issuer_itself_and_operator_added_origins(client: httpx.AsyncC
         assert r.status_code == 204 and r.headers["access-control-allow-origin"] == origin
 
 
-async def test_origins_follow_client_changes_at_once(client: httpx.AsyncClient, container: Container) -> None:
+async def test_origins_follow_client_changes_at_once(client: httpx.AsyncClient, container: Services) -> None:
     """No clock moves: a change is visible on the next request, not after a cache lifetime."""
     web, _ = web_client(container)
     other = "https://console.example"
     assert (await client.options("/token", headers=preflight(other))).status_code == 403
     container.clients.update(web.client_id, allowed_cors_origins=[other])
     assert (await client.options("/token", headers=preflight(other))).status_code == 204
-    container.extras["client_admin"].set_disabled(web.client_id, True, actor="test")
+    container.client_admin.set_disabled(web.client_id, True, actor="test")
     assert (await client.options("/token", headers=preflight(other))).status_code == 403
-    container.extras["client_admin"].set_disabled(web.client_id, False, actor="test")
+    container.client_admin.set_disabled(web.client_id, False, actor="test")
     assert (await client.options("/token", headers=preflight(other))).status_code == 204
     container.clients.delete(web.client_id)
     assert (await client.options("/token", headers=preflight(other))).status_code == 403
@@ -171,7 +171,7 @@ async def test_origins_follow_client_changes_at_once(client: httpx.AsyncClient, 
     assert (await client.options("/token", headers=preflight("https://moved.example"))).status_code == 204
 
 
-async def test_a_loopback_redirect_adds_no_origin(client: httpx.AsyncClient, container: Container) -> None:
+async def test_a_loopback_redirect_adds_no_origin(client: httpx.AsyncClient, container: Services) -> None:
     """Any program on any machine can serve http://127.0.0.1: a native app's loopback redirect (the demo's
     mobile app has one) names no page of the app's; such an origin counts only when added to the client."""
     app = native_client(container, redirect_uris=["http://127.0.0.1/callback", "http://[::1]:8080/cb",
@@ -193,7 +193,7 @@ async def test_a_loopback_redirect_adds_no_origin(client: httpx.AsyncClient, con
 OTHER = "https://other.example"
 
 
-async def test_one_clients_origin_cannot_call_for_another(client: httpx.AsyncClient, container: Container) -> None:
+async def test_one_clients_origin_cannot_call_for_another(client: httpx.AsyncClient, container: Services) -> None:
     """SPA's origin passes the preflight (the set is everyone's) but not the endpoints, for any other client."""
     spa(container)
     other = native_client(container, name="Other", redirect_uris=[f"{OTHER}/cb"])
@@ -233,7 +233,7 @@ async def test_one_clients_origin_cannot_call_for_another(client: httpx.AsyncCli
     assert r.status_code == 200, r.text  # the issuer's own pages may call for any client
 
 
-async def test_userinfo_follows_the_tokens_client(client: httpx.AsyncClient, container: Container) -> None:
+async def test_userinfo_follows_the_tokens_client(client: httpx.AsyncClient, container: Services) -> None:
     spa(container)
     other = native_client(container, name="Other", redirect_uris=[f"{OTHER}/cb"])
     sign_in_fast(container, client, make_user(container))
@@ -251,7 +251,7 @@ async def test_userinfo_follows_the_tokens_client(client: httpx.AsyncClient, con
         assert r.status_code == 200 and "sub" in r.json(), headers
 
 
-async def test_a_cached_service_client_is_checked_too(client: httpx.AsyncClient, container: Container) -> None:
+async def test_a_cached_service_client_is_checked_too(client: httpx.AsyncClient, container: Services) -> None:
     """client_credentials from the hot cache runs without I/O: the origin is still the client's to decide."""
     spa(container)
     svc, secret = service_client(container, allowed_cors_origins=["https://ops.example"])

@@ -14,29 +14,29 @@ from asgi_lifespan import LifespanManager
 
 import idp.app
 from idp.config import Settings
-from idp.container import Container
+from idp.services import Services
 
 LOOPBACK = "http://127.0.0.1:8000"
 PUBLIC = "https://id.example.com"
 
 
-async def start(container: Container, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+async def start(container: Services, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     """Run the app's start-up once; returns (the demo bootstrap made or None, what the start printed)."""
     made: list[dict[str, Any] | None] = []
     real = idp.app.bootstrap
 
-    def recording(c: Container) -> dict[str, Any] | None:
+    def recording(c: Services) -> dict[str, Any] | None:
         made.append(real(c))
         return made[-1]
 
     monkeypatch.setattr(idp.app, "bootstrap", recording)
     capsys.readouterr()
-    async with LifespanManager(idp.app.create_app(container=container), startup_timeout=30):
+    async with LifespanManager(idp.app.create_app(services=container), startup_timeout=30):
         pass
     return made[0], capsys.readouterr().out
 
 
-def demo_rows(c: Container) -> list[str]:
+def demo_rows(c: Services) -> list[str]:
     names = [cl.name for cl in c.clients.list() if cl.name.startswith("Demo ")]
     return names + (["user demo"] if c.directory.store.by_username("demo") else [])
 
@@ -51,7 +51,7 @@ def secrets_of(demo: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("settings_overrides", [{"issuer": LOOPBACK, "demo": None}])
 async def test_only_the_embedded_default_on_a_loopback_issuer_gets_a_demo(
-    settings: Settings, container: Container, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    settings: Settings, container: Services, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     demo, out = await start(container, monkeypatch, capsys)
     if settings.redis_url:  # PostgreSQL + Redis, as in docker-compose.yml: nothing, even on a loopback issuer
@@ -66,7 +66,7 @@ async def test_only_the_embedded_default_on_a_loopback_issuer_gets_a_demo(
 
 @pytest.mark.parametrize("settings_overrides", [{"issuer": PUBLIC, "demo": None}])
 async def test_a_public_issuer_gets_no_demo_on_any_store(
-    container: Container, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    container: Services, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     demo, out = await start(container, monkeypatch, capsys)
     assert demo is None and demo_rows(container) == []
@@ -75,7 +75,7 @@ async def test_a_public_issuer_gets_no_demo_on_any_store(
 
 @pytest.mark.parametrize("settings_overrides", [{"issuer": PUBLIC, "demo": True}])
 async def test_an_explicit_demo_elsewhere_is_created_with_its_secrets_withheld(
-    container: Container, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    container: Services, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     demo, out = await start(container, monkeypatch, capsys)
     assert demo is not None and len(demo_rows(container)) == 4
@@ -86,7 +86,7 @@ async def test_an_explicit_demo_elsewhere_is_created_with_its_secrets_withheld(
 
 @pytest.mark.parametrize("settings_overrides", [{"issuer": LOOPBACK, "demo": False}])
 async def test_demo_false_turns_it_off_for_a_local_trial(
-    container: Container, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    container: Services, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     demo, out = await start(container, monkeypatch, capsys)
     assert demo is None and demo_rows(container) == [] and out == ""

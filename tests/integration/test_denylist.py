@@ -11,8 +11,8 @@ import pytest
 
 from idp.clock import FrozenClock
 from idp.config import Settings
-from idp.container import Container, build_container
 from idp.denylist.entries import DenyChange
+from idp.services import Services, build_services
 from idp.store.models import DenyEntryRow
 from tests.integration.resource_support import feed_auth
 
@@ -22,7 +22,7 @@ def claims(**kw: object) -> dict[str, object]:
     return base | kw
 
 
-def test_each_kind_denies_what_it_names(container: Container, clock: FrozenClock) -> None:
+def test_each_kind_denies_what_it_names(container: Services, clock: FrozenClock) -> None:
     dl = container.denylist
     now = clock.now()
     old = claims(iat=now - 1)
@@ -39,7 +39,7 @@ def test_each_kind_denies_what_it_names(container: Container, clock: FrozenClock
     assert dl.is_denied(claims(jti="x", sub="u", sid="s", client_id="c", iat=now), "k1")
 
 
-def test_invalid_entries_are_refused(container: Container) -> None:
+def test_invalid_entries_are_refused(container: Services) -> None:
     for kind, value in (("user", "u1"), ("jti", ""), ("jti", "x" * 201)):
         with pytest.raises(ValueError):
             container.denylist.deny(kind, value, reason="", actor="t")
@@ -47,7 +47,7 @@ def test_invalid_entries_are_refused(container: Container) -> None:
         container.denylist.deny("jti", "j", reason="", actor="t", until=float("inf"))
 
 
-def test_every_entry_writes_an_audit_event(container: Container) -> None:
+def test_every_entry_writes_an_audit_event(container: Services) -> None:
     entry = container.denylist.deny("subject", "u42", reason="stolen phone", actor="admin:alice")
     container.denylist.remove(entry.id, actor="admin:bob", reason="found it")
     (added,) = container.audit.query(action="deny.added")
@@ -59,7 +59,7 @@ def test_every_entry_writes_an_audit_event(container: Container) -> None:
     assert removed.detail["reason"] == "found it"
 
 
-def test_entries_live_only_as_long_as_a_matching_token(container: Container, clock: FrozenClock) -> None:
+def test_entries_live_only_as_long_as_a_matching_token(container: Services, clock: FrozenClock) -> None:
     s, dl = container.settings, container.denylist
     now = clock.now()
     jti = dl.deny("jti", "j1", reason="", actor="t", until=now + 100)
@@ -81,7 +81,7 @@ def test_entries_live_only_as_long_as_a_matching_token(container: Container, clo
         assert session.query(DenyEntryRow).count() == 1
 
 
-def test_versions_stay_monotonic_when_the_newest_row_is_purged(container: Container, clock: FrozenClock) -> None:
+def test_versions_stay_monotonic_when_the_newest_row_is_purged(container: Services, clock: FrozenClock) -> None:
     dl = container.denylist
     first = dl.deny("jti", "a", reason="", actor="t", until=clock.now())
     clock.advance(3600)
@@ -91,7 +91,7 @@ def test_versions_stay_monotonic_when_the_newest_row_is_purged(container: Contai
     assert dl.version == second.id
 
 
-def test_remove_is_a_versioned_change(container: Container, clock: FrozenClock) -> None:
+def test_remove_is_a_versioned_change(container: Services, clock: FrozenClock) -> None:
     dl = container.denylist
     e = dl.deny("subject", "u1", reason="oops", actor="t")
     assert dl.is_denied(claims(iat=clock.now() - 5))
@@ -107,13 +107,13 @@ def test_remove_is_a_versioned_change(container: Container, clock: FrozenClock) 
     assert changes[1] == DenyChange(e.id + 1, removed=e.id)
 
 
-def test_changes_since_refuses_a_version_from_the_future(container: Container) -> None:
+def test_changes_since_refuses_a_version_from_the_future(container: Services) -> None:
     container.denylist.deny("jti", "a", reason="", actor="t")
     assert container.denylist.changes_since(1) == (1, [])
     assert container.denylist.changes_since(5) is None  # follower must resynchronise
 
 
-def test_concurrent_writers_get_distinct_contiguous_versions(container: Container) -> None:
+def test_concurrent_writers_get_distinct_contiguous_versions(container: Services) -> None:
     errors: list[BaseException] = []
 
     def write(i: int) -> None:
@@ -134,10 +134,10 @@ def test_concurrent_writers_get_distinct_contiguous_versions(container: Containe
 
 
 def test_another_instance_sees_a_change_within_the_sync_interval(
-    container: Container, settings: Settings, clock: FrozenClock
+    container: Services, settings: Settings, clock: FrozenClock
 ) -> None:
     """No pub/sub here (the CLI in another process with the embedded store): the SQL re-check bounds staleness."""
-    other = build_container(settings, clock=clock)
+    other = build_services(settings, clock=clock)
     try:
         assert not other.denylist.is_denied(claims(), "k9")  # loads its snapshot
         container.denylist.deny("kid", "k9", reason="", actor="t")
@@ -151,7 +151,7 @@ def test_another_instance_sees_a_change_within_the_sync_interval(
 
 @pytest.mark.timing  # a latency bound on real time
 async def test_pubsub_wakes_other_instances_at_once(
-    container: Container, settings: Settings, clock: FrozenClock, app: object
+    container: Services, settings: Settings, clock: FrozenClock, app: object
 ) -> None:
     """Two IdP instances (apps over separate containers): a deny at one is applied at the other well under 1 s."""
     from asgi_lifespan import LifespanManager
@@ -175,9 +175,9 @@ async def test_pubsub_wakes_other_instances_at_once(
         assert time.monotonic() < deadline, "the first instance never subscribed"
         await asyncio.sleep(0.01)
     before = subscribers()
-    other = build_container(settings.model_copy(update={"denylist_sync_seconds": 10.0}), clock=clock)
+    other = build_services(settings.model_copy(update={"denylist_sync_seconds": 10.0}), clock=clock)
     try:
-        async with LifespanManager(create_app(container=other)):
+        async with LifespanManager(create_app(services=other)):
             deadline = time.monotonic() + 10
             while subscribers() <= before:  # the other instance's subscription is in place (no fixed settle sleep)
                 assert time.monotonic() < deadline, "the other instance never subscribed"
@@ -192,7 +192,7 @@ async def test_pubsub_wakes_other_instances_at_once(
         r.close()
 
 
-async def test_get_deny_list_snapshot_etag_and_304(client: httpx.AsyncClient, container: Container) -> None:
+async def test_get_deny_list_snapshot_etag_and_304(client: httpx.AsyncClient, container: Services) -> None:
     client.auth = feed_auth(container)
     r = await client.get("/deny-list")
     assert r.status_code == 200 and r.json() == {"version": 0, "entries": []}
@@ -212,7 +212,7 @@ async def test_get_deny_list_snapshot_etag_and_304(client: httpx.AsyncClient, co
 
 
 async def test_snapshot_drops_entries_as_they_expire(
-    client: httpx.AsyncClient, container: Container, clock: FrozenClock
+    client: httpx.AsyncClient, container: Services, clock: FrozenClock
 ) -> None:
     client.auth = feed_auth(container)
     await asyncio.to_thread(container.denylist.deny, "jti", "j1", reason="", actor="t", until=clock.now() + 10)

@@ -13,17 +13,17 @@ import pytest
 from sqlalchemy import event
 
 from idp.clock import FrozenClock
-from idp.container import Container
 from idp.crypto import b64url
 from idp.denylist.entries import DenyChange
 from idp.denylist.feed import _peek_version
 from idp.denylist.service import DenyList
+from idp.services import Services
 from idp.store.denylist_repo import SqlDenyStore
 from idp.tokens.refresh import Minted
 from tests.oauthkit import make_user, web_client
 
 
-def _commits(container: Container) -> tuple[list[int], Callable[[], None]]:
+def _commits(container: Services) -> tuple[list[int], Callable[[], None]]:
     seen = [0]
 
     def bump(*_: object) -> None:
@@ -33,7 +33,7 @@ def _commits(container: Container) -> tuple[list[int], Callable[[], None]]:
     return seen, lambda: event.remove(container.engine, "commit", bump)
 
 
-def test_a_batch_is_one_transaction_at_consecutive_versions(container: Container, clock: FrozenClock) -> None:
+def test_a_batch_is_one_transaction_at_consecutive_versions(container: Services, clock: FrozenClock) -> None:
     dl = container.denylist
     dl.deny("jti", "before", reason="", actor="t", until=clock.now() + 60)
     start = dl.version
@@ -59,7 +59,7 @@ def test_a_batch_is_one_transaction_at_consecutive_versions(container: Container
     assert dl.deny_many([], reason="", actor="t") == [] and dl.version == start + 3
 
 
-def test_a_batch_with_one_bad_item_writes_nothing(container: Container, clock: FrozenClock) -> None:
+def test_a_batch_with_one_bad_item_writes_nothing(container: Services, clock: FrozenClock) -> None:
     dl = container.denylist
     for bad in (("user", "u1", None), ("jti", "", None), ("jti", "j", float("inf"))):
         with pytest.raises(ValueError):
@@ -81,7 +81,7 @@ def _fake_sign(claims: dict[str, Any]) -> str:
     return f"e30.{b64url(orjson.dumps(claims))}.sig"
 
 
-def test_a_batch_is_applied_and_announced_once_per_version(container: Container, clock: FrozenClock) -> None:
+def test_a_batch_is_applied_and_announced_once_per_version(container: Services, clock: FrozenClock) -> None:
     published = _Published()
     dl = DenyList(
         SqlDenyStore(container.sessions, container.audit),
@@ -101,7 +101,7 @@ def test_a_batch_is_applied_and_announced_once_per_version(container: Container,
     assert [_peek_version(m) for m in published.messages] == [1, 2]
 
 
-def test_concurrent_batches_get_distinct_contiguous_versions(container: Container, clock: FrozenClock) -> None:
+def test_concurrent_batches_get_distinct_contiguous_versions(container: Services, clock: FrozenClock) -> None:
     errors: list[BaseException] = []
     batches: list[list[int]] = []
 
@@ -124,7 +124,7 @@ def test_concurrent_batches_get_distinct_contiguous_versions(container: Containe
     assert container.denylist.version == 48
 
 
-def _family_with_two_live_access_tokens(container: Container, client_id: str, user_id: str) -> tuple[str, list[str]]:
+def _family_with_two_live_access_tokens(container: Services, client_id: str, user_id: str) -> tuple[str, list[str]]:
     now = container.clock.now()
     first = secrets.token_urlsafe(12)
     _, token = container.grants.start(
@@ -139,7 +139,7 @@ def _family_with_two_live_access_tokens(container: Container, client_id: str, us
     return response["refresh_token"], [first, second]
 
 
-def test_concurrent_revocations_of_one_token_revoke_the_family_once(container: Container) -> None:
+def test_concurrent_revocations_of_one_token_revoke_the_family_once(container: Services) -> None:
     client, _ = web_client(container)
     user = make_user(container)
     token, jtis = _family_with_two_live_access_tokens(container, client.client_id, user.id)
@@ -160,7 +160,7 @@ def test_concurrent_revocations_of_one_token_revoke_the_family_once(container: C
     assert sorted(e.value for e in container.denylist.list()) == sorted(jtis)  # each live AT denied once
 
 
-def test_revoke_by_refresh_token_tells_owner_unknown_and_foreign_apart(container: Container) -> None:
+def test_revoke_by_refresh_token_tells_owner_unknown_and_foreign_apart(container: Services) -> None:
     client, _ = web_client(container)
     other, _ = web_client(container, name="Other")
     user = make_user(container)
@@ -177,7 +177,7 @@ def test_revoke_by_refresh_token_tells_owner_unknown_and_foreign_apart(container
     assert container.denylist.version == version  # already revoked: nothing new
 
 
-def test_revocation_filters_combine_and_an_empty_value_still_filters(container: Container) -> None:
+def test_revocation_filters_combine_and_an_empty_value_still_filters(container: Services) -> None:
     client, _ = web_client(container)
     user = make_user(container)
     _family_with_two_live_access_tokens(container, client.client_id, user.id)
@@ -190,12 +190,12 @@ def test_revocation_filters_combine_and_an_empty_value_still_filters(container: 
     assert len(container.denylist.list()) == 2
 
 
-def test_a_revoked_family_and_its_deny_list_entries_commit_together(container: Container) -> None:
+def test_a_revoked_family_and_its_deny_list_entries_commit_together(container: Services) -> None:
     client, _ = web_client(container)
     user = make_user(container)
     token, jtis = _family_with_two_live_access_tokens(container, client.client_id, user.id)
     container.denylist.is_denied({"jti": "warm"})  # the snapshot loaded, the version row there
-    container.extras["deny_store"].ensure_version_row()
+    container.deny_store.ensure_version_row()
     commits, stop = _commits(container)
     try:
         assert container.grants.revoke_refresh_token(token, client_id=client.client_id, actor="t")
@@ -205,7 +205,7 @@ def test_a_revoked_family_and_its_deny_list_entries_commit_together(container: C
     assert all(container.denylist.is_denied({"jti": j}) for j in jtis)  # applied here after the commit
 
 
-def test_a_failed_deny_list_write_leaves_the_family_as_it_was(container: Container, monkeypatch) -> None:
+def test_a_failed_deny_list_write_leaves_the_family_as_it_was(container: Services, monkeypatch) -> None:
     """Nothing half-written: a revoked grant whose live access tokens were not deny-listed would let them
     run to their exp unseen by resource servers."""
     client, _ = web_client(container)
@@ -215,7 +215,7 @@ def test_a_failed_deny_list_write_leaves_the_family_as_it_was(container: Contain
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("deny-list write failed")
 
-    monkeypatch.setattr(container.extras["deny_store"], "add_many_in", broken)
+    monkeypatch.setattr(container.deny_store, "add_many_in", broken)
     with pytest.raises(RuntimeError):
         container.grants.revoke_refresh_token(token, client_id=client.client_id, actor="t")
     assert container.grants.lookup(token) is not None  # the revocation rolled back with it

@@ -8,18 +8,23 @@ import pytest
 
 from idp.clock import FrozenClock
 from idp.config import Settings
-from idp.container import Container, build_container
 from idp.crypto import b64url, b64url_decode
 from idp.denylist.entries import DenyChange
+from idp.services import Services, build_services
 
 
 @pytest.fixture
-def other(container: Container, settings: Settings, clock: FrozenClock) -> Iterator[Container]:
+def sql_reads() -> list[int]:
+    return []
+
+
+@pytest.fixture
+def other(container: Services, settings: Settings, clock: FrozenClock, sql_reads: list[int]) -> Iterator[Services]:
     """A second instance on the same database, its snapshot loaded, counting its SQL reads of changes."""
     container.keyring.tick()  # signing keys, as at start: SETs are signed
-    c = build_container(settings, clock=clock)
+    c = build_services(settings, clock=clock)
     c.denylist.is_denied({"sub": "nobody", "iat": 0})  # loads the snapshot
-    reads: list[int] = []
+    reads = sql_reads
     store = c.denylist._store
     real = store.changes_since
 
@@ -28,32 +33,33 @@ def other(container: Container, settings: Settings, clock: FrozenClock) -> Itera
         return real(version, now, limit)
 
     store.changes_since = counted  # type: ignore[method-assign]
-    c.extras["sql_reads"] = reads
     try:
         yield c
     finally:
         c.close()
 
 
-def published(container: Container, kind: str, value: str) -> tuple[DenyChange, str]:
+def published(container: Services, kind: str, value: str) -> tuple[DenyChange, str]:
     entry = container.denylist.deny(kind, value, reason="test", actor="test")
     change = DenyChange(entry.id, entry=entry)
     return change, container.denylist.signed(change)
 
 
-def test_the_next_version_is_applied_from_the_set_without_sql(container: Container, other: Container) -> None:
+def test_the_next_version_is_applied_from_the_set_without_sql(
+    container: Services, other: Services, sql_reads: list[int]
+) -> None:
     heard: list[list[DenyChange] | None] = []
     other.denylist.listeners.append(heard.append)
     change, token = published(container, "subject", "u1")
     assert other.denylist.apply_published(token)
     assert other.denylist._set.is_denied({"sub": "u1", "iat": 0})
     assert other.denylist.version == change.version
-    assert other.extras["sql_reads"] == []
+    assert sql_reads == []
     assert heard == [[DenyChange(change.version, entry=change.entry)]]  # the change feed hears it once
     assert other.denylist.signed(change) == token  # and streams the same SET, not a new signature
 
 
-def test_a_replay_changes_nothing(container: Container, other: Container) -> None:
+def test_a_replay_changes_nothing(container: Services, other: Services) -> None:
     _, token = published(container, "subject", "u1")
     assert other.denylist.apply_published(token)
     heard: list[object] = []
@@ -62,7 +68,7 @@ def test_a_replay_changes_nothing(container: Container, other: Container) -> Non
     assert heard == []
 
 
-def test_a_gap_is_left_to_sql(container: Container, other: Container) -> None:
+def test_a_gap_is_left_to_sql(container: Services, other: Services) -> None:
     published(container, "subject", "u1")
     change, token = published(container, "subject", "u2")
     assert not other.denylist.apply_published(token)  # version 1 is not here yet
@@ -71,7 +77,7 @@ def test_a_gap_is_left_to_sql(container: Container, other: Container) -> None:
     assert other.denylist.version == change.version
 
 
-def test_a_forged_or_tampered_set_adds_nothing(container: Container, other: Container) -> None:
+def test_a_forged_or_tampered_set_adds_nothing(container: Services, other: Services) -> None:
     _, token = published(container, "subject", "u1")
     head, body, sig = token.split(".")
     forged_body = b64url(b64url_decode(body).replace(b'"u1"', b'"u9"'))

@@ -18,11 +18,11 @@ import httpx
 import orjson
 import pytest
 
-from idp.container import Container
 from idp.crypto import b64url_decode
 from idp.denylist.entries import DenyChange, DenyEntry
 from idp.denylist.feed import TAIL_LIMIT, DenyFeed, _Stream
 from idp.denylist.secevent import EVENT_DENY, SET_TYP
+from idp.services import Services
 from idp.tokens import jwt
 from tests.integration.live_server import LiveServer, free_port
 from tests.integration.resource_support import ISSUER, eventually, feed_auth, feed_reader, idp_server, running_idp
@@ -36,13 +36,13 @@ def settings_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-def auth(container: Container) -> httpx.BasicAuth:
+def auth(container: Services) -> httpx.BasicAuth:
     """A resource server registered with the deny-list:read scope."""
     return feed_auth(container)
 
 
 @pytest.fixture
-async def idp(container: Container) -> AsyncIterator[LiveServer]:
+async def idp(container: Services) -> AsyncIterator[LiveServer]:
     async with running_idp(container) as server:
         yield server
 
@@ -79,7 +79,7 @@ async def open_stream(url: str, headers: dict[str, str], auth: httpx.Auth) -> As
         yield r
 
 
-def verify_set(c: Container, token: str) -> dict[str, object]:
+def verify_set(c: Services, token: str) -> dict[str, object]:
     header = jwt.peek_header(token)
     assert header["typ"] == SET_TYP  # RFC 8417 §2.3
     _, claims = jwt.verify(
@@ -91,7 +91,7 @@ def verify_set(c: Container, token: str) -> dict[str, object]:
 
 
 async def test_events_are_signed_sets_with_the_version_as_id(
-    idp: LiveServer, container: Container, auth: httpx.Auth
+    idp: LiveServer, container: Services, auth: httpx.Auth
 ) -> None:
     async with open_stream(idp.url, {}, auth) as r:  # no Last-Event-ID: the snapshot first
         assert r.status_code == 200
@@ -128,7 +128,7 @@ async def test_heartbeats_keep_an_idle_stream_talking(idp: LiveServer, auth: htt
         assert seen[0].startswith("retry:")
 
 
-async def test_last_event_id_replays_what_was_missed(idp: LiveServer, container: Container, auth: httpx.Auth) -> None:
+async def test_last_event_id_replays_what_was_missed(idp: LiveServer, container: Services, auth: httpx.Auth) -> None:
     made = [await asyncio.to_thread(container.denylist.deny, "jti", f"j{i}", reason="", actor="t") for i in range(4)]
     async with open_stream(idp.url, {"last-event-id": str(made[1].id)}, auth) as r:
         events = Events(r)
@@ -140,7 +140,7 @@ async def test_last_event_id_replays_what_was_missed(idp: LiveServer, container:
 
 @pytest.mark.parametrize("last_id", ["99", "not-a-number", "-1", "9" * 30])
 async def test_unreplayable_last_event_id_gets_the_snapshot(
-    idp: LiveServer, container: Container, auth: httpx.Auth, last_id: str
+    idp: LiveServer, container: Services, auth: httpx.Auth, last_id: str
 ) -> None:
     entry = await asyncio.to_thread(container.denylist.deny, "jti", "j", reason="", actor="t")
     async with open_stream(idp.url, {"last-event-id": last_id}, auth) as r:
@@ -153,7 +153,7 @@ async def test_unreplayable_last_event_id_gets_the_snapshot(
 
 
 async def test_a_replay_from_zero_is_the_snapshot_then_the_live_tail(
-    idp: LiveServer, container: Container, auth: httpx.Auth, monkeypatch: pytest.MonkeyPatch
+    idp: LiveServer, container: Services, auth: httpx.Auth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Many entries: one snapshot event, no signature or SQL row per entry; then each change as a SET."""
     count = TAIL_LIMIT + 50
@@ -183,7 +183,7 @@ async def test_a_replay_from_zero_is_the_snapshot_then_the_live_tail(
         assert [(await events.next())["id"] for _ in range(2)] == [str(made[-2].id), str(made[-1].id)]
 
 
-async def test_the_feed_needs_an_authenticated_client(idp: LiveServer, container: Container) -> None:
+async def test_the_feed_needs_an_authenticated_client(idp: LiveServer, container: Services) -> None:
     async with httpx.AsyncClient(base_url=idp.url) as http:
         for path in ("/deny-list", "/deny-list/events"):
             r = await http.get(path)
@@ -203,7 +203,7 @@ async def test_the_feed_needs_an_authenticated_client(idp: LiveServer, container
             assert r.status_code == 401  # a public client cannot read it, whatever its scope
 
 
-async def test_any_registered_method_works_over_post(idp: LiveServer, container: Container) -> None:
+async def test_any_registered_method_works_over_post(idp: LiveServer, container: Services) -> None:
     """client_secret_post (and private_key_jwt) need a body: POST takes the form, as introspection does."""
     client, secret = container.clients.create(
         name="RS", kind="service", scope="deny-list:read", auth_method="client_secret_post"
@@ -225,7 +225,7 @@ CAPPED = {"denylist_heartbeat_seconds": 0.2, "denylist_streams_per_client": 2, "
 
 
 @pytest.mark.parametrize("settings_overrides", [CAPPED])
-async def test_streams_are_capped_per_client_and_per_process(idp: LiveServer, container: Container) -> None:
+async def test_streams_are_capped_per_client_and_per_process(idp: LiveServer, container: Services) -> None:
     one, other = feed_reader(container), feed_reader(container)
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(base_url=idp.url))
@@ -248,7 +248,7 @@ async def test_streams_are_capped_per_client_and_per_process(idp: LiveServer, co
         busy = await stream(feed_reader(container))
         assert busy.status_code == 503 and busy.headers["retry-after"].isdigit()  # the process cap
         await first.aclose()  # one of `one`'s streams ends: it may open another
-        feed = container.extras["denylist_feed"]
+        feed = container.denylist_feed
 
         async def released() -> bool:
             return bool(feed.streams_of(one[0]) == 1)
@@ -257,7 +257,7 @@ async def test_streams_are_capped_per_client_and_per_process(idp: LiveServer, co
         assert (await stream(one)).status_code == 200
 
 
-async def test_a_slow_consumer_is_cut_off_not_silently_trimmed(container: Container) -> None:
+async def test_a_slow_consumer_is_cut_off_not_silently_trimmed(container: Services) -> None:
     feed = DenyFeed(container.denylist, container.ephemeral, heartbeat=10, buffer_limit=3)
     stream = _Stream(3)
     items = [(i, f"set-{i}") for i in range(1, 5)]
@@ -268,7 +268,7 @@ async def test_a_slow_consumer_is_cut_off_not_silently_trimmed(container: Contai
     assert feed.heartbeat == 10
 
 
-async def test_signing_failure_makes_followers_resynchronise(container: Container) -> None:
+async def test_signing_failure_makes_followers_resynchronise(container: Services) -> None:
     feed = DenyFeed(container.denylist, container.ephemeral, heartbeat=10)
     feed._loop = asyncio.get_running_loop()
     stream = _Stream(10)
@@ -283,7 +283,7 @@ async def test_signing_failure_makes_followers_resynchronise(container: Containe
     assert stream.resync and stream.ended  # never an unsigned event; the snapshot is fetched instead
 
 
-async def test_shutdown_ends_open_streams(container: Container, auth: httpx.Auth) -> None:
+async def test_shutdown_ends_open_streams(container: Services, auth: httpx.Auth) -> None:
     server = idp_server(container)
     await server.astart()
     async with open_stream(server.url, {}, auth) as r:
@@ -365,7 +365,7 @@ def test_event_body_stays_small() -> None:
     assert len(orjson.dumps(change.public())) < 150
 
 
-async def test_a_stream_frees_its_slot_even_if_the_client_left_before_the_first_event(container: Container) -> None:
+async def test_a_stream_frees_its_slot_even_if_the_client_left_before_the_first_event(container: Services) -> None:
     from starlette.requests import ClientDisconnect
 
     from idp.web.denylist import _Stream as StreamResponse
@@ -391,9 +391,9 @@ async def test_a_stream_frees_its_slot_even_if_the_client_left_before_the_first_
 
 @pytest.mark.parametrize("change", ["rotate", "disable", "scope"])
 async def test_an_open_stream_ends_when_its_client_may_no_longer_read(
-    idp: LiveServer, container: Container, change: str
+    idp: LiveServer, container: Services, change: str
 ) -> None:
-    feed = container.extras["denylist_feed"]
+    feed = container.denylist_feed
     feed.reauthorize_seconds = 0.2  # 30 s by default
     (one, secret), kept = feed_reader(container), feed_auth(container)
     async with open_stream(idp.url, {}, httpx.BasicAuth(one, secret)) as r, open_stream(idp.url, {}, kept) as other:
@@ -402,7 +402,7 @@ async def test_an_open_stream_ends_when_its_client_may_no_longer_read(
         if change == "rotate":  # a leaked secret is rotated away: the stream holding it ends
             await asyncio.to_thread(container.clients.rotate_secret, one)
         elif change == "disable":
-            await asyncio.to_thread(container.extras["client_admin"].set_disabled, one, True, actor="test")
+            await asyncio.to_thread(container.client_admin.set_disabled, one, True, actor="test")
         else:
             await asyncio.to_thread(container.clients.update, one, scope="api:read")
         cut_off = change == "disable"  # written before the client is disabled: every stream gets it first

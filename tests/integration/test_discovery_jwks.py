@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from idp.container import Container
+from idp.services import Services
 from tests.conftest import ISSUER
 
 PUBLIC = {"kty", "crv", "x", "y", "n", "e", "kid", "alg", "use"}
@@ -27,7 +27,7 @@ async def test_both_metadata_documents_agree_and_match_the_issuer(client: httpx.
     assert not any(a.startswith("HS") or a == "none" for a in oidc["id_token_signing_alg_values_supported"])
 
 
-async def test_jwks_is_public_cacheable_and_conditional(client: httpx.AsyncClient, container: Container) -> None:
+async def test_jwks_is_public_cacheable_and_conditional(client: httpx.AsyncClient, container: Services) -> None:
     r = await client.get("/jwks.json")
     assert r.status_code == 200
     assert r.headers["cache-control"] == f"public, max-age={container.settings.jwks_max_age}"
@@ -43,7 +43,7 @@ async def test_jwks_is_public_cacheable_and_conditional(client: httpx.AsyncClien
     assert again.headers["etag"] == etag
 
 
-async def test_jwks_etag_changes_when_a_key_is_published(client: httpx.AsyncClient, container: Container) -> None:
+async def test_jwks_etag_changes_when_a_key_is_published(client: httpx.AsyncClient, container: Services) -> None:
     first = await client.get("/jwks.json")
     nxt = container.keyring.rotate("ES256")
     second = await client.get("/jwks.json", headers={"if-none-match": first.headers["etag"]})
@@ -57,7 +57,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200 and r.json()["status"] == "ready"
 
 
-async def test_readiness_reports_an_unreachable_store(client: httpx.AsyncClient, container: Container) -> None:
+async def test_readiness_reports_an_unreachable_store(client: httpx.AsyncClient, container: Services) -> None:
     container.ephemeral.ping = lambda: False  # type: ignore[method-assign]
     r = await client.get("/readyz")
     assert r.status_code == 503

@@ -10,8 +10,8 @@ import httpx
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from joserfc.jwk import ECKey
 
-from idp.container import Container
 from idp.resource import AccessTokenVerifier, JwksCache
+from idp.services import Services
 from tests.oauthkit import ISSUER, AsyncOAuth2Client, service_client
 
 API = "https://api.example-corp.com"
@@ -31,7 +31,7 @@ async def _verifier(app: Any) -> AccessTokenVerifier:
     return AccessTokenVerifier(issuer=ISSUER, audience=API, jwks=JwksCache(f"{ISSUER}/jwks.json", http))
 
 
-async def test_client_secret_basic_with_authlib(app: Any, container: Container) -> None:
+async def test_client_secret_basic_with_authlib(app: Any, container: Services) -> None:
     svc, secret = service_client(container, audience=API)
     async with AsyncOAuth2Client(
         client_id=svc.client_id,
@@ -47,7 +47,7 @@ async def test_client_secret_basic_with_authlib(app: Any, container: Container) 
     assert claims["sub"] == svc.client_id and claims["aud"] == API and claims["scope"] == "api:read"
 
 
-async def test_client_secret_post_with_authlib(app: Any, container: Container) -> None:
+async def test_client_secret_post_with_authlib(app: Any, container: Services) -> None:
     svc, secret = service_client(container, audience=API, auth_method="client_secret_post")
     async with AsyncOAuth2Client(
         client_id=svc.client_id,
@@ -60,7 +60,7 @@ async def test_client_secret_post_with_authlib(app: Any, container: Container) -
     assert claims["scope"] == "api:read api:write"
 
 
-async def test_private_key_jwt_with_authlib(app: Any, container: Container) -> None:
+async def test_private_key_jwt_with_authlib(app: Any, container: Services) -> None:
     key = ECKey.generate_key("P-256", parameters={"kid": "integrator-1", "alg": "ES256", "use": "sig"})
     svc, _ = service_client(
         container, audience=API, auth_method="private_key_jwt", jwks={"keys": [key.as_dict(private=False)]}

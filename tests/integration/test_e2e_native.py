@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 from authlib.common.security import generate_token
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import ISSUER, PASSWORD, AsyncOAuth2Client, continue_on_page, make_user, native_client, query
 from tests.pagekit import field
 
@@ -61,7 +61,7 @@ async def sign_in_on_page(browser: httpx.AsyncClient, login_url: str, username: 
     return r
 
 
-async def test_native_app_pkce_loopback(app: Any, container: Container) -> None:
+async def test_native_app_pkce_loopback(app: Any, container: Services) -> None:
     user = make_user(container)
     native = native_client(container)  # registered as http://127.0.0.1/callback: any port at runtime
     transport = httpx.ASGITransport(app=app)

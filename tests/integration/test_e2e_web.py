@@ -12,7 +12,7 @@ from authlib.common.security import generate_token
 from joserfc import jwt as rfc_jwt
 from joserfc.jwk import KeySet
 
-from idp.container import Container
+from idp.services import Services
 from tests.integration.test_e2e_native import browse, sign_in_on_page
 from tests.oauthkit import ISSUER, AsyncOAuth2Client, make_user, query, web_client
 from tests.pagekit import field
@@ -32,7 +32,7 @@ def validate_id_token(id_token: str, jwks: dict, *, client_id: str, nonce: str, 
     return claims
 
 
-async def test_web_app_oidc_login(app: Any, container: Container) -> None:
+async def test_web_app_oidc_login(app: Any, container: Services) -> None:
     user = make_user(container)
     web, secret = web_client(container, first_party=False, redirect_uris=["https://rp.example/cb"])
     transport = httpx.ASGITransport(app=app)
@@ -90,7 +90,7 @@ async def test_web_app_oidc_login(app: Any, container: Container) -> None:
         assert r.status_code == 302 and r.headers["location"].startswith("https://rp.example/cb?code=")
 
 
-async def test_denied_consent_returns_access_denied(app: Any, container: Container) -> None:
+async def test_denied_consent_returns_access_denied(app: Any, container: Services) -> None:
     user = make_user(container)
     web, _ = web_client(container, first_party=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as browser:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import basic, service_client
 from tests.obskit import capture_logs, sample
 
@@ -68,7 +68,7 @@ async def test_static_documents_are_logged_and_counted_by_route(client: httpx.As
     assert sample(text, "idp_http_requests_total", endpoint="/.well-known/openid-configuration", status="304") == 1
 
 
-async def test_jwks_answer_follows_the_keyring(client: httpx.AsyncClient, container: Container) -> None:
+async def test_jwks_answer_follows_the_keyring(client: httpx.AsyncClient, container: Services) -> None:
     first = await client.get("/jwks.json")
     nxt = container.keyring.rotate("ES256")
     container.keyring.refresh(force=True)
@@ -97,7 +97,7 @@ async def test_a_streamed_body_over_the_cap_is_413_with_headers_and_logged(clien
 
 
 async def test_token_access_line_and_metric_name_the_authenticated_client(
-    client: httpx.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, container: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     svc, secret = service_client(container)
     before = sample(await scrape(client), "idp_tokens_issued_total", client_type="service") or 0

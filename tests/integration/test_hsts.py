@@ -8,7 +8,7 @@ from asgi_lifespan import LifespanManager
 
 from idp.app import create_app
 from idp.config import ConfigError, load_settings
-from idp.container import Container
+from idp.services import Services
 
 HSTS = "max-age=63072000; includeSubDomains"
 
@@ -35,8 +35,8 @@ async def test_an_https_issuer_sends_hsts_on_every_response(client: httpx.AsyncC
 
 
 @pytest.mark.parametrize("settings_overrides", [{"issuer": "http://127.0.0.1:8000"}])
-async def test_an_http_issuer_never_sends_hsts(container: Container) -> None:
-    async with LifespanManager(create_app(container=container), startup_timeout=30) as manager:
+async def test_an_http_issuer_never_sends_hsts(container: Services) -> None:
+    async with LifespanManager(create_app(services=container), startup_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
             for kind, r in (await responses(client)).items():

@@ -11,7 +11,7 @@ import pytest
 from joserfc import jwt as rfc_jwt
 from joserfc.jwk import KeySet
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import ISSUER, make_user, refresh, tokens_for, web_client
 
 
@@ -26,7 +26,7 @@ async def _verify(client: httpx.AsyncClient, token: str) -> dict:
     return rfc_jwt.decode(token, keys, algorithms=[alg]).claims
 
 
-async def test_claims_and_default_rs256(client: httpx.AsyncClient, container: Container) -> None:
+async def test_claims_and_default_rs256(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     user = make_user(container)
     t = await tokens_for(container, client, web, secret, user, scope="openid profile", nonce="n-0S6_WzA2Mj")
@@ -47,7 +47,7 @@ async def test_claims_and_default_rs256(client: httpx.AsyncClient, container: Co
     ("settings_overrides", "alg"),
     [({}, "ES256"), ({"id_token_alg": "EdDSA"}, "EdDSA")],  # an EdDSA key exists when a default uses it
 )
-async def test_per_client_algorithm(client: httpx.AsyncClient, container: Container, alg: str) -> None:
+async def test_per_client_algorithm(client: httpx.AsyncClient, container: Services, alg: str) -> None:
     web, secret = web_client(container, id_token_alg=alg)
     t = await tokens_for(container, client, web, secret, make_user(container))
     assert _header(t["id_token"])["alg"] == alg
@@ -57,7 +57,7 @@ async def test_per_client_algorithm(client: httpx.AsyncClient, container: Contai
 
 
 async def test_no_nonce_no_claim_and_plain_oauth_has_no_id_token(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     web, secret = web_client(container, scope="openid profile api")
     user = make_user(container)
@@ -67,9 +67,7 @@ async def test_no_nonce_no_claim_and_plain_oauth_has_no_id_token(
     assert "id_token" not in t
 
 
-async def test_refresh_keeps_original_auth_time_and_drops_nonce(
-    client: httpx.AsyncClient, container: Container
-) -> None:
+async def test_refresh_keeps_original_auth_time_and_drops_nonce(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t0 = await tokens_for(
         container, client, web, secret, make_user(container), scope="openid offline_access", nonce="n1"
@@ -83,18 +81,18 @@ async def test_refresh_keeps_original_auth_time_and_drops_nonce(
     assert again["sub"] == first["sub"] and again["sid"] == first["sid"]
 
 
-async def test_id_token_is_not_an_access_token(client: httpx.AsyncClient, container: Container) -> None:
+async def test_id_token_is_not_an_access_token(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t = await tokens_for(container, client, web, secret, make_user(container))
     r = await client.get("/userinfo", headers={"authorization": f"Bearer {t['id_token']}"})
     assert r.status_code == 401  # RFC 8725 §3.11: typ JWT is not at+jwt
 
 
-async def test_user_access_token_claims(client: httpx.AsyncClient, container: Container) -> None:
+async def test_user_access_token_claims(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container, audience="https://api.rp.example")
     user = make_user(container)
     t = await tokens_for(container, client, web, secret, user, scope="openid profile")
-    header, claims = container.extras["access_tokens"].verify(t["access_token"], audience=ISSUER)
+    header, claims = container.access_tokens.verify(t["access_token"], audience=ISSUER)
     assert header["typ"] == "at+jwt" and header["alg"] == "ES256"
     assert claims["sub"] == user.id and claims["client_id"] == web.client_id
     assert claims["aud"] == ["https://api.rp.example", ISSUER]  # openid: userinfo is an audience too
@@ -107,7 +105,7 @@ PERSON = {"name", "preferred_username", "email", "email_verified"}
 
 
 async def test_profile_and_email_claims_only_for_clients_that_opt_in(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     """OIDC Core §5.4 puts them in userinfo; ``claims_in_id_token`` adds the granted ones to the ID token."""
     user = make_user(container)
@@ -129,7 +127,7 @@ async def test_profile_and_email_claims_only_for_clients_that_opt_in(
     assert "name" in narrowed and "email" not in narrowed and "email_verified" not in narrowed
 
 
-async def test_only_the_granted_scopes_claims(client: httpx.AsyncClient, container: Container) -> None:
+async def test_only_the_granted_scopes_claims(client: httpx.AsyncClient, container: Services) -> None:
     opted, secret = web_client(container, claims_in_id_token=True)
     user = make_user(container)
     t = await tokens_for(container, client, opted, secret, user, scope="openid email")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from idp.clock import FrozenClock
-from idp.container import Container
+from idp.services import Services
 from idp.tokens.jwt import peek_header
 from tests.integration.test_revocation import claims_of, revoke
 from tests.oauthkit import basic, make_user, native_client, refresh, service_client, tokens_for, web_client
@@ -27,12 +27,12 @@ async def introspect(http: httpx.AsyncClient, client_id: str, secret: str, token
 
 
 @pytest.fixture
-def web(container: Container) -> tuple[Any, str]:
+def web(container: Services) -> tuple[Any, str]:
     return web_client(container)
 
 
 @pytest.fixture
-async def user_tokens(client: httpx.AsyncClient, container: Container, web) -> dict[str, Any]:
+async def user_tokens(client: httpx.AsyncClient, container: Services, web) -> dict[str, Any]:
     app, secret = web
     return await tokens_for(container, client, app, secret, make_user(container))
 
@@ -43,7 +43,7 @@ async def cc_token(http: httpx.AsyncClient, client_id: str, secret: str) -> str:
     return r.json()["access_token"]  # type: ignore[no-any-return]
 
 
-async def test_callers_must_authenticate(client: httpx.AsyncClient, container: Container, user_tokens) -> None:
+async def test_callers_must_authenticate(client: httpx.AsyncClient, container: Services, user_tokens) -> None:
     at = user_tokens["access_token"]
     r = await client.post("/introspect", data={"token": at})
     assert r.status_code == 401 and r.json()["error"] == "invalid_client" and "active" not in r.json()
@@ -59,7 +59,7 @@ async def test_callers_must_authenticate(client: httpx.AsyncClient, container: C
 
 
 async def test_active_access_token_for_its_client(
-    client: httpx.AsyncClient, container: Container, web, user_tokens
+    client: httpx.AsyncClient, container: Services, web, user_tokens
 ) -> None:
     app, secret = web
     at = user_tokens["access_token"]
@@ -71,7 +71,7 @@ async def test_active_access_token_for_its_client(
 
 
 async def test_resource_server_sees_tokens_meant_for_it_and_no_others(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     caller, caller_secret = service_client(container, name="Caller", audience=API)
     rs, rs_secret = service_client(container, name="Orders API", audience=API)
@@ -83,7 +83,7 @@ async def test_resource_server_sees_tokens_meant_for_it_and_no_others(
 
 
 async def test_expired_token_is_inactive(
-    client: httpx.AsyncClient, container: Container, clock: FrozenClock, web, user_tokens
+    client: httpx.AsyncClient, container: Services, clock: FrozenClock, web, user_tokens
 ) -> None:
     app, secret = web
     clock.advance(container.settings.access_token_ttl + 60)
@@ -92,7 +92,7 @@ async def test_expired_token_is_inactive(
 
 @pytest.mark.parametrize("path", ["revoke", "subject", "session", "client", "kid", "user_disabled", "client_disabled"])
 async def test_every_revocation_path_is_reflected(
-    client: httpx.AsyncClient, container: Container, clock: FrozenClock, web, path: str
+    client: httpx.AsyncClient, container: Services, clock: FrozenClock, web, path: str
 ) -> None:
     app, secret = web
     rs, rs_secret = service_client(container, name="The API", audience=container.settings.audience)
@@ -116,11 +116,11 @@ async def test_every_revocation_path_is_reflected(
     elif path == "user_disabled":
         await asyncio.to_thread(container.directory.set_disabled, user.username, True)
     else:
-        await asyncio.to_thread(container.extras["client_admin"].set_disabled, app.client_id, True, actor="test")
+        await asyncio.to_thread(container.client_admin.set_disabled, app.client_id, True, actor="test")
     assert await introspect(client, rs.client_id, rs_secret, at) == INACTIVE
 
 
-async def test_compromised_key_tokens_are_inactive(client: httpx.AsyncClient, container: Container) -> None:
+async def test_compromised_key_tokens_are_inactive(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     at = await cc_token(client, svc.client_id, secret)
     kid = peek_header(at)["kid"]
@@ -139,7 +139,7 @@ async def test_an_id_token_is_not_an_access_token(client: httpx.AsyncClient, web
     assert await introspect(client, app.client_id, secret, user_tokens["id_token"]) == INACTIVE
 
 
-async def test_refresh_tokens(client: httpx.AsyncClient, container: Container, clock: FrozenClock, web) -> None:
+async def test_refresh_tokens(client: httpx.AsyncClient, container: Services, clock: FrozenClock, web) -> None:
     app, secret = web
     other, other_secret = web_client(container, name="Other")
     user = make_user(container)
@@ -159,7 +159,7 @@ async def test_refresh_tokens(client: httpx.AsyncClient, container: Container, c
     assert await introspect(client, app.client_id, secret, new_rt) == INACTIVE
 
 
-async def test_revoked_refresh_token_is_inactive(client: httpx.AsyncClient, container: Container, web) -> None:
+async def test_revoked_refresh_token_is_inactive(client: httpx.AsyncClient, container: Services, web) -> None:
     app, secret = web
     tokens = await tokens_for(container, client, app, secret, make_user(container))
     assert (await revoke(client, app.client_id, secret, tokens["refresh_token"])).status_code == 200
@@ -168,7 +168,7 @@ async def test_revoked_refresh_token_is_inactive(client: httpx.AsyncClient, cont
 
 
 async def test_refresh_reuse_and_code_reuse_are_reflected(
-    client: httpx.AsyncClient, container: Container, clock: FrozenClock, web
+    client: httpx.AsyncClient, container: Services, clock: FrozenClock, web
 ) -> None:
     """RFC 9700 §4.14.2 / RFC 6749 §4.1.2: detected replay revokes the family, and its access tokens go inactive."""
     from tests.oauthkit import exchange, get_code, sign_in_fast
@@ -191,7 +191,7 @@ async def test_refresh_reuse_and_code_reuse_are_reflected(
 
 
 async def test_refresh_token_past_its_idle_lifetime_is_inactive(
-    client: httpx.AsyncClient, container: Container, clock: FrozenClock, web
+    client: httpx.AsyncClient, container: Services, clock: FrozenClock, web
 ) -> None:
     """Idle (sliding) lifetime over, absolute lifetime not: introspection says inactive, as the token endpoint does."""
     app, secret = web

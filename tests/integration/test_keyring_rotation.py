@@ -7,19 +7,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from idp.clock import FrozenClock
-from idp.container import Container
 from idp.keys.keyring import KeyImportError
+from idp.services import Services
 from idp.store.models import SigningKeyRow
 from idp.tokens import jwt
 
 
-def kids(c: Container) -> set[str]:
+def kids(c: Services) -> set[str]:
     import orjson
 
     return {k["kid"] for k in orjson.loads(c.jwks.current().body)["keys"]}
 
 
-def test_first_tick_creates_one_active_key_per_algorithm(container: Container) -> None:
+def test_first_tick_creates_one_active_key_per_algorithm(container: Services) -> None:
     container.keyring.tick()
     rows = container.keyring.rows()
     assert sorted(r.alg for r in rows if r.state == "active") == ["ES256", "EdDSA", "RS256"]
@@ -27,7 +27,7 @@ def test_first_tick_creates_one_active_key_per_algorithm(container: Container) -
     assert len(container.keyring.rows()) == 3
 
 
-def test_rotation_publishes_next_before_it_signs(container: Container, clock: FrozenClock) -> None:
+def test_rotation_publishes_next_before_it_signs(container: Services, clock: FrozenClock) -> None:
     kr = container.keyring
     kr.tick()
     old_kid, _ = kr.signer("ES256")
@@ -57,7 +57,7 @@ def test_rotation_publishes_next_before_it_signs(container: Container, clock: Fr
     assert removed.state == "removed" and removed.private_enc == b""
 
 
-def test_scheduled_rotation_after_the_period(container: Container, clock: FrozenClock) -> None:
+def test_scheduled_rotation_after_the_period(container: Services, clock: FrozenClock) -> None:
     kr = container.keyring
     kr.tick()
     clock.advance(container.settings.key_rotation_days * 86400 + 1)
@@ -65,7 +65,7 @@ def test_scheduled_rotation_after_the_period(container: Container, clock: Frozen
     assert {r.alg for r in kr.rows() if r.state == "next"} == {"ES256", "EdDSA", "RS256"}
 
 
-def test_tokens_signed_by_a_retired_key_verify_until_removed(container: Container, clock: FrozenClock) -> None:
+def test_tokens_signed_by_a_retired_key_verify_until_removed(container: Services, clock: FrozenClock) -> None:
     kr = container.keyring
     kr.tick()
     token = jwt.sign(kr, "ES256", "at+jwt", {"iss": "i", "aud": "a", "exp": clock.now() + 600, "iat": clock.now()})
@@ -75,7 +75,7 @@ def test_tokens_signed_by_a_retired_key_verify_until_removed(container: Containe
     jwt.verify(kr, token, typ="at+jwt", issuer="i", audience="a", now=clock.now())
 
 
-def test_compromised_key_is_unpublished_and_rejected_at_once(container: Container, clock: FrozenClock) -> None:
+def test_compromised_key_is_unpublished_and_rejected_at_once(container: Services, clock: FrozenClock) -> None:
     kr = container.keyring
     kr.tick()
     token = jwt.sign(kr, "ES256", "at+jwt", {"iss": "i", "aud": "a", "exp": clock.now() + 600, "iat": clock.now()})
@@ -89,7 +89,7 @@ def test_compromised_key_is_unpublished_and_rejected_at_once(container: Containe
         kr.revoke(kid)
 
 
-def test_private_keys_are_encrypted_at_rest(container: Container) -> None:
+def test_private_keys_are_encrypted_at_rest(container: Services) -> None:
     container.keyring.tick()
     with container.sessions() as s:
         for row in s.query(SigningKeyRow):
@@ -97,11 +97,11 @@ def test_private_keys_are_encrypted_at_rest(container: Container) -> None:
             assert "d" not in row.public_jwk  # only public members are stored in the clear
 
 
-def test_two_keyrings_sharing_a_database_agree(container: Container, clock: FrozenClock) -> None:
+def test_two_keyrings_sharing_a_database_agree(container: Services, clock: FrozenClock) -> None:
     """Two instances rotating at the same moment end with one consistent keyring."""
-    from idp.container import build_container
+    from idp.services import build_services
 
-    other = build_container(container.settings, clock=clock, ephemeral=container.ephemeral, engine=container.engine)
+    other = build_services(container.settings, clock=clock, ephemeral=container.ephemeral, engine=container.engine)
     container.keyring.tick()
     other.keyring.tick()
     a = container.keyring.rotate("ES256")
@@ -126,14 +126,14 @@ def _pem(key: object) -> bytes:
         (lambda: ec.generate_private_key(ec.SECP384R1()), "P-256"),
     ],
 )
-def test_weak_or_foreign_keys_are_refused(container: Container, make, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_weak_or_foreign_keys_are_refused(container: Services, make, message: str) -> None:  # type: ignore[no-untyped-def]
     before = container.keyring.rows()
     with pytest.raises(KeyImportError, match=message):
         container.keyring.add_imported(_pem(make()))
     assert container.keyring.rows() == before  # nothing written
 
 
-def test_import_ed25519_as_next(container: Container) -> None:
+def test_import_ed25519_as_next(container: Services) -> None:
     row = container.keyring.add_imported(_pem(ed25519.Ed25519PrivateKey.generate()))
     assert (row.alg, row.state) == ("EdDSA", "next")
     assert row.kid in kids(container)

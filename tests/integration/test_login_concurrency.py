@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from idp.container import Container, build_container
+from idp.services import Services, build_services
 from tests.integration.resource_support import running_idp
 from tests.pagekit import ISSUER, PASSWORD, SAME_ORIGIN, field, make_user
 
@@ -95,7 +95,7 @@ async def burst(gate: Gate, send: Callable[[int, str], Awaitable[httpx.Response]
     return [*await asyncio.gather(*wrong), right]
 
 
-def check(results: list[httpx.Response], gate: Gate, container: Container) -> None:
+def check(results: list[httpx.Response], gate: Gate, container: Services) -> None:
     statuses = [r.status_code for r in results]
     assert gate.verified <= THRESHOLD, statuses  # at most the threshold verified...
     assert gate.verified == THRESHOLD  # ... and the threshold itself (the reservations were not lost)
@@ -108,7 +108,7 @@ def check(results: list[httpx.Response], gate: Gate, container: Container) -> No
 
 @pytest.mark.parametrize("username", ["alice", "nobody"])  # an unknown username behaves the same (no enumeration)
 async def test_simultaneous_attempts_verify_at_most_the_threshold(
-    app, container: Container, monkeypatch, username: str
+    app, container: Services, monkeypatch, username: str
 ) -> None:
     make_user(container)
     gate = Gate(N)
@@ -123,14 +123,14 @@ async def test_simultaneous_attempts_verify_at_most_the_threshold(
 
 
 async def test_two_workers_on_redis_verify_at_most_the_threshold(
-    backend, settings, clock, container: Container, monkeypatch
+    backend, settings, clock, container: Services, monkeypatch
 ) -> None:
     """Two processes' worth of app (own containers, own Redis connections) served by uvicorn, one account."""
     if backend.name != "postgres":
         pytest.skip("two workers share state through PostgreSQL + Redis (the embedded store is one process)")
     make_user(container)
     gate = Gate(N)
-    second = build_container(settings, clock=clock)
+    second = build_services(settings, clock=clock)
     try:
         for c in (container, second):
             monkeypatch.setattr(c.directory, "authenticate", gate.wrap(c.directory.authenticate))
@@ -147,7 +147,7 @@ async def test_two_workers_on_redis_verify_at_most_the_threshold(
 
 
 async def test_simultaneous_current_password_guesses_on_the_account_page(
-    client: httpx.AsyncClient, container: Container, monkeypatch
+    client: httpx.AsyncClient, container: Services, monkeypatch
 ) -> None:
     make_user(container)
     page = await client.get("/login")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from idp.events import UserDisabled
 from idp.tokens import jwt
 from tests.oauthkit import auth_params, exchange, pkce_pair, query, refresh
 from tests.pagekit import (
@@ -180,8 +181,7 @@ async def test_revoke_access_kills_that_apps_refresh_tokens_only(client, contain
 
 async def test_disabled_user_loses_refresh_tokens(client, container, alice, rp):
     got = await tokens(client, rp)
-    for hook in container.extras["on_user_disabled"]:
-        hook(alice.id)
+    container.events.publish(UserDisabled(alice.id, actor="admin"))
     assert not await refresh_works(client, rp, got["refresh_token"])
     assert session_value(client) and container.login_sessions.from_cookie(session_value(client)) is None
 

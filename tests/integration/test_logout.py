@@ -8,6 +8,7 @@ import pytest
 
 from idp.interaction import MAX_STATE, SESSION_COOKIE
 from idp.tokens import jwt
+from tests.oauthkit import stand_in
 from tests.pagekit import (
     ISSUER,
     SAME_ORIGIN,
@@ -35,9 +36,9 @@ def rp(container):
 
 
 @pytest.fixture
-def grants(container):
+def grants(container, monkeypatch):
     recorder = RecordingGrants()
-    container.grants = recorder
+    stand_in(monkeypatch, container.grants, recorder)
     return recorder
 
 

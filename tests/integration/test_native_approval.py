@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from idp.clients.model import Client
-from idp.container import Container
+from idp.services import Services
 from idp.sessions.consents import RedirectApprovals, needs_session_approval
 from idp.users.directory import User
 from tests.oauthkit import (
@@ -32,7 +32,7 @@ PORT_B = "http://127.0.0.1:51235/callback"
 
 
 @pytest.fixture
-def alice(container: Container) -> User:
+def alice(container: Services) -> User:
     return make_user(container)
 
 
@@ -41,7 +41,7 @@ async def _authorize(http: httpx.AsyncClient, app: Client, uri: str, **extra: st
 
 
 async def test_prompt_none_for_an_unapproved_loopback_port_is_consent_required(
-    client: httpx.AsyncClient, container: Container, alice: User
+    client: httpx.AsyncClient, container: Services, alice: User
 ) -> None:
     native = native_client(container)  # first party: trusted, but not proven to be the caller
     sign_in_fast(container, client, alice)
@@ -52,7 +52,7 @@ async def test_prompt_none_for_an_unapproved_loopback_port_is_consent_required(
 
 
 async def test_continue_once_then_that_port_alone_is_silent(
-    client: httpx.AsyncClient, container: Container, alice: User
+    client: httpx.AsyncClient, container: Services, alice: User
 ) -> None:
     native = native_client(container)
     sign_in_fast(container, client, alice)
@@ -74,7 +74,7 @@ async def test_continue_once_then_that_port_alone_is_silent(
 
 
 async def test_an_approval_is_kept_only_for_the_rest_of_its_session(
-    client: httpx.AsyncClient, container: Container, alice: User
+    client: httpx.AsyncClient, container: Services, alice: User
 ) -> None:
     """Each new port is a new approval: none may outlive the session it belongs to (its absolute expiry)."""
     native = native_client(container)
@@ -90,7 +90,7 @@ async def test_an_approval_is_kept_only_for_the_rest_of_its_session(
 
 
 async def test_cancel_on_the_continue_page_is_access_denied(
-    client: httpx.AsyncClient, container: Container, alice: User
+    client: httpx.AsyncClient, container: Services, alice: User
 ) -> None:
     native = native_client(container)
     sign_in_fast(container, client, alice)
@@ -102,7 +102,7 @@ async def test_cancel_on_the_continue_page_is_access_denied(
 
 
 async def test_remembered_consent_does_not_cover_a_new_port(
-    client: httpx.AsyncClient, container: Container, alice: User
+    client: httpx.AsyncClient, container: Services, alice: User
 ) -> None:
     native = native_client(container, first_party=False)
     container.consents.grant(alice.id, native.client_id, ["openid", "profile"])  # consented in the past
@@ -117,7 +117,7 @@ async def test_remembered_consent_does_not_cover_a_new_port(
     assert "code" in query((await _authorize(client, native, PORT_A, prompt="none")).headers["location"])
 
 
-async def test_private_use_scheme_is_approved_too(client: httpx.AsyncClient, container: Container, alice: User) -> None:
+async def test_private_use_scheme_is_approved_too(client: httpx.AsyncClient, container: Services, alice: User) -> None:
     native = native_client(container, redirect_uris=["com.example.app:/oauth"])
     sign_in_fast(container, client, alice)
     q = query((await _authorize(client, native, "com.example.app:/oauth", prompt="none")).headers["location"])
@@ -125,7 +125,7 @@ async def test_private_use_scheme_is_approved_too(client: httpx.AsyncClient, con
 
 
 async def test_https_and_confidential_clients_need_no_approval(
-    client: httpx.AsyncClient, container: Container, alice: User
+    client: httpx.AsyncClient, container: Services, alice: User
 ) -> None:
     claimed = native_client(container, redirect_uris=["https://app.example/oauth"])  # RFC 8252 §7.2
     web, _ = web_client(container, redirect_uris=["https://rp.example/cb"])
@@ -145,7 +145,7 @@ async def test_https_and_confidential_clients_need_no_approval(
         ("web", "https://rp.example/cb", False),
     ],
 )
-def test_which_redirects_need_approval(container: Container, kind: str, uri: str, needed: bool) -> None:
+def test_which_redirects_need_approval(container: Services, kind: str, uri: str, needed: bool) -> None:
     if kind == "native":
         app = native_client(container, redirect_uris=[uri])
     else:

@@ -184,7 +184,7 @@ async def test_an_unhandled_error_is_logged_once_with_its_request_id_and_counted
     async def boom(request):
         raise RuntimeError("kaboom")
 
-    application = create_app(container=container)
+    application = create_app(services=container)
     application.router.routes.append(Route("/boom/{thing}", boom))
     async with LifespanManager(application) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)

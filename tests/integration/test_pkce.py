@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from idp.clients.model import ClientValidationError
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import (
     ISSUER,
     auth_params,
@@ -29,7 +29,7 @@ def _redirect_error(r: httpx.Response) -> str:
 
 
 @pytest.mark.parametrize("kind", ["native", "web"])
-async def test_missing_challenge_is_invalid_request(client: httpx.AsyncClient, container: Container, kind: str) -> None:
+async def test_missing_challenge_is_invalid_request(client: httpx.AsyncClient, container: Services, kind: str) -> None:
     app = native_client(container) if kind == "native" else web_client(container)[0]
     r = await client.get("/authorize", params=auth_params(app, None))
     assert _redirect_error(r) == "invalid_request"  # RFC 9700 §2.1.1: required for every client by default
@@ -46,7 +46,7 @@ async def test_missing_challenge_is_invalid_request(client: httpx.AsyncClient, c
     ],
 )
 async def test_only_well_formed_s256(
-    client: httpx.AsyncClient, container: Container, method: str | None, challenge: str
+    client: httpx.AsyncClient, container: Services, method: str | None, challenge: str
 ) -> None:
     native = native_client(container)
     params = auth_params(native, None, code_challenge=challenge)
@@ -55,7 +55,7 @@ async def test_only_well_formed_s256(
     assert _redirect_error(await client.get("/authorize", params=params)) == "invalid_request"
 
 
-async def test_right_verifier_works_wrong_one_fails(client: httpx.AsyncClient, container: Container) -> None:
+async def test_right_verifier_works_wrong_one_fails(client: httpx.AsyncClient, container: Services) -> None:
     native = native_client(container)
     sign_in_fast(container, client, make_user(container))
     code, verifier, _ = await get_code(client, native)
@@ -67,7 +67,7 @@ async def test_right_verifier_works_wrong_one_fails(client: httpx.AsyncClient, c
 
 
 @pytest.mark.parametrize("verifier", ["a" * 42, "a" * 129, "a" * 42 + " ", "ä" * 43])
-async def test_verifier_shape_is_enforced(client: httpx.AsyncClient, container: Container, verifier: str) -> None:
+async def test_verifier_shape_is_enforced(client: httpx.AsyncClient, container: Services, verifier: str) -> None:
     native = native_client(container)
     sign_in_fast(container, client, make_user(container))
     code, _, _ = await get_code(client, native)
@@ -75,7 +75,7 @@ async def test_verifier_shape_is_enforced(client: httpx.AsyncClient, container: 
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"  # RFC 7636 §4.1
 
 
-async def test_code_with_challenge_needs_a_verifier(client: httpx.AsyncClient, container: Container) -> None:
+async def test_code_with_challenge_needs_a_verifier(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     sign_in_fast(container, client, make_user(container))
     code, _, _ = await get_code(client, web)
@@ -83,7 +83,7 @@ async def test_code_with_challenge_needs_a_verifier(client: httpx.AsyncClient, c
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"  # downgrade: challenge, no verifier
 
 
-async def test_code_without_challenge_refuses_a_verifier(client: httpx.AsyncClient, container: Container) -> None:
+async def test_code_without_challenge_refuses_a_verifier(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container, require_pkce=False)
     sign_in_fast(container, client, make_user(container))
     params = auth_params(web, None, nonce="n-1")
@@ -97,7 +97,7 @@ async def test_code_without_challenge_refuses_a_verifier(client: httpx.AsyncClie
     assert r.status_code == 200, r.text  # the exempt confidential client, without PKCE
 
 
-async def test_pkce_exemption_needs_a_nonce_and_openid(client: httpx.AsyncClient, container: Container) -> None:
+async def test_pkce_exemption_needs_a_nonce_and_openid(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container, require_pkce=False)
     sign_in_fast(container, client, make_user(container))
     assert _redirect_error(await client.get("/authorize", params=auth_params(web, None))) == "invalid_request"
@@ -106,7 +106,7 @@ async def test_pkce_exemption_needs_a_nonce_and_openid(client: httpx.AsyncClient
 
 
 async def test_a_default_web_client_gets_no_exemption_for_openid_and_nonce(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     web, _ = web_client(container)  # require_pkce on (the default)
     assert web.require_pkce
@@ -115,7 +115,7 @@ async def test_a_default_web_client_gets_no_exemption_for_openid_and_nonce(
     assert _redirect_error(await client.get("/authorize", params=params)) == "invalid_request"  # RFC 9700 §2.1.1
 
 
-async def test_only_a_confidential_web_client_may_register_without_pkce(container: Container) -> None:
+async def test_only_a_confidential_web_client_may_register_without_pkce(container: Services) -> None:
     for kind, extra in (("service", {"grant_types": ["authorization_code"]}), ("native", {})):
         with pytest.raises(ClientValidationError, match="without PKCE"):
             container.clients.create(name="x", kind=kind, redirect_uris=["https://rp.example/cb"], require_pkce=False,

@@ -10,14 +10,14 @@ import pytest
 from joserfc import jwt as rfc_jwt
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import ISSUER, AsyncOAuth2Client, basic, service_client
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_URL = f"{ISSUER}/token"
 
 
-def _client(container: Container, key: Any) -> str:
+def _client(container: Services, key: Any) -> str:
     public = key.as_dict(private=False)
     svc, _ = service_client(container, auth_method="private_key_jwt", jwks={"keys": [public]})
     return svc.client_id
@@ -55,7 +55,7 @@ def ec_key() -> ECKey:
 
 
 async def test_valid_assertion_issuer_or_token_endpoint(
-    client: httpx.AsyncClient, container: Container, ec_key: ECKey
+    client: httpx.AsyncClient, container: Services, ec_key: ECKey
 ) -> None:
     cid = _client(container, ec_key)
     now = container.clock.now()
@@ -84,7 +84,7 @@ async def test_valid_assertion_issuer_or_token_endpoint(
     ],
 )
 async def test_bad_claims_are_invalid_client(
-    client: httpx.AsyncClient, container: Container, ec_key: ECKey, claims: Any, why: str
+    client: httpx.AsyncClient, container: Services, ec_key: ECKey, claims: Any, why: str
 ) -> None:
     cid = _client(container, ec_key)
     now = container.clock.now()
@@ -98,7 +98,7 @@ async def test_bad_claims_are_invalid_client(
     assert r.status_code == 401 and r.json()["error"] == "invalid_client", why
 
 
-async def test_jti_is_single_use(client: httpx.AsyncClient, container: Container, ec_key: ECKey) -> None:
+async def test_jti_is_single_use(client: httpx.AsyncClient, container: Services, ec_key: ECKey) -> None:
     cid = _client(container, ec_key)
     assertion = _assertion(ec_key, cid, container.clock.now())
     assert (await _token(client, assertion)).status_code == 200
@@ -106,7 +106,7 @@ async def test_jti_is_single_use(client: httpx.AsyncClient, container: Container
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"  # RFC 7523 §3 item 7
 
 
-async def test_signature_and_key_rules(client: httpx.AsyncClient, container: Container, ec_key: ECKey) -> None:
+async def test_signature_and_key_rules(client: httpx.AsyncClient, container: Services, ec_key: ECKey) -> None:
     cid = _client(container, ec_key)
     now = container.clock.now()
     stranger = ECKey.generate_key("P-256", parameters={"kid": "k1"})
@@ -120,7 +120,7 @@ async def test_signature_and_key_rules(client: httpx.AsyncClient, container: Con
 
 
 async def test_symmetric_and_none_algorithms_are_refused(
-    client: httpx.AsyncClient, container: Container, ec_key: ECKey
+    client: httpx.AsyncClient, container: Services, ec_key: ECKey
 ) -> None:
     cid = _client(container, ec_key)
     now = container.clock.now()
@@ -137,7 +137,7 @@ async def test_symmetric_and_none_algorithms_are_refused(
 
 
 @pytest.mark.parametrize("alg", ["RS256", "PS256", "EdDSA"])
-async def test_other_allowed_algorithms(client: httpx.AsyncClient, container: Container, alg: str) -> None:
+async def test_other_allowed_algorithms(client: httpx.AsyncClient, container: Services, alg: str) -> None:
     params = {"kid": "k2", "alg": alg, "use": "sig"}
     key: Any = (
         OKPKey.generate_key("Ed25519", parameters=params)
@@ -149,9 +149,7 @@ async def test_other_allowed_algorithms(client: httpx.AsyncClient, container: Co
     assert r.status_code == 200, r.text
 
 
-async def test_method_must_be_the_registered_one(
-    client: httpx.AsyncClient, container: Container, ec_key: ECKey
-) -> None:
+async def test_method_must_be_the_registered_one(client: httpx.AsyncClient, container: Services, ec_key: ECKey) -> None:
     svc, secret = service_client(container)  # a secret client
     r = await _token(client, _assertion(ec_key, svc.client_id, container.clock.now()))
     assert r.status_code == 401
@@ -174,7 +172,7 @@ def rsa_key() -> RSAKey:
     return RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "alg": "RS256", "use": "sig"})
 
 
-async def test_authlibs_default_assertion_is_accepted(app: Any, container: Container, rsa_key: RSAKey) -> None:
+async def test_authlibs_default_assertion_is_accepted(app: Any, container: Services, rsa_key: RSAKey) -> None:
     """Authlib's PrivateKeyJWT, unchanged: RS256, aud = the token endpoint, exp an hour ahead (RFC 7523 §3)."""
     from authlib.oauth2.rfc7523 import PrivateKeyJWT
 
@@ -194,7 +192,7 @@ async def test_authlibs_default_assertion_is_accepted(app: Any, container: Conta
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the in-process store expires by FrozenClock
 async def test_a_long_lived_assertion_stays_single_use_until_its_exp(
-    client: httpx.AsyncClient, container: Container, ec_key: ECKey
+    client: httpx.AsyncClient, container: Services, ec_key: ECKey
 ) -> None:
     cid = _client(container, ec_key)
     now = container.clock.now()
@@ -209,7 +207,7 @@ async def test_a_long_lived_assertion_stays_single_use_until_its_exp(
 
 @pytest.mark.parametrize("settings_overrides", [{"client_assertion_max_lifetime": 300}])
 async def test_the_lifetime_bound_is_configurable(
-    client: httpx.AsyncClient, container: Container, ec_key: ECKey
+    client: httpx.AsyncClient, container: Services, ec_key: ECKey
 ) -> None:
     cid = _client(container, ec_key)
     now = container.clock.now()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import (
     ISSUER,
     auth_params,
@@ -40,13 +40,13 @@ def _page_not_redirect(r: httpx.Response) -> None:
 
 
 @pytest.mark.parametrize("uri", BAD_WEB)
-async def test_web_redirect_must_match_exactly(client: httpx.AsyncClient, container: Container, uri: str) -> None:
+async def test_web_redirect_must_match_exactly(client: httpx.AsyncClient, container: Services, uri: str) -> None:
     web, _ = web_client(container)
     _, challenge = pkce_pair()
     _page_not_redirect(await client.get("/authorize", params=auth_params(web, challenge, redirect_uri=uri)))
 
 
-async def test_unknown_client_and_missing_redirect_get_a_page(client: httpx.AsyncClient, container: Container) -> None:
+async def test_unknown_client_and_missing_redirect_get_a_page(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     _, challenge = pkce_pair()
     _page_not_redirect(await client.get("/authorize", params=auth_params(web, challenge, client_id="ghost")))
@@ -55,11 +55,11 @@ async def test_unknown_client_and_missing_redirect_get_a_page(client: httpx.Asyn
     _page_not_redirect(await client.get("/authorize", params=params))
     del params["client_id"]
     _page_not_redirect(await client.get("/authorize", params=params))
-    container.extras["client_admin"].set_disabled(web.client_id, True, actor="test")
+    container.client_admin.set_disabled(web.client_id, True, actor="test")
     _page_not_redirect(await client.get("/authorize", params=auth_params(web, challenge)))
 
 
-async def test_other_clients_redirect_uri_is_refused(client: httpx.AsyncClient, container: Container) -> None:
+async def test_other_clients_redirect_uri_is_refused(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container)
     other, _ = web_client(container, redirect_uris=["https://other.example/cb"])
     _, challenge = pkce_pair()
@@ -71,7 +71,7 @@ async def test_other_clients_redirect_uri_is_refused(client: httpx.AsyncClient, 
     "uri",
     ["http://127.0.0.1:51234/callback", "http://127.0.0.1:1/callback", "http://127.0.0.1/callback"],
 )
-async def test_native_loopback_any_port(client: httpx.AsyncClient, container: Container, uri: str) -> None:
+async def test_native_loopback_any_port(client: httpx.AsyncClient, container: Services, uri: str) -> None:
     native = native_client(container)
     sid = sign_in_fast(container, client, make_user(container))
     container.approvals.approve(sid, native.client_id, uri)  # RFC 8252 §8.6: continued once in this session
@@ -91,19 +91,19 @@ async def test_native_loopback_any_port(client: httpx.AsyncClient, container: Co
         "https://127.0.0.1:51234/callback",
     ],
 )
-async def test_native_loopback_other_mismatches(client: httpx.AsyncClient, container: Container, uri: str) -> None:
+async def test_native_loopback_other_mismatches(client: httpx.AsyncClient, container: Services, uri: str) -> None:
     native = native_client(container)
     _page_not_redirect(await client.get("/authorize", params=auth_params(native, pkce_pair()[1], redirect_uri=uri)))
 
 
-async def test_private_use_scheme_for_native(client: httpx.AsyncClient, container: Container) -> None:
+async def test_private_use_scheme_for_native(client: httpx.AsyncClient, container: Services) -> None:
     native = native_client(container, redirect_uris=["com.example.app:/oauth"])
     sign_in_fast(container, client, make_user(container))
     code, _, q = await get_code(client, native)
     assert code and q["iss"] == ISSUER
 
 
-async def test_web_client_gets_no_loopback_latitude(client: httpx.AsyncClient, container: Container) -> None:
+async def test_web_client_gets_no_loopback_latitude(client: httpx.AsyncClient, container: Services) -> None:
     web, _ = web_client(container, redirect_uris=["http://127.0.0.1:8080/cb"])
     params = auth_params(web, pkce_pair()[1], redirect_uri="http://127.0.0.1:9999/cb")
     _page_not_redirect(await client.get("/authorize", params=params))
@@ -127,7 +127,7 @@ RAW_VARIANTS = [
 
 @pytest.mark.parametrize("uri", RAW_VARIANTS)
 async def test_native_loopback_is_matched_on_the_raw_string(
-    client: httpx.AsyncClient, container: Container, uri: str
+    client: httpx.AsyncClient, container: Services, uri: str
 ) -> None:
     native = native_client(container)
     sign_in_fast(container, client, make_user(container))
@@ -135,7 +135,7 @@ async def test_native_loopback_is_matched_on_the_raw_string(
 
 
 async def test_https_loopback_registration_gets_no_port_latitude(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     native = native_client(container, redirect_uris=["https://127.0.0.1/cb"])
     sid = sign_in_fast(container, client, make_user(container))

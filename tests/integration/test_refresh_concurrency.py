@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from idp.container import Container
 from idp.errors import InvalidGrant
+from idp.services import Services
 from idp.store.models import RefreshTokenRow
 from idp.tokens.refresh import Minted
 from tests.oauthkit import make_user, refresh, tokens_for, web_client
@@ -20,7 +20,7 @@ OFFLINE = {"scope": "openid offline_access"}
 N = 6
 
 
-def _live_successors(container: Container) -> int:
+def _live_successors(container: Services) -> int:
     with container.sessions() as s:
         q = (
             select(func.count())
@@ -31,7 +31,7 @@ def _live_successors(container: Container) -> int:
 
 
 @pytest.mark.parametrize("settings_overrides", [{"refresh_grace_seconds": 0}])
-async def test_without_grace_exactly_one_wins(client: httpx.AsyncClient, container: Container) -> None:
+async def test_without_grace_exactly_one_wins(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
     results = await asyncio.gather(*[refresh(client, web, secret, t0["refresh_token"]) for _ in range(N)])
@@ -42,7 +42,7 @@ async def test_without_grace_exactly_one_wins(client: httpx.AsyncClient, contain
 
 
 @pytest.mark.parametrize("settings_overrides", [{"refresh_grace_seconds": 5, "refresh_grace_max_uses": N}])
-async def test_with_grace_all_get_the_same_successor(client: httpx.AsyncClient, container: Container) -> None:
+async def test_with_grace_all_get_the_same_successor(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
     results = await asyncio.gather(*[refresh(client, web, secret, t0["refresh_token"]) for _ in range(N)])
@@ -54,7 +54,7 @@ async def test_with_grace_all_get_the_same_successor(client: httpx.AsyncClient, 
 
 
 @pytest.mark.parametrize("settings_overrides", [{"refresh_grace_seconds": 0}])
-def test_threads_racing_in_the_core_have_one_winner(container: Container) -> None:
+def test_threads_racing_in_the_core_have_one_winner(container: Services) -> None:
     """Drive RefreshTokens.rotate from threads directly, so the race is on the database, not the event loop."""
     container.keyring.tick()
     web, _ = web_client(container)
@@ -91,7 +91,7 @@ def test_threads_racing_in_the_core_have_one_winner(container: Container) -> Non
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 @pytest.mark.parametrize("settings_overrides", [{"refresh_grace_seconds": 0}])
-def test_rotation_waits_for_a_revocation_holding_the_grant_row(container: Container) -> None:
+def test_rotation_waits_for_a_revocation_holding_the_grant_row(container: Services) -> None:
     """PostgreSQL row lock: a revocation that has updated the grant row (not yet committed) holds it; a rotation
     of that family waits for it and then rotates nothing. It never hands out tokens of a family being revoked,
     whose new access token the revocation could not have seen to deny-list."""
@@ -118,7 +118,7 @@ def test_rotation_waits_for_a_revocation_holding_the_grant_row(container: Contai
         except InvalidGrant as exc:
             outcome.append(exc)
 
-    store = SqlGrantStore(container.sessions, container.audit, container.extras["deny_store"])
+    store = SqlGrantStore(container.sessions, container.audit, container.deny_store)
     rotation = threading.Thread(target=rotate)
     with store.transaction() as tx:
         assert [g.id for g in tx.revoke(now=now, reason="admin", grant_id=grant.id)] == [grant.id]

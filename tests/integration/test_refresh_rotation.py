@@ -6,13 +6,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from idp.container import Container
+from idp.services import Services
 from idp.store.models import GrantRow, RefreshTokenRow
 from tests.oauthkit import (
     RecordingDenyList,
     make_user,
     native_client,
     refresh,
+    stand_in,
     tokens_for,
     web_client,
 )
@@ -29,7 +30,7 @@ def settings_overrides() -> dict[str, object]:
     return {"refresh_grace_seconds": 5, "refresh_grace_max_uses": 2}
 
 
-async def test_rotation_on_every_use(client: httpx.AsyncClient, container: Container) -> None:
+async def test_rotation_on_every_use(client: httpx.AsyncClient, container: Services) -> None:
     native = native_client(container)  # public client: RFC 9700 §4.14.2 requires rotation
     t0 = await tokens_for(container, client, native, None, make_user(container), **OFFLINE)
     r1 = await refresh(client, native, None, t0["refresh_token"])
@@ -43,7 +44,7 @@ async def test_rotation_on_every_use(client: httpx.AsyncClient, container: Conta
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"  # the old one is dead
 
 
-async def test_reuse_revokes_the_family_and_its_access_tokens(client: httpx.AsyncClient, container: Container) -> None:
+async def test_reuse_revokes_the_family_and_its_access_tokens(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     user = make_user(container)
     t0 = await tokens_for(container, client, web, secret, user, **OFFLINE)
@@ -61,13 +62,15 @@ async def test_reuse_revokes_the_family_and_its_access_tokens(client: httpx.Asyn
     assert events and events[0].subject == user.id and events[0].client_id == web.client_id
 
 
-async def test_reuse_deny_lists_every_live_jti(client: httpx.AsyncClient, container: Container) -> None:
+async def test_reuse_deny_lists_every_live_jti(
+    client: httpx.AsyncClient, container: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recorder = RecordingDenyList()
-    container.denylist = recorder
+    stand_in(monkeypatch, container.denylist, recorder)
     web, secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
     t1 = (await refresh(client, web, secret, t0["refresh_token"])).json()
-    verify = container.extras["access_tokens"].verify
+    verify = container.access_tokens.verify
     jtis = {verify(t["access_token"], audience=None)[1]["jti"] for t in (t0, t1)}
     container.clock.advance(6)
     await refresh(client, web, secret, t0["refresh_token"])
@@ -75,7 +78,7 @@ async def test_reuse_deny_lists_every_live_jti(client: httpx.AsyncClient, contai
     assert all(until is not None and until > container.clock.now() for _, _, until, _ in recorder.calls)
 
 
-async def test_grace_window_returns_the_same_successor(client: httpx.AsyncClient, container: Container) -> None:
+async def test_grace_window_returns_the_same_successor(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
     first = (await refresh(client, web, secret, t0["refresh_token"])).json()
@@ -90,7 +93,7 @@ async def test_grace_window_returns_the_same_successor(client: httpx.AsyncClient
     assert (await refresh(client, web, secret, first["refresh_token"])).status_code == 400
 
 
-async def test_grace_ends_once_the_successor_is_used(client: httpx.AsyncClient, container: Container) -> None:
+async def test_grace_ends_once_the_successor_is_used(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
     t1 = (await refresh(client, web, secret, t0["refresh_token"])).json()
@@ -100,7 +103,7 @@ async def test_grace_ends_once_the_successor_is_used(client: httpx.AsyncClient, 
     assert (await refresh(client, web, secret, t2["refresh_token"])).status_code == 400
 
 
-async def test_sealed_successor_is_dropped_after_the_window(client: httpx.AsyncClient, container: Container) -> None:
+async def test_sealed_successor_is_dropped_after_the_window(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
     await refresh(client, web, secret, t0["refresh_token"])
@@ -112,7 +115,7 @@ async def test_sealed_successor_is_dropped_after_the_window(client: httpx.AsyncC
         assert not s.scalars(select(RefreshTokenRow).where(RefreshTokenRow.successor_enc.is_not(None))).all()
 
 
-async def test_bound_to_the_client(client: httpx.AsyncClient, container: Container) -> None:
+async def test_bound_to_the_client(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     other, other_secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
@@ -121,7 +124,7 @@ async def test_bound_to_the_client(client: httpx.AsyncClient, container: Contain
     assert (await refresh(client, web, secret, t0["refresh_token"])).status_code == 200  # not burnt by the attempt
 
 
-async def test_scope_may_narrow_never_widen(client: httpx.AsyncClient, container: Container) -> None:
+async def test_scope_may_narrow_never_widen(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
     r = await refresh(client, web, secret, t0["refresh_token"], scope="openid profile email offline_access")
@@ -133,7 +136,7 @@ async def test_scope_may_narrow_never_widen(client: httpx.AsyncClient, container
     assert r.status_code == 200 and r.json()["scope"] == "openid profile"
 
 
-async def test_idle_expiry(client: httpx.AsyncClient, container: Container) -> None:
+async def test_idle_expiry(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
     container.clock.advance(container.settings.refresh_idle_ttl - 10)
@@ -143,7 +146,7 @@ async def test_idle_expiry(client: httpx.AsyncClient, container: Container) -> N
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
-async def test_absolute_expiry_despite_sliding(client: httpx.AsyncClient, container: Container) -> None:
+async def test_absolute_expiry_despite_sliding(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     token = (await tokens_for(container, client, web, secret, make_user(container), **OFFLINE))["refresh_token"]
     step = container.settings.refresh_idle_ttl - 60
@@ -159,7 +162,7 @@ async def test_absolute_expiry_despite_sliding(client: httpx.AsyncClient, contai
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"  # ASVS V10.4.8
 
 
-async def test_disabled_user_cannot_refresh(client: httpx.AsyncClient, container: Container) -> None:
+async def test_disabled_user_cannot_refresh(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     user = make_user(container)
     t0 = await tokens_for(container, client, web, secret, user, **OFFLINE)
@@ -168,7 +171,7 @@ async def test_disabled_user_cannot_refresh(client: httpx.AsyncClient, container
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
-async def test_stored_as_digest_only(client: httpx.AsyncClient, container: Container) -> None:
+async def test_stored_as_digest_only(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     t0 = await tokens_for(container, client, web, secret, make_user(container), **OFFLINE)
     assert len(t0["refresh_token"]) >= 43  # >= 256 bits
@@ -178,7 +181,7 @@ async def test_stored_as_digest_only(client: httpx.AsyncClient, container: Conta
         assert all(t0["refresh_token"].encode() not in (d or b"") for d in digests)
 
 
-async def test_who_gets_refresh_tokens(client: httpx.AsyncClient, container: Container) -> None:
+async def test_who_gets_refresh_tokens(client: httpx.AsyncClient, container: Services) -> None:
     third, secret = web_client(container, first_party=False)
     user = make_user(container)
     container.consents.grant(user.id, third.client_id, ["openid", "profile", "offline_access"])
@@ -199,7 +202,7 @@ async def test_who_gets_refresh_tokens(client: httpx.AsyncClient, container: Con
 
 
 async def test_logout_keeps_offline_grants_but_kills_session_grants(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     web, secret = web_client(container)
     user = make_user(container)
@@ -219,7 +222,7 @@ async def test_logout_keeps_offline_grants_but_kills_session_grants(
 
 @pytest.mark.parametrize("kind", ["subject", "client"])
 async def test_a_subject_or_client_cut_off_also_stops_refresh(
-    client: httpx.AsyncClient, container: Container, clock, kind: str
+    client: httpx.AsyncClient, container: Services, clock, kind: str
 ) -> None:
     """The token endpoint agrees with introspection: a "not before" cut-off covers earlier refresh tokens."""
     native = native_client(container)
@@ -235,7 +238,7 @@ async def test_a_subject_or_client_cut_off_also_stops_refresh(
 
 
 @pytest.mark.parametrize("how", ["logout", "admin", "reuse", "client"])
-async def test_a_revoked_family_gets_no_grace_repeat(client: httpx.AsyncClient, container: Container, how: str) -> None:
+async def test_a_revoked_family_gets_no_grace_repeat(client: httpx.AsyncClient, container: Services, how: str) -> None:
     """Once the family is revoked, the token rotated a moment ago is dead too: a repeat inside the grace window
     gets invalid_grant, never the successor kept for repeats (RFC 9700 §4.14.2)."""
     from tests.integration.test_revocation import revoke
@@ -261,7 +264,7 @@ async def test_a_revoked_family_gets_no_grace_repeat(client: httpx.AsyncClient, 
 
 
 async def test_reuse_names_the_actor_in_the_audit_event_and_the_deny_list(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     """Who presented the rotated token is on record: the reuse audit event and every deny-list entry it wrote."""
     web, secret = web_client(container)
@@ -272,7 +275,7 @@ async def test_reuse_names_the_actor_in_the_audit_event_and_the_deny_list(
     assert (await refresh(client, web, secret, t0["refresh_token"])).status_code == 400
     (event,) = container.audit.query(action="refresh_token_reuse")
     assert event.actor == web.client_id and event.subject == user.id and event.client_id == web.client_id
-    verify = container.extras["access_tokens"].verify
+    verify = container.access_tokens.verify
     jtis = {verify(t["access_token"], audience=None)[1]["jti"] for t in (t0, t1)}
     entries = [e for e in container.denylist.list() if e.kind == "jti"]
     assert {e.value for e in entries} == jtis

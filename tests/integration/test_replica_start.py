@@ -42,8 +42,8 @@ def test_three_replicas_migrate_and_bootstrap_one_database_at_once(empty_databas
     env |= {"IDP_DATABASE_URL": empty_database, "IDP_KEK": kek, "IDP_DATA_DIR": str(tmp_path), "IDP_DEMO": "false"}
     script = (
         "import sys; from idp.cli import main; from idp.bootstrap import bootstrap; "
-        "from idp.container import build_container; from idp.config import load_settings; "
-        "assert main(['db', 'upgrade']) == 0; c = build_container(load_settings()); bootstrap(c); c.close()"
+        "from idp.services import build_services; from idp.config import load_settings; "
+        "assert main(['db', 'upgrade']) == 0; c = build_services(load_settings()); bootstrap(c); c.close()"
     )
     procs = [
         subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603

@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 
 from examples.resource_server import app_from_env
 from idp.clock import FrozenClock
-from idp.container import Container
+from idp.services import Services
 from tests.integration.live_server import LiveServer
 from tests.integration.resource_support import API, ISSUER, bearer, eventually, mint, running_idp
 
@@ -26,13 +26,13 @@ def settings_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-async def idp(container: Container) -> AsyncIterator[LiveServer]:
+async def idp(container: Services) -> AsyncIterator[LiveServer]:
     async with running_idp(container) as server:
         yield server
 
 
 async def test_example_api_with_introspection_fallback(
-    idp: LiveServer, container: Container, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+    idp: LiveServer, container: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rs, secret = container.clients.create(name="Orders API", kind="service", scope="deny-list:read", audience=API)
     for name, value in {
@@ -67,7 +67,7 @@ async def test_example_api_with_introspection_fallback(
         follower = protector.follower
         assert follower is not None and protector.introspector is not None
         follower.events_url = "http://127.0.0.1:9/deny-list/events"  # nothing listens there
-        feed = container.extras["denylist_feed"]
+        feed = container.denylist_feed
 
         async def silenced() -> bool:
             # A reconnect already under way to the old URL when it changed opens one more stream: end that too.

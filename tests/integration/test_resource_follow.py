@@ -15,7 +15,7 @@ import pytest
 from idp.cli import main as cli_main
 from idp.clock import FrozenClock
 from idp.config import Settings
-from idp.container import Container
+from idp.services import Services
 from tests.integration.live_server import LiveServer
 from tests.integration.resource_support import (
     API,
@@ -39,7 +39,7 @@ def settings_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-async def idp(container: Container) -> AsyncIterator[LiveServer]:
+async def idp(container: Services) -> AsyncIterator[LiveServer]:
     async with running_idp(container) as server:
         yield server
 
@@ -49,14 +49,14 @@ async def status(api: httpx.AsyncClient, token: str, path: str = "/me") -> int:
 
 
 async def test_sign_out_everywhere_reaches_the_api_within_a_second(
-    idp: LiveServer, container: Container, clock: FrozenClock
+    idp: LiveServer, container: Services, clock: FrozenClock
 ) -> None:
     token, other_user = mint(container, clock), mint(container, clock, sub="u2")
     protector = protector_for(container, idp.url, clock)
     async with api_client(protector) as api:
         assert await status(api, token) == 200
         clock.advance(1)  # the cut-off is "issued before now"; frozen time would make them simultaneous
-        signout = container.extras.get("signout")
+        signout = container.signout
         if signout is not None:  # the account page's "sign out everywhere" (issue 5)
             await asyncio.to_thread(signout.everything_for_user, "u1", actor="user:u1", reason="sign out everywhere")
         else:
@@ -74,7 +74,7 @@ async def test_sign_out_everywhere_reaches_the_api_within_a_second(
 
 
 async def test_the_api_refuses_a_token_from_the_cut_offs_own_second_and_takes_one_minted_after_it(
-    idp: LiveServer, container: Container, clock: FrozenClock
+    idp: LiveServer, container: Services, clock: FrozenClock
 ) -> None:
     clock.advance(0.2)
     stolen = mint(container, clock)  # issued at T + 0.2: iat T
@@ -84,9 +84,7 @@ async def test_the_api_refuses_a_token_from_the_cut_offs_own_second_and_takes_on
         clock.advance(0.5)  # "sign out everywhere" at T + 0.7
         await asyncio.to_thread(container.denylist.deny, "subject", "u1", reason="sign out everywhere", actor="u1")
         clock.advance(0.2)  # signing in again at T + 0.9
-        again = container.extras["access_tokens"].issue(
-            client_id="c1", sub="u1", audience=[API], scope="api:read", sid="s2"
-        )
+        again = container.access_tokens.issue(client_id="c1", sub="u1", audience=[API], scope="api:read", sid="s2")
         assert again.claims["iat"] == int(clock.now()) + 1
 
         async def refused() -> bool:
@@ -99,7 +97,7 @@ async def test_the_api_refuses_a_token_from_the_cut_offs_own_second_and_takes_on
 @pytest.mark.parametrize(("kind", "claim"), [("jti", "jti"), ("session", "sid"), ("client", "client_id")])
 async def test_cli_deny_reaches_the_api_within_a_second(
     idp: LiveServer,
-    container: Container,
+    container: Services,
     settings: Settings,
     clock: FrozenClock,
     monkeypatch: pytest.MonkeyPatch,
@@ -127,7 +125,7 @@ async def test_cli_deny_reaches_the_api_within_a_second(
 
 
 async def test_stream_drop_resumes_from_last_event_id_without_missing_a_change(
-    idp: LiveServer, container: Container, clock: FrozenClock
+    idp: LiveServer, container: Services, clock: FrozenClock
 ) -> None:
     tokens = [mint(container, clock) for _ in range(3)]
     protector = protector_for(container, idp.url, clock)
@@ -136,7 +134,7 @@ async def test_stream_drop_resumes_from_last_event_id_without_missing_a_change(
     async with api_client(protector) as api:
         assert all([await status(api, t) == 200 for t in tokens])
         assert follower.snapshots == 1
-        feed = container.extras["denylist_feed"]
+        feed = container.denylist_feed
         for i, t in enumerate(tokens):
             # Drop every open stream, then revoke while the follower is away (it backs off >= 50 ms).
             idp_loop_call(idp, feed.end_streams)
@@ -152,7 +150,7 @@ async def test_stream_drop_resumes_from_last_event_id_without_missing_a_change(
         assert follower.version == container.denylist.version
 
 
-async def test_idp_restart_is_survived(container: Container, clock: FrozenClock) -> None:
+async def test_idp_restart_is_survived(container: Services, clock: FrozenClock) -> None:
     server = idp_server(container)
     await server.astart()
     token, later = mint(container, clock), mint(container, clock, sub="u9")
@@ -182,7 +180,7 @@ async def test_idp_restart_is_survived(container: Container, clock: FrozenClock)
 
 
 @pytest.mark.parametrize("stale_status", [401, 503])
-async def test_silent_stream_fails_closed(container: Container, clock: FrozenClock, stale_status: int) -> None:
+async def test_silent_stream_fails_closed(container: Services, clock: FrozenClock, stale_status: int) -> None:
     server = idp_server(container)
     await server.astart()
     token = mint(container, clock)
@@ -216,7 +214,7 @@ async def test_silent_stream_fails_closed(container: Container, clock: FrozenClo
 
 async def test_compromised_key_is_refused_and_leaves_the_jwks(
     idp: LiveServer,
-    container: Container,
+    container: Services,
     settings: Settings,
     clock: FrozenClock,
     monkeypatch: pytest.MonkeyPatch,
@@ -246,7 +244,7 @@ async def test_compromised_key_is_refused_and_leaves_the_jwks(
 
 
 async def test_a_private_key_jwt_resource_server_follows_the_feed(
-    idp: LiveServer, container: Container, clock: FrozenClock
+    idp: LiveServer, container: Services, clock: FrozenClock
 ) -> None:
     """The follower POSTs a fresh client assertion on every connection; the IdP accepts each once."""
     from joserfc.jwk import ECKey
@@ -272,14 +270,14 @@ async def test_a_private_key_jwt_resource_server_follows_the_feed(
             return check
 
         await eventually(refused(tokens[0]), 1.0, "change applied over the private_key_jwt stream")
-        idp_loop_call(idp, container.extras["denylist_feed"].end_streams)  # reconnect: a new assertion
+        idp_loop_call(idp, container.denylist_feed.end_streams)  # reconnect: a new assertion
         await asyncio.to_thread(container.denylist.deny, "jti", jwt_id(tokens[1]), reason="", actor="t")
         await eventually(refused(tokens[1]), 2.0, "resumed after reconnecting with a fresh assertion")
         assert protector.follower is not None and protector.follower.snapshots == 1
 
 
 async def test_a_client_without_the_scope_learns_nothing_and_fails_closed(
-    idp: LiveServer, container: Container, clock: FrozenClock
+    idp: LiveServer, container: Services, clock: FrozenClock
 ) -> None:
     token = mint(container, clock)
     protector = protector_for(container, idp.url, clock, client=feed_reader(container, scope="api:read"))

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from idp.clock import FrozenClock
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import (
     FORM,
     basic,
@@ -45,11 +45,11 @@ async def userinfo(http: httpx.AsyncClient, at: str) -> int:
 
 
 @pytest.fixture
-def web(container: Container) -> tuple[Any, str]:
+def web(container: Services) -> tuple[Any, str]:
     return web_client(container)
 
 
-async def test_client_authentication_is_required(client: httpx.AsyncClient, container: Container, web) -> None:
+async def test_client_authentication_is_required(client: httpx.AsyncClient, container: Services, web) -> None:
     app, _ = web
     r = await client.post("/revoke", data={"token": "x"})
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
@@ -76,7 +76,7 @@ async def test_malformed_requests(client: httpx.AsyncClient, web) -> None:
 
 
 @pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "x" * 600, "eyJhbGciOiJub25lIn0.e30."])
-async def test_unknown_tokens_get_200(client: httpx.AsyncClient, container: Container, web, token: str) -> None:
+async def test_unknown_tokens_get_200(client: httpx.AsyncClient, container: Services, web, token: str) -> None:
     app, secret = web
     r = await revoke(client, app.client_id, secret, token or "unknown-token")
     assert r.status_code == 200 and r.content == b""  # RFC 7009 §2.2
@@ -85,7 +85,7 @@ async def test_unknown_tokens_get_200(client: httpx.AsyncClient, container: Cont
 
 
 async def test_access_token_revocation_deny_lists_its_jti_until_exp(
-    client: httpx.AsyncClient, container: Container, web
+    client: httpx.AsyncClient, container: Services, web
 ) -> None:
     app, secret = web
     tokens = await tokens_for(container, client, app, secret, make_user(container))
@@ -105,7 +105,7 @@ async def test_access_token_revocation_deny_lists_its_jti_until_exp(
 
 
 async def test_refresh_token_revocation_takes_the_family_and_its_live_access_tokens(
-    client: httpx.AsyncClient, container: Container, web
+    client: httpx.AsyncClient, container: Services, web
 ) -> None:
     app, secret = web
     user = make_user(container)
@@ -126,7 +126,7 @@ async def test_refresh_token_revocation_takes_the_family_and_its_live_access_tok
 
 @pytest.mark.parametrize("hint", ["access_token", "refresh_token", "bogus_type"])
 async def test_token_type_hint_is_honoured_but_not_trusted(
-    client: httpx.AsyncClient, container: Container, web, hint: str
+    client: httpx.AsyncClient, container: Services, web, hint: str
 ) -> None:
     app, secret = web
     tokens = await tokens_for(container, client, app, secret, make_user(container))
@@ -140,7 +140,7 @@ async def test_token_type_hint_is_honoured_but_not_trusted(
     assert container.denylist.is_denied(claims_of(other["access_token"]))
 
 
-async def test_a_client_may_revoke_only_its_own_tokens(client: httpx.AsyncClient, container: Container, web) -> None:
+async def test_a_client_may_revoke_only_its_own_tokens(client: httpx.AsyncClient, container: Services, web) -> None:
     app, secret = web
     other, other_secret = web_client(container, name="Other")
     tokens = await tokens_for(container, client, app, secret, make_user(container))
@@ -156,7 +156,7 @@ async def test_a_client_may_revoke_only_its_own_tokens(client: httpx.AsyncClient
 
 
 async def test_public_clients_revoke_their_own_tokens_with_client_id(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     app = native_client(container)
     tokens = await tokens_for(container, client, app, None, make_user(container), scope="openid offline_access")
@@ -166,7 +166,7 @@ async def test_public_clients_revoke_their_own_tokens_with_client_id(
 
 
 async def test_expired_access_token_needs_no_entry(
-    client: httpx.AsyncClient, container: Container, clock: FrozenClock
+    client: httpx.AsyncClient, container: Services, clock: FrozenClock
 ) -> None:
     svc, secret = service_client(container)
     r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=basic(svc.client_id, secret))
@@ -176,7 +176,7 @@ async def test_expired_access_token_needs_no_entry(
     assert container.denylist.list() == []
 
 
-async def test_client_credentials_token_revoked_by_its_service(client: httpx.AsyncClient, container: Container) -> None:
+async def test_client_credentials_token_revoked_by_its_service(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=basic(svc.client_id, secret))
     at = r.json()["access_token"]

@@ -22,7 +22,7 @@ from asgi_lifespan import LifespanManager
 from idp.app import create_app
 from idp.clock import FrozenClock
 from idp.config import Settings
-from idp.container import Container, build_container
+from idp.services import Services, build_services
 from idp.tokens import jwt
 from tests import oauthkit
 from tests.adminkit import admin_client, mint
@@ -35,7 +35,7 @@ ISSUER = "https://idp.test"
 
 @dataclass
 class Instance:
-    c: Container
+    c: Services
     http: httpx.AsyncClient
 
 
@@ -46,9 +46,9 @@ def pg(backend) -> None:
 
 
 @pytest.fixture
-def second(pg, settings: Settings, clock: FrozenClock, container: Container) -> Iterator[Container]:
+def second(pg, settings: Settings, clock: FrozenClock, container: Services) -> Iterator[Services]:
     """Instance 2's container; ``container`` (instance 1) truncated the tables first."""
-    c2 = build_container(settings, clock=clock)
+    c2 = build_services(settings, clock=clock)
     try:
         yield c2
     finally:
@@ -57,9 +57,9 @@ def second(pg, settings: Settings, clock: FrozenClock, container: Container) -> 
 
 @pytest.fixture
 async def two(
-    pg: None, second: Container, client: httpx.AsyncClient, container: Container
+    pg: None, second: Services, client: httpx.AsyncClient, container: Services
 ) -> AsyncIterator[tuple[Instance, Instance]]:
-    app2 = create_app(container=second)
+    app2 = create_app(services=second)
     async with LifespanManager(app2) as manager:
         transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http2:
@@ -143,7 +143,7 @@ async def test_two_instances_rotating_at_the_same_moment_end_with_one_keyring(pg
     barrier = threading.Barrier(2)
     results: list[str] = []
 
-    def rotate(c: Container) -> None:
+    def rotate(c: Services) -> None:
         barrier.wait()
         results.append(c.keyring.rotate(alg).kid)
 
@@ -164,7 +164,7 @@ async def test_two_instances_rotating_at_the_same_moment_end_with_one_keyring(pg
 async def test_two_instances_bootstrapping_an_empty_database_make_one_key_per_algorithm(pg, container, second) -> None:
     barrier = threading.Barrier(2)
 
-    def tick(c: Container) -> None:
+    def tick(c: Services) -> None:
         barrier.wait()
         c.keyring.tick()
 
@@ -206,7 +206,7 @@ async def test_throttling_counters_are_shared(two) -> None:
 # -- deny-list -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("writer", [1, 2])
 async def test_a_deny_list_entry_made_at_either_reaches_a_resource_server_following_the_other(
-    pg, container: Container, second: Container, clock: FrozenClock, writer: int
+    pg, container: Services, second: Services, clock: FrozenClock, writer: int
 ) -> None:
     writes, followed = (container, second) if writer == 1 else (second, container)
     idp = await idp_server(followed).astart()  # the resource server follows only this instance

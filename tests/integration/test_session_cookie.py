@@ -49,7 +49,7 @@ async def test_cookie_is_opaque_random_and_stored_only_as_digest(client, contain
 async def test_no_client_side_session_middleware(container):
     from idp.app import create_app
 
-    names = [m.cls.__name__ for m in create_app(container=container).user_middleware]
+    names = [m.cls.__name__ for m in create_app(services=container).user_middleware]
     assert "SessionMiddleware" not in names  # the session is server-side, never a signed client cookie
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from idp.container import build_container
+from idp.services import build_services
 from idp.users.throttle import IP_FACTOR
 from tests.pagekit import ISSUER, make_user, session_value, sign_in
 
@@ -71,11 +71,11 @@ async def test_lock_holds_across_workers(client, container, settings, clock, ali
     for _ in range(5):
         await sign_in(client, password="wrong password")
     if backend.name == "embedded":
-        other = build_container(settings, clock=clock, ephemeral=container.ephemeral)
+        other = build_services(settings, clock=clock, ephemeral=container.ephemeral)
     else:
-        other = build_container(settings, clock=clock)  # its own Redis connection
+        other = build_services(settings, clock=clock)  # its own Redis connection
     try:
-        assert other.extras["login_throttle"].retry_after("alice", "10.9.9.9") == 60
+        assert other.throttle.retry_after("alice", "10.9.9.9") == 60
     finally:
         if backend.name != "embedded":
             other.close()

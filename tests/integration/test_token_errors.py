@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import (
     FORM,
     basic,
@@ -28,17 +28,17 @@ def _err(r: httpx.Response, status: int, error: str) -> None:
 
 
 @pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:ietf:params:oauth:grant-type:device_code", "x"])
-async def test_unsupported_grant_types(client: httpx.AsyncClient, container: Container, grant_type: str) -> None:
+async def test_unsupported_grant_types(client: httpx.AsyncClient, container: Services, grant_type: str) -> None:
     svc, secret = service_client(container)
     data = {"grant_type": grant_type, "username": "a", "password": "b"}
     _err(await client.post("/token", data=data, headers=basic(svc.client_id, secret)), 400, "unsupported_grant_type")
 
 
-async def test_missing_grant_type(client: httpx.AsyncClient, container: Container) -> None:
+async def test_missing_grant_type(client: httpx.AsyncClient, container: Services) -> None:
     _err(await client.post("/token", data={"client_id": "x"}), 400, "invalid_request")
 
 
-async def test_form_urlencoded_only(client: httpx.AsyncClient, container: Container) -> None:
+async def test_form_urlencoded_only(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     r = await client.post("/token", json={"grant_type": "client_credentials"}, headers=basic(svc.client_id, secret))
     _err(r, 400, "invalid_request")
@@ -48,7 +48,7 @@ async def test_form_urlencoded_only(client: httpx.AsyncClient, container: Contai
     _err(r, 400, "invalid_request")
 
 
-async def test_repeated_parameters(client: httpx.AsyncClient, container: Container) -> None:
+async def test_repeated_parameters(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     pairs = [("grant_type", "client_credentials"), ("scope", "api:read"), ("scope", "api:write")]
     _err(await post_pairs(client, "/token", pairs, basic(svc.client_id, secret)), 400, "invalid_request")
@@ -56,14 +56,14 @@ async def test_repeated_parameters(client: httpx.AsyncClient, container: Contain
     _err(await post_pairs(client, "/token", pairs, basic(svc.client_id, secret)), 400, "invalid_request")
 
 
-async def test_two_authentication_methods_at_once(client: httpx.AsyncClient, container: Container) -> None:
+async def test_two_authentication_methods_at_once(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     data = {"grant_type": "client_credentials", "client_id": svc.client_id, "client_secret": secret}
     r = await client.post("/token", data=data, headers=basic(svc.client_id, secret))
     _err(r, 400, "invalid_request")  # RFC 6749 §2.3: one method only
 
 
-async def test_grant_not_registered_is_unauthorized_client(client: httpx.AsyncClient, container: Container) -> None:
+async def test_grant_not_registered_is_unauthorized_client(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container)
     data = {"grant_type": "authorization_code", "code": "x", "redirect_uri": "https://rp.example/cb"}
     _err(await client.post("/token", data=data, headers=basic(svc.client_id, secret)), 400, "unauthorized_client")
@@ -71,14 +71,14 @@ async def test_grant_not_registered_is_unauthorized_client(client: httpx.AsyncCl
     _err(await client.post("/token", data=data, headers=basic(svc.client_id, secret)), 400, "unauthorized_client")
 
 
-async def test_missing_required_parameters(client: httpx.AsyncClient, container: Container) -> None:
+async def test_missing_required_parameters(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     auth = basic(web.client_id, secret)
     _err(await client.post("/token", data={"grant_type": "authorization_code"}, headers=auth), 400, "invalid_request")
     _err(await client.post("/token", data={"grant_type": "refresh_token"}, headers=auth), 400, "invalid_request")
 
 
-async def test_unknown_code_and_token(client: httpx.AsyncClient, container: Container) -> None:
+async def test_unknown_code_and_token(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     auth = basic(web.client_id, secret)
     data = {"grant_type": "authorization_code", "code": "nope", "redirect_uri": web.redirect_uris[0]}
@@ -87,7 +87,7 @@ async def test_unknown_code_and_token(client: httpx.AsyncClient, container: Cont
     _err(await client.post("/token", data=data, headers=auth), 400, "invalid_grant")
 
 
-async def test_confidential_client_must_authenticate(client: httpx.AsyncClient, container: Container) -> None:
+async def test_confidential_client_must_authenticate(client: httpx.AsyncClient, container: Services) -> None:
     web, secret = web_client(container)
     sign_in_fast(container, client, make_user(container))
     code, verifier, _ = await get_code(client, web)
@@ -98,7 +98,7 @@ async def test_confidential_client_must_authenticate(client: httpx.AsyncClient, 
     assert r.headers["www-authenticate"].startswith("Basic")
 
 
-async def test_public_client_with_a_secret_is_refused(client: httpx.AsyncClient, container: Container) -> None:
+async def test_public_client_with_a_secret_is_refused(client: httpx.AsyncClient, container: Services) -> None:
     native = native_client(container)
     data = {"grant_type": "authorization_code", "code": "x", "client_id": native.client_id, "client_secret": "s"}
     _err(await client.post("/token", data=data), 401, "invalid_client")
@@ -123,7 +123,7 @@ async def test_public_client_with_a_secret_is_refused(client: httpx.AsyncClient,
     ],
 )
 async def test_malformed_bodies_never_500(
-    client: httpx.AsyncClient, container: Container, body: bytes, headers: dict[str, str]
+    client: httpx.AsyncClient, container: Services, body: bytes, headers: dict[str, str]
 ) -> None:
     r = await client.post("/token", content=body, headers=headers)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)

@@ -16,7 +16,7 @@ import pytest
 from joserfc import jwt as rfc_jwt
 from joserfc.jwk import ECKey
 
-from idp.container import Container
+from idp.services import Services
 from tests.oauthkit import ISSUER, basic, native_client, service_client
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -42,7 +42,7 @@ async def _basic(client: httpx.AsyncClient, client_id: str, secret: str) -> http
 
 
 async def test_right_secret_with_the_other_secret_method_names_the_registered_one(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, container: Services
 ) -> None:
     via_basic, secret = service_client(container)  # client_secret_basic
     r = await _post(client, via_basic.client_id, secret)
@@ -57,7 +57,7 @@ async def test_right_secret_with_the_other_secret_method_names_the_registered_on
     assert (await _post(client, via_post.client_id, secret)).status_code == 200  # and the right way works
 
 
-async def test_a_public_client_is_named_whatever_it_presents(client: httpx.AsyncClient, container: Container) -> None:
+async def test_a_public_client_is_named_whatever_it_presents(client: httpx.AsyncClient, container: Services) -> None:
     """Its client_id alone authenticates it: anyone can already learn that it exists and is public."""
     app = native_client(container)
     for r in (await _basic(client, app.client_id, ""), await _post(client, app.client_id, "s3cret")):
@@ -68,7 +68,7 @@ async def test_a_public_client_is_named_whatever_it_presents(client: httpx.Async
 @pytest.mark.parametrize("case", ["wrong secret, other method", "assertion for a secret client",
                                   "secret for a key-pair client", "no credentials", "disabled client"])  # fmt: skip
 async def test_every_other_failure_reads_as_for_an_unknown_client(
-    client: httpx.AsyncClient, container: Container, case: str
+    client: httpx.AsyncClient, container: Services, case: str
 ) -> None:
     now = container.clock.now()
     svc, secret = service_client(container)
@@ -89,13 +89,13 @@ async def test_every_other_failure_reads_as_for_an_unknown_client(
 
     target = jwt_client.client_id if case == "secret for a key-pair client" else svc.client_id
     if case == "disabled client":
-        container.extras["client_admin"].set_disabled(svc.client_id, True, actor="test")
+        container.client_admin.set_disabled(svc.client_id, True, actor="test")
     known, stranger = await attempt(target), await attempt(unknown)
     assert _answer(known) == _answer(stranger)
     assert known.json() == {"error": "invalid_client", "error_description": "unknown client or wrong credentials"}
 
 
-async def test_the_same_rule_at_revocation_and_introspection(client: httpx.AsyncClient, container: Container) -> None:
+async def test_the_same_rule_at_revocation_and_introspection(client: httpx.AsyncClient, container: Services) -> None:
     svc, secret = service_client(container, auth_method="client_secret_post")
     for path in ("/revoke", "/introspect"):
         r = await client.post(path, data={"token": "x"}, headers=basic(svc.client_id, secret))

@@ -14,7 +14,7 @@ from anyio.from_thread import start_blocking_portal
 from asgi_lifespan import LifespanManager
 
 from idp.app import create_app
-from idp.container import Container
+from idp.services import Services
 from tests.robustness.kit import ISSUER, Site, SyncSite
 
 HERE = Path(__file__).resolve().parent
@@ -31,8 +31,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @contextlib.asynccontextmanager
-async def open_site(container: Container) -> AsyncIterator[Site]:
-    application = create_app(container=container)
+async def open_site(container: Services) -> AsyncIterator[Site]:
+    application = create_app(services=container)
     # Generous timeouts: the box is shared with load runs, and a slow shutdown is not what we test here.
     async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)  # type: ignore[arg-type]
@@ -41,13 +41,13 @@ async def open_site(container: Container) -> AsyncIterator[Site]:
 
 
 @pytest.fixture
-async def site(container: Container) -> AsyncIterator[Site]:
+async def site(container: Services) -> AsyncIterator[Site]:
     async with open_site(container) as s:
         yield s
 
 
 @pytest.fixture
-def sync_site(container: Container) -> Iterator[SyncSite]:
+def sync_site(container: Services) -> Iterator[SyncSite]:
     """The app on an event loop in a helper thread, driven by blocking calls (for hypothesis inside loops)."""
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(open_site(container)) as s:
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey
 
-from idp.container import Container
+from idp.services import Services
 from idp.tokens import jwt
 from idp.tokens.id_token import IdTokens
 
@@ -48,7 +48,7 @@ def assemble(header: dict[str, Any], claims: dict[str, Any], sign: Callable[[byt
 class Forge:
     """Claims and keys of one container; ``tokens()`` is the catalogue of attacks."""
 
-    def __init__(self, c: Container, *, audience: str, alg: str | None = None, **defaults: Any) -> None:
+    def __init__(self, c: Services, *, audience: str, alg: str | None = None, **defaults: Any) -> None:
         self.c = c
         self.audience = audience
         self.defaults = defaults  # claims every token carries (e.g. the admin client and scope)

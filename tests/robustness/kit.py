@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from idp.container import Container
+from idp.services import Services
 from tests.conftest import _unavailable
 
 ISSUER = "https://idp.test"
@@ -50,7 +50,7 @@ ERROR_CODE = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]+$")
 class Site:
     app: Starlette
     http: httpx.AsyncClient
-    c: Container
+    c: Services
 
     def paths(self) -> list[tuple[str, frozenset[str]]]:
         """(path template, methods) of every route, HEAD folded into GET; mounts as ``/prefix/{path}``."""

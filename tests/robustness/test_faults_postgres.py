@@ -22,7 +22,7 @@ from sqlalchemy import select, text
 
 from idp.clock import FrozenClock
 from idp.config import Settings
-from idp.container import Container, build_container
+from idp.services import Services, build_services
 from idp.store.models import GrantRow, RefreshTokenRow
 from tests.oauthkit import make_user, refresh, service_client, tokens_for, web_client
 from tests.robustness.conftest import open_site
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timing, pytest.mark.timeout(180)
 FAMILIES = 6
 
 
-def chain_problems(c: Container) -> list[str]:
+def chain_problems(c: Services) -> list[str]:
     problems = []
     with c.sessions() as s:
         for grant in s.scalars(select(GrantRow)):
@@ -64,7 +64,7 @@ def test_idle_connections_killed_are_replaced_before_use(tmp_path: Path) -> None
     connection at checkout and opens another, so every query after the kill succeeds. (No app runs here:
     its background sync would meet a dead connection first and hide the difference.)"""
     with fresh_database() as db, redis_server(tmp_path) as redis:
-        c = build_container(fault_settings(db, redis.url, tmp_path), clock=FrozenClock(float(int(time.time()))))
+        c = build_services(fault_settings(db, redis.url, tmp_path), clock=FrozenClock(float(int(time.time()))))
         try:
             user = make_user(c)
             barrier = threading.Barrier(6)
@@ -87,7 +87,7 @@ def test_idle_connections_killed_are_replaced_before_use(tmp_path: Path) -> None
 
 async def test_connections_killed_mid_rotation_lose_nothing(tmp_path: Path) -> None:
     with fresh_database() as db, redis_server(tmp_path) as redis:
-        c = build_container(fault_settings(db, redis.url, tmp_path), clock=FrozenClock(float(int(time.time()))))
+        c = build_services(fault_settings(db, redis.url, tmp_path), clock=FrozenClock(float(int(time.time()))))
         try:
             async with open_site(c) as site:
                 http = site.http

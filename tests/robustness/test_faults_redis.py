@@ -21,7 +21,7 @@ import pytest
 
 from idp.clock import FrozenClock
 from idp.config import Settings
-from idp.container import Container, build_container
+from idp.services import Services, build_services
 from tests.oauthkit import (
     auth_params,
     exchange,
@@ -44,11 +44,11 @@ HTML = {"accept": "text/html,application/xhtml+xml"}
 
 
 @contextlib.contextmanager
-def container_on(db: str, redis_url: str, tmp_path: Path) -> Iterator[Container]:
+def container_on(db: str, redis_url: str, tmp_path: Path) -> Iterator[Services]:
     """A container over the test's own database and Redis server, closed afterwards."""
     settings = Settings(issuer=ISSUER, database_url=db, redis_url=redis_url, redis_prefix="fault:", kek=new_kek(),
                         kek_file=tmp_path / "kek", data_dir=tmp_path, demo=False)  # fmt: skip
-    c = build_container(settings, clock=FrozenClock(float(int(time.time()))))
+    c = build_services(settings, clock=FrozenClock(float(int(time.time()))))
     try:
         yield c
     finally:

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from idp.config import Settings
-from idp.container import Container, build_container
 from idp.errors import InvalidGrant
+from idp.services import Services, build_services
 from idp.store.models import DenyEntryRow, GrantRow, RefreshTokenRow, SigningKeyRow
 from idp.tokens.refresh import GrantRecord, Minted
 from idp.users.throttle import LoginThrottle
@@ -39,7 +39,7 @@ def statuses(results: list[httpx.Response]) -> Counter[int]:
     return Counter(r.status_code for r in results)
 
 
-async def test_50_parallel_refreshes_of_one_token_have_exactly_one_winner(container: Container, site: Site) -> None:
+async def test_50_parallel_refreshes_of_one_token_have_exactly_one_winner(container: Services, site: Site) -> None:
     need(site, "/token", "POST")
     c, http = container, site.http
     web, secret = web_client(c)
@@ -62,7 +62,7 @@ async def test_50_parallel_refreshes_of_one_token_have_exactly_one_winner(contai
     assert (await refresh(http, web, secret, winner["refresh_token"])).status_code == 400
 
 
-async def test_20_parallel_redemptions_of_one_code_issue_one_grant(container: Container, site: Site) -> None:
+async def test_20_parallel_redemptions_of_one_code_issue_one_grant(container: Services, site: Site) -> None:
     """Exactly one redemption wins the code; the other 19 are replays (RFC 6749 §4.1.2), which revoke what the
     winner was issued, so the winner's client may see its 200 revoked or, while still issuing, a 400."""
     need(site, "/token", "POST")
@@ -85,7 +85,7 @@ async def test_20_parallel_redemptions_of_one_code_issue_one_grant(container: Co
             assert (await refresh(http, web, secret, r.json()["refresh_token"])).status_code == 400
 
 
-async def test_one_redemption_without_replays_succeeds(container: Container, site: Site) -> None:
+async def test_one_redemption_without_replays_succeeds(container: Services, site: Site) -> None:
     """The control for the race above: the same exchange alone gets its tokens."""
     need(site, "/token", "POST")
     web, secret = web_client(container)
@@ -105,7 +105,7 @@ def _parallel(n: int, fn: Any, *args: Any) -> list[Any]:
         return list(pool.map(run, range(n)))
 
 
-def test_rotation_racing_revocation_leaves_no_live_access_token_undenied(container: Container) -> None:
+def test_rotation_racing_revocation_leaves_no_live_access_token_undenied(container: Services) -> None:
     """Rotation and revocation of one family at once, many times: whichever wins, every access token the
     family has issued that is still live ends up deny-listed, and a rotation never lands on a revoked grant."""
     c = container
@@ -142,17 +142,17 @@ def test_rotation_racing_revocation_leaves_no_live_access_token_undenied(contain
     assert escaped == [], "access tokens of a revoked family that no deny-list entry covers"
 
 
-def _keyring_state(c: Container) -> list[tuple[str, str, str]]:
+def _keyring_state(c: Services) -> list[tuple[str, str, str]]:
     with c.sessions() as s:
         return sorted((r.alg, r.state, r.kid) for r in s.scalars(select(SigningKeyRow)))
 
 
 def test_parallel_rotations_from_two_instances_leave_one_consistent_keyring(
-    container: Container, settings: Settings
+    container: Services, settings: Settings
 ) -> None:
     """Two containers over one database (two instances) rotate and tick at once."""
     a = container
-    b = build_container(settings, clock=a.clock)
+    b = build_services(settings, clock=a.clock)
     try:
         a.keyring.tick()
         algs = a.keyring.policy.algorithms
@@ -186,8 +186,8 @@ def test_parallel_rotations_from_two_instances_leave_one_consistent_keyring(
         b.close()
 
 
-def test_parallel_attempts_admit_at_most_the_threshold(container: Container) -> None:
-    throttle: LoginThrottle = container.extras["login_throttle"]
+def test_parallel_attempts_admit_at_most_the_threshold(container: Services) -> None:
+    throttle: LoginThrottle = container.throttle
     n = 60
 
     def attempt(i: int) -> bool:
@@ -204,7 +204,7 @@ def test_parallel_attempts_admit_at_most_the_threshold(container: Container) -> 
     assert isinstance(throttle.begin("alice", "10.9.9.9"), int)
 
 
-async def test_parallel_wrong_passwords_over_http_lock_the_account(container: Container, site: Site) -> None:
+async def test_parallel_wrong_passwords_over_http_lock_the_account(container: Services, site: Site) -> None:
     c, http = container, site.http
     make_user(c)
     form = await http.get("/login")

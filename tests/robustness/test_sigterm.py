@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from idp.config import Settings
-from idp.container import build_container, check_kek
+from idp.services import build_services, check_kek
 from idp.store.db import upgrade
 from tests.robustness.services import IdpProcess, new_kek
 
@@ -38,7 +38,7 @@ def prepare(tmp_path: Path) -> tuple[dict[str, str], str, str]:
         "IDP_LOGIN_MAX_FAILURES": "100",
     }
     values = {k.removeprefix("IDP_").lower(): v for k, v in env.items()}
-    c = build_container(Settings(**values))  # type: ignore[arg-type]
+    c = build_services(Settings(**values))  # type: ignore[arg-type]
     try:
         upgrade(c.engine)
         check_kek(c)

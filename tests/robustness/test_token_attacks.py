@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.resource import BearerAuthMiddleware, ResourceProtector
+from idp.services import Services
 from idp.web.admin.auth import ADMIN_SCOPE, admin_audience
 from tests.adminkit import admin_client
 from tests.oauthkit import make_user as oauth_user
@@ -39,7 +39,7 @@ def refused_all(results: dict[str, httpx.Response], check: object) -> None:
     assert not failures, "accepted or mis-refused:\n" + "\n".join(failures)
 
 
-async def resource_server(site: Site, c: Container) -> tuple[Starlette, ResourceProtector]:
+async def resource_server(site: Site, c: Services) -> tuple[Starlette, ResourceProtector]:
     """A resource server built only from idp.resource, fetching our JWKS over the in-process transport."""
     idp_http = httpx.AsyncClient(transport=site.http._transport, base_url=ISSUER)  # type: ignore[attr-defined]
     protector = ResourceProtector(
@@ -56,7 +56,7 @@ async def resource_server(site: Site, c: Container) -> tuple[Starlette, Resource
 
 
 @pytest.fixture
-async def api(site: Site, container: Container) -> AsyncIterator[httpx.AsyncClient]:
+async def api(site: Site, container: Services) -> AsyncIterator[httpx.AsyncClient]:
     app, protector = await resource_server(site, container)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://api.test") as http:
         yield http
@@ -68,7 +68,7 @@ async def bearer(http: httpx.AsyncClient, path: str, token: str) -> httpx.Respon
     return await http.get(path, headers={"authorization": f"Bearer {token}"})
 
 
-async def test_resource_server_refuses_every_forged_token(container: Container, api: httpx.AsyncClient) -> None:
+async def test_resource_server_refuses_every_forged_token(container: Services, api: httpx.AsyncClient) -> None:
     forge = Forge(container, audience=container.settings.audience)
     ok = await bearer(api, "/orders", forge.valid())
     assert ok.status_code == 200, describe(ok)
@@ -76,14 +76,14 @@ async def test_resource_server_refuses_every_forged_token(container: Container, 
     refused_all(results, assert_invalid_token)
 
 
-async def test_resource_server_refuses_every_forged_rs256_token(container: Container, api: httpx.AsyncClient) -> None:
+async def test_resource_server_refuses_every_forged_rs256_token(container: Services, api: httpx.AsyncClient) -> None:
     forge = Forge(container, audience=container.settings.audience, alg="RS256")
     assert (await bearer(api, "/orders", forge.valid())).status_code == 200
     results = {name: await bearer(api, "/orders", token) for name, token in forge.tokens().items()}
     refused_all(results, assert_invalid_token)
 
 
-async def test_admin_api_refuses_every_forged_token(container: Container, site: Site) -> None:
+async def test_admin_api_refuses_every_forged_token(container: Services, site: Site) -> None:
     ops = admin_client(container)
     admin = {"sub": ops.client_id, "client_id": ops.client_id, "scope": ADMIN_SCOPE}
     forge = Forge(container, audience=admin_audience(container.settings.issuer), **admin)
@@ -95,7 +95,7 @@ async def test_admin_api_refuses_every_forged_token(container: Container, site: 
     refused_all(results, assert_invalid_token)
 
 
-async def resource_verdict(site: Site, c: Container, token: str) -> httpx.Response:
+async def resource_verdict(site: Site, c: Services, token: str) -> httpx.Response:
     """A resource server that starts now (fresh JWKS) judges ``token``."""
     app, protector = await resource_server(site, c)
     try:
@@ -106,7 +106,7 @@ async def resource_verdict(site: Site, c: Container, token: str) -> httpx.Respon
         await protector.http.aclose()
 
 
-async def test_token_of_a_compromised_key_is_refused_everywhere(container: Container, site: Site) -> None:
+async def test_token_of_a_compromised_key_is_refused_everywhere(container: Services, site: Site) -> None:
     c = container
     ops = admin_client(c)
     admin = Forge(c, audience=admin_audience(c.settings.issuer), sub=ops.client_id, client_id=ops.client_id,
@@ -123,7 +123,7 @@ async def test_token_of_a_compromised_key_is_refused_everywhere(container: Conta
     assert_invalid_token(await resource_verdict(site, c, api_token))
 
 
-async def test_token_of_a_retired_and_removed_key_is_refused(container: Container, site: Site) -> None:
+async def test_token_of_a_retired_and_removed_key_is_refused(container: Services, site: Site) -> None:
     c = container
     ops = admin_client(c)
     year = 365 * 86_400
@@ -149,7 +149,7 @@ async def test_token_of_a_retired_and_removed_key_is_refused(container: Containe
     assert_invalid_token(await resource_verdict(site, c, api_token))
 
 
-async def test_userinfo_refuses_every_forged_token(container: Container, site: Site) -> None:
+async def test_userinfo_refuses_every_forged_token(container: Services, site: Site) -> None:
     need(site, "/userinfo")
     user = make_user(container)
     app, _ = container.clients.create(name="web app", kind="web", redirect_uris=["https://app.example/cb"])
@@ -175,7 +175,7 @@ def assert_inactive(r: httpx.Response) -> None:
     assert r.json() == {"active": False}, describe(r)
 
 
-async def test_introspection_reports_every_forged_token_inactive(container: Container, site: Site) -> None:
+async def test_introspection_reports_every_forged_token_inactive(container: Services, site: Site) -> None:
     need(site, "/introspect", "POST")
     c = container
     # The resource server asking (its registered audience is the token's aud) and the client the tokens name.
@@ -194,7 +194,7 @@ async def test_introspection_reports_every_forged_token_inactive(container: Cont
     refused_all(results, assert_inactive)
 
 
-async def test_real_id_and_refresh_tokens_are_not_access_tokens(container: Container, site: Site) -> None:
+async def test_real_id_and_refresh_tokens_are_not_access_tokens(container: Services, site: Site) -> None:
     """Tokens we really issued, presented where only an access token may go (RFC 8725 §3.11, RFC 9068 §4)."""
     need(site, "/token", "POST")
     c, http = container, site.http

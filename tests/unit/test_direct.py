@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from idp import nonblocking
-from idp.container import Container
+from idp.services import Services
 from idp.store.direct import Direct
 from idp.web.unavailable import is_connection_error
 
@@ -15,7 +15,7 @@ on_postgres = pytest.mark.parametrize("backend", [pytest.param("postgres", marks
 
 
 @pytest.fixture
-def direct(container: Container) -> Direct:
+def direct(container: Services) -> Direct:
     return Direct(container.engine)
 
 
@@ -28,7 +28,7 @@ def test_sqlite_keeps_the_sqlalchemy_path(tmp_path) -> None:  # type: ignore[no-
 
 @on_postgres
 def test_a_statement_autocommits_and_hands_the_connection_back_as_the_pool_expects(
-    direct: Direct, container: Container
+    direct: Direct, container: Services
 ) -> None:
     direct.rowcount("INSERT INTO meta (key, value) VALUES (%(k)s, %(v)s)", {"k": "direct-test", "v": "1"})
     with container.engine.connect() as conn:  # another connection sees it: it was committed
@@ -55,7 +55,7 @@ def test_errors_become_sqlalchemy_errors_without_the_parameters(direct: Direct) 
 
 
 @on_postgres
-def test_a_lost_connection_is_a_503_and_is_not_reused(direct: Direct, container: Container) -> None:
+def test_a_lost_connection_is_a_503_and_is_not_reused(direct: Direct, container: Services) -> None:
     with container.engine.connect() as conn:
         victim = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     with pytest.raises(DBAPIError) as caught:

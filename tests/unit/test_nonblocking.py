@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from idp import nonblocking
-from idp.container import Container
+from idp.services import Services
 from idp.web.inline import run_cached
 from tests.oauthkit import make_user
 
@@ -19,7 +19,7 @@ async def test_work_without_io_runs_on_the_event_loop() -> None:
     assert await run_cached(where) is threading.main_thread()
 
 
-async def test_a_sql_read_moves_the_work_to_a_thread_and_gives_the_same_answer(container: Container) -> None:
+async def test_a_sql_read_moves_the_work_to_a_thread_and_gives_the_same_answer(container: Services) -> None:
     user = make_user(container, "cold")
     calls: list[threading.Thread] = []
 
@@ -36,7 +36,7 @@ async def test_a_sql_read_moves_the_work_to_a_thread_and_gives_the_same_answer(c
     assert calls == [threading.main_thread()]
 
 
-def test_the_ephemeral_store_refuses_to_block_inline(container: Container) -> None:
+def test_the_ephemeral_store_refuses_to_block_inline(container: Services) -> None:
     if type(container.ephemeral).__name__ != "RedisStore":
         pytest.skip("the in-process store does no I/O")
     with nonblocking.inline(), pytest.raises(nonblocking.WouldBlock):
@@ -52,7 +52,7 @@ def test_would_block_passes_through_except_exception() -> None:
             pytest.fail("WouldBlock was caught as an ordinary error")
 
 
-async def test_a_cached_clients_secret_is_checked_on_the_event_loop(container: Container, monkeypatch) -> None:
+async def test_a_cached_clients_secret_is_checked_on_the_event_loop(container: Services, monkeypatch) -> None:
     """Introspection and revocation authenticate their caller inline once the client is cached."""
     import base64
 

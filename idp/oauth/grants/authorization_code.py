@@ -59,7 +59,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         if len(code) > 256:
             raise InvalidGrant("unknown authorization code")
         try:
-            data, digest = c.extras["codes"].redeem(code)
+            data, digest = c.codes.redeem(code)
         except CodeReplayed as exc:
             # RFC 6749 §4.1.2 / ASVS V10.4.2: a second use revokes everything issued from the code.
             if c.grants.revoke_by_code(exc.digest, actor=actor, reason="authorization code replay"):
@@ -113,7 +113,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
             at_exp=at.exp,
             with_refresh=policy.issues_refresh(client, scopes),
         )
-        if c.extras["codes"].was_replayed(code.digest):
+        if c.codes.was_replayed(code.digest):
             # A replay arrived while this exchange was issuing: it loses too (RFC 6749 §4.1.2).
             c.grants.revoke_grant(grant.id, actor=client.client_id, reason="authorization code replay")
             raise InvalidGrant("authorization code already used")

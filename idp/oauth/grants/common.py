@@ -14,20 +14,20 @@ from idp.tokens.refresh import Minted
 from idp.users.directory import User
 
 if TYPE_CHECKING:
-    from idp.container import Container
+    from idp.services import Services
 
 JSON_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
-def access_tokens(c: Container) -> AccessTokens:
-    return c.extras["access_tokens"]  # type: ignore[no-any-return]
+def access_tokens(c: Services) -> AccessTokens:
+    return c.access_tokens
 
 
-def id_tokens(c: Container) -> IdTokens:
-    return c.extras["id_tokens"]  # type: ignore[no-any-return]
+def id_tokens(c: Services) -> IdTokens:
+    return c.id_tokens
 
 
-def active_user(c: Container, user_id: str | None) -> User:
+def active_user(c: Services, user_id: str | None) -> User:
     """The user a grant acts for; a deleted or disabled user ends every grant (ASVS V7.4.1)."""
     user = c.directory.store.get(user_id) if user_id else None
     if user is None or user.disabled:
@@ -43,7 +43,7 @@ def token_body(at: IssuedAccessToken, ttl: int, scopes: list[str]) -> dict[str, 
 
 
 def issue_user_access_token(
-    c: Container,
+    c: Services,
     client: Client,
     *,
     user_id: str,
@@ -66,7 +66,7 @@ def issue_user_access_token(
 
 
 def mint_for_user(
-    c: Container,
+    c: Services,
     client: Client,
     *,
     user_id: str,

@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.observability.audit import MAX_LIMIT, event_dict, parse_since
+from idp.services import Services
 from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import Problem, admin_route, json_ok
 
@@ -23,7 +23,7 @@ def _int(value: str | None, name: str, low: int, high: int) -> int | None:
     return int(value)
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     async def list_events(request: Request, admin: AdminPrincipal) -> Response:
         q = request.query_params
         if any(len(q.getlist(k)) > 1 for k in PARAMS):

@@ -21,9 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from idp.clients.audiences import ADMIN_SCOPE, admin_audience
-from idp.container import Container
 from idp.errors import InsufficientScope, InvalidToken
 from idp.observability import context
+from idp.services import Services
 from idp.tokens import jwt
 
 REALM = "idp-admin"
@@ -51,7 +51,7 @@ def bearer_token(request: Request) -> str | None:
     return token
 
 
-def verify_admin_token(c: Container, token: str) -> AdminPrincipal:
+def verify_admin_token(c: Services, token: str) -> AdminPrincipal:
     """Blocking (keyring refresh, client lookup, deny-list sync): call from a worker thread."""
     try:
         header, claims = jwt.verify(
@@ -80,7 +80,7 @@ def verify_admin_token(c: Container, token: str) -> AdminPrincipal:
     return AdminPrincipal(client_id, str(claims["jti"]), scopes)
 
 
-async def require_admin(c: Container, request: Request) -> AdminPrincipal:
+async def require_admin(c: Services, request: Request) -> AdminPrincipal:
     """The admin caller, or raise InvalidToken (401) / InsufficientScope (403)."""
     token = bearer_token(request)
     if token is None:

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from idp.clients.admin import ClientAdmin, ClientGone
 from idp.clients.model import Client
-from idp.container import Container
+from idp.services import Services
 from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
 
@@ -56,14 +56,14 @@ UPDATE_FIELDS = frozenset(
 )  # fmt: skip
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     def get_client(client_id: str) -> Client:
         client = c.clients.get(client_id)
         if client is None:
             raise Problem(404, f"No client {client_id!r}.", code="not_found")
         return client
 
-    admin_of: ClientAdmin = c.extras["client_admin"]
+    admin_of: ClientAdmin = c.client_admin
 
     async def list_clients(request: Request, admin: AdminPrincipal) -> Response:
         clients = await run_in_threadpool(c.clients.list)

@@ -15,13 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.denylist.entries import KINDS, MAX_VALUE
+from idp.services import Services
 from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import NO_STORE, Problem, admin_route, field, json_body, json_ok
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     async def list_entries(request: Request, admin: AdminPrincipal) -> Response:
         def load() -> dict[str, object]:
             version = c.denylist.version

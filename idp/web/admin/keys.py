@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
+from idp.events import KeyCompromised
 from idp.keys.keyring import ALGORITHMS, StoredKey
+from idp.services import Services
 from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
 
@@ -30,7 +31,7 @@ def key_json(r: StoredKey) -> dict[str, Any]:
     }
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     async def list_keys(request: Request, admin: AdminPrincipal) -> Response:
         def load() -> list[StoredKey]:
             c.keyring.refresh(force=True)
@@ -63,8 +64,7 @@ def routes(c: Container) -> list[Route]:
                     raise Problem(404, f"No usable key {kid!r}.", code="not_found") from None
                 if action == "revoke":
                     # OIDC Core §10.1.1 / RFC 8725: unpublished at once, and every token it signed deny-listed.
-                    for hook in c.extras.get("on_key_compromised", []):
-                        hook(r.kid, admin.actor)
+                    c.events.publish(KeyCompromised(r.kid, actor=admin.actor))
                 c.audit.record("key.compromised" if action == "revoke" else "key.retired", actor=admin.actor, kid=kid)
                 return r
 

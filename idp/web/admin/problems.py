@@ -21,8 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.clients.model import ClientValidationError
-from idp.container import Container
 from idp.errors import InsufficientScope, InvalidToken, OAuthError
+from idp.services import Services
 from idp.users.directory import UserError
 from idp.web.admin.auth import REALM, AdminPrincipal, require_admin
 
@@ -74,7 +74,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-def field(data: dict[str, Any], name: str, kind: type, default: Any = None, *, required: bool = False) -> Any:
+def field(data: dict[str, Any], name: str, kind: type, default: object = None, *, required: bool = False) -> Any:
     """One typed member of a JSON body; 422 when it has the wrong type or is missing."""
     if name not in data or data[name] is None:
         if required:
@@ -110,7 +110,7 @@ def _render(exc: Exception) -> Response:
     return problem_response(Problem(500, "The server could not complete the request.", code="server_error"))
 
 
-def admin_route(c: Container, path: str, handler: AdminHandler, methods: list[str]) -> Route:
+def admin_route(c: Services, path: str, handler: AdminHandler, methods: list[str]) -> Route:
     async def endpoint(request: Request) -> Response:
         try:
             principal = await require_admin(c, request)

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from idp.container import Container
+from idp.services import Services
 from idp.web.admin import audit, clients, keys, users
 
 SPEC_FILE = Path(__file__).with_name("openapi.json")
@@ -28,7 +28,7 @@ def spec_for(issuer: str) -> dict[str, Any]:
     return spec
 
 
-def routes(c: Container) -> list[BaseRoute]:
+def routes(c: Services) -> list[BaseRoute]:
     cached: list[bytes] = []  # serialised on first request, not at start-up
 
     async def openapi(request: Request) -> Response:

@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.crypto import random_token
+from idp.events import UserDisabled
+from idp.services import Services
 from idp.users.directory import User
 from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
@@ -47,29 +48,17 @@ def session_json(s: Any) -> dict[str, Any]:
     }
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     def get_user(user_id: str) -> User:
         user = c.directory.store.get(user_id) if 0 < len(user_id) <= 64 else None
         if user is None:
             raise Problem(404, f"No user {user_id!r}.", code="not_found")
         return user
 
-    def sessions() -> Any:
-        if c.login_sessions is None:
-            raise Problem(501, "Login sessions are not available in this build.", code="not_implemented")
-        return c.login_sessions
-
     def sign_out_everywhere(user_id: str, actor: str, reason: str) -> int:
         """Every login session, every refresh-token family, and every live access token (subject cut-off)."""
-        ended = sessions().end_all_for_user(user_id, actor=actor, reason=reason)
-        signout = c.extras.get("signout")
-        if signout is not None:
-            signout.everything_for_user(user_id, actor=actor, reason=reason)
-        else:
-            if c.grants is not None:
-                c.grants.revoke_for_user(user_id, actor=actor, reason=reason)
-            if c.denylist is not None:
-                c.denylist.deny("subject", user_id, reason=reason, actor=actor)
+        ended = c.login_sessions.end_all_for_user(user_id, actor=actor, reason=reason)
+        c.signout.everything_for_user(user_id, actor=actor, reason=reason)
         return len(ended)
 
     async def list_users(request: Request, admin: AdminPrincipal) -> Response:
@@ -110,8 +99,7 @@ def routes(c: Container) -> list[Route]:
             def change() -> User:
                 user = c.directory.set_disabled(get_user(request.path_params["user_id"]).username, disabled)
                 if disabled:
-                    for hook in c.extras.get("on_user_disabled", []):  # ends sessions, grants, live tokens
-                        hook(user.id)
+                    c.events.publish(UserDisabled(user.id, actor=admin.actor))  # ends sessions, grants, live tokens
                 c.audit.record("user.disabled" if disabled else "user.enabled", actor=admin.actor, subject=user.id)
                 return user
 
@@ -146,7 +134,7 @@ def routes(c: Container) -> list[Route]:
 
     async def list_sessions(request: Request, admin: AdminPrincipal) -> Response:
         def load() -> list[Any]:
-            return sessions().list_for_user(get_user(request.path_params["user_id"]).id)
+            return c.login_sessions.list_for_user(get_user(request.path_params["user_id"]).id)
 
         return json_ok({"sessions": [session_json(s) for s in await run_in_threadpool(load)]})
 
@@ -163,7 +151,7 @@ def routes(c: Container) -> list[Route]:
         def end() -> None:
             user = get_user(request.path_params["user_id"])
             sid = request.path_params["sid"]
-            if not sessions().end_sid(sid, user_id=user.id, actor=admin.actor, reason="ended by admin"):
+            if not c.login_sessions.end_sid(sid, user_id=user.id, actor=admin.actor, reason="ended by admin"):
                 raise Problem(404, "No such session for this user.", code="not_found")
 
         await run_in_threadpool(end)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from idp.container import Container
+from idp.services import Services
 from idp.web.templating import templates_dir
 
 
-def routes(c: Container) -> list[BaseRoute]:
+def routes(c: Services) -> list[BaseRoute]:
     from idp.web.pages import account, consent, login, logout
 
     return [

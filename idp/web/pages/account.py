@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.interaction import SESSION_COOKIE
+from idp.services import Services
 from idp.sessions.account import Account, PasswordChangeError
 from idp.sessions.csrf import check_session_token, session_token
 from idp.sessions.store import LoginSession
@@ -36,8 +36,8 @@ def ago(seconds: float) -> str:
     return "just now"
 
 
-def routes(c: Container) -> list[Route]:
-    account: Account = c.extras["account"]
+def routes(c: Services) -> list[Route]:
+    account: Account = c.account
 
     def _view(session: LoginSession, *, notice: str = "", error: str = "", status: int = 200) -> Response:
         user = c.directory.store.get(session.user_id)

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.interaction import PendingAuthorization
+from idp.services import Services
 from idp.sessions.consents import needs_session_approval
 from idp.sessions.csrf import check_session_token, session_token
 from idp.sessions.store import LoginSession
@@ -43,7 +43,7 @@ def consent_purpose(interaction_id: str) -> str:
     return f"consent:{interaction_id}"
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     def _load(request: Request, interaction_id: str) -> tuple[PendingAuthorization | None, LoginSession | None]:
         pending = c.interactions.get(interaction_id) if interaction_id else None
         return pending, c.login_sessions.current(session_cookie(request))

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.interaction import SESSION_COOKIE, PendingAuthorization
+from idp.services import Services
 from idp.sessions.csrf import LoginFormCsrf
 from idp.sessions.store import LoginSession
 from idp.users.directory import User
@@ -41,9 +41,9 @@ def resume_url(interaction_id: str) -> str:
     return f"/authorize/resume?interaction={quote(interaction_id)}"
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     csrf = LoginFormCsrf(c.digester.digest, c.clock)
-    throttle = c.extras["login_throttle"]
+    throttle = c.throttle
 
     async def _form(request: Request, **kw: Any) -> Response:
         return await run_in_threadpool(functools.partial(_render_form, request, **kw))  # client lookup: SQL

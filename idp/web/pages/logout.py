@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.container import Container
 from idp.interaction import MAX_CLIENT_ID, MAX_STATE, MAX_URI, SESSION_COOKIE
+from idp.services import Services
 from idp.sessions.csrf import check_session_token, session_token
 from idp.sessions.store import LoginSession
 from idp.tokens.id_token_hint import MAX_HINT, Hint, verify_hint
@@ -47,7 +47,7 @@ def _with_state(uri: str, state: str) -> str:
     return uri + ("&" if "?" in uri else "?") + urlencode({"state": state})
 
 
-def routes(c: Container) -> list[Route]:
+def routes(c: Services) -> list[Route]:
     def _registered(client_id: str | None, uri: str) -> tuple[str | None, str | None]:
         client = c.clients.get_active(client_id) if client_id else None
         if client is None:

@@ -8,6 +8,7 @@ import pytest
 
 from idp.clients.admin import ClientAdmin, ClientGone
 from idp.clients.model import ClientValidationError
+from idp.events import ClientChanged, Events
 from tests.unit.clients.fakes import MemoryClients, registry_over
 
 
@@ -40,7 +41,7 @@ def setup(deny: Deny) -> tuple[ClientAdmin, MemoryClients, str, Audit]:
     reg = registry_over(store)
     client, _ = reg.create(name="svc", kind="service", scope="read")
     audit = Audit()
-    return ClientAdmin(reg, lambda: deny, audit), store, client.client_id, audit
+    return ClientAdmin(reg, deny, audit), store, client.client_id, audit
 
 
 def test_disabling_writes_the_cut_off_and_a_failing_write_leaves_the_client_enabled() -> None:
@@ -85,3 +86,33 @@ def test_an_invalid_disable_writes_no_cut_off() -> None:
     with pytest.raises(ClientValidationError):
         admin.update(cid, {"disabled": True, "name": " "}, actor="t")
     assert deny.calls == [] and store.rows[cid].disabled is False
+
+
+def test_every_change_is_published_with_its_client_and_actor() -> None:
+    store = MemoryClients()
+    reg = registry_over(store)
+    client, _ = reg.create(name="svc", kind="service", scope="read")
+    events, seen = Events(), []
+    events.subscribe(ClientChanged, seen.append)
+    admin = ClientAdmin(reg, Deny(), Audit(), events)
+    cid = client.client_id
+    admin.set_disabled(cid, True, actor="ops")
+    admin.rotate_secret(cid, actor="ops")
+    admin.delete(cid, actor="cli")
+    assert seen == [
+        ClientChanged(cid, "updated", "ops"),
+        ClientChanged(cid, "secret_rotated", "ops"),
+        ClientChanged(cid, "deleted", "cli"),
+    ]
+
+
+def test_a_refused_change_publishes_nothing() -> None:
+    events, seen = Events(), []
+    events.subscribe(ClientChanged, seen.append)
+    store = MemoryClients()
+    reg = registry_over(store)
+    client, _ = reg.create(name="svc", kind="service", scope="read")
+    admin = ClientAdmin(reg, Deny(fail=True), Audit(), events)
+    with pytest.raises(RuntimeError):
+        admin.set_disabled(client.client_id, True, actor="t")
+    assert seen == []

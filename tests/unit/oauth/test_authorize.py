@@ -14,9 +14,9 @@ import pytest
 
 from idp import interaction
 from idp.clients.model import Client
-from idp.container import Container
 from idp.errors import InvalidClient, InvalidRedirectUri
 from idp.oauth.authorize import BOUNDS, AuthorizeError, Authorizer, Outcome, error_outcome
+from idp.services import Services
 from idp.users.directory import User
 from tests.oauthkit import ISSUER, auth_params, make_user, native_client, pkce_pair, query, web_client
 
@@ -26,12 +26,12 @@ LOOPBACK = "http://127.0.0.1:51234/callback"
 
 
 @pytest.fixture
-def web(container: Container) -> Client:
+def web(container: Services) -> Client:
     return web_client(container)[0]
 
 
 @pytest.fixture
-def alice(container: Container) -> User:
+def alice(container: Services) -> User:
     return make_user(container, "alice")
 
 
@@ -39,11 +39,11 @@ def _pairs(app: Client, **extra: str) -> list[tuple[str, str]]:
     return list(auth_params(app, pkce_pair()[1], **extra).items())
 
 
-def _start(c: Container, pairs: list[tuple[str, str]], cookie: str | None = None, status: int = 302) -> Outcome:
+def _start(c: Services, pairs: list[tuple[str, str]], cookie: str | None = None, status: int = 302) -> Outcome:
     return Authorizer(c).start(pairs, cookie, ip=IP, status=status)
 
 
-def _login(c: Container, user: User, amr: tuple[str, ...] = ("pwd",)) -> tuple[str, str]:
+def _login(c: Services, user: User, amr: tuple[str, ...] = ("pwd",)) -> tuple[str, str]:
     """A login session for ``user``: (cookie, sid)."""
     cookie, session = c.login_sessions.login(user.id, amr=amr)
     return cookie, session.sid
@@ -63,7 +63,7 @@ def _interaction(out: Outcome, kind: str) -> str:
     return query(out.location)["interaction"]
 
 
-def _signed_in_on_page(c: Container, interaction_id: str, user: User) -> str:
+def _signed_in_on_page(c: Services, interaction_id: str, user: User) -> str:
     """What the login page does when ``user`` signs in for a parked request; returns the new session's cookie."""
     cookie, session = c.login_sessions.login(user.id)
     pending = c.interactions.get(interaction_id)
@@ -73,9 +73,9 @@ def _signed_in_on_page(c: Container, interaction_id: str, user: User) -> str:
     return cookie
 
 
-def _hint(c: Container, app: Client, user: User) -> str:
+def _hint(c: Services, app: Client, user: User) -> str:
     c.keyring.tick()  # signing keys, as at startup
-    return str(c.extras["id_tokens"].issue(client_id=app.client_id, sub=user.id, auth_time=c.clock.now()))
+    return str(c.id_tokens.issue(client_id=app.client_id, sub=user.id, auth_time=c.clock.now()))
 
 
 # --- our own page: client_id and redirect_uri --------------------------------------------------------------
@@ -92,7 +92,7 @@ def _hint(c: Container, app: Client, user: User) -> str:
         ("other redirect_uri", "The redirect_uri is not registered for this application."),
     ],
 )
-def test_client_and_redirect_problems_are_our_page(container: Container, web: Client, case: str, message: str) -> None:
+def test_client_and_redirect_problems_are_our_page(container: Services, web: Client, case: str, message: str) -> None:
     pairs = _pairs(web)
     params = dict(pairs)
     if case == "no client_id":
@@ -114,7 +114,7 @@ def test_client_and_redirect_problems_are_our_page(container: Container, web: Cl
 # --- redirected errors --------------------------------------------------------------------------------------
 
 
-def test_a_redirected_error_carries_exactly_error_description_state_iss(container: Container, web: Client) -> None:
+def test_a_redirected_error_carries_exactly_error_description_state_iss(container: Services, web: Client) -> None:
     pairs = [p for p in _pairs(web, state="s/1 +x") if p[0] != "response_type"]
     out = _start(container, pairs)
     assert out.status == 302
@@ -127,20 +127,20 @@ def test_a_redirected_error_carries_exactly_error_description_state_iss(containe
     assert _start(container, pairs, status=303).status == 303  # after a POST (RFC 9700 §4.12)
 
 
-def test_an_error_without_description_or_state_carries_neither(container: Container, web: Client) -> None:
+def test_an_error_without_description_or_state_carries_neither(container: Services, web: Client) -> None:
     pairs = [p for p in _pairs(web, prompt="none") if p[0] != "state"]
     assert _answer(_start(container, pairs)) == [("error", "login_required"), ("iss", ISSUER)]
 
 
 @pytest.mark.parametrize("error", [InvalidRedirectUri("bad redirect_uri"), InvalidClient("bad client")])
-def test_an_error_about_the_client_or_redirect_is_never_redirected(container: Container, error: Exception) -> None:
+def test_an_error_about_the_client_or_redirect_is_never_redirected(container: Services, error: Exception) -> None:
     """RFC 6749 §4.1.2.1: whatever redirect_uri came with it, such an error is shown on our page."""
     assert isinstance(error, InvalidRedirectUri | InvalidClient)
     out = error_outcome(container, AuthorizeError(error, redirect_uri="https://rp.example/cb", state="st"))
     assert (out.status, out.location, out.message) == (400, None, error.description)
 
 
-def test_the_registered_query_is_kept(container: Container) -> None:
+def test_the_registered_query_is_kept(container: Services) -> None:
     app, _ = web_client(container, redirect_uris=["https://rp.example/cb?tenant=7"])
     out = _start(container, _pairs(app, response_type="token"))
     assert out.location is not None and out.location.startswith("https://rp.example/cb?tenant=7&error=")
@@ -161,7 +161,7 @@ def test_the_registered_query_is_kept(container: Container) -> None:
     ],
 )
 def test_invalid_requests_are_redirected(
-    container: Container, web: Client, extra: dict[str, str], error: str, description: str
+    container: Services, web: Client, extra: dict[str, str], error: str, description: str
 ) -> None:
     pairs = _pairs(web, state="st", **extra)
     assert _answer(_start(container, pairs)) == [
@@ -172,14 +172,14 @@ def test_invalid_requests_are_redirected(
     ]
 
 
-def test_a_client_without_the_code_grant(container: Container) -> None:
+def test_a_client_without_the_code_grant(container: Services) -> None:
     app, _ = web_client(container, grant_types=["client_credentials"], redirect_uris=["https://rp.example/cb"])
     q = dict(_answer(_start(container, _pairs(app))))
     assert (q["error"], q["error_description"]) == (
         "unauthorized_client", "the client is not registered for the authorization code flow")  # fmt: skip
 
 
-def test_a_repeated_parameter_is_named(container: Container, web: Client) -> None:
+def test_a_repeated_parameter_is_named(container: Services, web: Client) -> None:
     pairs = _pairs(web, state="st")
     q = dict(_answer(_start(container, [*pairs, ("scope", "openid")])))
     assert (q["error"], q["error_description"], q["state"]) == (
@@ -194,7 +194,7 @@ def test_a_repeated_parameter_is_named(container: Container, web: Client) -> Non
     assert q["error_description"] == f"parameter {'n' * 40!r} is repeated"  # bounded in the answer
 
 
-def test_several_resources_are_not_repeated_parameters(container: Container, web: Client) -> None:
+def test_several_resources_are_not_repeated_parameters(container: Services, web: Client) -> None:
     audience = container.settings.audience
     q = dict(_answer(_start(container, [*_pairs(web), ("resource", audience), ("resource", audience)])))
     assert q["error"] == "invalid_target", q  # RFC 8707 §2: allowed on the wire, one per token here
@@ -207,7 +207,7 @@ BOUNDED = ["response_type", "response_mode", "scope", "state", "nonce", "code_ch
 
 
 @pytest.mark.parametrize("name", BOUNDED)
-def test_each_parameter_is_bounded_exactly(container: Container, web: Client, name: str) -> None:
+def test_each_parameter_is_bounded_exactly(container: Services, web: Client, name: str) -> None:
     char = "1" if name == "max_age" else "a"
     at = query(_start(container, _pairs(web, **{name: char * BOUNDS[name]})).location or "")
     assert at.get("error_description") != f"{name} is too long", at
@@ -215,7 +215,7 @@ def test_each_parameter_is_bounded_exactly(container: Container, web: Client, na
     assert (over["error"], over["error_description"]) == ("invalid_request", f"{name} is too long"), over
 
 
-def test_the_bounds(container: Container) -> None:
+def test_the_bounds(container: Services) -> None:
     assert {k: BOUNDS[k] for k in BOUNDED} == {
         "response_type": 64, "response_mode": 64, "scope": 2048, "state": 2048, "nonce": 512,
         "code_challenge": 128, "code_challenge_method": 16, "prompt": 64, "max_age": 16, "login_hint": 256,
@@ -223,12 +223,12 @@ def test_the_bounds(container: Container) -> None:
     }  # fmt: skip
 
 
-def test_every_resource_is_bounded(container: Container, web: Client) -> None:
+def test_every_resource_is_bounded(container: Services, web: Client) -> None:
     pairs = [*_pairs(web), ("resource", container.settings.audience), ("resource", "r" * 2049)]
     assert dict(_answer(_start(container, pairs)))["error_description"] == "resource is too long"
 
 
-def test_a_state_at_its_bound_is_echoed_one_over_is_not(container: Container, web: Client) -> None:
+def test_a_state_at_its_bound_is_echoed_one_over_is_not(container: Services, web: Client) -> None:
     for state, echoed in (("s" * 2048, True), ("s" * 2049, False)):
         q = dict(_answer(_start(container, _pairs(web, state=state, response_type="token"))))
         assert ("state" in q) is echoed and q["iss"] == ISSUER
@@ -238,7 +238,7 @@ def test_a_state_at_its_bound_is_echoed_one_over_is_not(container: Container, we
 # --- success: the code and what it carries ------------------------------------------------------------------
 
 
-def test_the_code_carries_the_request(container: Container, web: Client, alice: User) -> None:
+def test_the_code_carries_the_request(container: Services, web: Client, alice: User) -> None:
     cookie, sid = _login(container, alice, amr=("pwd", "otp"))
     session = container.login_sessions.from_cookie(cookie)
     assert session is not None
@@ -249,7 +249,7 @@ def test_the_code_carries_the_request(container: Container, web: Client, alice: 
     answer = _answer(out)
     assert out.status == 302 and [k for k, _ in answer] == ["code", "state", "iss"]
     assert dict(answer)["state"] == "st" and dict(answer)["iss"] == ISSUER
-    data, _ = container.extras["codes"].redeem(dict(answer)["code"])
+    data, _ = container.codes.redeem(dict(answer)["code"])
     assert (data.client_id, data.redirect_uri, data.user_id, data.scope) == (
         web.client_id, "https://rp.example/cb", alice.id, "openid email")  # fmt: skip
     assert (data.code_challenge, data.code_challenge_method, data.nonce, data.resource) == (
@@ -261,18 +261,18 @@ def test_the_code_carries_the_request(container: Container, web: Client, alice: 
     assert _start(container, _pairs(web), cookie, status=303).status == 303
 
 
-def test_without_pkce_or_resource_the_code_has_none(container: Container, alice: User) -> None:
+def test_without_pkce_or_resource_the_code_has_none(container: Services, alice: User) -> None:
     app, _ = web_client(container, require_pkce=False)
     cookie, _ = _login(container, alice)
     pairs = list(auth_params(app, None, scope="openid", nonce="n").items())
-    data, _ = container.extras["codes"].redeem(dict(_answer(_start(container, pairs, cookie)))["code"])
+    data, _ = container.codes.redeem(dict(_answer(_start(container, pairs, cookie)))["code"])
     assert (data.code_challenge, data.code_challenge_method, data.resource, data.acr) == (None, None, None, "aal1")
 
 
 # --- prompt and max_age -------------------------------------------------------------------------------------
 
 
-def test_no_session_parks_the_request_for_the_login_page(container: Container, web: Client) -> None:
+def test_no_session_parks_the_request_for_the_login_page(container: Services, web: Client) -> None:
     pairs = _pairs(web, nonce="n", login_hint="alice", ui_locales="fr")
     pending = container.interactions.get(_interaction(_start(container, pairs), "login"))
     assert pending is not None and pending.client_id == web.client_id
@@ -280,7 +280,7 @@ def test_no_session_parks_the_request_for_the_login_page(container: Container, w
     assert pending.scopes == ["openid", "profile"] and pending.hint_sub is None and pending.extra == {}
 
 
-def test_prompt_login_and_max_age(container: Container, web: Client, alice: User) -> None:
+def test_prompt_login_and_max_age(container: Services, web: Client, alice: User) -> None:
     cookie, _ = _login(container, alice)
     assert dict(_answer(_start(container, _pairs(web, prompt="none"), cookie))).get("code")
     _interaction(_start(container, _pairs(web, prompt="login"), cookie), "login")
@@ -296,13 +296,13 @@ def test_prompt_login_and_max_age(container: Container, web: Client, alice: User
 # --- /authorize/resume --------------------------------------------------------------------------------------
 
 
-def test_resume_of_an_unknown_request(container: Container) -> None:
+def test_resume_of_an_unknown_request(container: Services) -> None:
     out = Authorizer(container).resume("nope", None)
     assert (out.status, out.location, out.error) == (400, None, "invalid_request")
     assert (out.title, out.message) == ("This sign-in request has expired", "Please start again.")
 
 
-def test_resume_after_the_login_page(container: Container, web: Client, alice: User) -> None:
+def test_resume_after_the_login_page(container: Services, web: Client, alice: User) -> None:
     for extra in ({}, {"prompt": "login"}, {"max_age": "0"}):  # a fresh login answers prompt=login and max_age=0
         iid = _interaction(_start(container, _pairs(web, state="st", **extra)), "login")
         cookie = _signed_in_on_page(container, iid, alice)
@@ -310,7 +310,7 @@ def test_resume_after_the_login_page(container: Container, web: Client, alice: U
         assert out.status == 302 and [k for k, _ in _answer(out)] == ["code", "state", "iss"], out
 
 
-def test_resume_in_another_browser_is_login_required(container: Container, web: Client, alice: User) -> None:
+def test_resume_in_another_browser_is_login_required(container: Services, web: Client, alice: User) -> None:
     iid = _interaction(_start(container, _pairs(web, state="st")), "login")
     _signed_in_on_page(container, iid, alice)
     other, _ = _login(container, make_user(container, "mallory"))
@@ -327,7 +327,7 @@ def test_resume_in_another_browser_is_login_required(container: Container, web: 
         container.interactions.save(pending)  # finish took it; put it back for the next case
 
 
-def test_consent_then_resume(container: Container, alice: User) -> None:
+def test_consent_then_resume(container: Services, alice: User) -> None:
     rp, _ = web_client(container, first_party=False)
     cookie, sid = _login(container, alice)
     iid = _interaction(_start(container, _pairs(rp, state="st"), cookie), "consent")
@@ -349,7 +349,7 @@ def test_consent_then_resume(container: Container, alice: User) -> None:
     assert "code" in dict(_answer(Authorizer(container).resume(iid, cookie)))
 
 
-def test_denied_on_the_consent_page(container: Container, alice: User) -> None:
+def test_denied_on_the_consent_page(container: Services, alice: User) -> None:
     rp, _ = web_client(container, first_party=False)
     cookie, _ = _login(container, alice)
     iid = _interaction(_start(container, _pairs(rp, state="st"), cookie), "consent")
@@ -365,7 +365,7 @@ def test_denied_on_the_consent_page(container: Container, alice: User) -> None:
     ]
 
 
-def test_login_then_consent_is_one_request(container: Container, alice: User) -> None:
+def test_login_then_consent_is_one_request(container: Services, alice: User) -> None:
     rp, _ = web_client(container, first_party=False)
     iid = _interaction(_start(container, _pairs(rp)), "login")
     cookie = _signed_in_on_page(container, iid, alice)
@@ -374,7 +374,7 @@ def test_login_then_consent_is_one_request(container: Container, alice: User) ->
     assert pending is not None and pending.extra["user_id"] == alice.id
 
 
-def test_remembered_consent_and_prompt_consent(container: Container, alice: User) -> None:
+def test_remembered_consent_and_prompt_consent(container: Services, alice: User) -> None:
     rp, _ = web_client(container, first_party=False)
     cookie, _ = _login(container, alice)
     assert dict(_answer(_start(container, _pairs(rp, prompt="none"), cookie)))["error"] == "consent_required"
@@ -387,7 +387,7 @@ def test_remembered_consent_and_prompt_consent(container: Container, alice: User
 # --- id_token_hint ------------------------------------------------------------------------------------------
 
 
-def test_the_hinted_person_only(container: Container, web: Client, alice: User) -> None:
+def test_the_hinted_person_only(container: Services, web: Client, alice: User) -> None:
     bob = make_user(container, "bob")
     hint = _hint(container, web, alice)
     bobs, _ = _login(container, bob)
@@ -411,7 +411,7 @@ def test_the_hinted_person_only(container: Container, web: Client, alice: User) 
     assert "code" in dict(_answer(Authorizer(container).resume(iid, _signed_in_on_page(container, iid, alice))))
 
 
-def test_a_hint_issued_to_another_client(container: Container, web: Client, alice: User) -> None:
+def test_a_hint_issued_to_another_client(container: Services, web: Client, alice: User) -> None:
     other, _ = web_client(container, name="Other App")
     q = dict(_answer(_start(container, _pairs(web, id_token_hint=_hint(container, other, alice)))))
     assert (q["error"], q["error_description"]) == ("invalid_request", "id_token_hint was not issued to this client")
@@ -420,7 +420,7 @@ def test_a_hint_issued_to_another_client(container: Container, web: Client, alic
 # --- RFC 8252 §8.6 ------------------------------------------------------------------------------------------
 
 
-def test_a_loopback_redirect_is_approved_per_session_and_uri(container: Container, alice: User) -> None:
+def test_a_loopback_redirect_is_approved_per_session_and_uri(container: Services, alice: User) -> None:
     native = native_client(container, redirect_uris=[LOOPBACK])
     cookie, sid = _login(container, alice)
     pairs = _pairs(native, prompt="none")
@@ -445,7 +445,7 @@ def test_a_loopback_redirect_is_approved_per_session_and_uri(container: Containe
 
 
 def test_a_record_over_the_cap_is_invalid_request(
-    container: Container, web: Client, monkeypatch: pytest.MonkeyPatch
+    container: Services, web: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(interaction, "MAX_RECORD", 600)
     assert _answer(_start(container, _pairs(web, state="st", nonce="n" * 500))) == [
@@ -461,7 +461,7 @@ class TestPerIpCap:
     def settings_overrides(self) -> dict[str, object]:
         return {"authorize_pending_per_ip": 1}
 
-    def test_too_many_waiting_sign_ins(self, container: Container, web: Client) -> None:
+    def test_too_many_waiting_sign_ins(self, container: Services, web: Client) -> None:
         _interaction(_start(container, _pairs(web)), "login")
         out = _start(container, _pairs(web))
         assert (out.status, out.location, out.error) == (429, None, "temporarily_unavailable")
@@ -470,14 +470,14 @@ class TestPerIpCap:
         assert 1 <= int(out.headers["retry-after"]) <= interaction.INTERACTION_TTL
 
 
-def test_a_claimed_https_redirect_needs_no_approval(container: Container, alice: User) -> None:
+def test_a_claimed_https_redirect_needs_no_approval(container: Services, alice: User) -> None:
     claimed = native_client(container, redirect_uris=["https://app.example/oauth"])  # RFC 8252 §7.2
     cookie, _ = _login(container, alice)
     out = _start(container, _pairs(claimed, prompt="none"), cookie)
     assert "code" in dict(_answer(out, "https://app.example/oauth"))
 
 
-def test_resume_before_signing_in_goes_back_to_the_same_request(container: Container, web: Client) -> None:
+def test_resume_before_signing_in_goes_back_to_the_same_request(container: Services, web: Client) -> None:
     iid = _interaction(_start(container, _pairs(web)), "login")
     assert _interaction(Authorizer(container).resume(iid, None), "login") == iid  # not a second parked record
     assert container.interactions.get(iid) is not None

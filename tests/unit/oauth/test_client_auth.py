@@ -18,9 +18,9 @@ from joserfc.jwk import ECKey
 from starlette.requests import Request
 
 from idp.clients.model import Client
-from idp.container import Container
 from idp.errors import InvalidClient, InvalidRequest
 from idp.oauth.client_auth import ASSERTION_TYPE, LEEWAY, Presented, authenticate, authenticate_client, presented
+from idp.services import Services
 from tests.oauthkit import ISSUER, native_client, service_client
 
 KEY = ECKey.generate_key("P-256", parameters={"kid": "k1", "alg": "ES256", "use": "sig"})
@@ -96,7 +96,7 @@ def test_other_parse_refusals() -> None:
     assert err.value.description == "use exactly one client authentication method"
 
 
-def test_a_record_with_an_unknown_method_is_refused(container: Container) -> None:
+def test_a_record_with_an_unknown_method_is_refused(container: Services) -> None:
     client = Client("odd", "Odd", "service", "client_secret_jwt")  # not a method this server implements
     with pytest.raises(InvalidClient) as err:
         authenticate(container, Presented("client_secret_jwt", "odd"), endpoint="token", client=client)
@@ -106,7 +106,7 @@ def test_a_record_with_an_unknown_method_is_refused(container: Container) -> Non
 # -- private_key_jwt (RFC 7523 §3) -------------------------------------------------------------------------------
 
 
-def _jwt_client(container: Container, *keys: ECKey) -> Client:
+def _jwt_client(container: Services, *keys: ECKey) -> Client:
     jwks = {"keys": [k.as_dict(private=False) for k in keys or (KEY,)]}
     client, _ = service_client(container, auth_method="private_key_jwt", jwks=jwks)
     return client
@@ -122,17 +122,17 @@ def _sign(client: Client, now: float, key: ECKey = KEY, header: dict | None = No
     return rfc_jwt.encode(header or {"alg": "ES256", "kid": "k1"}, _claims(client, now, **claims), key)
 
 
-def _check(container: Container, client: Client, assertion: str) -> Client:
+def _check(container: Services, client: Client, assertion: str) -> Client:
     return authenticate(container, Presented("private_key_jwt", client.client_id, assertion=assertion), endpoint="t")
 
 
-def _answer(container: Container, client: Client, assertion: str) -> str:
+def _answer(container: Services, client: Client, assertion: str) -> str:
     with pytest.raises(InvalidClient) as err:
         _check(container, client, assertion)
     return err.value.description
 
 
-def test_assertion_refusals_say_what_is_wrong(container: Container) -> None:
+def test_assertion_refusals_say_what_is_wrong(container: Services) -> None:
     client = _jwt_client(container)
     now = container.clock.now()
     hs = "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"  # {"alg":"HS256"}
@@ -151,7 +151,7 @@ def test_assertion_refusals_say_what_is_wrong(container: Container) -> None:
         assert _answer(container, client, assertion) == answer
 
 
-def test_the_exp_window_and_its_boundaries(container: Container) -> None:
+def test_the_exp_window_and_its_boundaries(container: Services) -> None:
     """exp must be later than now - leeway and at most max lifetime + leeway ahead (RFC 7523 §3 item 4)."""
     client = _jwt_client(container)
     now = container.clock.now()
@@ -168,7 +168,7 @@ def test_the_exp_window_and_its_boundaries(container: Container) -> None:
 
 
 @pytest.mark.parametrize("name", ["nbf", "iat"])
-def test_nbf_and_iat_may_not_be_in_the_future(container: Container, name: str) -> None:
+def test_nbf_and_iat_may_not_be_in_the_future(container: Services, name: str) -> None:
     client = _jwt_client(container)
     now = container.clock.now()
     assert _check(container, client, _sign(client, now, **{name: int(now) + LEEWAY})) == client
@@ -177,7 +177,7 @@ def test_nbf_and_iat_may_not_be_in_the_future(container: Container, name: str) -
         assert answer == f"client assertion {name} is in the future"
 
 
-def test_the_jti_rules(container: Container) -> None:
+def test_the_jti_rules(container: Services) -> None:
     client = _jwt_client(container)
     now = container.clock.now()
     assert _check(container, client, _sign(client, now, jti="j" * 256)) == client
@@ -189,7 +189,7 @@ def test_the_jti_rules(container: Container) -> None:
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the in-process store expires by FrozenClock
-def test_a_jti_is_remembered_for_as_long_as_its_assertion_is_accepted(container: Container) -> None:
+def test_a_jti_is_remembered_for_as_long_as_its_assertion_is_accepted(container: Services) -> None:
     """RFC 7523 §3 item 7: until exp + leeway, the last instant the assertion is still valid, it cannot be replayed."""
     client = _jwt_client(container)
     now = container.clock.now()
@@ -201,7 +201,7 @@ def test_a_jti_is_remembered_for_as_long_as_its_assertion_is_accepted(container:
     assert _answer(container, client, assertion) == "client assertion expired or without exp"
 
 
-def test_every_registered_key_is_tried_when_the_header_names_none(container: Container) -> None:
+def test_every_registered_key_is_tried_when_the_header_names_none(container: Services) -> None:
     other = ECKey.generate_key("P-256", parameters={"kid": "k0"})
     enc = ECKey.generate_key("P-256", parameters={"kid": "k1", "use": "enc"})
     client = _jwt_client(container, other, enc, KEY)
@@ -214,7 +214,7 @@ def test_every_registered_key_is_tried_when_the_header_names_none(container: Con
 
 
 @pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b'"a string"'])
-def test_a_signed_payload_that_is_no_claims_object(container: Container, payload: bytes) -> None:
+def test_a_signed_payload_that_is_no_claims_object(container: Services, payload: bytes) -> None:
     client = _jwt_client(container)
     token = jws.serialize_compact({"alg": "ES256", "kid": "k1"}, payload, KEY)
     assert _answer(container, client, token) == "client assertion signature does not verify"
@@ -228,7 +228,7 @@ def test_a_signed_payload_that_is_no_claims_object(container: Container, payload
         ({"keys": [{"kty": "nope"}]}, "the client's registered keys are unusable"),
     ],
 )
-def test_registered_keys_that_cannot_verify(container: Container, jwks: Any, answer: str) -> None:
+def test_registered_keys_that_cannot_verify(container: Services, jwks: Any, answer: str) -> None:
     client = Client("pk", "Keys", "service", "private_key_jwt", jwks=jwks)
     now = container.clock.now()
     cred = Presented("private_key_jwt", "pk", assertion=_sign(client, now))
@@ -240,13 +240,13 @@ def test_registered_keys_that_cannot_verify(container: Container, jwks: Any, ans
 # -- the wrong method (module docstring of idp.oauth.client_auth) ------------------------------------------------
 
 
-def _wrong(container: Container, cred: Presented) -> InvalidClient:
+def _wrong(container: Services, cred: Presented) -> InvalidClient:
     with pytest.raises(InvalidClient) as err:
         authenticate(container, cred, endpoint="token")
     return err.value
 
 
-def test_the_wrong_method_is_named_only_when_that_reveals_nothing(container: Container) -> None:
+def test_the_wrong_method_is_named_only_when_that_reveals_nothing(container: Services) -> None:
     basic_client, secret = service_client(container)
     err = _wrong(container, Presented("client_secret_post", basic_client.client_id, secret=secret))
     assert err.description == "this client authenticates with client_secret_basic"
@@ -264,7 +264,7 @@ def test_the_wrong_method_is_named_only_when_that_reveals_nothing(container: Con
     assert err.detail == "method client_secret_basic presented, none registered"
 
 
-def test_a_secret_never_reveals_a_key_pair_clients_method(container: Container) -> None:
+def test_a_secret_never_reveals_a_key_pair_clients_method(container: Services) -> None:
     """The secret is not even checked for a client that has none: the generic answer."""
     client = _jwt_client(container)
     err = _wrong(container, Presented("client_secret_basic", client.client_id, secret="x"))
@@ -290,7 +290,7 @@ def _request(body: bytes, headers: dict[str, str] | None = None) -> Request:
     return Request({"type": "http", "method": "POST", "headers": raw}, receive)
 
 
-async def test_authenticate_client_reads_the_form_and_refuses_public_callers(container: Container) -> None:
+async def test_authenticate_client_reads_the_form_and_refuses_public_callers(container: Services) -> None:
     svc, secret = service_client(container, auth_method="client_secret_post")
     body = f"token=x&client_id={svc.client_id}&client_secret={secret}".encode()
     assert await authenticate_client(_request(body), container, endpoint="revocation") == svc

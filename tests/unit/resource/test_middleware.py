@@ -220,7 +220,7 @@ def test_idp_resource_stands_alone() -> None:
     code = (
         "import sys, idp.resource; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('sqlalchemy', 'redis', 'authlib', 'uvicorn') or m.startswith(('idp.web', 'idp.oauth', 'idp.store', "
-        "'idp.container', 'idp.app'))); print(bad); sys.exit(1 if bad else 0)"
+        "'idp.services', 'idp.app'))); print(bad); sys.exit(1 if bad else 0)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -10,6 +10,7 @@ import pytest
 
 from idp.clock import FrozenClock
 from idp.crypto import Digester
+from idp.events import Events, SessionsEnded
 from idp.sessions.store import SLIDE_EVERY, LoginSessions
 from tests.unit.sessions.fakes import FakeUsers, MemorySessionStore
 
@@ -38,6 +39,8 @@ def users():
 
 @pytest.fixture
 def sessions(store, clock, users, ended):
+    events = Events()
+    events.subscribe(SessionsEnded, lambda e: ended.extend((s.sid, e.reason) for s in e.sessions))
     return LoginSessions(
         store,
         Digester(os.urandom(32)),
@@ -45,7 +48,7 @@ def sessions(store, clock, users, ended):
         users,
         idle_ttl=30 * DAY,
         absolute_ttl=90 * DAY,
-        on_end=lambda batch, actor, reason: ended.extend((s.sid, reason) for s in batch),
+        events=events,
     )
 
 
@@ -226,3 +229,16 @@ def test_two_simultaneous_sign_ins_from_one_browser_both_get_a_working_session(s
     assert sessions.current(other["cookie"], slide=False) == other["session"]  # not overwritten
     assert sessions.current(mine, slide=False) == session and session.sid != first.sid
     assert sessions.current(cookie) is None
+
+
+def test_ended_sessions_are_published_once_with_actor_and_reason(store, clock, users) -> None:
+    events, seen = Events(), []
+    events.subscribe(SessionsEnded, seen.append)
+    sessions = LoginSessions(
+        store, Digester(os.urandom(32)), clock, users, idle_ttl=DAY, absolute_ttl=DAY, events=events
+    )
+    _, first = sessions.login("alice")
+    _, second = sessions.login("alice")
+    ended = sessions.end_all_for_user("alice", actor="ops", reason="sign out everywhere")
+    assert seen == [SessionsEnded(tuple(s.info() for s in ended), actor="ops", reason="sign out everywhere")]
+    assert {s.sid for s in seen[0].sessions} == {first.sid, second.sid}

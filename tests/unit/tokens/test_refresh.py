@@ -33,7 +33,7 @@ def store() -> MemoryGrantStore:
 def grants(store: MemoryGrantStore, clock: FrozenClock, deny: RecordingDenyList) -> RefreshTokens:
     kek = os.urandom(32)
     return RefreshTokens(store, Digester(kek), Sealer(kek), clock, idle_ttl=100, absolute_ttl=1000,
-                         grace_seconds=5, grace_max_uses=1, denylist=lambda: deny)  # fmt: skip
+                         grace_seconds=5, grace_max_uses=1, denylist=deny)  # fmt: skip
 
 
 def _start(grants: RefreshTokens, scope: str = "openid offline_access", sid: str = "s1", user: str = "u") -> str:

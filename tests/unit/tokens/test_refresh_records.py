@@ -35,7 +35,7 @@ def _grants(store: MemoryGrantStore, clock: FrozenClock, *, grace: float = 5, de
     kek = os.urandom(32)
     recorder = RecordingDenyList() if deny is None else deny
     return RefreshTokens(store, Digester(kek), Sealer(kek), clock, idle_ttl=100, absolute_ttl=1000,
-                         grace_seconds=grace, grace_max_uses=3, denylist=lambda: recorder or None)  # fmt: skip
+                         grace_seconds=grace, grace_max_uses=3, denylist=recorder or None)  # fmt: skip
 
 
 def _start(

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from idp.clock import FrozenClock
 from idp.crypto import Digester, Sealer
+from idp.errors import InvalidGrant
+from idp.events import Events, GrantRevoked
 from idp.tokens.refresh import Minted, RefreshTokens
 from tests.oauthkit import RecordingDenyList
 from tests.unit.tokens.fakes import MemoryGrantStore
@@ -17,7 +21,7 @@ NOW = 1_700_000_000.0
 def _grants() -> tuple[RefreshTokens, RecordingDenyList, MemoryGrantStore]:
     kek, deny, store = os.urandom(32), RecordingDenyList(), MemoryGrantStore()
     grants = RefreshTokens(store, Digester(kek), Sealer(kek), FrozenClock(NOW), idle_ttl=100, absolute_ttl=1000,
-                           grace_seconds=5, grace_max_uses=1, denylist=lambda: deny)  # fmt: skip
+                           grace_seconds=5, grace_max_uses=1, denylist=deny)  # fmt: skip
     return grants, deny, store
 
 
@@ -53,3 +57,36 @@ def test_revoke_by_refresh_token_owner_unknown_foreign() -> None:
     assert [a for a, _ in store.audits] == ["grant_revoked"]
     assert not grants.revoke_refresh_token(token, client_id="c", actor="c")  # already revoked
     assert deny.batches == [2]
+
+
+def test_each_revoked_family_is_published_after_the_commit() -> None:
+    kek, store, events = os.urandom(32), MemoryGrantStore(), Events()
+    grants = RefreshTokens(store, Digester(kek), Sealer(kek), FrozenClock(NOW), idle_ttl=100, absolute_ttl=1000,
+                           grace_seconds=0, grace_max_uses=1, denylist=RecordingDenyList(), events=events)  # fmt: skip
+    seen: list[GrantRevoked] = []
+    events.subscribe(GrantRevoked, seen.append)
+    _family(grants, "a")
+    _family(grants, "b", client="d")
+    assert grants.revoke_for_user("u", actor="admin", reason="disabled", client_id="d") == 1
+    (only,) = seen
+    assert (only.client_id, only.user_id, only.actor, only.reason) == ("d", "u", "admin", "disabled")
+    assert store.grants[only.grant_id].client_id == "d"
+
+
+def test_a_reused_refresh_token_publishes_its_family() -> None:
+    kek, store, events = os.urandom(32), MemoryGrantStore(), Events()
+    grants = RefreshTokens(store, Digester(kek), Sealer(kek), FrozenClock(NOW), idle_ttl=100, absolute_ttl=1000,
+                           grace_seconds=0, grace_max_uses=1, denylist=RecordingDenyList(), events=events)  # fmt: skip
+    seen: list[GrantRevoked] = []
+    events.subscribe(GrantRevoked, seen.append)
+    _, token = grants.start(client_id="c", user_id="u", sid="s1", scope="openid", audience="a", auth_time=1.0,
+                            acr=None, amr=[], code_digest=None, at_jti="j0", at_exp=NOW + 600,
+                            with_refresh=True)  # fmt: skip
+    assert token
+    minted = Minted(response={"access_token": "x"}, at_jti="j1", at_exp=NOW + 600)
+    grants.rotate(token, client_id="c", scope=None, mint=lambda g, s: minted)
+    with pytest.raises(InvalidGrant):
+        grants.rotate(token, client_id="c", scope=None, mint=lambda g, s: minted)
+    assert [(e.client_id, e.user_id, e.actor, e.reason) for e in seen] == [("c", "u", "c", "refresh token reuse")]
+    assert grants.revoke_by_refresh_token(token, client_id="c", actor="c") == "c"
+    assert len(seen) == 1  # already revoked: nothing new to announce

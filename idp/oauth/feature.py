@@ -1,0 +1,98 @@
+"""The OAuth 2.1 / OpenID Connect protocol features: authorization, token and userinfo; introspection;
+revocation; the purge of dead refresh-token families."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+
+from idp.config import Settings
+from idp.feature import Feature
+from idp.oauth import endpoints
+from idp.services import Services
+from idp.tasks import every
+from idp.web import introspection, revocation
+
+SCOPES = ["openid", "profile", "email", "offline_access"]
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+PURGE_SECONDS = 60.0
+
+
+def _authorization_metadata(settings: Settings) -> Mapping[str, object]:
+    issuer = settings.issuer
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "scopes_supported": SCOPES,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+        "token_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "sid",
+            "at_hash",
+            "name",
+            "preferred_username",
+            "email",
+            "email_verified",
+        ],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
+    }
+
+
+AUTHORIZATION = Feature(
+    name="authorization",
+    routes=endpoints.routes,
+    metadata=_authorization_metadata,
+    cors={"/token": "POST", "/userinfo": "GET, POST"},
+)
+
+INTROSPECTION = Feature(
+    name="introspection",
+    routes=introspection.routes,
+    metadata=lambda s: {
+        "introspection_endpoint": f"{s.issuer}/introspect",
+        "introspection_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+    },
+    cors={"/introspect": "POST"},
+)
+
+REVOCATION = Feature(
+    name="revocation",
+    routes=revocation.routes,
+    metadata=lambda s: {
+        "revocation_endpoint": f"{s.issuer}/revoke",
+        # public clients revoke their own tokens (RFC 7009 §2.1)
+        "revocation_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "none"],
+    },
+    cors={"/revoke": "POST"},
+)
+
+
+def _purge(services: Services) -> AbstractAsyncContextManager[None]:
+    return every(PURGE_SECONDS, services.grants.purge, name="grant purge")
+
+
+GRANT_PURGE = Feature(name="grant purge", tasks=(_purge,))
+"""Drops sealed grace copies and long-dead grants. The sealed successor kept for the refresh grace window
+is also dropped as soon as that successor is used; this sweep bounds how long an unused one survives
+(window + ``PURGE_SECONDS``)."""

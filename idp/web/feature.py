@@ -1,0 +1,70 @@
+"""The features served over HTTP beside the protocol endpoints: discovery and the JWKS, the deny-list feed,
+the hosted pages, the admin API, the probes, the OpenAPI document; and the background work they rely on
+(key rotation, following other workers' client changes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+
+from starlette.routing import BaseRoute
+
+from idp.feature import Feature
+from idp.services import Services
+from idp.tasks import every, started
+from idp.web import denylist, health, openapi, pages, wellknown
+from idp.web.admin import denylist as admin_denylist
+from idp.web.admin import routes as admin_routes
+
+KEY_TICK_SECONDS = 60.0
+
+DISCOVERY = Feature(
+    name="discovery",
+    routes=wellknown.routes,
+    metadata=lambda s: {"jwks_uri": f"{s.issuer}{wellknown.JWKS_PATH}"},
+    public_cors={path: "GET, HEAD" for path in (*wellknown.DISCOVERY_PATHS, wellknown.JWKS_PATH)},
+)
+
+
+def _feed(services: Services) -> AbstractAsyncContextManager[None]:
+    feed = services.denylist_feed
+    return started(feed.start, feed.stop)
+
+
+DENYLIST = Feature(name="deny-list", routes=denylist.routes, tasks=(_feed,))
+
+HOSTED_PAGES = Feature(
+    name="hosted pages",
+    routes=pages.routes,
+    metadata=lambda s: {
+        "end_session_endpoint": f"{s.issuer}/logout",
+        "frontchannel_logout_supported": False,
+        "backchannel_logout_supported": False,
+        "ui_locales_supported": ["en"],
+    },
+)
+
+
+def _admin(services: Services) -> Sequence[BaseRoute]:
+    return [*admin_routes.routes(services), *admin_denylist.routes(services)]
+
+
+ADMIN_API = Feature(name="admin API", routes=_admin)
+HEALTH = Feature(name="health", routes=health.routes)
+OPENAPI = Feature(name="openapi", routes=openapi.routes)
+
+
+def _key_ticks(services: Services) -> AbstractAsyncContextManager[None]:
+    return every(KEY_TICK_SECONDS, services.keyring.tick, name="key maintenance")
+
+
+KEY_MAINTENANCE = Feature(name="key maintenance", tasks=(_key_ticks,))
+
+
+def _follow_clients(services: Services) -> AbstractAsyncContextManager[None]:
+    changes = services.client_changes
+    return nullcontext() if changes is None else started(changes.start, changes.stop)
+
+
+CLIENT_CHANGES = Feature(name="client changes", tasks=(_follow_clients,))
+"""Only with a shared store (``services.client_changes``); without one, lookups read the change counter."""

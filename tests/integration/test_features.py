@@ -1,0 +1,97 @@
+"""The app is what its features declare: routes in order, lifespan tasks entered and exited, event handlers
+subscribed while it runs, the services in the lifespan state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from idp.app import create_app
+from idp.events import UserDisabled
+from idp.feature import Feature
+from idp.features import DEFAULT_FEATURES
+from idp.services import Services
+from idp.tasks import every
+from tests.conftest import ISSUER
+
+
+def _probe(services: Services) -> list[Route]:
+    async def probe(request: Request) -> Response:
+        return JSONResponse({"same": request.state.services is services})
+
+    return [Route("/probe", probe)]
+
+
+async def test_tasks_handlers_and_state_follow_the_lifespan(container: Services) -> None:
+    steps: list[str] = []
+    heard: list[object] = []
+
+    def task(name: str):  # type: ignore[no-untyped-def]
+        @contextlib.asynccontextmanager
+        async def run(services: Services) -> AsyncIterator[None]:
+            steps.append(f"start {name}")
+            yield
+            steps.append(f"stop {name}")
+
+        return run
+
+    extra = Feature(
+        name="probe",
+        routes=_probe,
+        tasks=(task("a"), task("b")),
+        handlers=lambda s: [(UserDisabled, heard.append)],
+    )
+    app = create_app(services=container, features=(*DEFAULT_FEATURES, extra))
+    async with LifespanManager(app) as manager:
+        assert steps == ["start a", "start b"]
+        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            assert (await http.get("/probe")).json() == {"same": True}
+        container.events.publish(UserDisabled("nobody", actor="test"))
+    assert steps == ["start a", "start b", "stop b", "stop a"]  # exited in reverse
+    container.events.publish(UserDisabled("nobody", actor="test"))
+    assert heard == [UserDisabled("nobody", actor="test")]  # unsubscribed when the app stopped
+
+
+def test_the_default_routes_keep_the_hot_endpoints_first(container: Services) -> None:
+    paths = [getattr(r, "path", "") for r in create_app(services=container).routes]
+    assert paths.index("/token") < paths.index("/.well-known/openid-configuration") < paths.index("/introspect")
+    assert paths.index("/introspect") < paths.index("/revoke") < paths.index("/healthz") < paths.index("/login")
+
+
+def test_a_feature_set_without_an_endpoint_the_document_requires_is_refused(container: Services) -> None:
+    without = tuple(f for f in DEFAULT_FEATURES if f.name != "discovery")
+    with pytest.raises(ValueError, match="jwks_uri"):
+        create_app(services=container, features=without)
+
+
+async def test_every_runs_in_the_threadpool_and_logs_failures(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    def tick() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first tick fails")
+
+    with caplog.at_level(logging.ERROR, logger="idp"):
+        async with every(0.01, tick, name="probe tick"):
+            while len(calls) < 3:
+                await asyncio.sleep(0.01)
+    assert "probe tick failed; will retry" in caplog.text
+    count = len(calls)
+    await asyncio.sleep(0.05)
+    assert len(calls) == count  # stopped with the block
+
+
+def test_the_client_change_follower_exists_only_with_a_shared_store(container: Services) -> None:
+    assert (container.client_changes is None) == (container.clients.bus is None)
+    assert (container.client_changes is None) == container.settings.embedded

@@ -1,0 +1,65 @@
+"""The discovery document: assembled from the features, the same bytes for the default set, validated."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from idp.config import Settings
+from idp.features import DEFAULT_FEATURES
+from idp.oauth.discovery import assemble, validate
+
+ISSUER = "https://idp.example"
+# The published document for the default features, byte for byte.
+GOLDEN = (
+    '{"issuer":"https://idp.example","authorization_endpoint":"https://idp.example/authorize","token_endp'
+    'oint":"https://idp.example/token","userinfo_endpoint":"https://idp.example/userinfo","jwks_uri":"htt'
+    'ps://idp.example/jwks.json","revocation_endpoint":"https://idp.example/revoke","introspection_endpoi'
+    'nt":"https://idp.example/introspect","end_session_endpoint":"https://idp.example/logout","scopes_sup'
+    'ported":["openid","profile","email","offline_access"],"response_types_supported":["code"],"response_'
+    'modes_supported":["query"],"grant_types_supported":["authorization_code","refresh_token","client_cre'
+    'dentials"],"subject_types_supported":["public"],"id_token_signing_alg_values_supported":["RS256","ES'
+    '256","EdDSA"],"token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","p'
+    'rivate_key_jwt","none"],"token_endpoint_auth_signing_alg_values_supported":["ES256","RS256","PS256",'
+    '"EdDSA"],"revocation_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","p'
+    'rivate_key_jwt","none"],"introspection_endpoint_auth_methods_supported":["client_secret_basic","clie'
+    'nt_secret_post","private_key_jwt"],"code_challenge_methods_supported":["S256"],"claims_supported":["'
+    'sub","iss","aud","exp","iat","auth_time","nonce","acr","amr","sid","at_hash","name","preferred_usern'
+    'ame","email","email_verified"],"prompt_values_supported":["none","login","consent"],"claims_paramete'
+    'r_supported":false,"request_parameter_supported":false,"request_uri_parameter_supported":false,"auth'
+    'orization_response_iss_parameter_supported":true,"frontchannel_logout_supported":false,"backchannel_'
+    'logout_supported":false,"ui_locales_supported":["en"]}'
+)
+
+
+def _document(issuer: str = ISSUER) -> dict[str, object]:
+    settings = Settings(issuer=issuer)  # type: ignore[call-arg]
+    return assemble(f.metadata(settings) for f in DEFAULT_FEATURES if f.metadata is not None)
+
+
+def test_the_default_features_publish_the_same_bytes() -> None:
+    assert orjson.dumps(_document()).decode() == GOLDEN
+
+
+def test_the_order_of_the_features_does_not_change_the_bytes() -> None:
+    settings = Settings(issuer=ISSUER)  # type: ignore[call-arg]
+    parts = [f.metadata(settings) for f in reversed(DEFAULT_FEATURES) if f.metadata is not None]
+    assert orjson.dumps(assemble(parts)).decode() == GOLDEN
+
+
+def test_a_field_advertised_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="two features"):
+        assemble([{"issuer": ISSUER}, {"issuer": ISSUER}])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"issuer": "http://idp.example"}, "https"),
+        ({"response_types_supported": None}, "response_types_supported"),
+        ({"token_endpoint_auth_methods_supported": "client_secret_basic"}, "token_endpoint_auth_methods_supported"),
+    ],
+)
+def test_authlib_validates_the_document(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate({**_document(), **change})
