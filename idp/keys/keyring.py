@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jwk import ECKey, KeyParameters, OKPKey, RSAKey
 
 from idp.clock import Clock
 from idp.crypto import Sealer, random_id
@@ -81,7 +81,7 @@ class _Loaded:
 def generate(alg: str, kid: str | None = None) -> tuple[str, bytes, dict[str, Any]]:
     """Returns (kid, private PEM, public JWK dict)."""
     kid = kid or random_id(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
-    params = {"kid": kid, "alg": alg, "use": "sig"}
+    params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
     key: AnyKey
     if alg == "ES256":
         key = ECKey.generate_key("P-256", parameters=params)

@@ -58,7 +58,7 @@ class SqlClientStore:
         if "\x00" in client_id:
             return False
         with self._sessions.begin() as s:
-            deleted = s.execute(delete(ClientRow).where(ClientRow.client_id == client_id)).rowcount > 0
+            deleted = s.connection().execute(delete(ClientRow).where(ClientRow.client_id == client_id)).rowcount > 0
             if deleted:
                 self._bump(s)
             return bool(deleted)

@@ -57,11 +57,11 @@ class Direct:
 
     def fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         with self._translated(sql), self._connection() as raw:
-            return raw.execute(sql, params, prepare=True).fetchone()  # type: ignore[arg-type]
+            return raw.execute(sql, params, prepare=True).fetchone()
 
     def rowcount(self, sql: str, params: Mapping[str, Any]) -> int:
         with self._translated(sql), self._connection() as raw:
-            return raw.execute(sql, params, prepare=True).rowcount  # type: ignore[arg-type]
+            return raw.execute(sql, params, prepare=True).rowcount
 
     @contextmanager
     def _translated(self, sql: str) -> Iterator[None]:

@@ -268,7 +268,7 @@ class SqlGrantStore:
         with self._statement() as conn:
             ids = {"b_old": old_id, "b_grant": successor.grant_id}
             marked = conn.execute(_MARK_ROTATED, ids | {"b_now": now, "b_new": successor.id, "b_sealed": sealed})
-            if marked.rowcount != 1:  # type: ignore[attr-defined]
+            if marked.rowcount != 1:
                 return False  # nothing written: the commit is empty
             conn.execute(_INSERT_TOKEN, _token_values(successor))
             conn.execute(_FORGET, ids)

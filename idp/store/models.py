@@ -8,6 +8,8 @@ which behaves the same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -24,7 +27,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    # Every mapping here is a plain Table, which the Core statements in the repositories need.
+    __table__: ClassVar[Table]
 
 
 class ClientRow(Base):

@@ -123,6 +123,13 @@ def _check_value(value: bytes) -> bytes:
     return bytes(value)
 
 
+def _reply(value: bytes | str | None) -> bytes | None:
+    # redis-py types a reply as bytes | str whatever the client; this one never decodes (no decode_responses).
+    if isinstance(value, str):
+        raise TypeError("redis client decodes replies")
+    return value
+
+
 @contextlib.contextmanager
 def _unavailable(command: str) -> Iterator[None]:
     nonblocking.check()  # work tried on the event loop goes to a thread instead (idp.web.inline)
@@ -172,11 +179,11 @@ class RedisStore:
 
     def get(self, key: str) -> bytes | None:
         with _unavailable("GET"):
-            return self._client.get(self._k(key))
+            return _reply(self._client.get(self._k(key)))
 
     def take(self, key: str) -> bytes | None:
         with _unavailable("GETDEL"):
-            return self._client.getdel(self._k(key))
+            return _reply(self._client.getdel(self._k(key)))
 
     def claim(self, marker: str, key: str, ttl: float) -> tuple[bool, bytes | None]:
         with _unavailable("EVALSHA claim"):

@@ -73,12 +73,12 @@ class SqlSessionStore:
         values = _values(session) | ({"id_digest": new_digest} if new_digest is not None else {})
         with self._statement() as conn:
             result = conn.execute(update(_T).where(_T.c.id_digest == digest).values(**values))
-            return result.rowcount > 0  # type: ignore[attr-defined]
+            return result.rowcount > 0
 
     def slide(self, digest: bytes, last_seen_at: float, idle_expires_at: float) -> bool:
         with self._statement() as conn:
             result = conn.execute(_SLIDE, {"digest": digest, "b_seen": last_seen_at, "b_idle": idle_expires_at})
-            return result.rowcount > 0  # type: ignore[attr-defined]
+            return result.rowcount > 0
 
     def delete(self, sids: list[str]) -> list[LoginSession]:
         if not sids:
