@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -276,10 +276,10 @@ def normalise_database_url(url: str) -> str:
     raise ValueError(f"unsupported database scheme {scheme!r} (use sqlite or postgresql)")
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment; raise ConfigError with one line naming the setting."""
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)
         _ = settings.sqlalchemy_url
         return settings
     except ValidationError as exc:

@@ -117,15 +117,17 @@ def import_pem(pem: bytes, kid: str | None = None) -> tuple[str, str, bytes, dic
     return kid, alg, key.as_pem(private=True), key.as_dict(private=False)
 
 
+_KEY_BY_ALG: dict[str, type[AnyKey]] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}
+_KEY_BY_KTY: dict[str, type[AnyKey]] = {"EC": ECKey, "RSA": RSAKey, "OKP": OKPKey}
+
+
 def _import_private(alg: str, pem: bytes, kid: str) -> AnyKey:
-    params = {"kid": kid, "alg": alg, "use": "sig"}
-    cls: type[AnyKey] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}[alg]  # type: ignore[assignment]
-    return cls.import_key(pem, parameters=params)  # type: ignore[arg-type]
+    params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
+    return _KEY_BY_ALG[alg].import_key(pem, parameters=params)
 
 
 def _import_public(jwk: dict[str, Any]) -> AnyKey:
-    cls: type[AnyKey] = {"EC": ECKey, "RSA": RSAKey, "OKP": OKPKey}[jwk["kty"]]  # type: ignore[assignment]
-    return cls.import_key(jwk)
+    return _KEY_BY_KTY[jwk["kty"]].import_key(jwk)
 
 
 class Keyring:

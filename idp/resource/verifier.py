@@ -115,11 +115,11 @@ class AccessTokenVerifier:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         claims = decode_with(token, header, found)
         self.check(claims)
-        if self.cache_size > 0:  # found is a key here: decode_with refused a missing one
+        if self.cache_size > 0 and found is not None:  # always found here: decode_with refused a missing key
             if len(self._verified) >= self.cache_size:
                 with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread got there first
                     self._verified.pop(next(iter(self._verified)))  # the oldest entry
-            self._verified[token] = (header, claims, found[1])  # type: ignore[index]
+            self._verified[token] = (header, claims, found[1])
         return header, dict(claims)
 
     def _recheck(

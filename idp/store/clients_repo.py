@@ -66,7 +66,7 @@ class SqlClientStore:
     def _bump(self, s: Session) -> None:
         """In the change's transaction, so a reader that sees the new count also sees the change. The UPDATE
         locks the row: concurrent changes count one each (PostgreSQL), or are serialised already (SQLite)."""
-        if s.execute(_BUMP).rowcount:  # type: ignore[attr-defined]
+        if s.connection().execute(_BUMP).rowcount:
             return
         dialect = s.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert

@@ -40,7 +40,9 @@ class Direct:
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         fairy = self._engine.raw_connection()  # the pool's checkout event runs: dead connections are dropped
-        raw: psycopg.Connection[Any] = fairy.dbapi_connection  # type: ignore[assignment]
+        raw = fairy.dbapi_connection
+        if not isinstance(raw, psycopg.Connection):
+            raise TypeError("Direct needs an engine on psycopg")
         broken = False
         try:
             raw.autocommit = True  # local flag: no round trip (the pool hands connections out idle)

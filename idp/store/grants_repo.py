@@ -131,12 +131,12 @@ class SqlGrantTx:
         return _split(found) if found else None
 
     def use_grace(self, token_id: str, max_uses: int) -> bool:
-        result = self._s.execute(
+        result = self._s.connection().execute(
             update(RefreshTokenRow)
             .where(RefreshTokenRow.id == token_id, RefreshTokenRow.grace_uses < max_uses)
             .values(grace_uses=RefreshTokenRow.grace_uses + 1)
         )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return result.rowcount == 1
 
     def revoke(
         self,
