@@ -14,9 +14,9 @@ Algorithms are pinned per key: a key verifies only its own ``alg``. HS* and
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -49,6 +49,11 @@ class StoredKey:
     compromised_at: float | None = None
 
 
+_R = TypeVar("_R")
+KeyChange = Callable[[list[StoredKey]], tuple[_R, list[StoredKey]]]
+"""Given every row, returns (result, the rows it added or changed)."""
+
+
 class KeyStore(Protocol):
     """Durable key rows, shared by all workers and instances."""
 
@@ -58,7 +63,7 @@ class KeyStore(Protocol):
 
     def version(self) -> int: ...
 
-    def mutate(self, change: Any) -> Any:
+    def mutate(self, change: KeyChange[_R]) -> _R:
         """Run ``change(rows) -> (result, dirty_rows)`` under an exclusive keyring lock and persist dirty rows."""
         ...
 
