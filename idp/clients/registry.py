@@ -12,7 +12,7 @@ the call returns, so no request that starts afterwards runs with the old registr
   already: its follower is not waited for when its loop cannot run (the writer blocks it);
 * the store bumps a change counter in the change's transaction; on SQLite, and on PostgreSQL
   without Redis, every lookup reads it (the CLI in another process has no channel to the server, and this covers it):
-  on SQLite a ~3 µs local read (:class:`idp.store.clients_repo.SqliteClientsVersion`), on
+  on SQLite a local read (:class:`idp.store.clients_repo.SqliteClientsVersion`), on
   PostgreSQL one primary-key SELECT (:class:`idp.store.clients_repo.PgClientsVersion`).
   A counter that cannot be read sends that lookup to the store, and keeps the cache.
 

@@ -76,8 +76,8 @@ class SqlClientStore:
 
 
 class SqliteClientsVersion:
-    """``clients_version`` read on a connection of its own: one indexed row from the page cache (~3 µs, measured
-    with the sqlite3 module on the WAL database), cheap enough for every client lookup, even on the event loop.
+    """``clients_version`` read on a connection of its own: one indexed row from the page cache (a few µs,
+    bench/RESULTS.md), cheap enough for every client lookup, even on the event loop.
 
     A WAL reader never waits for the writer; ``timeout=0`` makes the rare wait (the WAL being reset) an error
     instead, which the registry answers from the store for that lookup. The path goes into a ``file:`` URI

@@ -1,12 +1,11 @@
 """Hot single statements on PostgreSQL, straight through psycopg.
 
-A refresh is two statements and a code exchange one. Measured on a box 2.85 times slower than
-the reference one: a one-row SELECT on an autocommit connection cost ~330 µs of CPU through
-SQLAlchemy (the ``Connection`` and its checkout, the execution context, a ``cursor.description``
-built column by column for the result) against ~75 µs through psycopg; the refresh-token lookup
-went from ~460 to ~190 µs, and a refresh from ~3.6 to ~2.4 ms in-process. Here a statement takes
-a connection from the SAME pool (its checkout hook still drops dead connections), runs in
-autocommit as one round trip, and reads plain tuples.
+A refresh is two statements and a code exchange one. Through SQLAlchemy most of a one-row
+statement's CPU is SQLAlchemy's own (the ``Connection`` and its checkout, the execution context,
+a ``cursor.description`` built column by column for the result), several times psycopg's
+(bench/RESULTS.md, "Measurements behind design choices"). Here a statement takes a connection
+from the SAME pool (its checkout hook still drops dead connections), runs in autocommit as one
+round trip, and reads plain tuples.
 
 What SQLAlchemy gave the other statements is kept:
 

@@ -1,7 +1,7 @@
 """SQLAlchemy tables: the durable source of truth.
 
 Bearer secrets are never stored: refresh tokens, client secrets and session ids
-are kept as keyed digests (``idp.secrets.digest``); private keys are AES-GCM
+are kept as keyed digests (``idp.crypto.Digester``); private keys are AES-GCM
 encrypted. Times are float seconds since the epoch (the injected clock's unit),
 which behaves the same on SQLite and PostgreSQL.
 """

@@ -1,9 +1,9 @@
 """SQL implementation of :class:`idp.sessions.store.SessionStore` (table ``login_sessions``).
 
 Every method is one Core statement (built once). On PostgreSQL it runs on an autocommit
-connection: one round trip, where the ORM and a transaction around it took three (BEGIN, the
-statement, COMMIT/ROLLBACK) and ~0.5 ms of CPU for the unit of work. SQLite keeps a
-transaction per statement (its BEGIN IMMEDIATE write lock).
+connection: one round trip, where the ORM and a transaction around it take three (BEGIN, the
+statement, COMMIT/ROLLBACK) and the unit of work's CPU. SQLite keeps a transaction per
+statement (its BEGIN IMMEDIATE write lock).
 """
 
 from __future__ import annotations
