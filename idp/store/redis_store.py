@@ -45,7 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from idp import nonblocking
-from idp.store.ephemeral import StoreUnavailable
+from idp.ephemeral import StoreUnavailable
 
 __all__ = ["RedisStore"]
 
@@ -140,7 +140,7 @@ def _unavailable(command: str) -> Iterator[None]:
 
 
 class RedisStore:
-    """:class:`~idp.store.ephemeral.EphemeralStore` on Redis; every key and channel gets ``prefix``."""
+    """:class:`~idp.ephemeral.EphemeralStore` on Redis; every key and channel gets ``prefix``."""
 
     def __init__(self, url: str, prefix: str = "idp:") -> None:
         self._url = url
