@@ -16,6 +16,10 @@ WORKERS     ?=
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 
+# `make check`, and the first step of `make test`: lint, the import contracts, and the types
+# ([tool.mypy] in pyproject.toml: the whole idp package).
+CHECKS = $(BIN)/ruff check . && $(BIN)/lint-imports --no-cache && $(BIN)/mypy
+
 .PHONY: venv run test check bench fuzz mutate clean
 
 # Reinstall only when pyproject.toml or the lock is newer than the stamp. Every dependency
@@ -37,12 +41,12 @@ run: venv
 # streams, Redis faults), serially, in file order, with a generous per-test timeout. Exit status 5 (nothing
 # selected, e.g. PYTEST_ARGS='-k refresh' matches no timing test) counts as success.
 test: venv
-	bash scripts/test-setup.sh && $(BIN)/ruff check . && $(BIN)/lint-imports --no-cache
+	bash scripts/test-setup.sh && $(CHECKS)
 	$(BIN)/pytest -m "not timing" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(BIN)/pytest -m timing -p no:randomly -o timeout=300 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 check: venv
-	$(BIN)/ruff check . && $(BIN)/lint-imports --no-cache
+	$(CHECKS)
 
 bench: venv
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

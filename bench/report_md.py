@@ -54,6 +54,7 @@ def render(results: dict[str, Any]) -> str:
     lines += _profile(results)
     lines += _soak()
     lines += _gaps()
+    lines += _design()
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -77,6 +78,12 @@ def _speed(mach: dict[str, Any]) -> list[str]:
 def _gaps() -> list[str]:
     """The hand-written explanation of each missed target (bench/gaps.md), after the measurements."""
     path = Path(__file__).with_name("gaps.md")
+    return ["", path.read_text().rstrip(), ""] if path.exists() else []
+
+
+def _design() -> list[str]:
+    """The hand-written figures behind design choices in idp/ (bench/design.md), kept out of the code."""
+    path = Path(__file__).with_name("design.md")
     return ["", path.read_text().rstrip(), ""] if path.exists() else []
 
 

@@ -1,21 +1,22 @@
 """Settings: one typed object read from ``IDP_*`` environment variables.
 
 Every field is documented where it is defined; ``docs/configuration.md`` and
-``.env.example`` are generated from this file. Nothing in ``idp`` imports this
-module except the composition roots (``idp.app``, ``idp.cli``): protocol code
+``.env.example`` are generated from this file. Only the composition roots (the
+app, the CLI and the object graph they build) import this module: protocol code
 receives plain values.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from idp.loopback import is_loopback_host
 
 DAY = 86_400
 SigningAlg = Literal["ES256", "RS256", "EdDSA"]
@@ -23,17 +24,6 @@ SigningAlg = Literal["ES256", "RS256", "EdDSA"]
 
 class ConfigError(Exception):
     """A setting is invalid. The message names the setting; the CLI exits 2."""
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Settings(BaseSettings):
@@ -276,10 +266,10 @@ def normalise_database_url(url: str) -> str:
     raise ValueError(f"unsupported database scheme {scheme!r} (use sqlite or postgresql)")
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment; raise ConfigError with one line naming the setting."""
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)
         _ = settings.sqlalchemy_url
         return settings
     except ValidationError as exc:

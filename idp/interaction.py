@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import orjson
 
 from idp.clock import Clock
-from idp.store.ephemeral import EphemeralStore
+from idp.ephemeral import EphemeralStore
 
 SESSION_COOKIE = "__Host-idp-session"
 INTERACTION_TTL = 600.0

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from anyio import to_thread
 
-from idp.store.ephemeral import EphemeralStore
+from idp.ephemeral import EphemeralStore
 
 log = logging.getLogger("idp")
 

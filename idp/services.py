@@ -28,6 +28,7 @@ from idp.denylist.entries import DenyChange
 from idp.denylist.feed import DenyFeed
 from idp.denylist.secevent import SET_TYP
 from idp.denylist.service import DenyList
+from idp.ephemeral import EphemeralStore
 from idp.events import Events, KeyCompromised, SessionsEnded, UserDisabled
 from idp.interaction import Interactions
 from idp.keys.jwks import JwksCache
@@ -43,7 +44,6 @@ from idp.store.clients_repo import PgClientsVersion, SqlClientStore, SqliteClien
 from idp.store.consents_repo import SqlConsentStore, SqlGrantSummary
 from idp.store.db import make_engine, make_sessionmaker
 from idp.store.denylist_repo import SqlDenyStore
-from idp.store.ephemeral import EphemeralStore
 from idp.store.grants_repo import SqlGrantStore
 from idp.store.keys_repo import SqlKeyStore
 from idp.store.models import MetaRow

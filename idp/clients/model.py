@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from idp.config import is_loopback_host
+from idp.loopback import is_loopback_host
 
 KINDS = ("web", "native", "service")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")

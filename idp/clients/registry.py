@@ -12,7 +12,7 @@ the call returns, so no request that starts afterwards runs with the old registr
   already: its follower is not waited for when its loop cannot run (the writer blocks it);
 * the store bumps a change counter in the change's transaction; on SQLite, and on PostgreSQL
   without Redis, every lookup reads it (the CLI in another process has no channel to the server, and this covers it):
-  on SQLite a ~3 µs local read (:class:`idp.store.clients_repo.SqliteClientsVersion`), on
+  on SQLite a local read (:class:`idp.store.clients_repo.SqliteClientsVersion`), on
   PostgreSQL one primary-key SELECT (:class:`idp.store.clients_repo.PgClientsVersion`).
   A counter that cannot be read sends that lookup to the store, and keeps the cache.
 
@@ -22,6 +22,7 @@ The cache lifetime (``cache_seconds``) stays as the bound for a worker that lost
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import secrets
 import threading
@@ -254,18 +255,18 @@ class ClientRegistry:
         *,
         name: str,
         kind: str,
-        redirect_uris: list[str] | None = None,
-        post_logout_redirect_uris: list[str] | None = None,
+        redirect_uris: builtins.list[str] | None = None,
+        post_logout_redirect_uris: builtins.list[str] | None = None,
         scope: str = "",
         audience: str = "",
         first_party: bool = False,
         auth_method: str | None = None,
         jwks: dict[str, Any] | None = None,
-        grant_types: list[str] | None = None,
+        grant_types: builtins.list[str] | None = None,
         require_pkce: bool = True,
         access_token_alg: str | None = None,
         id_token_alg: str | None = None,
-        allowed_cors_origins: list[str] | None = None,
+        allowed_cors_origins: builtins.list[str] | None = None,
         claims_in_id_token: bool = False,
         client_id: str | None = None,
     ) -> tuple[Client, str | None]:

@@ -48,9 +48,9 @@ from idp.crypto import b64url_decode
 from idp.denylist.entries import DenyChange
 from idp.denylist.secevent import CHANNEL, EVENT_DENY
 from idp.denylist.service import DenyList
+from idp.ephemeral import EphemeralStore
 from idp.errors import TemporarilyUnavailable, TooManyRequests
 from idp.pubsub import follow_channel, stop_subscriber
-from idp.store.ephemeral import EphemeralStore
 
 log = logging.getLogger("idp.denylist")
 

@@ -14,13 +14,13 @@ Algorithms are pinned per key: a key verifies only its own ``alg``. HS* and
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jwk import ECKey, KeyParameters, OKPKey, RSAKey
 
 from idp.clock import Clock
 from idp.crypto import Sealer, random_id
@@ -49,6 +49,11 @@ class StoredKey:
     compromised_at: float | None = None
 
 
+_R = TypeVar("_R")
+KeyChange = Callable[[list[StoredKey]], tuple[_R, list[StoredKey]]]
+"""Given every row, returns (result, the rows it added or changed)."""
+
+
 class KeyStore(Protocol):
     """Durable key rows, shared by all workers and instances."""
 
@@ -58,7 +63,7 @@ class KeyStore(Protocol):
 
     def version(self) -> int: ...
 
-    def mutate(self, change: Any) -> Any:
+    def mutate(self, change: KeyChange[_R]) -> _R:
         """Run ``change(rows) -> (result, dirty_rows)`` under an exclusive keyring lock and persist dirty rows."""
         ...
 
@@ -81,7 +86,7 @@ class _Loaded:
 def generate(alg: str, kid: str | None = None) -> tuple[str, bytes, dict[str, Any]]:
     """Returns (kid, private PEM, public JWK dict)."""
     kid = kid or random_id(6)  # 48 bits: unique among a handful of keys; short, it rides in every token
-    params = {"kid": kid, "alg": alg, "use": "sig"}
+    params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
     key: AnyKey
     if alg == "ES256":
         key = ECKey.generate_key("P-256", parameters=params)
@@ -117,15 +122,17 @@ def import_pem(pem: bytes, kid: str | None = None) -> tuple[str, str, bytes, dic
     return kid, alg, key.as_pem(private=True), key.as_dict(private=False)
 
 
+_KEY_BY_ALG: dict[str, type[AnyKey]] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}
+_KEY_BY_KTY: dict[str, type[AnyKey]] = {"EC": ECKey, "RSA": RSAKey, "OKP": OKPKey}
+
+
 def _import_private(alg: str, pem: bytes, kid: str) -> AnyKey:
-    params = {"kid": kid, "alg": alg, "use": "sig"}
-    cls: type[AnyKey] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}[alg]  # type: ignore[assignment]
-    return cls.import_key(pem, parameters=params)  # type: ignore[arg-type]
+    params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
+    return _KEY_BY_ALG[alg].import_key(pem, parameters=params)
 
 
 def _import_public(jwk: dict[str, Any]) -> AnyKey:
-    cls: type[AnyKey] = {"EC": ECKey, "RSA": RSAKey, "OKP": OKPKey}[jwk["kty"]]  # type: ignore[assignment]
-    return cls.import_key(jwk)
+    return _KEY_BY_KTY[jwk["kty"]].import_key(jwk)
 
 
 class Keyring:

@@ -185,7 +185,8 @@ class DenyListFollower:
             if not resp.headers.get("content-type", "").startswith("text/event-stream"):
                 raise ValueError("the deny-list stream is not text/event-stream")
             self.connected = True
-            event, data = "message", []
+            event = "message"
+            data: list[str] = []
             async for line in resp.aiter_lines():
                 self._heard()
                 if line == "":

@@ -9,7 +9,7 @@ present.
 
 A verified token is remembered (``cache_size`` entries, 10,000 by default): every request of
 a client carries the same token for its whole lifetime, and its signature is the one
-expensive step (~60-130 µs for ES256, against ~2 µs for a hit). A hit is the exact token
+expensive step, tens of times a hit's cost (bench/RESULTS.md). A hit is the exact token
 string, so nothing tampered matches one; it is re-checked each time for ``exp`` and for
 its key still being the one the JWKS names for its ``kid`` (a key evicted as compromised
 or gone from the set takes its tokens with it); the deny-list is consulted on every
@@ -115,11 +115,11 @@ class AccessTokenVerifier:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         claims = decode_with(token, header, found)
         self.check(claims)
-        if self.cache_size > 0:  # found is a key here: decode_with refused a missing one
+        if self.cache_size > 0 and found is not None:  # always found here: decode_with refused a missing key
             if len(self._verified) >= self.cache_size:
                 with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread got there first
                     self._verified.pop(next(iter(self._verified)))  # the oldest entry
-            self._verified[token] = (header, claims, found[1])  # type: ignore[index]
+            self._verified[token] = (header, claims, found[1])
         return header, dict(claims)
 
     def _recheck(

@@ -6,7 +6,7 @@ Blocking (Argon2id, SQL): the HTTP layer calls these from a worker thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from idp.clock import Clock
 from idp.events import UserDisabled
@@ -26,13 +26,25 @@ class PasswordChangeError(Exception):
         self.retry_after = retry_after
 
 
+class NamedClient(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
 class ClientNames(Protocol):
-    def get(self, client_id: str) -> Any: ...
+    def get(self, client_id: str) -> NamedClient | None: ...
+
+
+@dataclass(frozen=True)
+class GrantSummary:
+    client_id: str
+    active: int  # live refresh-token families
+    last_granted_at: float
 
 
 class GrantSummaries(Protocol):
-    def for_user(self, user_id: str, now: float) -> list[Any]:
-        """Objects with client_id, active, last_granted_at."""
+    def for_user(self, user_id: str, now: float) -> list[GrantSummary]:
+        """The user's live grants, one per client."""
         ...
 
 

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from idp.clients.model import Client
 from idp.clock import Clock
-from idp.config import is_loopback_host
-from idp.store.ephemeral import EphemeralStore
+from idp.ephemeral import EphemeralStore
+from idp.loopback import is_loopback_host
 
 
 @dataclass(frozen=True)

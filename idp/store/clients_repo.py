@@ -58,7 +58,7 @@ class SqlClientStore:
         if "\x00" in client_id:
             return False
         with self._sessions.begin() as s:
-            deleted = s.execute(delete(ClientRow).where(ClientRow.client_id == client_id)).rowcount > 0
+            deleted = s.connection().execute(delete(ClientRow).where(ClientRow.client_id == client_id)).rowcount > 0
             if deleted:
                 self._bump(s)
             return bool(deleted)
@@ -66,7 +66,7 @@ class SqlClientStore:
     def _bump(self, s: Session) -> None:
         """In the change's transaction, so a reader that sees the new count also sees the change. The UPDATE
         locks the row: concurrent changes count one each (PostgreSQL), or are serialised already (SQLite)."""
-        if s.execute(_BUMP).rowcount:  # type: ignore[attr-defined]
+        if s.connection().execute(_BUMP).rowcount:
             return
         dialect = s.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -76,8 +76,8 @@ class SqlClientStore:
 
 
 class SqliteClientsVersion:
-    """``clients_version`` read on a connection of its own: one indexed row from the page cache (~3 µs, measured
-    with the sqlite3 module on the WAL database), cheap enough for every client lookup, even on the event loop.
+    """``clients_version`` read on a connection of its own: one indexed row from the page cache (a few µs,
+    bench/RESULTS.md), cheap enough for every client lookup, even on the event loop.
 
     A WAL reader never waits for the writer; ``timeout=0`` makes the rare wait (the WAL being reset) an error
     instead, which the registry answers from the store for that lookup. The path goes into a ``file:`` URI

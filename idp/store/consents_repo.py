@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.sessions.account import GrantSummary
 from idp.sessions.consents import Consent
 from idp.store.models import ConsentRow, GrantRow
 
@@ -49,7 +48,7 @@ class SqlConsentStore:
 
     def delete(self, user_id: str, client_id: str) -> bool:
         with self._sessions.begin() as s:
-            result = s.execute(
+            result = s.connection().execute(  # the Core result: its rowcount is typed
                 delete(ConsentRow).where(ConsentRow.user_id == user_id, ConsentRow.client_id == client_id)
             )
             return result.rowcount > 0
@@ -57,13 +56,6 @@ class SqlConsentStore:
     def list_for_user(self, user_id: str) -> list[Consent]:
         with self._sessions() as s:
             return [_to_consent(r) for r in s.scalars(select(ConsentRow).where(ConsentRow.user_id == user_id))]
-
-
-@dataclass(frozen=True)
-class GrantSummary:
-    client_id: str
-    active: int  # live refresh-token families
-    last_granted_at: float
 
 
 class SqlGrantSummary:

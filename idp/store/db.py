@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -57,7 +58,7 @@ def _make_engine(url: str, *, pool_size: int) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=pool_size)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
             dbapi_conn.isolation_level = None  # let the "begin" hook below own transactions
             cur = dbapi_conn.cursor()
@@ -68,7 +69,7 @@ def _make_engine(url: str, *, pool_size: int) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+        def _sqlite_begin(conn: Connection) -> None:
             # Take the write lock at BEGIN so read-then-write transactions serialise instead of failing.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 

@@ -247,5 +247,5 @@ class SqlDenyStore:
 
     def purge(self, now: float) -> int:
         with self._sessions.begin() as s:
-            result = s.execute(delete(DenyEntryRow).where(DenyEntryRow.expires_at <= now))
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            result = s.connection().execute(delete(DenyEntryRow).where(DenyEntryRow.expires_at <= now))
+            return int(result.rowcount or 0)

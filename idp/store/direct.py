@@ -1,12 +1,11 @@
 """Hot single statements on PostgreSQL, straight through psycopg.
 
-A refresh is two statements and a code exchange one. Measured on a box 2.85 times slower than
-the reference one: a one-row SELECT on an autocommit connection cost ~330 µs of CPU through
-SQLAlchemy (the ``Connection`` and its checkout, the execution context, a ``cursor.description``
-built column by column for the result) against ~75 µs through psycopg; the refresh-token lookup
-went from ~460 to ~190 µs, and a refresh from ~3.6 to ~2.4 ms in-process. Here a statement takes
-a connection from the SAME pool (its checkout hook still drops dead connections), runs in
-autocommit as one round trip, and reads plain tuples.
+A refresh is two statements and a code exchange one. Through SQLAlchemy most of a one-row
+statement's CPU is SQLAlchemy's own (the ``Connection`` and its checkout, the execution context,
+a ``cursor.description`` built column by column for the result), several times psycopg's
+(bench/RESULTS.md, "Measurements behind design choices"). Here a statement takes a connection
+from the SAME pool (its checkout hook still drops dead connections), runs in autocommit as one
+round trip, and reads plain tuples.
 
 What SQLAlchemy gave the other statements is kept:
 
@@ -40,7 +39,9 @@ class Direct:
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         fairy = self._engine.raw_connection()  # the pool's checkout event runs: dead connections are dropped
-        raw: psycopg.Connection[Any] = fairy.dbapi_connection  # type: ignore[assignment]
+        raw = fairy.dbapi_connection
+        if not isinstance(raw, psycopg.Connection):
+            raise TypeError("Direct needs an engine on psycopg")
         broken = False
         try:
             raw.autocommit = True  # local flag: no round trip (the pool hands connections out idle)
@@ -57,11 +58,11 @@ class Direct:
 
     def fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         with self._translated(sql), self._connection() as raw:
-            return raw.execute(sql, params, prepare=True).fetchone()  # type: ignore[arg-type]
+            return raw.execute(sql, params, prepare=True).fetchone()
 
     def rowcount(self, sql: str, params: Mapping[str, Any]) -> int:
         with self._translated(sql), self._connection() as raw:
-            return raw.execute(sql, params, prepare=True).rowcount  # type: ignore[arg-type]
+            return raw.execute(sql, params, prepare=True).rowcount
 
     @contextmanager
     def _translated(self, sql: str) -> Iterator[None]:

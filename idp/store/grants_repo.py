@@ -130,12 +130,12 @@ class SqlGrantTx:
         return _split(found) if found else None
 
     def use_grace(self, token_id: str, max_uses: int) -> bool:
-        result = self._s.execute(
+        result = self._s.connection().execute(
             update(RefreshTokenRow)
             .where(RefreshTokenRow.id == token_id, RefreshTokenRow.grace_uses < max_uses)
             .values(grace_uses=RefreshTokenRow.grace_uses + 1)
         )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return result.rowcount == 1
 
     def revoke(
         self,
@@ -267,7 +267,7 @@ class SqlGrantStore:
         with self._statement() as conn:
             ids = {"b_old": old_id, "b_grant": successor.grant_id}
             marked = conn.execute(_MARK_ROTATED, ids | {"b_now": now, "b_new": successor.id, "b_sealed": sealed})
-            if marked.rowcount != 1:  # type: ignore[attr-defined]
+            if marked.rowcount != 1:
                 return False  # nothing written: the commit is empty
             conn.execute(_INSERT_TOKEN, _token_values(successor))
             conn.execute(_FORGET, ids)

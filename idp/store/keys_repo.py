@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp.keys.keyring import StoredKey
+from idp.keys.keyring import KeyChange, StoredKey
 from idp.store.models import MetaRow, SigningKeyRow
 
+_R = TypeVar("_R")
 _VERSION_KEY = "keyring_version"
 _FIELDS = [f.name for f in fields(StoredKey)]
 
@@ -35,14 +36,14 @@ class SqlKeyStore:
             rows = s.scalars(select(SigningKeyRow)).all()
             return (int(meta.value) if meta else 0), [_to_stored(r) for r in rows]
 
-    def mutate(self, change: Any) -> Any:
+    def mutate(self, change: KeyChange[_R]) -> _R:
         try:
             return self._mutate(change)
         except IntegrityError:
             # Two instances created the version row at once on an empty database; the row exists now.
             return self._mutate(change)
 
-    def _mutate(self, change: Any) -> Any:
+    def _mutate(self, change: KeyChange[_R]) -> _R:
         with self._sessions.begin() as s:
             # The version row is the keyring lock: two instances rotating at once serialise here
             # (SELECT ... FOR UPDATE on PostgreSQL; SQLite transactions begin IMMEDIATE).

@@ -91,7 +91,7 @@ class _Subscriber:
 
 
 class MemoryStore:
-    """Thread-safe, single-process :class:`~idp.store.ephemeral.EphemeralStore`."""
+    """Thread-safe, single-process :class:`~idp.ephemeral.EphemeralStore`."""
 
     def __init__(self, clock: Clock | None = None, *, max_queued: int = 1000) -> None:
         """``max_queued``: messages buffered per subscriber before it is closed as too slow."""

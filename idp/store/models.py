@@ -1,12 +1,14 @@
 """SQLAlchemy tables: the durable source of truth.
 
 Bearer secrets are never stored: refresh tokens, client secrets and session ids
-are kept as keyed digests (``idp.secrets.digest``); private keys are AES-GCM
+are kept as keyed digests (``idp.crypto.Digester``); private keys are AES-GCM
 encrypted. Times are float seconds since the epoch (the injected clock's unit),
 which behaves the same on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -24,7 +27,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    # Every mapping here is a plain Table, which the Core statements in the repositories need.
+    __table__: ClassVar[Table]
 
 
 class ClientRow(Base):

@@ -45,7 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from idp import nonblocking
-from idp.store.ephemeral import StoreUnavailable
+from idp.ephemeral import StoreUnavailable
 
 __all__ = ["RedisStore"]
 
@@ -123,6 +123,13 @@ def _check_value(value: bytes) -> bytes:
     return bytes(value)
 
 
+def _reply(value: bytes | str | None) -> bytes | None:
+    # redis-py types a reply as bytes | str whatever the client; this one never decodes (no decode_responses).
+    if isinstance(value, str):
+        raise TypeError("redis client decodes replies")
+    return value
+
+
 @contextlib.contextmanager
 def _unavailable(command: str) -> Iterator[None]:
     nonblocking.check()  # work tried on the event loop goes to a thread instead (idp.web.inline)
@@ -133,7 +140,7 @@ def _unavailable(command: str) -> Iterator[None]:
 
 
 class RedisStore:
-    """:class:`~idp.store.ephemeral.EphemeralStore` on Redis; every key and channel gets ``prefix``."""
+    """:class:`~idp.ephemeral.EphemeralStore` on Redis; every key and channel gets ``prefix``."""
 
     def __init__(self, url: str, prefix: str = "idp:") -> None:
         self._url = url
@@ -172,11 +179,11 @@ class RedisStore:
 
     def get(self, key: str) -> bytes | None:
         with _unavailable("GET"):
-            return self._client.get(self._k(key))
+            return _reply(self._client.get(self._k(key)))
 
     def take(self, key: str) -> bytes | None:
         with _unavailable("GETDEL"):
-            return self._client.getdel(self._k(key))
+            return _reply(self._client.getdel(self._k(key)))
 
     def claim(self, marker: str, key: str, ttl: float) -> tuple[bool, bytes | None]:
         with _unavailable("EVALSHA claim"):

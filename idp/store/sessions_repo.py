@@ -1,9 +1,9 @@
 """SQL implementation of :class:`idp.sessions.store.SessionStore` (table ``login_sessions``).
 
 Every method is one Core statement (built once). On PostgreSQL it runs on an autocommit
-connection: one round trip, where the ORM and a transaction around it took three (BEGIN, the
-statement, COMMIT/ROLLBACK) and ~0.5 ms of CPU for the unit of work. SQLite keeps a
-transaction per statement (its BEGIN IMMEDIATE write lock).
+connection: one round trip, where the ORM and a transaction around it take three (BEGIN, the
+statement, COMMIT/ROLLBACK) and the unit of work's CPU. SQLite keeps a transaction per
+statement (its BEGIN IMMEDIATE write lock).
 """
 
 from __future__ import annotations
@@ -73,12 +73,12 @@ class SqlSessionStore:
         values = _values(session) | ({"id_digest": new_digest} if new_digest is not None else {})
         with self._statement() as conn:
             result = conn.execute(update(_T).where(_T.c.id_digest == digest).values(**values))
-            return result.rowcount > 0  # type: ignore[attr-defined]
+            return result.rowcount > 0
 
     def slide(self, digest: bytes, last_seen_at: float, idle_expires_at: float) -> bool:
         with self._statement() as conn:
             result = conn.execute(_SLIDE, {"digest": digest, "b_seen": last_seen_at, "b_idle": idle_expires_at})
-            return result.rowcount > 0  # type: ignore[attr-defined]
+            return result.rowcount > 0
 
     def delete(self, sids: list[str]) -> list[LoginSession]:
         if not sids:

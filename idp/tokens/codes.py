@@ -25,7 +25,7 @@ MARKER_TTL = 900.0  # how long the ephemeral store remembers a redeemed code (SQ
 
 
 class CodeStore(Protocol):
-    """The ephemeral store operations codes need (see :class:`idp.store.ephemeral.EphemeralStore`)."""
+    """The ephemeral store operations codes need (see :class:`idp.ephemeral.EphemeralStore`)."""
 
     def put(self, key: str, value: bytes, ttl: float) -> None: ...
 

@@ -67,8 +67,9 @@ def sign(keyring: Keyring, alg: str, typ: str, claims: dict[str, Any]) -> str:
     """A compact JWS of ``claims``, signed by the keyring's current ``alg`` key.
 
     The compact form is assembled here (the protected header cached per key, the signature
-    from ``cryptography``): joserfc's generic path cost ~20 µs more per token than the ES256
-    signature itself. Header and payload are byte-for-byte what ``jws.serialize_compact`` makes.
+    from ``cryptography``): joserfc's generic path costs a large part of the ES256 signature on
+    top of it (bench/RESULTS.md). Header and payload are byte-for-byte what
+    ``jws.serialize_compact`` makes.
     """
     kid, key = keyring.signer(alg)
     signer = _SIGNERS.get(alg)
@@ -106,8 +107,8 @@ def _eddsa_verify(key: Any, data: bytes, sig: bytes) -> None:
 
 
 # The same algorithms as _SIGNERS, checked with ``cryptography`` directly: joserfc's generic deserialisation
-# cost ~40 % on top of the ES256 verification itself (bench.verify_cost). The key is the caller's, pinned to
-# ``alg``: the token's header never chooses it.
+# adds a large part of the ES256 verification on top of it (bench/RESULTS.md). The key is the caller's, pinned
+# to ``alg``: the token's header never chooses it.
 _VERIFIERS: dict[str, Callable[[Any, bytes, bytes], None]] = {
     "ES256": _es256_verify,
     "RS256": _rs256_verify,

@@ -2,8 +2,8 @@
 
 Verification is the hot path of every sign-in. Each Argon2id run needs ``m`` KiB of work
 memory; argon2-cffi's ``verify`` takes it from malloc, which (with the mallopt below) means a
-fresh 19 MiB mmap per call: ~4,900 page faults, +50 % CPU per verification (measured 21 ms
-user + 11 ms system). :class:`WorkAreas` lends each verification one of ``cpu_count``
+fresh 19 MiB mmap per call: thousands of page faults, and system time on top of the hash's own
+(bench/RESULTS.md). :class:`WorkAreas` lends each verification one of ``cpu_count``
 pre-sized areas instead, handed to the reference implementation through its allocator
 callbacks, so a busy worker faults nothing; an area idle for ``IDLE_RELEASE`` seconds gives
 its pages back to the OS, so an idle worker holds no Argon2 memory.
@@ -42,8 +42,8 @@ _ENCODED = re.compile(
 def _return_large_blocks_to_the_os() -> None:
     """Serve allocations >= 1 MiB with mmap, so they go back on free (hashing, unusual hashes).
 
-    Otherwise glibc keeps them in per-thread arenas: measured 385 MiB RSS after 200 verifications from 40
-    threads, 16 MiB with this (bench/RESULTS.md). No effect off glibc. Verifications of this class's
+    Otherwise glibc keeps them in per-thread arenas, and a worker's RSS grows with every thread that ever
+    verified (bench/RESULTS.md). No effect off glibc. Verifications of this class's
     own hashes do not use malloc (WorkAreas).
     """
     if not sys.platform.startswith("linux"):

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 
 from idp.clock import Clock
-from idp.store.ephemeral import EphemeralStore
+from idp.ephemeral import EphemeralStore
 
 WINDOW = 86_400
 MAX_LOCKOUT = 900

@@ -15,8 +15,8 @@ import logging
 from starlette.concurrency import run_in_threadpool
 
 from idp.clients.registry import CHANNEL, ClientRegistry, parse_change
+from idp.ephemeral import EphemeralStore
 from idp.pubsub import follow_channel, stop_subscriber
-from idp.store.ephemeral import EphemeralStore
 
 log = logging.getLogger("idp.clients")
 

@@ -1,6 +1,6 @@
 """503 ``temporarily_unavailable`` when a backing service is down, instead of a 500.
 
-* The ephemeral store (Redis) unreachable: :class:`idp.store.ephemeral.StoreUnavailable`.
+* The ephemeral store (Redis) unreachable: :class:`idp.ephemeral.StoreUnavailable`.
 * The database connection lost (restart, failover, ``pg_terminate_backend``): SQLAlchemy's
   ``OperationalError`` / ``InterfaceError`` and any DBAPI error that invalidated its connection.
   The transaction was rolled back by the database; the pool drops the dead connection (and
@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ExceptionHandler
 
+from idp.ephemeral import StoreUnavailable
 from idp.errors import TemporarilyUnavailable
-from idp.store.ephemeral import StoreUnavailable
 from idp.web.responses import NO_STORE, json_response, server_error_handler
 from idp.web.templating import error_page
 

@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from idp.ephemeral import StoreUnavailable
 from idp.interaction import SESSION_COOKIE, PendingAuthorization
-from idp.store.ephemeral import StoreUnavailable
 from idp.web.middleware import CSP
 from idp.web.templating import error_page
 

@@ -8,37 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from idp.denylist.entries import DenyEntry
-from idp.keys.keyring import KeyPolicy, Keyring, StoredKey
 from idp.tokens.refresh import GrantRecord, RevokedGrant, TokenRecord
-
-
-class MemoryKeyStore:
-    def __init__(self) -> None:
-        self.rows: list[StoredKey] = []
-        self._version = 0
-
-    def load(self) -> tuple[int, list[StoredKey]]:
-        return self._version, [copy.copy(r) for r in self.rows]
-
-    def version(self) -> int:
-        return self._version
-
-    def mutate(self, change: Any) -> Any:
-        rows = [copy.copy(r) for r in self.rows]
-        result, dirty = change(rows)
-        by_kid = {r.kid: r for r in self.rows}
-        for r in dirty:
-            by_kid[r.kid] = r
-        self.rows = list(by_kid.values())
-        self._version += 1
-        return result
-
-
-def keyring(sealer: Any, clock: Any) -> Keyring:
-    policy = KeyPolicy(algorithms=("ES256", "RS256", "EdDSA"), rotation_seconds=1e9, publish_lead=60, retire_keep=600)
-    ring = Keyring(MemoryKeyStore(), sealer, clock, policy)
-    ring.tick()
-    return ring
 
 
 class MemoryGrantTx:

@@ -13,7 +13,7 @@ from idp.crypto import Sealer
 from idp.tokens import jwt
 from idp.tokens.access import AccessTokens
 from idp.tokens.id_token import IdTokens, acr_for, half_hash
-from tests.unit.tokens.fakes import keyring
+from tests.unit.keys.fakes import keyring
 
 ISS = "https://idp.test"
 

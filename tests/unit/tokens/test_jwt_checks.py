@@ -18,7 +18,7 @@ from joserfc.jwk import ECKey
 from idp.clock import FrozenClock
 from idp.crypto import Sealer, b64url
 from idp.tokens import jwt
-from tests.unit.tokens.fakes import keyring
+from tests.unit.keys.fakes import keyring
 
 ISS = "https://idp.test"
 NOW = 1_700_000_000

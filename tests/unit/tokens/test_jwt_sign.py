@@ -12,7 +12,7 @@ from joserfc import jws
 from idp.clock import FrozenClock
 from idp.crypto import Sealer
 from idp.tokens import jwt
-from tests.unit.tokens.fakes import keyring
+from tests.unit.keys.fakes import keyring
 
 ISS = "https://idp.test"
 CLAIMS = {"iss": ISS, "sub": "ü-user", "aud": "https://api", "exp": 1_700_000_600, "iat": 1_700_000_000, "jti": "j"}

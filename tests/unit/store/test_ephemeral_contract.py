@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from idp.clock import FrozenClock
-from idp.store.ephemeral import EphemeralStore, StoreUnavailable
+from idp.ephemeral import EphemeralStore, StoreUnavailable
 from idp.store.memory import MemoryStore
 from idp.store.redis_store import RedisStore
 from tests.conftest import _unavailable
