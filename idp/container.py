@@ -19,7 +19,8 @@ from idp.crypto import Digester, KeyError_, Sealer
 from idp.interaction import Interactions
 from idp.keys.jwks import JwksCache
 from idp.keys.kek import load_or_create_kek
-from idp.keys.keyring import KeyPolicy, Keyring
+from idp.keys.keyring import Keyring
+from idp.keys.policy import key_policy
 from idp.metadata import build_metadata
 from idp.store.audit_repo import SqlAuditLog
 from idp.store.clients_repo import PgClientsVersion, SqlClientStore, SqliteClientsVersion
@@ -126,13 +127,13 @@ def build_container(
     engine = engine or make_engine(settings.sqlalchemy_url)
     sessions = make_sessionmaker(engine)
     digester, sealer = Digester(kek), Sealer(kek)
-    lead = settings.jwks_max_age + 60
-    policy = KeyPolicy(
-        algorithms=tuple(dict.fromkeys([settings.access_token_alg, settings.id_token_alg, "RS256", "ES256", "EdDSA"])),
-        rotation_seconds=settings.key_rotation_days * 86_400,
-        publish_lead=lead,
-        # Retired keys verify every token they signed, plus a day for id_token_hint at logout.
-        retire_keep=max(settings.access_token_ttl, settings.id_token_ttl) + lead + 86_400,
+    policy = key_policy(
+        access_token_alg=settings.access_token_alg,
+        id_token_alg=settings.id_token_alg,
+        rotation_days=settings.key_rotation_days,
+        jwks_max_age=settings.jwks_max_age,
+        access_token_ttl=settings.access_token_ttl,
+        id_token_ttl=settings.id_token_ttl,
     )
     keyring = Keyring(SqlKeyStore(sessions), sealer, clock, policy)
     passwords = Passwords(
