@@ -8,7 +8,7 @@ import pytest
 
 from idp import nonblocking
 from idp.container import Container
-from idp.web.inline import run_cached
+from idp.nonblocking import run_cached
 from tests.oauthkit import make_user
 
 
