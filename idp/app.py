@@ -39,7 +39,7 @@ ROUTE_MODULES = [
     "idp.web.pages",
     "idp.web.admin.routes",
     "idp.web.admin.denylist",
-    "idp.observability.endpoint",
+    "idp.web.metrics",
     "idp.web.openapi",
 ]
 KEY_TICK_SECONDS = 60.0
