@@ -241,7 +241,7 @@ def _wire_denylist(c: Container) -> None:
 def _wire_clients(c: Container) -> None:
     """idp.clients: the client use cases (CLI and admin API), the follower of changes made elsewhere."""
     from idp.clients.admin import ClientAdmin
-    from idp.web.client_changes import follow_changes
+    from idp.clients.changes import follow_changes
 
     c.extras["client_admin"] = ClientAdmin(c.clients, lambda: c.denylist, c.audit)
     follow_changes(c)

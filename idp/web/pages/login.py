@@ -13,12 +13,12 @@ from starlette.routing import Route
 
 from idp.container import Container
 from idp.interaction import SESSION_COOKIE, PendingAuthorization
+from idp.peer import client_ip
 from idp.sessions.csrf import LoginFormCsrf
 from idp.sessions.signin import Browser, Locked, Refused, SignIn
 from idp.web.pages.forms import (
     LOGIN_COOKIE,
     clear_cookie,
-    client_ip,
     csp_for,
     one,
     page,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+from anyio import to_thread
 
 from idp.clients.registry import CHANNEL, ClientRegistry, parse_change
 from idp.store.ephemeral import EphemeralStore
@@ -54,7 +54,7 @@ class ClientChanges:
         client_id, ack = change
         self._registry.invalidate(client_id)
         try:
-            await run_in_threadpool(self._ephemeral.incr, ack, ACK_WINDOW)
+            await to_thread.run_sync(self._ephemeral.incr, ack, ACK_WINDOW)
         except Exception as exc:  # the writer stops waiting after its timeout
             log.warning("clients: cannot acknowledge a change (%s)", type(exc).__name__)
 
