@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from idp.feature import Feature
 from idp.oauth.feature import AUTHORIZATION, GRANT_PURGE, INTROSPECTION, REVOCATION
-from idp.observability.feature import METRICS
 from idp.web.feature import (
     ADMIN_API,
     CLIENT_CHANGES,
@@ -17,6 +16,7 @@ from idp.web.feature import (
     HEALTH,
     HOSTED_PAGES,
     KEY_MAINTENANCE,
+    METRICS,
     OPENAPI,
 )
 

@@ -12,9 +12,16 @@ the threadpool. Work run this way must be safe to repeat: reads, and caches fill
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import ParamSpec, TypeVar
+
+from anyio import to_thread
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _INLINE: ContextVar[bool] = ContextVar("idp_inline", default=False)
 
@@ -39,3 +46,13 @@ def inline() -> Iterator[None]:
         yield
     finally:
         _INLINE.reset(token)
+
+
+async def run_cached(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """``fn(*args)`` on the event loop if it needs no I/O, else in the threadpool (from the start again)."""
+    try:
+        with inline():
+            return fn(*args, **kwargs)
+    except WouldBlock:
+        pass
+    return await to_thread.run_sync(functools.partial(fn, *args, **kwargs))

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.clients.admin import ClientAdmin
+from idp.clients.changes import ClientChanges
 from idp.clients.registry import ClientRegistry
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
@@ -33,7 +34,8 @@ from idp.events import Events, KeyCompromised, SessionsEnded, UserDisabled
 from idp.interaction import Interactions
 from idp.keys.jwks import JwksCache
 from idp.keys.kek import load_or_create_kek
-from idp.keys.keyring import KeyPolicy, Keyring
+from idp.keys.keyring import Keyring
+from idp.keys.policy import key_policy
 from idp.observability.metrics import Metrics, StateCollector
 from idp.sessions.account import Account
 from idp.sessions.consents import Consents, RedirectApprovals
@@ -59,7 +61,6 @@ from idp.users.cache import CachedUserStore
 from idp.users.directory import Directory
 from idp.users.passwords import Passwords
 from idp.users.throttle import LoginThrottle
-from idp.web.client_changes import ClientChanges
 
 log = logging.getLogger("idp")
 _KEK_CHECK = "kek_check"
@@ -149,17 +150,6 @@ def _client_registry(
     )
 
 
-def _key_policy(settings: Settings) -> KeyPolicy:
-    lead = settings.jwks_max_age + 60
-    return KeyPolicy(
-        algorithms=tuple(dict.fromkeys([settings.access_token_alg, settings.id_token_alg, "RS256", "ES256", "EdDSA"])),
-        rotation_seconds=settings.key_rotation_days * 86_400,
-        publish_lead=lead,
-        # Retired keys verify every token they signed, plus a day for id_token_hint at logout.
-        retire_keep=max(settings.access_token_ttl, settings.id_token_ttl) + lead + 86_400,
-    )
-
-
 def _denylist(s: Settings, store: SqlDenyStore, keyring: Keyring, clock: Clock, ephemeral: EphemeralStore) -> DenyList:
     lifetime = max(s.access_token_ttl, s.id_token_ttl)
 
@@ -208,7 +198,19 @@ def build_services(
     ephemeral = ephemeral or make_ephemeral(s, clock)
     events = Events()
     audit = SqlAuditLog(sessions, clock)
-    keyring = Keyring(SqlKeyStore(sessions), sealer, clock, _key_policy(s))
+    keyring = Keyring(
+        SqlKeyStore(sessions),
+        sealer,
+        clock,
+        key_policy(
+            access_token_alg=s.access_token_alg,
+            id_token_alg=s.id_token_alg,
+            rotation_days=s.key_rotation_days,
+            jwks_max_age=s.jwks_max_age,
+            access_token_ttl=s.access_token_ttl,
+            id_token_ttl=s.id_token_ttl,
+        ),
+    )
     passwords = Passwords(
         time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib, parallelism=s.argon2_parallelism
     )

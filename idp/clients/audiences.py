@@ -1,7 +1,7 @@
 """Audiences the IdP keeps for itself, which no client may register.
 
 A client whose registered ``audience`` appears in a token's ``aud`` may introspect that
-token (RFC 7662 §4, see :mod:`idp.web.introspection`). Every access token carrying
+token (RFC 7662 §4, see :mod:`idp.oauth.introspection`). Every access token carrying
 ``openid`` names the issuer as an audience (the UserInfo endpoint), and admin tokens name
 ``ISSUER/admin``; a client registered for either could read every user's (or every admin's)
 tokens. So the issuer's own URL space is reserved:

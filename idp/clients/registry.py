@@ -5,7 +5,7 @@ the call returns, so no request that starts afterwards runs with the old registr
 
 * this process drops its cached copy at once;
 * with a shared ephemeral store (Redis) the change is published on :data:`CHANNEL`; every
-  worker of every instance drops its copy (``idp.web.client_changes``) and acknowledges,
+  worker of every instance drops its copy (``idp.clients.changes``) and acknowledges,
   and the writer waits for as many acknowledgements as Redis delivered the message to
   (at most :data:`ACK_TIMEOUT`; a worker that does not answer is stuck and serves stale
   entries for at most the cache lifetime). The writer's own process has dropped its copy
@@ -120,7 +120,7 @@ class ClientRegistry:
         self.bus = bus
         self._seen_version: int | None = None
         self.follower_loop: asyncio.AbstractEventLoop | None = None
-        """The loop this process's follower (``idp.web.client_changes``) acknowledges on, while it runs."""
+        """The loop this process's follower (``idp.clients.changes``) acknowledges on, while it runs."""
 
     def get(self, client_id: str) -> Client | None:
         current = self._check_version()

@@ -16,15 +16,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from idp.clients.origins import OriginRefused, check_client_origin, own_origin
 from idp.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthError
+from idp.nonblocking import run_cached
 from idp.oauth.claims import scope_claims
 from idp.oauth.forms import is_form, parse_pairs, single
 from idp.oauth.grants.common import access_tokens
+from idp.oauth.responses import NO_STORE, json_response, oauth_error_response
 from idp.services import Services
 from idp.tokens.jwt import TokenInvalid
-from idp.web.cors import OriginRefused, check_client_origin, own_origin
-from idp.web.inline import run_cached
-from idp.web.responses import NO_STORE, json_response, oauth_error_response
 
 REALM = "idp"
 

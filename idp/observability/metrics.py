@@ -145,11 +145,15 @@ class Metrics:
         """The exposition text. Blocking (state collectors query the database)."""
         if not multiprocess_enabled():
             return generate_latest(self.registry)
+        return generate_latest(self.merged_registry())
+
+    def merged_registry(self) -> CollectorRegistry:
+        """Every worker's samples (multiprocess mode) and the shared-state gauges, read at each collection."""
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         for collector in self._state:
             registry.register(collector)
-        return generate_latest(registry)
+        return registry
 
 
 class StateCollector(Collector):

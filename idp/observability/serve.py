@@ -15,9 +15,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from idp.observability.metrics import MULTIPROC_ENV
+from idp.observability.metrics import MULTIPROC_ENV, Metrics
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from idp.config import Settings
 
 
 def prepare(workers: int, metrics_port: int) -> str | None:
@@ -36,18 +41,21 @@ def prepare(workers: int, metrics_port: int) -> str | None:
     return path
 
 
-def start_metrics_server(settings: Any) -> Any:
-    """Serve merged metrics (and the shared-state gauges) on the metrics port, in a daemon thread."""
-    from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
+def serve_metrics(metrics: Metrics, *, host: str, port: int) -> WSGIServer:
+    """Serve every worker's merged samples and ``metrics``' shared-state gauges, in a daemon thread.
 
-    from idp.observability.metrics import StateCollector
-    from idp.services import build_services
-    from idp.store.stats_repo import SqlStateCounts
+    ``metrics`` is the one the supervising process's services already hold: its state gauges read
+    the same keyring and database, so no second object graph is built for them.
+    """
+    from prometheus_client import start_http_server
 
-    c = build_services(settings)
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    registry.register(StateCollector(c.keyring.rows, c.clock.now, SqlStateCounts(c.sessions)))
-    server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    server, _thread = start_http_server(port, addr=host, registry=metrics.merged_registry())
     return server
+
+
+def start_metrics_server(settings: Settings) -> WSGIServer:
+    """:func:`serve_metrics` for a command that has not built the services itself."""
+    from idp.services import build_services
+
+    metrics = build_services(settings).metrics
+    return serve_metrics(metrics, host=settings.metrics_host, port=settings.metrics_port)

@@ -7,7 +7,7 @@
   any other origin is refused with 403 before it runs, so a page that could not read the answer cannot
   spend a code or a refresh token either. These answers depend on ``Origin``: they carry ``Vary: Origin``.
 * That set is every client's together, so each endpoint then checks the origin against the one client
-  the request is for (:func:`check_client_origin`, once the client is authenticated or, at userinfo,
+  the request is for (:func:`idp.clients.origins.check_client_origin`, once the client is authenticated or, at userinfo,
   the token names it): an origin registered by client A does not let a page call for client B.
   Preflights carry no client and are answered from the set.
 * Never ``Access-Control-Allow-Credentials``: no endpoint here reads cookies, and a browser sends
@@ -19,14 +19,16 @@ other ``OPTIONS`` goes on to the router (405).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from idp.clients.model import Client, origin_of
-from idp.errors import InvalidRequest
+from idp.clients.origins import DESCRIPTION
+from idp.clients.origins import OriginRefused as OriginRefused
+from idp.clients.origins import check_client_origin as check_client_origin
+from idp.clients.origins import own_origin as own_origin
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -35,30 +37,7 @@ EXPOSE_HEADERS = b"DPoP-Nonce, WWW-Authenticate"  # RFC 9449 §8: the client mus
 VARY = b"vary"
 ORIGIN = b"origin"
 REQUEST_METHOD = b"access-control-request-method"
-DESCRIPTION = "Cross-origin requests from this origin are not allowed."
 REFUSED = b'{"error":"invalid_request","error_description":"' + DESCRIPTION.encode() + b'"}'
-
-
-class OriginRefused(InvalidRequest):
-    """The middleware's refusal, raised by an endpoint: 403 invalid_request, no Bearer challenge."""
-
-    status = 403
-
-
-def own_origin(issuer: str) -> str:
-    """The issuer's origin: its own pages may always call its endpoints."""
-    return origin_of(issuer) or issuer
-
-
-def check_client_origin(origins: Sequence[str], client: Client, own: str) -> None:
-    """Raise :class:`OriginRefused` unless every ``Origin`` sent is ours or one of ``client``'s own origins.
-
-    Call it before the endpoint spends anything (a code, a refresh token). No ``Origin``: not a browser's
-    cross-origin call, nothing to check.
-    """
-    for origin in origins:
-        if origin != own and origin not in client.cors_origins:
-            raise OriginRefused(DESCRIPTION, detail=f"origin {origin[:100]!r} is not one of {client.client_id}'s")
 
 
 class OriginSource(Protocol):

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute
 from idp.feature import Feature
 from idp.services import Services
 from idp.tasks import every, started
-from idp.web import denylist, health, openapi, pages, wellknown
+from idp.web import denylist, health, metrics, openapi, pages, wellknown
 from idp.web.admin import denylist as admin_denylist
 from idp.web.admin import routes as admin_routes
 
@@ -68,3 +68,6 @@ def _follow_clients(services: Services) -> AbstractAsyncContextManager[None]:
 
 CLIENT_CHANGES = Feature(name="client changes", tasks=(_follow_clients,))
 """Only with a shared store (``services.client_changes``); without one, lookups read the change counter."""
+
+METRICS = Feature(name="metrics", routes=metrics.routes)
+"""Prometheus metrics at ``/metrics``."""

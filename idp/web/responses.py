@@ -1,37 +1,18 @@
-"""Rendering errors in the shape their RFC asks for."""
+"""The app's exception handlers: OAuth errors in their RFC shape, anything unexpected as ``server_error``."""
 
 from __future__ import annotations
 
 import logging
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.errors import InvalidClient, InvalidToken, OAuthError
+from idp.errors import OAuthError
+from idp.oauth.responses import NO_STORE as NO_STORE
+from idp.oauth.responses import json_response as json_response
+from idp.oauth.responses import oauth_error_response as oauth_error_response
 
 log = logging.getLogger("idp.errors")
-NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
-
-
-def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status, headers=headers, media_type="application/json")
-
-
-def oauth_error_response(exc: OAuthError, *, basic_auth_used: bool = False, realm: str = "idp") -> Response:
-    """RFC 6749 §5.2 / RFC 6750 §3 error body with no-store and the right WWW-Authenticate."""
-    headers = dict(NO_STORE)
-    if isinstance(exc, InvalidClient) and basic_auth_used:
-        headers["www-authenticate"] = f'Basic realm="{realm}"'
-    if isinstance(exc, InvalidToken) or exc.error == "insufficient_scope":
-        desc = exc.description.replace('"', "'")
-        headers["www-authenticate"] = f'Bearer realm="{realm}", error="{exc.error}", error_description="{desc}"'
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:  # 429 and 503 may say when to come back (RFC 9110 §10.2.3)
-        headers["retry-after"] = str(retry_after)
-    if exc.detail:
-        log.info("%s: %s", exc.error, exc.detail)
-    return json_response(exc.body(), exc.status, headers)
 
 
 async def oauth_error_handler(request: Request, exc: Exception) -> Response:

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from idp import nonblocking
+from idp.nonblocking import run_cached
 from idp.services import Services
-from idp.web.inline import run_cached
 from tests.oauthkit import make_user
 
 

@@ -11,12 +11,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.interaction import SESSION_COOKIE
+from idp.peer import client_ip
 from idp.services import Services
 from idp.sessions.account import Account, PasswordChangeError
 from idp.sessions.csrf import check_session_token, session_token
 from idp.sessions.store import LoginSession
 from idp.web.pages.consent import describe_scopes
-from idp.web.pages.forms import clear_cookie, client_ip, one, page, same_origin, see_other, session_cookie, set_cookie
+from idp.web.pages.forms import clear_cookie, one, page, same_origin, see_other, session_cookie, set_cookie
 from idp.web.templating import error_page, render
 
 PURPOSE = "account"

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from idp.ephemeral import StoreUnavailable
 from idp.interaction import SESSION_COOKIE, PendingAuthorization
+from idp.peer import client_ip as client_ip
 from idp.web.middleware import CSP
 from idp.web.templating import error_page
 
@@ -74,10 +75,6 @@ def csp_for(pending: PendingAuthorization | None) -> dict[str, str]:
     directives = [d.strip() for d in CSP.split(";")]
     directives = [f"{d} {scheme}:" if d.startswith("form-action") else d for d in directives]
     return {"content-security-policy": "; ".join(directives)}
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 def user_agent(request: Request) -> str:

@@ -1,4 +1,4 @@
-"""GET/POST /login: the sign-in form. Thin: the core does the work in a worker thread."""
+"""GET/POST /login: the sign-in form (CSRF, rendering, cookies); :mod:`idp.sessions.signin` signs in."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.interaction import SESSION_COOKIE, PendingAuthorization
+from idp.peer import client_ip
 from idp.services import Services
 from idp.sessions.csrf import LoginFormCsrf
-from idp.sessions.store import LoginSession
-from idp.users.directory import User
+from idp.sessions.signin import Browser, Locked, Refused, SignIn
 from idp.web.pages.forms import (
     LOGIN_COOKIE,
     clear_cookie,
-    client_ip,
     csp_for,
     one,
     page,
@@ -43,7 +42,10 @@ def resume_url(interaction_id: str) -> str:
 
 def routes(c: Services) -> list[Route]:
     csrf = LoginFormCsrf(c.digester.digest, c.clock)
-    throttle = c.throttle
+    sign_in = SignIn(
+        throttle=c.throttle, directory=c.directory, sessions=c.login_sessions,
+        interactions=c.interactions, audit=c.audit,
+    )  # fmt: skip
 
     async def _form(request: Request, **kw: Any) -> Response:
         return await run_in_threadpool(functools.partial(_render_form, request, **kw))  # client lookup: SQL
@@ -124,41 +126,13 @@ def routes(c: Services) -> list[Route]:
             return await again("Your sign-in form expired. Please try again.", 400)
         if not username or not password:
             return await again("Enter your username and password.", 400)
-        ip = client_ip(request)
-
-        def sign_in(user: User) -> tuple[str, LoginSession]:
-            cookie, session = c.login_sessions.login(
-                user.id, amr=("pwd",), user_agent=user_agent(request), ip=ip, previous_cookie=session_cookie(request)
-            )
-            if pending is not None:
-                pending.login_sid = session.sid
-                pending.login_at = session.auth_time
-                c.interactions.save(pending)
-            c.audit.record("login", actor=user.id, subject=user.id, ip=ip, sid=session.sid)
-            return cookie, session
-
-        def attempt() -> tuple[str, LoginSession] | int | None:
-            """The session (cookie, record), the seconds to wait when throttled, or None for bad credentials.
-
-            One worker thread for the whole attempt (reservation, Argon2id, then the sign-in or the
-            failure): the event loop stays free, and one thread hop instead of four."""
-            reserved = throttle.begin(username, ip)  # NIST SP 800-63B §5.2.2: reserved before verifying
-            if isinstance(reserved, int):
-                return reserved
-            user = c.directory.authenticate(username, password)
-            if user is not None:
-                reserved.success()
-                return sign_in(user)
-            retry = reserved.failure()
-            c.audit.record("login.failed", ip=ip)
-            return retry
-
-        outcome = await run_in_threadpool(attempt)
-        if outcome is None:
+        browser = Browser(client_ip(request), user_agent(request), session_cookie(request))
+        outcome = await run_in_threadpool(sign_in.attempt, username, password, browser, pending)
+        if isinstance(outcome, Refused):
             return await again(BAD_CREDENTIALS, 400)
-        if isinstance(outcome, int):
-            return await again(TOO_MANY, 429, {"retry-after": str(outcome)})
-        cookie, session = outcome
+        if isinstance(outcome, Locked):
+            return await again(TOO_MANY, 429, {"retry-after": str(outcome.retry_after)})
+        cookie, session = outcome.cookie, outcome.session
         response = see_other(resume_url(pending.id) if pending else next_path)
         set_cookie(response, SESSION_COOKIE, cookie, int(session.absolute_expires_at - session.auth_time))
         clear_cookie(response, LOGIN_COOKIE)

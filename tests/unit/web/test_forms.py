@@ -8,11 +8,11 @@ import pytest
 from starlette.datastructures import Headers, MultiDict
 from starlette.responses import Response
 
+from idp.peer import client_ip
 from idp.web.middleware import CSP
 from idp.web.pages.forms import (
     BadForm,
     clear_cookie,
-    client_ip,
     csp_for,
     one,
     safe_next,

@@ -1,11 +1,11 @@
-"""The per-client origin check the client endpoints make once they know the client (idp.web.cors)."""
+"""The per-client origin check the client endpoints make once they know the client."""
 
 from __future__ import annotations
 
 import pytest
 
 from idp.clients.model import Client
-from idp.web.cors import OriginRefused, check_client_origin, own_origin
+from idp.clients.origins import OriginRefused, check_client_origin, own_origin
 
 OWN = own_origin("https://idp.test/tenant")
 SPA = Client("p", "SPA", "native", "none", redirect_uris=["https://spa.example/cb"],

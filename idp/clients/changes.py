@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from starlette.concurrency import run_in_threadpool
+from anyio import to_thread
 
 from idp.clients.registry import CHANNEL, ClientRegistry, parse_change
 from idp.ephemeral import EphemeralStore
@@ -53,7 +53,7 @@ class ClientChanges:
         client_id, ack = change
         self._registry.invalidate(client_id)
         try:
-            await run_in_threadpool(self._ephemeral.incr, ack, ACK_WINDOW)
+            await to_thread.run_sync(self._ephemeral.incr, ack, ACK_WINDOW)
         except Exception as exc:  # the writer stops waiting after its timeout
             log.warning("clients: cannot acknowledge a change (%s)", type(exc).__name__)
 
