@@ -13,7 +13,7 @@ for long-lived streams on the event loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 
@@ -72,7 +72,7 @@ class EphemeralStore(Protocol):
         subscriptions it was delivered to."""
         ...
 
-    def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+    def subscribe(self, channel: str) -> AsyncGenerator[bytes, None]:
         """Async iterator of messages published after the subscription started.
 
         The subscription starts when iteration starts; Redis confirms it over the

@@ -15,6 +15,8 @@ from idp.web import introspection, revocation
 
 SCOPES = ["openid", "profile", "email", "offline_access"]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+# private_key_jwt's assertion algorithms, the same at every endpoint (RFC 8414 §2 asks for each endpoint's list).
+ASSERTION_SIGNING_ALGS = ["ES256", "RS256", "PS256", "EdDSA"]
 PURGE_SECONDS = 60.0
 
 
@@ -32,7 +34,7 @@ def _authorization_metadata(settings: Settings) -> Mapping[str, object]:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "token_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "sub",
@@ -72,6 +74,7 @@ INTROSPECTION = Feature(
     metadata=lambda s: {
         "introspection_endpoint": f"{s.issuer}/introspect",
         "introspection_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
     },
     cors={"/introspect": "POST"},
 )
@@ -83,6 +86,7 @@ REVOCATION = Feature(
         "revocation_endpoint": f"{s.issuer}/revoke",
         # public clients revoke their own tokens (RFC 7009 §2.1)
         "revocation_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
     },
     cors={"/revoke": "POST"},
 )

@@ -136,7 +136,7 @@ class BatchHandler(logging.Handler):
                 else:
                     lines.append(self.target.format(record))
             except Exception:
-                self.handleError(record)  # type: ignore[arg-type]
+                self.handleError(record if isinstance(record, logging.LogRecord) else logging.makeLogRecord({}))
         return lines
 
     def close(self) -> None:
@@ -180,13 +180,14 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> Non
     as soon as the request returns.
     """
     global _batch
-    handler: logging.Handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    stream_handler: logging.StreamHandler[Any] = logging.StreamHandler(stream or sys.stderr)
+    stream_handler.setFormatter(JsonFormatter())
+    handler: logging.Handler = stream_handler
     if _batch is not None:
         _batch.close()
         _batch = None
     if stream is None:
-        handler = _batch = BatchHandler(handler)
+        handler = _batch = BatchHandler(stream_handler)
         atexit.register(handler.close)
     root = logging.getLogger()
     for old in list(root.handlers):

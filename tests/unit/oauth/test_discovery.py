@@ -22,13 +22,15 @@ GOLDEN = (
     '256","EdDSA"],"token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","p'
     'rivate_key_jwt","none"],"token_endpoint_auth_signing_alg_values_supported":["ES256","RS256","PS256",'
     '"EdDSA"],"revocation_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","p'
-    'rivate_key_jwt","none"],"introspection_endpoint_auth_methods_supported":["client_secret_basic","clie'
-    'nt_secret_post","private_key_jwt"],"code_challenge_methods_supported":["S256"],"claims_supported":["'
-    'sub","iss","aud","exp","iat","auth_time","nonce","acr","amr","sid","at_hash","name","preferred_usern'
-    'ame","email","email_verified"],"prompt_values_supported":["none","login","consent"],"claims_paramete'
-    'r_supported":false,"request_parameter_supported":false,"request_uri_parameter_supported":false,"auth'
-    'orization_response_iss_parameter_supported":true,"frontchannel_logout_supported":false,"backchannel_'
-    'logout_supported":false,"ui_locales_supported":["en"]}'
+    'rivate_key_jwt","none"],"revocation_endpoint_auth_signing_alg_values_supported":["ES256","RS256","PS'
+    '256","EdDSA"],"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_'
+    'post","private_key_jwt"],"introspection_endpoint_auth_signing_alg_values_supported":["ES256","RS256"'
+    ',"PS256","EdDSA"],"code_challenge_methods_supported":["S256"],"claims_supported":["sub","iss","aud",'
+    '"exp","iat","auth_time","nonce","acr","amr","sid","at_hash","name","preferred_username","email","ema'
+    'il_verified"],"prompt_values_supported":["none","login","consent"],"claims_parameter_supported":fals'
+    'e,"request_parameter_supported":false,"request_uri_parameter_supported":false,"authorization_respons'
+    'e_iss_parameter_supported":true,"frontchannel_logout_supported":false,"backchannel_logout_supported"'
+    ':false,"ui_locales_supported":["en"]}'
 )
 
 
@@ -58,8 +60,19 @@ def test_a_field_advertised_twice_is_refused() -> None:
         ({"issuer": "http://idp.example"}, "https"),
         ({"response_types_supported": None}, "response_types_supported"),
         ({"token_endpoint_auth_methods_supported": "client_secret_basic"}, "token_endpoint_auth_methods_supported"),
+        # RFC 8414 §2: private_key_jwt listed for an endpoint requires that endpoint's algorithm list
+        ({"revocation_endpoint_auth_signing_alg_values_supported": None}, "revocation_endpoint_auth_signing"),
+        ({"introspection_endpoint_auth_signing_alg_values_supported": None}, "introspection_endpoint_auth_signing"),
     ],
 )
 def test_authlib_validates_the_document(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate({**_document(), **change})
+
+
+def test_every_endpoint_advertises_the_assertion_algorithms_client_authentication_accepts() -> None:
+    from idp.oauth import client_auth
+
+    document = _document()
+    for endpoint in ("token", "revocation", "introspection"):
+        assert document[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] == list(client_auth.ASSERTION_ALGS)
