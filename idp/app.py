@@ -14,16 +14,47 @@ from idp.bootstrap import bootstrap, format_demo
 from idp.config import Settings, load_settings
 from idp.errors import OAuthError
 from idp.feature import Feature
-from idp.features import DEFAULT_FEATURES
 from idp.oauth.discovery import assemble
+from idp.oauth.feature import AUTHORIZATION, GRANT_PURGE
 from idp.observability.logs import configure_logging
 from idp.observability.middleware import Observe
 from idp.services import Services, build_services
 from idp.web import unavailable
 from idp.web.cors import Cors, own_origin
+from idp.web.feature import (
+    ADMIN_API,
+    CLIENT_CHANGES,
+    DENYLIST,
+    DISCOVERY,
+    HEALTH,
+    HOSTED_PAGES,
+    INTROSPECTION,
+    KEY_MAINTENANCE,
+    METRICS,
+    OPENAPI,
+    REVOCATION,
+)
 from idp.web.middleware import Edge
 from idp.web.responses import oauth_error_handler, server_error_handler
 from idp.web.wellknown import StaticDocuments
+
+# The features the server runs, in route order: Starlette matches routes in order, so the hot endpoints come
+# first. No paths overlap. Adding a feature: declare a Feature in its package and list it here.
+DEFAULT_FEATURES: tuple[Feature, ...] = (
+    CLIENT_CHANGES,  # tasks only; first, so other workers' client changes are followed before anything runs
+    AUTHORIZATION,
+    GRANT_PURGE,
+    DISCOVERY,
+    INTROSPECTION,
+    REVOCATION,
+    HEALTH,
+    DENYLIST,
+    HOSTED_PAGES,
+    ADMIN_API,
+    METRICS,
+    OPENAPI,
+    KEY_MAINTENANCE,
+)
 
 
 def create_app(

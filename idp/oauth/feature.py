@@ -1,5 +1,5 @@
-"""The OAuth 2.1 / OpenID Connect protocol features: authorization, token and userinfo; introspection;
-revocation; the purge of dead refresh-token families."""
+"""The OAuth 2.1 / OpenID Connect protocol features: authorization, token and userinfo; the purge of dead
+refresh-token families."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from idp.feature import Feature
 from idp.oauth import endpoints
 from idp.services import Services
 from idp.tasks import every
-from idp.web import introspection, revocation
 
 SCOPES = ["openid", "profile", "email", "offline_access"]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -66,29 +65,6 @@ AUTHORIZATION = Feature(
     routes=endpoints.routes,
     metadata=_authorization_metadata,
     cors={"/token": "POST", "/userinfo": "GET, POST"},
-)
-
-INTROSPECTION = Feature(
-    name="introspection",
-    routes=introspection.routes,
-    metadata=lambda s: {
-        "introspection_endpoint": f"{s.issuer}/introspect",
-        "introspection_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
-        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
-    },
-    cors={"/introspect": "POST"},
-)
-
-REVOCATION = Feature(
-    name="revocation",
-    routes=revocation.routes,
-    metadata=lambda s: {
-        "revocation_endpoint": f"{s.issuer}/revoke",
-        # public clients revoke their own tokens (RFC 7009 §2.1)
-        "revocation_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "none"],
-        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
-    },
-    cors={"/revoke": "POST"},
 )
 
 

@@ -1,4 +1,5 @@
-"""The features served over HTTP beside the protocol endpoints: discovery and the JWKS, the deny-list feed,
+"""The features served over HTTP beside the authorization and token endpoints: introspection, revocation,
+discovery and the JWKS, the deny-list feed,
 the hosted pages, the admin API, the probes, the OpenAPI document; and the background work they rely on
 (key rotation, following other workers' client changes)."""
 
@@ -10,13 +11,37 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from starlette.routing import BaseRoute
 
 from idp.feature import Feature
+from idp.oauth.feature import ASSERTION_SIGNING_ALGS, CLIENT_AUTH_METHODS
 from idp.services import Services
 from idp.tasks import every, started
-from idp.web import denylist, health, metrics, openapi, pages, wellknown
+from idp.web import denylist, health, introspection, metrics, openapi, pages, revocation, wellknown
 from idp.web.admin import denylist as admin_denylist
 from idp.web.admin import routes as admin_routes
 
 KEY_TICK_SECONDS = 60.0
+
+INTROSPECTION = Feature(
+    name="introspection",
+    routes=introspection.routes,
+    metadata=lambda s: {
+        "introspection_endpoint": f"{s.issuer}/introspect",
+        "introspection_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
+    },
+    cors={"/introspect": "POST"},
+)
+
+REVOCATION = Feature(
+    name="revocation",
+    routes=revocation.routes,
+    metadata=lambda s: {
+        "revocation_endpoint": f"{s.issuer}/revoke",
+        # public clients revoke their own tokens (RFC 7009 §2.1)
+        "revocation_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
+    },
+    cors={"/revoke": "POST"},
+)
 
 DISCOVERY = Feature(
     name="discovery",

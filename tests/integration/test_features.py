@@ -15,10 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from idp.app import create_app
+from idp.app import DEFAULT_FEATURES, create_app
 from idp.events import UserDisabled
 from idp.feature import Feature
-from idp.features import DEFAULT_FEATURES
 from idp.services import Services
 from idp.tasks import every
 from tests.conftest import ISSUER

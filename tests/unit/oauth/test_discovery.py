@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from idp.app import DEFAULT_FEATURES
 from idp.config import Settings
-from idp.features import DEFAULT_FEATURES
 from idp.oauth.discovery import assemble, validate
 
 ISSUER = "https://idp.example"
