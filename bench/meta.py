@@ -61,7 +61,7 @@ def _redis() -> str:
         return "unreachable"
 
 
-# Raw cryptography costs (one thread, µs) on the box issue 7's targets were measured on (its text).
+# Raw cryptography costs (one thread, µs) on the box the absolute targets were set on.
 REFERENCE_US = {"es256_sign": 20.0, "es256_verify": 57.0, "rs256_sign": 235.0}
 
 

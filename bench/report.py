@@ -8,7 +8,7 @@ from typing import Any
 PAIRS = [("idp-pg-2w", "peer-2p"), ("idp-pg-1w", "peer-1p"), ("idp-embedded", "peer-1p")]
 MEDIAN_FIELDS = ("rps", "p50_ms", "p99_ms", "cpu_us", "backing_cpu_us", "probe_p50_ms", "probe_p99_ms", "probe_max_ms")
 CEILING_FIELDS = ("ceiling_per_s", "hash_ms", "hash_cpu_ms", "hash_cpu_ms_together")  # login: bench.argon2_ceiling
-LOGIN_SHARE = 0.8  # issue 7: hosted login >= 80 % of the box's Argon2id ceiling
+LOGIN_SHARE = 0.8  # target: hosted login >= 80 % of the box's Argon2id ceiling
 HEADLINE = "idp-pg-2w"
 DASH = "\u2013"  # en dash: "no value" in tables
 

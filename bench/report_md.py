@@ -69,7 +69,7 @@ def _speed(mach: dict[str, Any]) -> list[str]:
     return [
         f"Box speed, measured at the start (cryptography, one thread; AVX-512: {avx}):"
         f" {cells}. This box takes **{sp['slower_than_reference']} times** the reference box's time per operation"
-        " (geometric mean), the box issue 7's absolute targets were set on: every CPU-bound row scales with it."
+        " (geometric mean), the box the absolute targets were set on: every CPU-bound row scales with it."
         " Ratios to node-oidc-provider, measured in the same run, do not.",
         "",
     ]
@@ -88,7 +88,7 @@ def _design() -> list[str]:
 
 
 def _soak() -> list[str]:
-    """The sustained-load and fault section written by ``python -m bench.soak --faults`` (issue 8)."""
+    """The sustained-load and fault section written by ``python -m bench.soak --faults``."""
     path = Path(__file__).with_name("results-soak.md")
     return ["", *path.read_text().splitlines(), ""] if path.exists() else []
 
@@ -118,7 +118,7 @@ def _modes(results: dict[str, Any]) -> list[str]:
 def _targets(results: dict[str, Any]) -> list[str]:
     rows = [[t["target"], t["required"], t["measured"], MET[t["met"]]] for t in results.get("targets", [])]
     return [
-        "## Targets (issue 7; PostgreSQL + Redis, 2 workers, medians)",
+        "## Targets (PostgreSQL + Redis, 2 workers, medians)",
         "",
         *_table(["target", "required", "measured", ""], rows),
     ]

@@ -92,8 +92,8 @@ class BatchHandler(logging.Handler):
         self._pending.append(record)
 
     def info_line(self, logger: str, msg: str, request_id: str, fields: dict[str, Any]) -> None:
-        """An INFO line without a LogRecord (the access line of every request): the same JSON, for a tenth of
-        the CPU on the request path (a LogRecord costs ~10 µs to build and hand through ``logging``)."""
+        """An INFO line without a LogRecord (the access line of every request): the same JSON, without
+        building a LogRecord and handing it through ``logging`` on the request path (bench/design.md)."""
         if len(self._pending) >= self.max_pending:
             self.dropped += 1
             return
@@ -174,10 +174,10 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> Non
     """Root logger -> one JSON object per line on stderr (or ``stream``).
 
     On stderr, lines are formatted and written in batches on a background thread (:class:`BatchHandler`):
-    a flushed write per line on the request path cost ~40 µs, and a per-record hand-off to a writer
-    thread (``QueueHandler``: a wake-up and a write per line) still 30-70 µs of CPU per request
-    (bench/RESULTS.md). An explicit ``stream`` is written synchronously, so tests read what was logged
-    as soon as the request returns.
+    neither a flushed write per line on the request path nor a per-record hand-off to a writer
+    thread (``QueueHandler``: a wake-up and a write per line); bench/design.md has the figures. An
+    explicit ``stream`` is written synchronously, so tests read what was logged as soon as the
+    request returns.
     """
     global _batch
     stream_handler: logging.StreamHandler[Any] = logging.StreamHandler(stream or sys.stderr)

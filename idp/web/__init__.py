@@ -1,1 +1,1 @@
-"""HTTP surface: thin Starlette routes over the core, middlewares, error rendering."""
+"""The HTTP surface: routes that parse, call a service and render; the middlewares; error rendering."""

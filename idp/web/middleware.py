@@ -3,8 +3,8 @@
 Per request, in one pass over the request headers and one over the response start:
 the request id, access line and metrics (:mod:`idp.observability.middleware`), the
 request body cap, the security headers, and the static documents (discovery, JWKS)
-answered from ready bytes and headers without the router. It used to be three
-middlewares; each cost a coroutine and a wrapped ``send`` per request.
+answered from ready bytes and headers without the router. One layer, not one
+middleware per concern: each layer costs a coroutine and a wrapped ``send`` per request.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The hosted-login target is a share of the Argon2id ceiling measured in the same run (issue 7)."""
+"""The hosted-login target is a share of the Argon2id ceiling measured in the same run."""
 
 from __future__ import annotations
 

@@ -307,7 +307,7 @@ async def test_audit_query_filters_and_pages(api, container, clock, ops) -> None
         assert r.status_code == 400, bad
 
 
-# -- deny-list (issue 6's routes, checked against the same document) -------------------------------
+# -- deny-list (its routes, checked against the same document) -------------------------------
 async def test_deny_list_entries_round_trip(api, container) -> None:
     r = await api.post("/admin/deny-list", json={"kind": "subject", "value": "u-9", "reason": "stolen phone"})
     assert r.status_code == 201

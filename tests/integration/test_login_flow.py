@@ -1,4 +1,4 @@
-"""Sign-in page: credentials, the interaction hand-off, redirects, error messages (issue 5)."""
+"""Sign-in page: credentials, the interaction hand-off, redirects, error messages."""
 
 from __future__ import annotations
 

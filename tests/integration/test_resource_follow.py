@@ -57,7 +57,7 @@ async def test_sign_out_everywhere_reaches_the_api_within_a_second(
         assert await status(api, token) == 200
         clock.advance(1)  # the cut-off is "issued before now"; frozen time would make them simultaneous
         signout = container.signout
-        if signout is not None:  # the account page's "sign out everywhere" (issue 5)
+        if signout is not None:  # the account page's "sign out everywhere"
             await asyncio.to_thread(signout.everything_for_user, "u1", actor="user:u1", reason="sign out everywhere")
         else:
             await asyncio.to_thread(container.denylist.deny, "subject", "u1", reason="sign out", actor="user:u1")
