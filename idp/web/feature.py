@@ -20,7 +20,7 @@ KEY_TICK_SECONDS = 60.0
 
 DISCOVERY = Feature(
     name="discovery",
-    routes=wellknown.routes,
+    routes=wellknown.ROUTES,
     metadata=lambda s: {"jwks_uri": f"{s.issuer}{wellknown.JWKS_PATH}"},
     public_cors={path: "GET, HEAD" for path in (*wellknown.DISCOVERY_PATHS, wellknown.JWKS_PATH)},
 )
@@ -31,7 +31,7 @@ def _feed(services: Services) -> AbstractAsyncContextManager[None]:
     return started(feed.start, feed.stop)
 
 
-DENYLIST = Feature(name="deny-list", routes=denylist.routes, tasks=(_feed,))
+DENYLIST = Feature(name="deny-list", routes=denylist.ROUTES, tasks=(_feed,))
 
 HOSTED_PAGES = Feature(
     name="hosted pages",
@@ -46,12 +46,12 @@ HOSTED_PAGES = Feature(
 
 
 def _admin(services: Services) -> Sequence[BaseRoute]:
-    return [*admin_routes.routes(services), *admin_denylist.routes(services)]
+    return [*admin_routes.routes(services), *admin_denylist.ROUTES]
 
 
 ADMIN_API = Feature(name="admin API", routes=_admin)
-HEALTH = Feature(name="health", routes=health.routes)
-OPENAPI = Feature(name="openapi", routes=openapi.routes)
+HEALTH = Feature(name="health", routes=health.ROUTES)
+OPENAPI = Feature(name="openapi", routes=openapi.ROUTES)
 
 
 def _key_ticks(services: Services) -> AbstractAsyncContextManager[None]:
