@@ -67,7 +67,7 @@ def create_app(
     given). The lifespan state carries ``services`` and the static ``documents`` to every request."""
     owned = services is None
     c = services or build_services(settings or load_settings())
-    routes: list[BaseRoute] = [route for f in features for route in f.routes(c)]
+    routes: list[BaseRoute] = [route for f in features for route in f.routes_for(c)]
     metadata = assemble(f.metadata(c.settings) for f in features if f.metadata is not None)
     documents = StaticDocuments(c, metadata)
 

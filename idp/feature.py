@@ -17,15 +17,16 @@ Task = Callable[[Services], AbstractAsyncContextManager[None]]
 EventHandlers = Callable[[Services], Iterable[tuple[type, Callable[[Any], None]]]]
 
 
-def no_routes(services: Services) -> Sequence[BaseRoute]:
-    return ()
+RouteFactory = Callable[[Services], Sequence[BaseRoute]]
 
 
 @dataclass(frozen=True)
 class Feature:
     """Everything one feature contributes; each part is optional.
 
-    * ``routes``: its routes, built once per app over the services. The app keeps the features' order.
+    * ``routes``: its routes, in the order the app serves them (the app keeps the features' order). Handlers
+      reach the services through the lifespan state (:func:`idp.services.services_of`), so the routes are
+      static; a factory over the services is called once per app.
     * ``grants``: the token-endpoint grants it adds.
     * ``metadata``: its fields of the discovery document (:func:`idp.oauth.discovery.assemble`).
     * ``tasks``: lifespan tasks, entered at startup in feature order and exited in reverse at shutdown.
@@ -35,10 +36,13 @@ class Feature:
     """
 
     name: str
-    routes: Callable[[Services], Sequence[BaseRoute]] = no_routes
+    routes: Sequence[BaseRoute] | RouteFactory = ()
     grants: Sequence[type[TokenGrant]] = ()
     metadata: Callable[[Settings], Mapping[str, object]] | None = None
     tasks: Sequence[Task] = ()
     handlers: EventHandlers | None = None
     cors: Mapping[str, str] = field(default_factory=dict)
     public_cors: Mapping[str, str] = field(default_factory=dict)
+
+    def routes_for(self, services: Services) -> Sequence[BaseRoute]:
+        return self.routes(services) if callable(self.routes) else self.routes

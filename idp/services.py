@@ -13,7 +13,7 @@ import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -62,6 +62,9 @@ from idp.users.directory import Directory
 from idp.users.passwords import Passwords
 from idp.users.throttle import LoginThrottle
 
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
 log = logging.getLogger("idp")
 _KEK_CHECK = "kek_check"
 
@@ -109,6 +112,15 @@ class Services:
             close_version()
         self.ephemeral.close()
         self.engine.dispose()
+
+
+def services_of(conn: HTTPConnection) -> Services:
+    """The app's services, from the lifespan state (:func:`idp.app.create_app` yields them as ``services``).
+
+    A KeyError outside a running lifespan: an ASGI server runs it; tests wrap the app in
+    ``asgi_lifespan.LifespanManager``."""
+    services: Services = conn.scope["state"]["services"]
+    return services
 
 
 def make_ephemeral(settings: Settings, clock: Clock) -> EphemeralStore:

@@ -35,7 +35,7 @@ from idp.clients.model import Client
 from idp.denylist.feed import FEED_SCOPE, may_read, still_allowed
 from idp.errors import InsufficientScope, InvalidClient, OAuthError
 from idp.oauth.client_auth import authenticate_client
-from idp.services import Services
+from idp.services import Services, services_of
 from idp.web.responses import NO_STORE, json_response, oauth_error_response
 
 
@@ -70,41 +70,43 @@ class _Stream(StreamingResponse):
             self._release()
 
 
-def routes(c: Services) -> list[Route]:
-    feed = c.denylist_feed
+async def deny_list(request: Request) -> Response:
+    c = services_of(request)
+    try:
+        await feed_reader(request, c)
+    except (InvalidClient, InsufficientScope) as exc:
+        return _refusal(exc)
+    snap = await run_in_threadpool(c.denylist_feed.snapshot)
+    headers = {"etag": snap.etag, "cache-control": "no-cache"}
+    inm = request.headers.get("if-none-match", "")
+    if snap.etag in [t.strip() for t in inm.split(",")]:  # strong comparison: no W/ match (RFC 9110 §13.1.2)
+        # RFC 9110 §13.1.2: 304 for GET; any other method must not proceed: 412.
+        return Response(status_code=304 if request.method == "GET" else 412, headers=headers)
+    return Response(snap.body, headers=headers, media_type="application/json")
 
-    async def deny_list(request: Request) -> Response:
-        try:
-            await feed_reader(request, c)
-        except (InvalidClient, InsufficientScope) as exc:
-            return _refusal(exc)
-        snap = await run_in_threadpool(feed.snapshot)
-        headers = {"etag": snap.etag, "cache-control": "no-cache"}
-        inm = request.headers.get("if-none-match", "")
-        if snap.etag in [t.strip() for t in inm.split(",")]:  # strong comparison: no W/ match (RFC 9110 §13.1.2)
-            # RFC 9110 §13.1.2: 304 for GET; any other method must not proceed: 412.
-            return Response(status_code=304 if request.method == "GET" else 412, headers=headers)
-        return Response(snap.body, headers=headers, media_type="application/json")
 
-    async def events(request: Request) -> Response:
-        try:
-            reader = await feed_reader(request, c)
-        except (InvalidClient, InsufficientScope) as exc:
-            return _refusal(exc)
-        raw = request.headers.get("last-event-id", "").strip()
-        last_id: int | None = None
-        if raw:
-            # An id we never sent (not a small non-negative integer) gets the snapshot, not an error.
-            last_id = int(raw) if raw.isdigit() and len(raw) <= 18 else -1
-        content, release = feed.open_stream(last_id, reader.client_id, lambda: still_allowed(c.clients, reader))
-        return _Stream(
-            content,
-            release,
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
+async def events(request: Request) -> Response:
+    c = services_of(request)
+    try:
+        reader = await feed_reader(request, c)
+    except (InvalidClient, InsufficientScope) as exc:
+        return _refusal(exc)
+    raw = request.headers.get("last-event-id", "").strip()
+    last_id: int | None = None
+    if raw:
+        # An id we never sent (not a small non-negative integer) gets the snapshot, not an error.
+        last_id = int(raw) if raw.isdigit() and len(raw) <= 18 else -1
+    clients = c.clients
+    content, release = c.denylist_feed.open_stream(last_id, reader.client_id, lambda: still_allowed(clients, reader))
+    return _Stream(
+        content,
+        release,
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
 
-    return [
-        Route("/deny-list", deny_list, methods=["GET", "POST"]),
-        Route("/deny-list/events", events, methods=["GET", "POST"]),
-    ]
+
+ROUTES: tuple[Route, ...] = (
+    Route("/deny-list", deny_list, methods=["GET", "POST"]),
+    Route("/deny-list/events", events, methods=["GET", "POST"]),
+)

@@ -45,7 +45,7 @@ REVOCATION = Feature(
 
 DISCOVERY = Feature(
     name="discovery",
-    routes=wellknown.routes,
+    routes=wellknown.ROUTES,
     metadata=lambda s: {"jwks_uri": f"{s.issuer}{wellknown.JWKS_PATH}"},
     public_cors={path: "GET, HEAD" for path in (*wellknown.DISCOVERY_PATHS, wellknown.JWKS_PATH)},
 )
@@ -56,7 +56,7 @@ def _feed(services: Services) -> AbstractAsyncContextManager[None]:
     return started(feed.start, feed.stop)
 
 
-DENYLIST = Feature(name="deny-list", routes=denylist.routes, tasks=(_feed,))
+DENYLIST = Feature(name="deny-list", routes=denylist.ROUTES, tasks=(_feed,))
 
 HOSTED_PAGES = Feature(
     name="hosted pages",
@@ -71,12 +71,12 @@ HOSTED_PAGES = Feature(
 
 
 def _admin(services: Services) -> Sequence[BaseRoute]:
-    return [*admin_routes.routes(services), *admin_denylist.routes(services)]
+    return [*admin_routes.routes(services), *admin_denylist.ROUTES]
 
 
 ADMIN_API = Feature(name="admin API", routes=_admin)
-HEALTH = Feature(name="health", routes=health.routes)
-OPENAPI = Feature(name="openapi", routes=openapi.routes)
+HEALTH = Feature(name="health", routes=health.ROUTES)
+OPENAPI = Feature(name="openapi", routes=openapi.ROUTES)
 
 
 def _key_ticks(services: Services) -> AbstractAsyncContextManager[None]:
@@ -94,5 +94,5 @@ def _follow_clients(services: Services) -> AbstractAsyncContextManager[None]:
 CLIENT_CHANGES = Feature(name="client changes", tasks=(_follow_clients,))
 """Only with a shared store (``services.client_changes``); without one, lookups read the change counter."""
 
-METRICS = Feature(name="metrics", routes=metrics.routes)
+METRICS = Feature(name="metrics", routes=metrics.ROUTES)
 """Prometheus metrics at ``/metrics``."""

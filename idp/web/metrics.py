@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.errors import InvalidToken
-from idp.services import Services
+from idp.services import services_of
 from idp.web.admin.auth import bearer_token, verify_admin_token
 
 
@@ -26,17 +26,16 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(hashlib.sha256(a.encode()).digest(), hashlib.sha256(b.encode()).digest())
 
 
-def routes(c: Services) -> list[Route]:
-    metrics = c.metrics
+async def scrape(request: Request) -> Response:
+    c = services_of(request)
+    token = bearer_token(request)
+    if token is None:
+        raise InvalidToken("A bearer token is required.")
     static = c.settings.metrics_token
+    if not (static and _same(token, static)):
+        await run_in_threadpool(verify_admin_token, c, token)
+    body = await run_in_threadpool(c.metrics.render)
+    return Response(body, headers={"cache-control": "no-store", "content-type": CONTENT_TYPE_LATEST})
 
-    async def scrape(request: Request) -> Response:
-        token = bearer_token(request)
-        if token is None:
-            raise InvalidToken("A bearer token is required.")
-        if not (static and _same(token, static)):
-            await run_in_threadpool(verify_admin_token, c, token)
-        body = await run_in_threadpool(metrics.render)
-        return Response(body, headers={"cache-control": "no-store", "content-type": CONTENT_TYPE_LATEST})
 
-    return [Route("/metrics", scrape, methods=["GET"])]
+ROUTES: tuple[Route, ...] = (Route("/metrics", scrape, methods=["GET"]),)

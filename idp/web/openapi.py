@@ -9,7 +9,7 @@ and schemathesis fuzzes the app against it.
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +17,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.services import Services
+from idp.services import services_of
 
 SPEC_FILE = Path(__file__).with_name("openapi_public.json")
 
 
 @cache
 def load_spec() -> dict[str, Any]:
-    return json.loads(SPEC_FILE.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return json.loads(SPEC_FILE.read_text(encoding="utf-8"))
 
 
 def spec_for(issuer: str) -> dict[str, Any]:
     return {**load_spec(), "servers": [{"url": issuer}]}
 
 
-def routes(c: Services) -> list[Route]:
-    body = json.dumps(spec_for(c.settings.issuer), ensure_ascii=False).encode()
+@lru_cache(maxsize=8)
+def _body(issuer: str) -> bytes:
+    return json.dumps(spec_for(issuer), ensure_ascii=False).encode()
 
-    async def openapi(request: Request) -> Response:
-        # Public on purpose: it describes the endpoints, it grants nothing.
-        return Response(body, media_type="application/json", headers={"cache-control": "public, max-age=3600"})
 
-    return [Route("/openapi.json", openapi, methods=["GET"])]
+async def openapi(request: Request) -> Response:
+    # Public on purpose: it describes the endpoints, it grants nothing.
+    body = _body(services_of(request).settings.issuer)
+    return Response(body, media_type="application/json", headers={"cache-control": "public, max-age=3600"})
+
+
+ROUTES: tuple[Route, ...] = (Route("/openapi.json", openapi, methods=["GET"]),)

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Mapping
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -83,20 +83,23 @@ def _response(document: Document, request: Request) -> Response:
     return response
 
 
-def routes(c: Services) -> list[Route]:
-    """The same answers as :class:`idp.web.middleware.Edge` gives (it answers GET and HEAD before the router),
-    from the app's documents in the lifespan state."""
+def documents_of(conn: HTTPConnection) -> StaticDocuments:
+    """The app's documents, from the lifespan state (:func:`idp.app.create_app` yields them as ``documents``)."""
+    documents: StaticDocuments = conn.scope["state"]["documents"]
+    return documents
 
-    async def discovery(request: Request) -> Response:
-        documents: StaticDocuments = request.state.documents
-        found = documents.get(DISCOVERY_PATHS[0])
-        assert found is not None
-        return _response(found, request)
 
-    async def jwks(request: Request) -> Response:
-        documents: StaticDocuments = request.state.documents
-        return _response(documents.jwks(), request)
+async def discovery(request: Request) -> Response:
+    found = documents_of(request).get(DISCOVERY_PATHS[0])
+    assert found is not None
+    return _response(found, request)
 
-    return [Route(path, discovery, methods=["GET"]) for path in DISCOVERY_PATHS] + [
-        Route(JWKS_PATH, jwks, methods=["GET"])
-    ]
+
+async def jwks(request: Request) -> Response:
+    return _response(documents_of(request).jwks(), request)
+
+
+ROUTES: tuple[Route, ...] = (
+    *(Route(path, discovery, methods=["GET"]) for path in DISCOVERY_PATHS),
+    Route(JWKS_PATH, jwks, methods=["GET"]),
+)

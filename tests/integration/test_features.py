@@ -18,7 +18,7 @@ from starlette.routing import Route
 from idp.app import DEFAULT_FEATURES, create_app
 from idp.events import UserDisabled
 from idp.feature import Feature
-from idp.services import Services
+from idp.services import Services, services_of
 from idp.tasks import every
 from tests.conftest import ISSUER
 
@@ -28,6 +28,20 @@ def _probe(services: Services) -> list[Route]:
         return JSONResponse({"same": request.state.services is services})
 
     return [Route("/probe", probe)]
+
+
+async def _static_probe(request: Request) -> Response:
+    return JSONResponse({"services": id(services_of(request))})
+
+
+async def test_static_routes_and_route_factories_both_reach_the_services_of_the_lifespan(container: Services) -> None:
+    static = Feature(name="static probe", routes=(Route("/static-probe", _static_probe),))
+    app = create_app(services=container, features=(*DEFAULT_FEATURES, Feature(name="probe", routes=_probe), static))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            assert (await http.get("/probe")).json() == {"same": True}
+            assert (await http.get("/static-probe")).json() == {"services": id(container)}
 
 
 async def test_tasks_handlers_and_state_follow_the_lifespan(container: Services) -> None:

@@ -1,6 +1,6 @@
 """RFC 7807 problem details for the admin API, and the route wrapper every admin endpoint uses.
 
-``admin_route(c, path, handler, methods)`` authenticates the caller with
+``admin_endpoint(path, handler, methods)`` authenticates the caller with
 :func:`idp.web.admin.auth.require_admin` and renders anything raised as
 ``application/problem+json``: :class:`Problem` as given, the OAuth errors of the
 token check with their status and ``WWW-Authenticate`` (RFC 6750 §3), lookups
@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from idp.clients.model import ClientValidationError
 from idp.errors import InsufficientScope, InvalidToken, OAuthError
-from idp.services import Services
+from idp.services import Services, services_of
 from idp.users.directory import UserError
 from idp.web.admin.auth import REALM, AdminPrincipal, require_admin
 
@@ -110,10 +110,21 @@ def _render(exc: Exception) -> Response:
     return problem_response(Problem(500, "The server could not complete the request.", code="server_error"))
 
 
+def admin_endpoint(path: str, handler: AdminHandler, methods: list[str]) -> Route:
+    """The route of an admin handler; the caller is authenticated with the services from the lifespan state
+    (handlers reach them with :func:`idp.services.services_of`)."""
+    return _route(path, handler, methods, services_of)
+
+
 def admin_route(c: Services, path: str, handler: AdminHandler, methods: list[str]) -> Route:
+    """:func:`admin_endpoint` for route factories whose handlers close over ``c``."""
+    return _route(path, handler, methods, lambda request: c)
+
+
+def _route(path: str, handler: AdminHandler, methods: list[str], services: Callable[[Request], Services]) -> Route:
     async def endpoint(request: Request) -> Response:
         try:
-            principal = await require_admin(c, request)
+            principal = await require_admin(services(request), request)
             return await handler(request, principal)
         except Exception as exc:
             return _render(exc)

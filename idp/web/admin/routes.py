@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from idp.services import Services
+from idp.services import Services, services_of
 from idp.web.admin import audit, clients, keys, users
 
 SPEC_FILE = Path(__file__).with_name("openapi.json")
@@ -28,19 +28,23 @@ def spec_for(issuer: str) -> dict[str, Any]:
     return spec
 
 
+@lru_cache(maxsize=8)
+def _body(issuer: str) -> bytes:
+    return json.dumps(spec_for(issuer), indent=1).encode()
+
+
+async def openapi(request: Request) -> Response:
+    # Public on purpose: it describes the API, it grants nothing. Serialised on first request, not at start-up.
+    body = _body(services_of(request).settings.issuer)
+    return Response(body, media_type="application/json", headers={"cache-control": "public, max-age=3600"})
+
+
 def routes(c: Services) -> list[BaseRoute]:
-    cached: list[bytes] = []  # serialised on first request, not at start-up
-
-    async def openapi(request: Request) -> Response:
-        # Public on purpose: it describes the API, it grants nothing.
-        if not cached:
-            cached.append(json.dumps(spec_for(c.settings.issuer), indent=1).encode())
-        return Response(cached[0], media_type="application/json", headers={"cache-control": "public, max-age=3600"})
-
+    """Built once per app: the clients, users and keys routes are factories over the services."""
     return [
         Route("/admin/openapi.json", openapi, methods=["GET"]),
         *clients.routes(c),
         *users.routes(c),
         *keys.routes(c),
-        *audit.routes(c),
+        *audit.ROUTES,
     ]

@@ -10,12 +10,14 @@ from idp.web.templating import templates_dir
 
 
 def routes(c: Services) -> list[BaseRoute]:
+    """Built once per app: the sign-in routes are a factory over the services, and the static files' folder is
+    found when the app is created, not at import."""
     from idp.web.pages import account, consent, login, logout
 
     return [
         *login.routes(c),
-        *consent.routes(c),
-        *account.routes(c),
-        *logout.routes(c),
+        *consent.ROUTES,
+        *account.ROUTES,
+        *logout.ROUTES,
         Mount("/static", StaticFiles(directory=templates_dir() / "static"), name="static"),
     ]

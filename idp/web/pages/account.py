@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from idp.interaction import SESSION_COOKIE
 from idp.peer import client_ip
-from idp.services import Services
-from idp.sessions.account import Account, PasswordChangeError
+from idp.services import Services, services_of
+from idp.sessions.account import PasswordChangeError
 from idp.sessions.csrf import check_session_token, session_token
 from idp.sessions.store import LoginSession
 from idp.web.pages.consent import describe_scopes
@@ -37,112 +37,120 @@ def ago(seconds: float) -> str:
     return "just now"
 
 
-def routes(c: Services) -> list[Route]:
-    account: Account = c.account
+def _view(c: Services, session: LoginSession, *, notice: str = "", error: str = "", status: int = 200) -> Response:
+    user = c.directory.store.get(session.user_id)
+    now = c.clock.now()
+    devices = [
+        {"sid": d.sid, "device": d.device, "ip": d.ip or "unknown", "seen": ago(now - d.last_seen_at)}
+        | {"current": d.current}
+        for d in c.account.devices(session.user_id, session.sid)
+    ]
+    apps = [
+        {"client_id": a.client_id, "name": a.name, "scopes": describe_scopes(a.scopes), "since": ago(now - a.since)}
+        for a in c.account.apps(session.user_id)
+    ]
+    context: dict[str, Any] = {
+        "title": "Your account",
+        "username": user.username if user else "",
+        "display_name": (user.name or user.username) if user else "",
+        "email": (user.email or "") if user else "",
+        "devices": devices,
+        "apps": apps,
+        "csrf": session_token(session.csrf_secret, PURPOSE),
+        "notice": notice,
+        "error": error,
+    }
+    return render("account.html", context, status)
 
-    def _view(session: LoginSession, *, notice: str = "", error: str = "", status: int = 200) -> Response:
-        user = c.directory.store.get(session.user_id)
-        now = c.clock.now()
-        devices = [
-            {"sid": d.sid, "device": d.device, "ip": d.ip or "unknown", "seen": ago(now - d.last_seen_at)}
-            | {"current": d.current}
-            for d in account.devices(session.user_id, session.sid)
-        ]
-        apps = [
-            {"client_id": a.client_id, "name": a.name, "scopes": describe_scopes(a.scopes), "since": ago(now - a.since)}
-            for a in account.apps(session.user_id)
-        ]
-        context: dict[str, Any] = {
-            "title": "Your account",
-            "username": user.username if user else "",
-            "display_name": (user.name or user.username) if user else "",
-            "email": (user.email or "") if user else "",
-            "devices": devices,
-            "apps": apps,
-            "csrf": session_token(session.csrf_secret, PURPOSE),
-            "notice": notice,
-            "error": error,
-        }
-        return render("account.html", context, status)
+
+@page
+async def account_page(request: Request) -> Response:
+    c = services_of(request)
+    session = await run_in_threadpool(c.login_sessions.current, session_cookie(request))
+    if session is None:
+        return see_other("/login?next=/account")
+    notice = NOTICES.get(one(request.query_params, "done", 16), "")
+    return await run_in_threadpool(_view, c, session, notice=notice)
+
+
+Action = Callable[[Services, Request, Any, LoginSession], Awaitable[Response]]
+
+
+def action(handler: Action) -> Callable[[Request], Awaitable[Response]]:
+    """Signed-in POST: Origin and CSRF token first; nothing changes without both."""
 
     @page
-    async def account_page(request: Request) -> Response:
+    async def wrapped(request: Request) -> Response:
+        c = services_of(request)
+        form = await request.form()
         session = await run_in_threadpool(c.login_sessions.current, session_cookie(request))
+        if not same_origin(request, c.settings.issuer):
+            return error_page("invalid_request", "This form was sent from another site and was not accepted.", 400)
         if session is None:
             return see_other("/login?next=/account")
-        notice = NOTICES.get(one(request.query_params, "done", 16), "")
-        return await run_in_threadpool(_view, session, notice=notice)
+        if not check_session_token(session.csrf_secret, PURPOSE, one(form, "csrf", 200)):
+            return error_page("invalid_request", "This form has expired. Reload the page and try again.", 400)
+        return await handler(c, request, form, session)
 
-    Action = Callable[[Request, Any, LoginSession], Awaitable[Response]]
+    return wrapped
 
-    def action(handler: Action) -> Callable[[Request], Awaitable[Response]]:
-        """Signed-in POST: Origin and CSRF token first; nothing changes without both."""
 
-        @page
-        async def wrapped(request: Request) -> Response:
-            form = await request.form()
-            session = await run_in_threadpool(c.login_sessions.current, session_cookie(request))
-            if not same_origin(request, c.settings.issuer):
-                return error_page("invalid_request", "This form was sent from another site and was not accepted.", 400)
-            if session is None:
-                return see_other("/login?next=/account")
-            if not check_session_token(session.csrf_secret, PURPOSE, one(form, "csrf", 200)):
-                return error_page("invalid_request", "This form has expired. Reload the page and try again.", 400)
-            return await handler(request, form, session)
+@action
+async def end_session(c: Services, request: Request, form: Any, session: LoginSession) -> Response:
+    sid = one(form, "sid", 64)
+    if sid == session.sid:
+        return await _sign_out_here(c, request)
+    await run_in_threadpool(c.account.end_session, session.user_id, sid)
+    return see_other("/account?done=session")
 
-        return wrapped
 
-    @action
-    async def end_session(request: Request, form: Any, session: LoginSession) -> Response:
-        sid = one(form, "sid", 64)
-        if sid == session.sid:
-            return await _sign_out_here(request)
-        await run_in_threadpool(account.end_session, session.user_id, sid)
-        return see_other("/account?done=session")
+async def _sign_out_here(c: Services, request: Request) -> Response:
+    await run_in_threadpool(c.login_sessions.end, session_cookie(request), actor="user", reason="signed out")
+    response = see_other("/logout/done")
+    clear_cookie(response, SESSION_COOKIE)
+    return response
 
-    async def _sign_out_here(request: Request) -> Response:
-        await run_in_threadpool(c.login_sessions.end, session_cookie(request), actor="user", reason="signed out")
-        response = see_other("/logout/done")
-        clear_cookie(response, SESSION_COOKIE)
+
+@action
+async def everywhere(c: Services, request: Request, form: Any, session: LoginSession) -> Response:
+    await run_in_threadpool(c.account.sign_out_everywhere, session.user_id)
+    response = see_other("/logout/done?everywhere=1")
+    clear_cookie(response, SESSION_COOKIE)
+    return response
+
+
+@action
+async def revoke_app(c: Services, request: Request, form: Any, session: LoginSession) -> Response:
+    await run_in_threadpool(c.account.revoke_app, session.user_id, one(form, "client_id", 64))
+    return see_other("/account?done=app")
+
+
+@action
+async def change_password(c: Services, request: Request, form: Any, session: LoginSession) -> Response:
+    try:
+        cookie, fresh = await run_in_threadpool(
+            c.account.change_password,
+            session,
+            session_cookie(request) or "",
+            one(form, "current_password", 1024),
+            one(form, "new_password", 1024),
+            one(form, "confirm_password", 1024),
+            ip=client_ip(request),
+        )
+    except PasswordChangeError as exc:
+        response = await run_in_threadpool(_view, c, session, error=str(exc), status=429 if exc.retry_after else 400)
+        if exc.retry_after:
+            response.headers["retry-after"] = str(exc.retry_after)
         return response
+    response = see_other("/account?done=password")
+    set_cookie(response, SESSION_COOKIE, cookie, int(fresh.absolute_expires_at - c.clock.now()))
+    return response
 
-    @action
-    async def everywhere(request: Request, form: Any, session: LoginSession) -> Response:
-        await run_in_threadpool(account.sign_out_everywhere, session.user_id)
-        response = see_other("/logout/done?everywhere=1")
-        clear_cookie(response, SESSION_COOKIE)
-        return response
 
-    @action
-    async def revoke_app(request: Request, form: Any, session: LoginSession) -> Response:
-        await run_in_threadpool(account.revoke_app, session.user_id, one(form, "client_id", 64))
-        return see_other("/account?done=app")
-
-    @action
-    async def change_password(request: Request, form: Any, session: LoginSession) -> Response:
-        try:
-            cookie, fresh = await run_in_threadpool(
-                account.change_password,
-                session,
-                session_cookie(request) or "",
-                one(form, "current_password", 1024),
-                one(form, "new_password", 1024),
-                one(form, "confirm_password", 1024),
-                ip=client_ip(request),
-            )
-        except PasswordChangeError as exc:
-            response = await run_in_threadpool(_view, session, error=str(exc), status=429 if exc.retry_after else 400)
-            if exc.retry_after:
-                response.headers["retry-after"] = str(exc.retry_after)
-            return response
-        response = see_other("/account?done=password")
-        set_cookie(response, SESSION_COOKIE, cookie, int(fresh.absolute_expires_at - c.clock.now()))
-        return response
-
-    return [
-        Route("/account", account_page, methods=["GET"]),
-        Route("/account/sessions/end", end_session, methods=["POST"]),
-        Route("/account/sessions/end-all", everywhere, methods=["POST"]),
-        Route("/account/apps/revoke", revoke_app, methods=["POST"]),
-        Route("/account/password", change_password, methods=["POST"]),
-    ]
+ROUTES: tuple[Route, ...] = (
+    Route("/account", account_page, methods=["GET"]),
+    Route("/account/sessions/end", end_session, methods=["POST"]),
+    Route("/account/sessions/end-all", everywhere, methods=["POST"]),
+    Route("/account/apps/revoke", revoke_app, methods=["POST"]),
+    Route("/account/password", change_password, methods=["POST"]),
+)
