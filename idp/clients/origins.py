@@ -7,6 +7,7 @@ an origin registered by client A does not let a page call for client B.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from idp.clients.model import Client, origin_of
@@ -21,6 +22,7 @@ class OriginRefused(InvalidRequest):
     status = 403
 
 
+@functools.lru_cache(maxsize=16)
 def own_origin(issuer: str) -> str:
     """The issuer's origin: its own pages may always call its endpoints."""
     return origin_of(issuer) or issuer

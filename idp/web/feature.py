@@ -22,7 +22,7 @@ KEY_TICK_SECONDS = 60.0
 
 INTROSPECTION = Feature(
     name="introspection",
-    routes=introspection.routes,
+    routes=introspection.ROUTES,
     metadata=lambda s: {
         "introspection_endpoint": f"{s.issuer}/introspect",
         "introspection_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
@@ -33,7 +33,7 @@ INTROSPECTION = Feature(
 
 REVOCATION = Feature(
     name="revocation",
-    routes=revocation.routes,
+    routes=revocation.ROUTES,
     metadata=lambda s: {
         "revocation_endpoint": f"{s.issuer}/revoke",
         # public clients revoke their own tokens (RFC 7009 §2.1)

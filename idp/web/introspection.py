@@ -16,7 +16,7 @@ from idp.oauth.client_auth import authenticate_client
 from idp.oauth.forms import read_form, single
 from idp.oauth.introspection import Introspection
 from idp.oauth.responses import NO_STORE, json_response
-from idp.services import Services
+from idp.services import Services, services_of
 
 
 def introspection_of(c: Services) -> Introspection:
@@ -26,19 +26,17 @@ def introspection_of(c: Services) -> Introspection:
     )  # fmt: skip
 
 
-def routes(c: Services) -> list[Route]:
-    own = own_origin(c.settings.issuer)
-    introspect = introspection_of(c).introspect
+async def introspection(request: Request) -> Response:
+    c = services_of(request)
+    form = single(await read_form(request))
+    # RFC 7662 §2.1: the caller must be authorized; public clients are refused.
+    caller = await authenticate_client(request, c, endpoint="introspection", form=form)
+    check_client_origin(request.headers.getlist("origin"), caller, own_origin(c.settings.issuer))
+    token = form.get("token")
+    if not token:
+        raise InvalidRequest("the token parameter is required")  # RFC 7662 §2.1
+    body = await run_cached(introspection_of(c).introspect, caller, token, form.get("token_type_hint"))
+    return json_response(body, 200, NO_STORE)
 
-    async def introspection(request: Request) -> Response:
-        form = single(await read_form(request))
-        # RFC 7662 §2.1: the caller must be authorized; public clients are refused.
-        caller = await authenticate_client(request, c, endpoint="introspection", form=form)
-        check_client_origin(request.headers.getlist("origin"), caller, own)
-        token = form.get("token")
-        if not token:
-            raise InvalidRequest("the token parameter is required")  # RFC 7662 §2.1
-        body = await run_cached(introspect, caller, token, form.get("token_type_hint"))
-        return json_response(body, 200, NO_STORE)
 
-    return [Route("/introspect", introspection, methods=["POST"])]
+ROUTES: tuple[Route, ...] = (Route("/introspect", introspection, methods=["POST"]),)

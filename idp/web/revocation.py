@@ -17,7 +17,7 @@ from idp.oauth.client_auth import authenticate_client
 from idp.oauth.forms import read_form, single
 from idp.oauth.responses import NO_STORE
 from idp.oauth.revocation import Revocation
-from idp.services import Services
+from idp.services import Services, services_of
 
 
 def revocation_of(c: Services) -> Revocation:
@@ -27,18 +27,16 @@ def revocation_of(c: Services) -> Revocation:
     )  # fmt: skip
 
 
-def routes(c: Services) -> list[Route]:
-    own = own_origin(c.settings.issuer)
-    revoke = revocation_of(c).revoke
+async def revocation(request: Request) -> Response:
+    c = services_of(request)
+    form = single(await read_form(request))  # RFC 7009 §2.1: form-encoded POST
+    client = await authenticate_client(request, c, endpoint="revocation", form=form, allow_public=True)
+    check_client_origin(request.headers.getlist("origin"), client, own_origin(c.settings.issuer))
+    token = form.get("token")
+    if not token:
+        raise InvalidRequest("the token parameter is required")  # RFC 7009 §2.1
+    await run_in_threadpool(revocation_of(c).revoke, client, token, form.get("token_type_hint"))
+    return Response(status_code=200, headers=NO_STORE)  # RFC 7009 §2.2: 200 whatever the token was
 
-    async def revocation(request: Request) -> Response:
-        form = single(await read_form(request))  # RFC 7009 §2.1: form-encoded POST
-        client = await authenticate_client(request, c, endpoint="revocation", form=form, allow_public=True)
-        check_client_origin(request.headers.getlist("origin"), client, own)
-        token = form.get("token")
-        if not token:
-            raise InvalidRequest("the token parameter is required")  # RFC 7009 §2.1
-        await run_in_threadpool(revoke, client, token, form.get("token_type_hint"))
-        return Response(status_code=200, headers=NO_STORE)  # RFC 7009 §2.2: 200 whatever the token was
 
-    return [Route("/revoke", revocation, methods=["POST"])]
+ROUTES: tuple[Route, ...] = (Route("/revoke", revocation, methods=["POST"]),)

@@ -15,7 +15,7 @@ def routes(c: Services) -> list[BaseRoute]:
     from idp.web.pages import account, consent, login, logout
 
     return [
-        *login.routes(c),
+        *login.ROUTES,
         *consent.ROUTES,
         *account.ROUTES,
         *logout.ROUTES,
