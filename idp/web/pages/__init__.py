@@ -6,7 +6,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from idp.container import Container
-from idp.web.templating import templates_dir
+from idp.web.templating import STATIC
 
 
 def routes(c: Container) -> list[BaseRoute]:
@@ -17,5 +17,5 @@ def routes(c: Container) -> list[BaseRoute]:
         *consent.routes(c),
         *account.routes(c),
         *logout.routes(c),
-        Mount("/static", StaticFiles(directory=templates_dir() / "static"), name="static"),
+        Mount("/static", StaticFiles(packages=[STATIC]), name="static"),
     ]
