@@ -178,6 +178,7 @@ def _wire_sessions(c: Container) -> None:
     from idp.sessions.store import LoginSessions
     from idp.store.consents_repo import SqlConsentStore, SqlGrantSummary
     from idp.store.sessions_repo import SqlSessionStore
+    from idp.users.admin import UserAdmin
     from idp.users.throttle import LoginThrottle
 
     s = c.settings
@@ -203,10 +204,15 @@ def _wire_sessions(c: Container) -> None:
     )  # fmt: skip
     c.extras.update(login_throttle=throttle, account=account, signout=signout)
     c.extras.setdefault("on_user_disabled", []).append(account.user_disabled)
+    c.extras["user_admin"] = UserAdmin(
+        c.directory, c.audit, sign_out_everywhere=account.end_everything,
+        on_disabled=lambda: c.extras.get("on_user_disabled", []),
+    )  # fmt: skip
 
 
 def _wire_denylist(c: Container) -> None:
     """idp.tokens.denylist: the deny-list, its SET signer, the key-compromise hook."""
+    from idp.keys.admin import KeyAdmin
     from idp.store.denylist_repo import SqlDenyStore
     from idp.tokens import jwt
     from idp.tokens.denylist import DenyList
@@ -228,6 +234,7 @@ def _wire_denylist(c: Container) -> None:
     c.extras.setdefault("on_key_compromised", []).append(
         lambda kid, actor: c.denylist.deny("kid", kid, reason="signing key compromised", actor=actor)
     )
+    c.extras["key_admin"] = KeyAdmin(c.keyring, c.audit, lambda: c.extras.get("on_key_compromised", []))
 
     def reread_keys(changes: list[Any] | None) -> None:
         # A kid entry from elsewhere (the CLI): re-read the keys now, so this process stops signing with it.
