@@ -85,3 +85,11 @@ def test_an_invalid_disable_writes_no_cut_off() -> None:
     with pytest.raises(ClientValidationError):
         admin.update(cid, {"disabled": True, "name": " "}, actor="t")
     assert deny.calls == [] and store.rows[cid].disabled is False
+
+
+def test_create_and_rotate_write_their_events() -> None:
+    admin, _, _, audit = setup(Deny())
+    client, secret = admin.create(actor="cli", name="web", kind="web", redirect_uris=["https://a.example/cb"])
+    assert secret and client.name == "web"
+    admin.rotate_secret(client.client_id, actor="cli")
+    assert audit.actions == ["client.created", "client.secret_rotated"]
