@@ -29,8 +29,8 @@ RUN groupadd --system --gid 10001 idp \
 
 WORKDIR /app
 
-# The whole (filtered) tree is copied, not just the package: templates/ and
-# migrations/ live at the repository root and are read relative to /app.
+# The (filtered) tree is copied and installed; the templates and migrations are
+# package data of idp (idp/templates, idp/migrations), found through the package.
 COPY . /app
 
 # Dependencies (and the build backend) come from the hashed lock; the package itself

@@ -32,6 +32,7 @@ from idp.denylist.service import DenyList
 from idp.ephemeral import EphemeralStore
 from idp.events import Events, KeyCompromised, SessionsEnded, UserDisabled
 from idp.interaction import Interactions
+from idp.keys.admin import KeyAdmin
 from idp.keys.jwks import JwksCache
 from idp.keys.kek import load_or_create_kek
 from idp.keys.keyring import Keyring
@@ -57,6 +58,7 @@ from idp.tokens.access import AccessTokens
 from idp.tokens.codes import AuthorizationCodes
 from idp.tokens.id_token import IdTokens
 from idp.tokens.refresh import RefreshTokens
+from idp.users.admin import UserAdmin
 from idp.users.cache import CachedUserStore
 from idp.users.directory import Directory
 from idp.users.passwords import Passwords
@@ -99,6 +101,8 @@ class Services:
     denylist: DenyList
     deny_store: SqlDenyStore
     client_admin: ClientAdmin
+    user_admin: UserAdmin
+    key_admin: KeyAdmin
     client_changes: ClientChanges | None  # the follower of other workers' changes: only with a shared store
     metrics: Metrics
     access_tokens: AccessTokens
@@ -308,6 +312,8 @@ def build_services(
         denylist=denylist,
         deny_store=deny_store,
         client_admin=ClientAdmin(clients, denylist, audit, events),
+        user_admin=UserAdmin(directory, audit, sign_out_everywhere=account.end_everything, events=events),
+        key_admin=KeyAdmin(keyring, audit, events),
         client_changes=None if clients.bus is None else ClientChanges(clients, ephemeral),
         metrics=metrics,
         access_tokens=access_tokens,

@@ -51,6 +51,12 @@ class ClientAdmin:
         self._audit = audit
         self._events = events or Events()
 
+    def create(self, *, actor: str, **fields: Any) -> tuple[Client, str | None]:
+        """Register a client (``ClientRegistry.create``'s fields); the secret, if any, is returned once."""
+        client, secret = self._clients.create(**fields)
+        self._audit.record("client.created", actor=actor, client_id=client.client_id)
+        return client, secret
+
     def update(self, client_id: str, changes: dict[str, Any], *, actor: str) -> Client:
         """Change registration fields; ``disabled`` in ``changes`` disables or enables."""
         before = self._get(client_id)

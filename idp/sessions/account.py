@@ -122,12 +122,21 @@ class Account:
         """Sign out one of the user's sessions (never another user's)."""
         return self.sessions.end_sid(sid, user_id=user_id, actor=user_id, reason="signed out from account page")
 
-    def sign_out_everywhere(self, user_id: str) -> int:
-        """Every session, every refresh token, and every live access token of the user."""
-        ended = self.sessions.end_all_for_user(user_id, actor=user_id, reason="sign out everywhere")
-        self.signout.everything_for_user(user_id, actor=user_id, reason="sign out everywhere")
-        self._audit.record("user.signed_out_everywhere", actor=user_id, subject=user_id, sessions=len(ended))
+    def end_everything(self, user_id: str, actor: str, reason: str) -> int:
+        """Every session, every refresh token, and every live access token of the user (a subject cut-off).
+        Returns the sessions ended. The one way anything signs a person out everywhere."""
+        ended = self.sessions.end_all_for_user(user_id, actor=actor, reason=reason)
+        self.signout.everything_for_user(user_id, actor=actor, reason=reason)
         return len(ended)
+
+    def sign_out_everywhere(
+        self, user_id: str, *, actor: str | None = None, reason: str = "sign out everywhere"
+    ) -> int:
+        """:meth:`end_everything`, audited as ``user.signed_out_everywhere``; ``actor`` is the person by default."""
+        actor = actor or user_id
+        ended = self.end_everything(user_id, actor, reason)
+        self._audit.record("user.signed_out_everywhere", actor=actor, subject=user_id, sessions=ended)
+        return ended
 
     def revoke_app(self, user_id: str, client_id: str) -> None:
         """Forget the consent and revoke the client's refresh tokens for this user (ASVS V10.4.9)."""
@@ -139,8 +148,7 @@ class Account:
 
     def user_disabled(self, event: UserDisabled) -> None:
         """Handles :class:`idp.events.UserDisabled`: a disabled account keeps no session and no grant."""
-        self.sessions.end_all_for_user(event.user_id, actor=event.actor, reason="user disabled")
-        self.signout.everything_for_user(event.user_id, actor=event.actor, reason="user disabled")
+        self.end_everything(event.user_id, event.actor, "user disabled")
 
     def change_password(
         self, session: LoginSession, cookie: str, current: str, new: str, confirm: str, *, ip: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import select
 import sqlite3
 from collections.abc import Callable
@@ -16,22 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp import nonblocking
 
-
-def _migrations_dir() -> Path:
-    """Next to the package in a checkout or editable install; else ./migrations (the Docker image's /app)."""
-    for candidate in (
-        os.environ.get("IDP_MIGRATIONS_DIR"),
-        Path(__file__).resolve().parents[2] / "migrations",
-        Path.cwd() / "migrations",
-    ):
-        if candidate and (Path(candidate) / "env.py").exists():
-            return Path(candidate)
-    raise RuntimeError("cannot find the migrations folder; set IDP_MIGRATIONS_DIR")
-
-
-MIGRATIONS = _migrations_dir()
+# Alembic's package-resource form: the scripts are package data of idp, wherever it is installed.
+MIGRATIONS = "idp:migrations"
 MIGRATION_LOCK = 0x1D9_0001  # pg_advisory_xact_lock key for `idp db upgrade`
-# The newest revision in migrations/versions (a test keeps them equal). Checking it needs one SELECT and no
+# The newest revision in idp/migrations/versions (a test keeps them equal). Checking it needs one SELECT and no
 # alembic import: alembic and its templates cost each server worker ~11 MB of RSS.
 SCHEMA_HEAD = "0002"
 
@@ -113,7 +100,7 @@ def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("script_location", MIGRATIONS)
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 

@@ -8,9 +8,9 @@ and schemathesis fuzzes the app against it.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from idp.services import services_of
 
-SPEC_FILE = Path(__file__).with_name("openapi_public.json")
+SPEC_FILE = importlib.resources.files("idp.web").joinpath("openapi_public.json")  # package data
 
 
 @cache

@@ -1,36 +1,25 @@
-"""Jinja2 for the hosted pages: one environment, autoescaping on, templates at the repository root.
+"""Jinja2 for the hosted pages: one environment, autoescaping on.
 
-The templates directory is, in order: ``IDP_TEMPLATES_DIR``; ``templates/`` next
-to the package (a checkout or an editable install); ``./templates`` (the Docker
-image's /app). Static files are ``templates/static`` served at ``/static``.
+Templates are package data (``idp/templates``), loaded through the package, so an installed
+wheel finds them wherever it lives; static files are ``idp/templates/static``, served at ``/static``.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
-
-def templates_dir() -> Path:
-    for candidate in (
-        os.environ.get("IDP_TEMPLATES_DIR"),
-        Path(__file__).resolve().parents[2] / "templates",
-        Path.cwd() / "templates",
-    ):
-        if candidate and (Path(candidate) / "base.html").is_file():
-            return Path(candidate)
-    raise RuntimeError("cannot find the templates folder; set IDP_TEMPLATES_DIR")
+TEMPLATES = ("idp", "templates")
+STATIC = ("idp", "templates/static")
 
 
 @functools.lru_cache(maxsize=1)
 def environment() -> Environment:
     return Environment(
-        loader=FileSystemLoader(str(templates_dir())),
+        loader=PackageLoader(*TEMPLATES),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,

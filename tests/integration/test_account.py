@@ -201,7 +201,7 @@ async def test_change_password_guesses_are_throttled(client, container, alice):
 
 
 async def test_disabling_a_user_ends_their_sessions(client, container, alice, grants):
-    from idp.cli import _users_set_disabled
+    from idp.cli.users import _users_set_disabled
 
     await sign_in(client)
     sid = sid_of(container, client)

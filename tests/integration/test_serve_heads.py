@@ -151,7 +151,7 @@ def test_a_head_finished_within_the_timeout_is_served(server: tuple[str, int]) -
 
 
 def test_the_bounds_reach_the_protocol_through_the_settings(tmp_path: Path) -> None:
-    from idp.cli import http_protocol
+    from idp.cli.serve import http_protocol
     from idp.config import load_settings
     from idp.web.http_protocol import OneWriteProtocol
 

@@ -139,7 +139,7 @@ def test_a_missing_service_tool_or_route_skips_locally_and_fails_in_ci(monkeypat
 )
 def test_an_https_issuer_without_trusted_proxies_warns_at_start(issuer: str, proxies: str, warns: bool) -> None:
     """Behind a TLS proxy, no trusted proxies means every client has the proxy's address (shared limits)."""
-    from idp.cli import proxy_warning
+    from idp.cli.serve import proxy_warning
 
     warning = proxy_warning(load_settings(issuer=issuer, trusted_proxies=proxies))
     assert (warning is not None) == warns

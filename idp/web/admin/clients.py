@@ -75,12 +75,7 @@ def routes(c: Services) -> list[Route]:
             raise Problem(422, "'name' and 'type' are required.", code="invalid_field")
         kind = values.pop("type")
 
-        def create() -> tuple[Client, str | None]:
-            client, secret = c.clients.create(kind=kind, **values)
-            c.audit.record("client.created", actor=admin.actor, client_id=client.client_id)
-            return client, secret
-
-        client, secret = await run_in_threadpool(create)
+        client, secret = await run_in_threadpool(lambda: admin_of.create(actor=admin.actor, kind=kind, **values))
         body = client_json(client) | ({"client_secret": secret} if secret else {})
         response = json_ok(body, 201)
         response.headers["location"] = f"{c.settings.issuer}/admin/clients/{client.client_id}"

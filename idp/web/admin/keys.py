@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.events import KeyCompromised
+from idp.keys.admin import KeyAdmin
 from idp.keys.keyring import ALGORITHMS, StoredKey
 from idp.services import Services
 from idp.web.admin.auth import AdminPrincipal
@@ -32,6 +32,8 @@ def key_json(r: StoredKey) -> dict[str, Any]:
 
 
 def routes(c: Services) -> list[Route]:
+    keys: KeyAdmin = c.key_admin
+
     async def list_keys(request: Request, admin: AdminPrincipal) -> Response:
         def load() -> list[StoredKey]:
             c.keyring.refresh(force=True)
@@ -46,10 +48,7 @@ def routes(c: Services) -> list[Route]:
             raise Problem(422, f"alg must be one of {', '.join(ALGORITHMS)}.", code="invalid_field")
 
         def run() -> list[StoredKey]:
-            made = [c.keyring.rotate(a) for a in ([alg] if alg else list(c.keyring.policy.algorithms))]
-            for r in made:
-                c.audit.record("key.rotated", actor=admin.actor, kid=r.kid, alg=r.alg)
-            return made
+            return keys.rotate(alg, actor=admin.actor)
 
         return json_ok({"keys": [key_json(r) for r in await run_in_threadpool(run)]})
 
@@ -59,14 +58,11 @@ def routes(c: Services) -> list[Route]:
 
             def run() -> StoredKey:
                 try:
-                    r = c.keyring.retire(kid) if action == "retire" else c.keyring.revoke(kid)
+                    if action == "revoke":  # OIDC Core §10.1.1 / RFC 8725: unpublished, its tokens deny-listed
+                        return keys.revoke(kid, actor=admin.actor)
+                    return keys.retire(kid, actor=admin.actor)
                 except LookupError:
                     raise Problem(404, f"No usable key {kid!r}.", code="not_found") from None
-                if action == "revoke":
-                    # OIDC Core §10.1.1 / RFC 8725: unpublished at once, and every token it signed deny-listed.
-                    c.events.publish(KeyCompromised(r.kid, actor=admin.actor))
-                c.audit.record("key.compromised" if action == "revoke" else "key.retired", actor=admin.actor, kid=kid)
-                return r
 
             return json_ok(key_json(await run_in_threadpool(run)))
 

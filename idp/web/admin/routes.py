@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -14,12 +14,12 @@ from starlette.routing import BaseRoute, Route
 from idp.services import Services, services_of
 from idp.web.admin import audit, clients, keys, users
 
-SPEC_FILE = Path(__file__).with_name("openapi.json")
+SPEC_FILE = importlib.resources.files("idp.web.admin").joinpath("openapi.json")  # package data
 
 
 @cache
 def load_spec() -> dict[str, Any]:
-    return json.loads(SPEC_FILE.read_text())
+    return json.loads(SPEC_FILE.read_text(encoding="utf-8"))
 
 
 def spec_for(issuer: str) -> dict[str, Any]:

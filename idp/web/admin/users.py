@@ -10,7 +10,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.crypto import random_token
-from idp.events import UserDisabled
 from idp.services import Services
 from idp.users.directory import User
 from idp.web.admin.auth import AdminPrincipal
@@ -55,11 +54,8 @@ def routes(c: Services) -> list[Route]:
             raise Problem(404, f"No user {user_id!r}.", code="not_found")
         return user
 
-    def sign_out_everywhere(user_id: str, actor: str, reason: str) -> int:
-        """Every login session, every refresh-token family, and every live access token (subject cut-off)."""
-        ended = c.login_sessions.end_all_for_user(user_id, actor=actor, reason=reason)
-        c.signout.everything_for_user(user_id, actor=actor, reason=reason)
-        return len(ended)
+    users = c.user_admin
+    account = c.account
 
     async def list_users(request: Request, admin: AdminPrincipal) -> Response:
         users = await run_in_threadpool(c.directory.store.list)
@@ -79,11 +75,9 @@ def routes(c: Services) -> list[Route]:
         def create() -> User:
             if c.directory.store.by_username(username.strip()) is not None:
                 raise Problem(409, f"User {username.strip()!r} already exists.", code="conflict")
-            user = c.directory.create(
-                username, password, email=field(data, "email", str), name=field(data, "name", str)
+            return users.create(
+                username, password, actor=admin.actor, email=field(data, "email", str), name=field(data, "name", str)
             )
-            c.audit.record("user.created", actor=admin.actor, subject=user.id)
-            return user
 
         user = await run_in_threadpool(create)
         body = user_json(user) | ({"password": password} if generated else {})
@@ -97,11 +91,8 @@ def routes(c: Services) -> list[Route]:
     def set_disabled(disabled: bool) -> Any:
         async def handler(request: Request, admin: AdminPrincipal) -> Response:
             def change() -> User:
-                user = c.directory.set_disabled(get_user(request.path_params["user_id"]).username, disabled)
-                if disabled:
-                    c.events.publish(UserDisabled(user.id, actor=admin.actor))  # ends sessions, grants, live tokens
-                c.audit.record("user.disabled" if disabled else "user.enabled", actor=admin.actor, subject=user.id)
-                return user
+                username = get_user(request.path_params["user_id"]).username
+                return users.set_disabled(username, disabled, actor=admin.actor)
 
             return json_ok(user_json(await run_in_threadpool(change)))
 
@@ -119,15 +110,14 @@ def routes(c: Services) -> list[Route]:
             password = random_token(GENERATED_PASSWORD_BYTES)
         sign_out = field(data, "sign_out", bool, True)
 
-        def reset() -> int | None:
-            user = c.directory.set_password(get_user(request.path_params["user_id"]), password)
-            c.audit.record("user.password_reset", actor=admin.actor, subject=user.id, signed_out=sign_out)
-            if sign_out:  # a reset usually means the old password is known to someone else
-                return sign_out_everywhere(user.id, admin.actor, "password reset by admin")
-            return None
+        def reset() -> int:
+            user = get_user(request.path_params["user_id"])
+            return users.reset_password(
+                user, password, actor=admin.actor, sign_out=sign_out, reason="password reset by admin"
+            )
 
         ended = await run_in_threadpool(reset)
-        body: dict[str, Any] = {"user_id": request.path_params["user_id"], "sessions_ended": ended or 0}
+        body: dict[str, Any] = {"user_id": request.path_params["user_id"], "sessions_ended": ended}
         if generated:
             body["password"] = password
         return json_ok(body)
@@ -141,9 +131,7 @@ def routes(c: Services) -> list[Route]:
     async def end_all_sessions(request: Request, admin: AdminPrincipal) -> Response:
         def end() -> int:
             user = get_user(request.path_params["user_id"])
-            n = sign_out_everywhere(user.id, admin.actor, "signed out everywhere by admin")
-            c.audit.record("user.signed_out_everywhere", actor=admin.actor, subject=user.id, sessions=n)
-            return n
+            return account.sign_out_everywhere(user.id, actor=admin.actor, reason="signed out everywhere by admin")
 
         return json_ok({"user_id": request.path_params["user_id"], "sessions_ended": await run_in_threadpool(end)})
 

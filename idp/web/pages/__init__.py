@@ -6,7 +6,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from idp.services import Services
-from idp.web.templating import templates_dir
+from idp.web.templating import STATIC
 
 
 def routes(c: Services) -> list[BaseRoute]:
@@ -19,5 +19,5 @@ def routes(c: Services) -> list[BaseRoute]:
         *consent.ROUTES,
         *account.ROUTES,
         *logout.ROUTES,
-        Mount("/static", StaticFiles(directory=templates_dir() / "static"), name="static"),
+        Mount("/static", StaticFiles(packages=[STATIC]), name="static"),
     ]

@@ -116,3 +116,11 @@ def test_a_refused_change_publishes_nothing() -> None:
     with pytest.raises(RuntimeError):
         admin.set_disabled(client.client_id, True, actor="t")
     assert seen == []
+
+
+def test_create_and_rotate_write_their_events() -> None:
+    admin, _, _, audit = setup(Deny())
+    client, secret = admin.create(actor="cli", name="web", kind="web", redirect_uris=["https://a.example/cb"])
+    assert secret and client.name == "web"
+    admin.rotate_secret(client.client_id, actor="cli")
+    assert audit.actions == ["client.created", "client.secret_rotated"]

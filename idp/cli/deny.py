@@ -15,12 +15,12 @@ through Redis pub/sub when configured) and push it to resource servers.
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
-import time
 from typing import Any
 
+from idp.cli.common import CliError, leaf, operator, out
+from idp.cli.common import fmt_time as _fmt
 from idp.denylist.entries import KINDS
+from idp.services import Services
 
 HELP = {
     "jti": "one access token, by its jti",
@@ -31,68 +31,41 @@ HELP = {
 }
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no login name in minimal containers
-        return "cli"
-
-
-def _print(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
-
-
-def _fmt(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
-
-
 def _adder(kind: str) -> Any:
-    def handler(c: Any, args: argparse.Namespace) -> None:
-        from idp.cli import CliError
-
+    def handler(c: Services, args: argparse.Namespace) -> None:
         try:
-            entry = c.denylist.deny(kind, args.value, reason=args.reason, actor=_actor(), until=args.until)
+            entry = c.denylist.deny(kind, args.value, reason=args.reason, actor=operator(), until=args.until)
         except ValueError as exc:
             raise CliError(str(exc)) from None
         if kind == "subject" and c.grants is not None:  # "every token of the user": refresh tokens too
-            c.grants.revoke_for_user(args.value, actor=_actor(), reason=args.reason)
-        _print(args, entry.admin(), f"denied {kind} {entry.value} (entry {entry.id}, until {_fmt(entry.expires_at)})")
+            c.grants.revoke_for_user(args.value, actor=operator(), reason=args.reason)
+        out(args, entry.admin(), f"denied {kind} {entry.value} (entry {entry.id}, until {_fmt(entry.expires_at)})")
 
     return handler
 
 
-def _list(c: Any, args: argparse.Namespace) -> None:
+def _list(c: Services, args: argparse.Namespace) -> None:
     entries = c.denylist.list()
     lines = [f"{e.id:>6}  {e.kind:<8} {e.value:<40} until {_fmt(e.expires_at)}  {e.actor}: {e.reason}" for e in entries]
-    _print(args, [e.admin() for e in entries], "\n".join(lines) or "(deny-list is empty)")
+    out(args, [e.admin() for e in entries], "\n".join(lines) or "(deny-list is empty)")
 
 
-def _remove(c: Any, args: argparse.Namespace) -> None:
-    from idp.cli import CliError
-
-    if not c.denylist.remove(args.id, actor=_actor(), reason=args.reason):
+def _remove(c: Services, args: argparse.Namespace) -> None:
+    if not c.denylist.remove(args.id, actor=operator(), reason=args.reason):
         raise CliError(f"no live deny-list entry {args.id}")
-    _print(args, {"removed": args.id}, f"removed entry {args.id}")
+    out(args, {"removed": args.id}, f"removed entry {args.id}")
 
 
-def configure(sub: Any) -> None:
-    """Registered in ``idp.cli.EXTENSIONS``."""
+def register(sub: Any) -> None:
     group = sub.add_parser("deny", help="deny-list: revoke tokens everywhere within a second").add_subparsers(
         dest="deny_command", required=True
     )
-
-    def leaf(name: str, handler: Any, help_: str) -> argparse.ArgumentParser:
-        q = group.add_parser(name, help=help_)
-        q.add_argument("--json", action="store_true", help="machine-readable output")
-        q.set_defaults(handler=handler)
-        return q
-
     for kind in KINDS:
-        q = leaf(kind, _adder(kind), HELP[kind])
+        q = leaf(group, kind, _adder(kind), HELP[kind])
         q.add_argument("value")
         q.add_argument("--reason", required=True, help="why (kept in the audit log)")
         q.add_argument("--until", type=float, help="keep the entry at least until this epoch time (jti: its exp)")
-    leaf("list", _list, "list live entries")
-    q = leaf("remove", _remove, "take an entry off early")
+    leaf(group, "list", _list, "list live entries")
+    q = leaf(group, "remove", _remove, "take an entry off early")
     q.add_argument("id", type=int)
     q.add_argument("--reason", default="", help="why (kept in the audit log)")
