@@ -15,7 +15,8 @@ from idp.config import Settings, load_settings
 from idp.errors import OAuthError
 from idp.feature import Feature
 from idp.oauth.discovery import assemble
-from idp.oauth.feature import AUTHORIZATION, GRANT_PURGE
+from idp.oauth.feature import GRANT_PURGE, TOKEN
+from idp.oauth.token.grant import GrantRegistry
 from idp.observability.logs import configure_logging
 from idp.observability.middleware import Observe
 from idp.services import Services, build_services
@@ -23,6 +24,7 @@ from idp.web import unavailable
 from idp.web.cors import Cors, own_origin
 from idp.web.feature import (
     ADMIN_API,
+    AUTHORIZATION,
     CLIENT_CHANGES,
     DENYLIST,
     DISCOVERY,
@@ -42,6 +44,7 @@ from idp.web.wellknown import StaticDocuments
 # first. No paths overlap. Adding a feature: declare a Feature in its package and list it here.
 DEFAULT_FEATURES: tuple[Feature, ...] = (
     CLIENT_CHANGES,  # tasks only; first, so other workers' client changes are followed before anything runs
+    TOKEN,
     AUTHORIZATION,
     GRANT_PURGE,
     DISCOVERY,
@@ -57,6 +60,17 @@ DEFAULT_FEATURES: tuple[Feature, ...] = (
 )
 
 
+def grant_registry(features: Sequence[Feature]) -> GrantRegistry:
+    """The token endpoint's grants: every feature's, in feature order."""
+    return GrantRegistry(grant for f in features for grant in f.grants)
+
+
+def discovery_document(settings: Settings, features: Sequence[Feature]) -> dict[str, object]:
+    """The features' discovery fields; ``grant_types_supported`` is what the registry serves (RFC 8414 §2)."""
+    parts = [f.metadata(settings) for f in features if f.metadata is not None]
+    return assemble([*parts, {"grant_types_supported": grant_registry(features).grant_types}])
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -67,8 +81,9 @@ def create_app(
     given). The lifespan state carries ``services`` and the static ``documents`` to every request."""
     owned = services is None
     c = services or build_services(settings or load_settings())
-    routes: list[BaseRoute] = [route for f in features for route in f.routes_for(c)]
-    metadata = assemble(f.metadata(c.settings) for f in features if f.metadata is not None)
+    grants = grant_registry(features)
+    routes: list[BaseRoute] = [route for f in features for route in f.routes_for(c, grants)]
+    metadata = discovery_document(c.settings, features)
     documents = StaticDocuments(c, metadata)
 
     @contextlib.asynccontextmanager

@@ -10,14 +10,14 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from idp.config import Settings
-from idp.oauth.token.grant import TokenGrant
+from idp.oauth.token.grant import GrantRegistry, TokenGrant
 from idp.services import Services
 
 Task = Callable[[Services], AbstractAsyncContextManager[None]]
 EventHandlers = Callable[[Services], Iterable[tuple[type, Callable[[Any], None]]]]
 
 
-RouteFactory = Callable[[Services], Sequence[BaseRoute]]
+RouteFactory = Callable[[Services, GrantRegistry], Sequence[BaseRoute]]
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,9 @@ class Feature:
 
     * ``routes``: its routes, in the order the app serves them (the app keeps the features' order). Handlers
       reach the services through the lifespan state (:func:`idp.services.services_of`), so the routes are
-      static; a factory over the services is called once per app.
-    * ``grants``: the token-endpoint grants it adds.
+      static. A factory (the token endpoint, which dispatches over every feature's grants) is called once
+      per app with the services and the app's :class:`GrantRegistry`.
+    * ``grants``: the token-endpoint grants it adds (:class:`idp.oauth.token.grant.TokenGrant`).
     * ``metadata``: its fields of the discovery document (:func:`idp.oauth.discovery.assemble`).
     * ``tasks``: lifespan tasks, entered at startup in feature order and exited in reverse at shutdown.
     * ``handlers``: ``(event type, handler)`` pairs subscribed to ``services.events`` while the app runs.
@@ -37,12 +38,12 @@ class Feature:
 
     name: str
     routes: Sequence[BaseRoute] | RouteFactory = ()
-    grants: Sequence[type[TokenGrant]] = ()
+    grants: Sequence[TokenGrant] = ()
     metadata: Callable[[Settings], Mapping[str, object]] | None = None
     tasks: Sequence[Task] = ()
     handlers: EventHandlers | None = None
     cors: Mapping[str, str] = field(default_factory=dict)
     public_cors: Mapping[str, str] = field(default_factory=dict)
 
-    def routes_for(self, services: Services) -> Sequence[BaseRoute]:
-        return self.routes(services) if callable(self.routes) else self.routes
+    def routes_for(self, services: Services, grants: GrantRegistry) -> Sequence[BaseRoute]:
+        return self.routes(services, grants) if callable(self.routes) else self.routes

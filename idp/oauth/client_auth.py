@@ -34,10 +34,10 @@ from starlette.requests import Request
 from idp.clients.model import Client
 from idp.crypto import b64url_decode
 from idp.errors import InvalidClient, InvalidRequest
+from idp.nonblocking import run_cached
 from idp.oauth.forms import read_form, single
 from idp.services import Services
 from idp.tokens import jwt
-from idp.web.inline import run_cached
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ("ES256", "RS256", "PS256", "EdDSA")  # RFC 7523 §3 / RFC 9700 §2.5: asymmetric only

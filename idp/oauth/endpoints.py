@@ -1,65 +1,18 @@
-"""Routes: /authorize (GET, POST), /authorize/resume, /token, /userinfo (GET, POST).
-
-The one sync/async seam for the token endpoint is :func:`idp.oauth.bridge.token_response`.
-"""
+"""The protocol endpoints that answer in JSON: POST /token (:mod:`idp.oauth.token.endpoint`) and
+/userinfo (:mod:`idp.oauth.userinfo`). The browser-facing /authorize is :mod:`idp.web.authorize`."""
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.errors import InvalidRequest, OAuthError
-from idp.interaction import SESSION_COOKIE
-from idp.oauth.authorize import Authorizer, Outcome
-from idp.oauth.bridge import TokenBridge
-from idp.oauth.forms import is_form, parse_pairs
-from idp.oauth.userinfo import userinfo_endpoint
-from idp.services import Services
-from idp.web.pages.forms import client_ip
-from idp.web.responses import NO_STORE, json_response
-from idp.web.templating import error_page
+from idp.oauth.token.endpoint import TokenEndpoint
+from idp.oauth.token.grant import GrantRegistry
+from idp.oauth.userinfo import userinfo
 
 
-def _render(outcome: Outcome) -> Response:
-    if outcome.location is None:
-        # RFC 6749 §4.1.2.1: unknown client or redirect URI: our page, status 400, no Location.
-        return error_page(outcome.error, outcome.message, outcome.status, outcome.headers or None)
-    return Response(status_code=outcome.status, headers={"location": outcome.location, **NO_STORE})
-
-
-def routes(c: Services) -> list[Route]:
-    authorizer = Authorizer(c)
-    bridge = TokenBridge(c)
-
-    async def authorize(request: Request) -> Response:
-        post = request.method == "POST"  # OIDC Core §3.1.2.1: GET and POST are both supported
-        try:
-            if post and not is_form(request):
-                raise InvalidRequest("the request body must be application/x-www-form-urlencoded")
-            pairs = parse_pairs(await request.body() if post else request.url.query)
-        except OAuthError as exc:
-            return error_page("invalid_request", exc.description, 400)
-        cookie = request.cookies.get(SESSION_COOKIE)
-        # RFC 9700 §4.12: answer a POST with 303 so the browser does not re-POST the parameters elsewhere.
-        outcome = await run_in_threadpool(
-            authorizer.start, pairs, cookie, ip=client_ip(request), status=303 if post else 302
-        )
-        return _render(outcome)
-
-    async def resume(request: Request) -> Response:
-        interaction_id = request.query_params.get("interaction", "")
-        outcome = await run_in_threadpool(authorizer.resume, interaction_id, request.cookies.get(SESSION_COOKIE))
-        return _render(outcome)
-
-    async def token(request: Request) -> Response:
-        body = await bridge.token_response(request)
-        return json_response(body, 200, NO_STORE)  # RFC 6749 §5.1: no-store
-
+def routes(grants: GrantRegistry) -> list[Route]:
+    """/token first: Starlette matches routes in order, and it is the hottest endpoint."""
     return [
-        Route("/authorize", authorize, methods=["GET", "POST"]),
-        Route("/authorize/resume", resume, methods=["GET"]),
-        Route("/token", token, methods=["POST"]),
-        Route("/userinfo", userinfo_endpoint(c), methods=["GET", "POST"]),
+        Route("/token", TokenEndpoint(grants), methods=["POST"]),
+        Route("/userinfo", userinfo, methods=["GET", "POST"]),
     ]

@@ -1,5 +1,5 @@
-"""The OAuth 2.1 / OpenID Connect protocol features: authorization, token and userinfo; the purge of dead
-refresh-token families."""
+"""The OAuth 2.1 / OpenID Connect protocol features: the token endpoint and its grants, userinfo; the purge
+of dead refresh-token families."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from contextlib import AbstractAsyncContextManager
 from idp.config import Settings
 from idp.feature import Feature
 from idp.oauth import endpoints
+from idp.oauth.grants.authorization_code import AuthorizationCodeGrant
+from idp.oauth.grants.client_credentials import ClientCredentialsGrant
+from idp.oauth.grants.refresh_token import RefreshTokenGrant
 from idp.services import Services
 from idp.tasks import every
 
@@ -29,7 +32,6 @@ def _authorization_metadata(settings: Settings) -> Mapping[str, object]:
         "scopes_supported": SCOPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "token_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "none"],
@@ -60,12 +62,15 @@ def _authorization_metadata(settings: Settings) -> Mapping[str, object]:
     }
 
 
-AUTHORIZATION = Feature(
-    name="authorization",
-    routes=endpoints.routes,
+TOKEN = Feature(
+    name="token",
+    routes=lambda services, grants: endpoints.routes(grants),
+    grants=(AuthorizationCodeGrant(), RefreshTokenGrant(), ClientCredentialsGrant()),
     metadata=_authorization_metadata,
     cors={"/token": "POST", "/userinfo": "GET, POST"},
 )
+"""The token endpoint over the app's grants (RFC 6749 §3.2), the three grants of OAuth 2.1, and UserInfo
+(OIDC Core §5.3); its discovery fields cover the authorization endpoint too (one protocol description)."""
 
 
 def _purge(services: Services) -> AbstractAsyncContextManager[None]:

@@ -10,7 +10,7 @@ stop working here at once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -21,9 +21,8 @@ from idp.errors import InsufficientScope, InvalidRequest, InvalidToken, OAuthErr
 from idp.nonblocking import run_cached
 from idp.oauth.claims import scope_claims
 from idp.oauth.forms import is_form, parse_pairs, single
-from idp.oauth.grants.common import access_tokens
 from idp.oauth.responses import NO_STORE, json_response, oauth_error_response
-from idp.services import Services
+from idp.services import Services, services_of
 from idp.tokens.jwt import TokenInvalid
 
 REALM = "idp"
@@ -63,7 +62,7 @@ def claims_for(c: Services, token: str, origins: Sequence[str] = (), own: str = 
     client the token was issued to: a page of one client cannot read the user's claims with another's token.
     """
     try:
-        header, claims = access_tokens(c).verify(token, audience=c.settings.issuer)
+        header, claims = c.access_tokens.verify(token, audience=c.settings.issuer)
     except TokenInvalid as exc:
         raise InvalidToken(str(exc)) from None
     if c.denylist is not None and c.denylist.is_denied(claims, header.get("kid")):
@@ -82,24 +81,22 @@ def claims_for(c: Services, token: str, origins: Sequence[str] = (), own: str = 
     return {"sub": user.id, **scope_claims(user, scopes)}  # OIDC Core §5.4
 
 
-def userinfo_endpoint(c: Services) -> Callable[[Request], Awaitable[Response]]:
-    own = own_origin(c.settings.issuer)
-
-    async def userinfo(request: Request) -> Response:
-        try:
-            token = await _token_from(request)
-            if token is None:
-                # RFC 6750 §3.1: no credentials at all -> 401 with a bare challenge, no error code.
-                return json_response(
-                    {"error": "invalid_token", "error_description": "an access token is required"},
-                    401,
-                    {**NO_STORE, "www-authenticate": f'Bearer realm="{REALM}"'},
-                )
-            claims = await run_cached(claims_for, c, token, request.headers.getlist("origin"), own)
-        except OriginRefused:
-            raise  # the CORS refusal, as the middleware gives it: not a token error, no Bearer challenge
-        except OAuthError as exc:
-            return _bearer_error(exc)
-        return json_response(claims, 200, NO_STORE)
-
-    return userinfo
+async def userinfo(request: Request) -> Response:
+    """GET or POST /userinfo (OIDC Core §5.3)."""
+    c = services_of(request)
+    try:
+        token = await _token_from(request)
+        if token is None:
+            # RFC 6750 §3.1: no credentials at all -> 401 with a bare challenge, no error code.
+            return json_response(
+                {"error": "invalid_token", "error_description": "an access token is required"},
+                401,
+                {**NO_STORE, "www-authenticate": f'Bearer realm="{REALM}"'},
+            )
+        own = own_origin(c.settings.issuer)
+        claims = await run_cached(claims_for, c, token, request.headers.getlist("origin"), own)
+    except OriginRefused:
+        raise  # the CORS refusal, as the middleware gives it: not a token error, no Bearer challenge
+    except OAuthError as exc:
+        return _bearer_error(exc)
+    return json_response(claims, 200, NO_STORE)

@@ -12,9 +12,10 @@ from starlette.routing import BaseRoute
 
 from idp.feature import Feature
 from idp.oauth.feature import ASSERTION_SIGNING_ALGS, CLIENT_AUTH_METHODS
+from idp.oauth.token.grant import GrantRegistry
 from idp.services import Services
 from idp.tasks import every, started
-from idp.web import denylist, health, introspection, metrics, openapi, pages, revocation, wellknown
+from idp.web import authorize, denylist, health, introspection, metrics, openapi, pages, revocation, wellknown
 from idp.web.admin import denylist as admin_denylist
 from idp.web.admin import routes as admin_routes
 
@@ -58,6 +59,9 @@ def _feed(services: Services) -> AbstractAsyncContextManager[None]:
 
 DENYLIST = Feature(name="deny-list", routes=denylist.ROUTES, tasks=(_feed,))
 
+AUTHORIZATION = Feature(name="authorization", routes=authorize.ROUTES)
+"""GET/POST /authorize and /authorize/resume (RFC 6749 §4.1.1, OIDC Core §3.1.2): the browser-facing half."""
+
 HOSTED_PAGES = Feature(
     name="hosted pages",
     routes=pages.routes,
@@ -70,7 +74,7 @@ HOSTED_PAGES = Feature(
 )
 
 
-def _admin(services: Services) -> Sequence[BaseRoute]:
+def _admin(services: Services, grants: GrantRegistry) -> Sequence[BaseRoute]:
     return [*admin_routes.routes(services), *admin_denylist.ROUTES]
 
 

@@ -106,7 +106,7 @@ async def test_token_access_line_and_metric_name_the_authenticated_client(
     assert r.status_code == 200
     (line,) = logs.access()
     assert line["client_id"] == svc.client_id and line["status"] == 200
-    # The bridge recorded the client's type: the middleware had no need to look the client up again.
+    # The token endpoint recorded the client's type: the middleware had no need to look the client up again.
     monkeypatch.setattr(container.clients, "peek", lambda client_id: None)
     r = await client.post("/token", data={"grant_type": "client_credentials"}, headers=basic(svc.client_id, secret))
     assert r.status_code == 200

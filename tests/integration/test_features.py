@@ -18,12 +18,13 @@ from starlette.routing import Route
 from idp.app import DEFAULT_FEATURES, create_app
 from idp.events import UserDisabled
 from idp.feature import Feature
+from idp.oauth.token.grant import GrantRegistry
 from idp.services import Services, services_of
 from idp.tasks import every
 from tests.conftest import ISSUER
 
 
-def _probe(services: Services) -> list[Route]:
+def _probe(services: Services, grants: GrantRegistry) -> list[Route]:
     async def probe(request: Request) -> Response:
         return JSONResponse({"same": request.state.services is services})
 

@@ -1,123 +1,101 @@
-"""The authorization code grant at the token endpoint (RFC 6749 §4.1.3), hardened.
+"""The authorization code grant at the token endpoint (RFC 6749 §4.1.3), with PKCE and the ID token.
 
-Authlib validates the request shape, the client's grant type and the redirect
-URI; this subclass redeems codes from :mod:`idp.tokens.codes` (single use,
-replay revokes the family), and opens a grant family for what it issues. PKCE
-(:class:`idp.oauth.grants.pkce.Pkce`) and the ID token
-(:class:`idp.oauth.grants.openid.IdTokenExtension`) are extensions.
-
-The authorization-endpoint half of Authlib's grant is not used: the rules there
-(error page vs redirect, ``iss``, login and consent) live in :mod:`idp.oauth.authorize`.
+Codes are redeemed from :mod:`idp.tokens.codes` (single use: a replay revokes everything the code issued,
+RFC 6749 §4.1.2), checked against the authorization request they came from (client, ``redirect_uri``,
+PKCE), and open a grant family for what they issue. The authorization-endpoint half (error page vs
+redirect, ``iss``, login and consent) is :mod:`idp.oauth.authorize`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.hooks import hooked
-
-from idp.clients.model import AUTH_METHODS
-from idp.errors import InvalidGrant
+from idp.errors import InvalidGrant, InvalidRequest
 from idp.oauth import policy
-from idp.oauth.grants.common import JSON_HEADERS, access_tokens, active_user, issue_user_access_token, token_body
+from idp.oauth.claims import id_token_claims
+from idp.oauth.grants import pkce
+from idp.oauth.grants.common import active_user, issue_user_access_token, token_body
+from idp.oauth.token.request import TokenRequest
+from idp.services import Services
 from idp.tokens.codes import CodeData, CodeInvalid, CodeReplayed
 
-
-class RedeemedCode:
-    """Authlib's AuthorizationCodeMixin over a redeemed :class:`CodeData`."""
-
-    def __init__(self, data: CodeData, digest: bytes) -> None:
-        self.data = data
-        self.digest = digest
-
-    def get_redirect_uri(self) -> str:
-        return self.data.redirect_uri
-
-    def get_scope(self) -> str:
-        return self.data.scope
-
-    def get_nonce(self) -> str | None:
-        return self.data.nonce
-
-    def get_auth_time(self) -> int:
-        return int(self.data.auth_time)
-
-    def get_acr(self) -> str | None:
-        return self.data.acr
-
-    def get_amr(self) -> list[str]:
-        return self.data.amr
+MAX_CODE = 256
+REPLAY = "authorization code replay"
 
 
-class CodeGrant(grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
+class AuthorizationCodeGrant:
+    grant_type: ClassVar[str] = "authorization_code"
+    parameters: ClassVar[frozenset[str]] = frozenset({"code", "redirect_uri", "code_verifier"})
+    public_clients: ClassVar[bool] = True  # with PKCE (RFC 7636; RFC 8252 §8.1)
+    blocking: ClassVar[bool] = True
 
-    def query_authorization_code(self, code: str, client: Any) -> RedeemedCode:
-        c = self.server.c
-        actor = client.get_client_id()
-        if len(code) > 256:
+    def issue(self, services: Services, request: TokenRequest) -> dict[str, Any]:
+        code = request.get("code")
+        if code is None:
+            raise InvalidRequest("missing code")  # RFC 6749 §4.1.3
+        data, digest = self.redeem(services, code, request.client.client_id)
+        if request.get("redirect_uri") != data.redirect_uri:
+            raise InvalidGrant("redirect_uri does not match the authorization request")  # RFC 6749 §4.1.3
+        pkce.verify(data.code_challenge, data.code_challenge_method, request.get("code_verifier"))
+        return self.tokens(services, request, data, digest)
+
+    def redeem(self, services: Services, code: str, client_id: str) -> tuple[CodeData, bytes]:
+        """The code's data, consumed (the atomic take is the single use); InvalidGrant otherwise."""
+        if len(code) > MAX_CODE:
             raise InvalidGrant("unknown authorization code")
         try:
-            data, digest = c.codes.redeem(code)
+            data, digest = services.codes.redeem(code)
         except CodeReplayed as exc:
             # RFC 6749 §4.1.2 / ASVS V10.4.2: a second use revokes everything issued from the code.
-            if c.grants.revoke_by_code(exc.digest, actor=actor, reason="authorization code replay"):
-                c.audit.record("authorization_code_replay", actor=actor, client_id=actor)
+            self.revoke_replayed(services, exc.digest, client_id)
             raise InvalidGrant("authorization code already used") from None
         except CodeInvalid as exc:
             # Replays later than the ephemeral marker still find the family by its durable code digest.
-            if c.grants.revoke_by_code(exc.digest, actor=actor, reason="authorization code replay"):
-                c.audit.record("authorization_code_replay", actor=actor, client_id=actor)
+            self.revoke_replayed(services, exc.digest, client_id)
             raise InvalidGrant(str(exc)) from None
-        if data.client_id != actor:
+        if data.client_id != client_id:
             raise InvalidGrant("authorization code was issued to another client")  # RFC 6749 §4.1.3
-        return RedeemedCode(data, digest)
+        return data, digest
 
-    def delete_authorization_code(self, authorization_code: RedeemedCode) -> None:
-        """Already consumed by the atomic take in redeem()."""
+    @staticmethod
+    def revoke_replayed(services: Services, digest: bytes, client_id: str) -> None:
+        if services.grants.revoke_by_code(digest, actor=client_id, reason=REPLAY):
+            services.audit.record("authorization_code_replay", actor=client_id, client_id=client_id)
 
-    def authenticate_user(self, authorization_code: RedeemedCode) -> Any:
-        return active_user(self.server.c, authorization_code.data.user_id)
-
-    @hooked
-    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        c = self.server.c
-        client = self.request.client.client
-        code: RedeemedCode = self.request.authorization_code
-        data = code.data
-        self.request.user = self.authenticate_user(code)
+    def tokens(self, services: Services, request: TokenRequest, data: CodeData, digest: bytes) -> dict[str, Any]:
+        client = request.client
+        user = active_user(services, data.user_id)
         scopes = data.scope.split()
-        audience = policy.resolve_audience(client, self.request.resources, c.settings.audience, fallback=data.resource)
+        audience = policy.resolve_audience(
+            client, request.resources, services.settings.audience, fallback=data.resource
+        )
         at = issue_user_access_token(
-            c,
-            client,
-            user_id=data.user_id,
-            scopes=scopes,
-            audience=audience,
-            auth_time=data.auth_time,
-            acr=data.acr,
-            sid=data.sid,
-        )
-        grant, refresh = c.grants.start(
-            client_id=client.client_id,
-            user_id=data.user_id,
-            sid=data.sid,
-            scope=data.scope,
-            audience=audience,
-            auth_time=data.auth_time,
-            acr=data.acr,
-            amr=data.amr,
-            code_digest=code.digest,
-            at_jti=at.jti,
-            at_exp=at.exp,
+            services, client, user_id=data.user_id, scopes=scopes, audience=audience,
+            auth_time=data.auth_time, acr=data.acr, sid=data.sid,
+        )  # fmt: skip
+        grant, refresh = services.grants.start(
+            client_id=client.client_id, user_id=data.user_id, sid=data.sid, scope=data.scope, audience=audience,
+            auth_time=data.auth_time, acr=data.acr, amr=data.amr, code_digest=digest, at_jti=at.jti, at_exp=at.exp,
             with_refresh=policy.issues_refresh(client, scopes),
-        )
-        if c.codes.was_replayed(code.digest):
+        )  # fmt: skip
+        if services.codes.was_replayed(digest):
             # A replay arrived while this exchange was issuing: it loses too (RFC 6749 §4.1.2).
-            c.grants.revoke_grant(grant.id, actor=client.client_id, reason="authorization code replay")
+            services.grants.revoke_grant(grant.id, actor=client.client_id, reason=REPLAY)
             raise InvalidGrant("authorization code already used")
-        body = token_body(at, access_tokens(c).ttl, scopes)
+        body = token_body(at, services.access_tokens.ttl, scopes)
         if refresh:
             body["refresh_token"] = refresh
-        return 200, body, JSON_HEADERS
+        if policy.OPENID in scopes:  # OIDC Core §3.1.3.3: an ID token for an OpenID request
+            body["id_token"] = services.id_tokens.issue(
+                client_id=client.client_id,
+                sub=data.user_id,
+                auth_time=data.auth_time,
+                alg=policy.id_token_alg(client, services.settings.id_token_alg),
+                nonce=data.nonce,  # OIDC Core §3.1.3.6: the authorization request's nonce, unmodified
+                sid=data.sid,
+                acr=data.acr,
+                amr=data.amr,
+                access_token=at.token,
+                extra=id_token_claims(client, user, scopes),
+            )
+        return body

@@ -1,47 +1,35 @@
 """The client credentials grant (RFC 6749 §4.4): confidential clients only, no refresh token.
 
-Pure computation once the client is authenticated (a cached client and a keyed
-hash of its secret), so the token endpoint runs it on the event loop.
+Pure computation once the client is authenticated (a cached client and a keyed hash of its secret), so
+the token endpoint may run it on the event loop.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.hooks import hooked
-
-from idp.clients.model import AUTH_METHODS
-from idp.errors import UnauthorizedClient
 from idp.oauth import policy
-from idp.oauth.grants.common import JSON_HEADERS, access_tokens, token_body
+from idp.oauth.grants.common import token_body
+from idp.oauth.token.request import TokenRequest
+from idp.services import Services
 
 
-class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
+class ClientCredentialsGrant:
+    grant_type: ClassVar[str] = "client_credentials"
+    parameters: ClassVar[frozenset[str]] = frozenset({"scope"})
+    public_clients: ClassVar[bool] = False  # RFC 6749 §4.4: confidential clients only
+    blocking: ClassVar[bool] = False
 
-    def validate_token_request(self) -> None:
-        oauth_client = self.authenticate_token_endpoint_client()
-        client = oauth_client.client
-        if client.is_public:
-            raise UnauthorizedClient("public clients cannot use client_credentials")  # RFC 6749 §4.4
-        if not client.allows_grant(self.GRANT_TYPE):
-            raise UnauthorizedClient("the client is not registered for client_credentials")  # ASVS V10.4.4
-        self.request.client = oauth_client
-        c = self.server.c
-        self.scopes = policy.resolve_scope(client, self.request.payload.scope)
-        self.audience = policy.resolve_audience(client, self.request.resources, c.settings.audience)
-
-    @hooked
-    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        c = self.server.c
-        client = self.request.client.client
-        tokens = access_tokens(c)
+    def issue(self, services: Services, request: TokenRequest) -> dict[str, Any]:
+        client = request.client
+        scopes = policy.resolve_scope(client, request.get("scope"))
+        audience = policy.resolve_audience(client, request.resources, services.settings.audience)
+        tokens = services.access_tokens
         at = tokens.issue(
             client_id=client.client_id,
             sub=client.client_id,  # RFC 9068 §2.2: no resource owner, so sub names the client
-            audience=[self.audience],
-            scope=" ".join(self.scopes),
-            alg=policy.access_token_alg(client, c.settings.access_token_alg),
+            audience=[audience],
+            scope=" ".join(scopes),
+            alg=policy.access_token_alg(client, services.settings.access_token_alg),
         )
-        return 200, token_body(at, tokens.ttl, self.scopes), JSON_HEADERS
+        return token_body(at, tokens.ttl, scopes)

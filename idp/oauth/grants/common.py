@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from idp.clients.model import Client
 from idp.errors import InvalidGrant
 from idp.oauth import policy
 from idp.oauth.claims import id_token_claims
-from idp.tokens.access import AccessTokens, IssuedAccessToken
-from idp.tokens.id_token import IdTokens
+from idp.services import Services
+from idp.tokens.access import IssuedAccessToken
 from idp.tokens.refresh import Minted
 from idp.users.directory import User
-
-if TYPE_CHECKING:
-    from idp.services import Services
-
-JSON_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
-
-
-def access_tokens(c: Services) -> AccessTokens:
-    return c.access_tokens
-
-
-def id_tokens(c: Services) -> IdTokens:
-    return c.id_tokens
 
 
 def active_user(c: Services, user_id: str | None) -> User:
@@ -53,7 +40,7 @@ def issue_user_access_token(
     acr: str | None,
     sid: str | None,
 ) -> IssuedAccessToken:
-    return access_tokens(c).issue(
+    return c.access_tokens.issue(
         client_id=client.client_id,
         sub=user_id,
         audience=policy.token_audiences(audience, scopes, c.settings.issuer),
@@ -83,9 +70,9 @@ def mint_for_user(
     at = issue_user_access_token(
         c, client, user_id=user_id, scopes=scopes, audience=audience, auth_time=auth_time, acr=acr, sid=sid
     )
-    body = token_body(at, access_tokens(c).ttl, scopes)
+    body = token_body(at, c.access_tokens.ttl, scopes)
     if with_id_token and policy.OPENID in scopes:
-        body["id_token"] = id_tokens(c).issue(
+        body["id_token"] = c.id_tokens.issue(
             client_id=client.client_id,
             sub=user_id,
             auth_time=auth_time,

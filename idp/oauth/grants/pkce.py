@@ -1,8 +1,8 @@
 """PKCE (RFC 7636), hardened: S256 only, required by default, downgrade-proof both ways.
 
-Authlib's CodeChallenge defaults to ``plain`` and skips the check when no challenge
-was sent; this replaces it. The authorization side (:func:`check_challenge`) and
-the token side (:class:`Pkce`, an Authlib grant extension) share the rules.
+``plain`` is refused and a missing challenge is not a skipped check. The authorization side
+(:func:`check_challenge`) and the token side (:func:`verify`, called by the code grant) share
+the rules.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from typing import Any
 
 from idp.clients.model import Client
 from idp.crypto import b64url
@@ -57,14 +56,3 @@ def verify(challenge: str | None, method: str | None, verifier: str | None) -> N
         raise InvalidRequest("malformed code_verifier")  # RFC 7636 §4.1: 43-128 unreserved characters
     if method != "S256" or not hmac.compare_digest(s256(verifier), challenge):
         raise InvalidGrant("code_verifier does not match the code_challenge")  # RFC 7636 §4.6
-
-
-class Pkce:
-    """Authlib extension for the code grant: checks the verifier after the code is validated."""
-
-    def __call__(self, grant: Any) -> None:
-        grant.register_hook("after_validate_token_request", self.validate_code_verifier)
-
-    def validate_code_verifier(self, grant: Any, result: Any) -> None:
-        data = grant.request.authorization_code.data
-        verify(data.code_challenge, data.code_challenge_method, grant.request.form.get("code_verifier"))

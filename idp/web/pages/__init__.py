@@ -5,13 +5,13 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from idp.oauth.token.grant import GrantRegistry
 from idp.services import Services
 from idp.web.templating import STATIC
 
 
-def routes(c: Services) -> list[BaseRoute]:
-    """Built once per app: the sign-in routes are a factory over the services, and the static files' folder is
-    found when the app is created, not at import."""
+def routes(c: Services, grants: GrantRegistry) -> list[BaseRoute]:
+    """Built once per app: the static files' folder is checked when the app is created, not at import."""
     from idp.web.pages import account, consent, login, logout
 
     return [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from idp.app import DEFAULT_FEATURES
+from idp.app import DEFAULT_FEATURES, discovery_document, grant_registry
 from idp.config import Settings
 from idp.oauth.discovery import assemble, validate
 
@@ -35,8 +35,7 @@ GOLDEN = (
 
 
 def _document(issuer: str = ISSUER) -> dict[str, object]:
-    settings = Settings(issuer=issuer)  # type: ignore[call-arg]
-    return assemble(f.metadata(settings) for f in DEFAULT_FEATURES if f.metadata is not None)
+    return discovery_document(Settings(issuer=issuer), DEFAULT_FEATURES)  # type: ignore[call-arg]
 
 
 def test_the_default_features_publish_the_same_bytes() -> None:
@@ -45,8 +44,7 @@ def test_the_default_features_publish_the_same_bytes() -> None:
 
 def test_the_order_of_the_features_does_not_change_the_bytes() -> None:
     settings = Settings(issuer=ISSUER)  # type: ignore[call-arg]
-    parts = [f.metadata(settings) for f in reversed(DEFAULT_FEATURES) if f.metadata is not None]
-    assert orjson.dumps(assemble(parts)).decode() == GOLDEN
+    assert orjson.dumps(discovery_document(settings, DEFAULT_FEATURES[::-1])).decode() == GOLDEN
 
 
 def test_a_field_advertised_twice_is_refused() -> None:
@@ -76,3 +74,11 @@ def test_every_endpoint_advertises_the_assertion_algorithms_client_authenticatio
     document = _document()
     for endpoint in ("token", "revocation", "introspection"):
         assert document[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] == list(client_auth.ASSERTION_ALGS)
+
+
+def test_the_grant_types_advertised_are_the_registrys_and_the_ones_clients_may_register() -> None:
+    from idp.clients.model import GRANT_TYPES
+
+    served = grant_registry(DEFAULT_FEATURES).grant_types
+    assert _document()["grant_types_supported"] == served
+    assert set(served) == GRANT_TYPES  # a client cannot be registered for a grant nobody serves, nor the reverse

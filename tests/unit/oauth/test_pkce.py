@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -114,20 +113,3 @@ def test_a_wrong_verifier_or_a_method_other_than_s256_does_not_match() -> None:
     assert refusal(InvalidGrant, pkce.verify, CHALLENGE, "S256", "x" * 43) == mismatch
     assert refusal(InvalidGrant, pkce.verify, CHALLENGE, "plain", VERIFIER) == mismatch  # even a right digest
     assert refusal(InvalidGrant, pkce.verify, VERIFIER, "plain", VERIFIER) == mismatch  # plain never compares
-
-
-def test_the_grant_extension_checks_the_codes_challenge_after_the_code_is_validated() -> None:
-    hooks: dict[str, Any] = {}
-    grant = SimpleNamespace(register_hook=lambda name, hook: hooks.__setitem__(name, hook))
-    pkce.Pkce()(grant)
-    assert list(hooks) == ["after_validate_token_request"]
-
-    def request(verifier: str | None) -> Any:
-        code = SimpleNamespace(code_challenge=CHALLENGE, code_challenge_method="S256")
-        form = {} if verifier is None else {"code_verifier": verifier}
-        return SimpleNamespace(request=SimpleNamespace(authorization_code=SimpleNamespace(data=code), form=form))
-
-    hooks["after_validate_token_request"](request(VERIFIER), None)
-    assert refusal(InvalidGrant, hooks["after_validate_token_request"], request(None), None) == (
-        "code_verifier is required for this code"
-    )
