@@ -16,6 +16,7 @@ GRANTS_BY_KIND = {
     "native": ["authorization_code", "refresh_token"],
     "service": ["client_credentials"],
 }
+GRANT_TYPES = frozenset(g for grants in GRANTS_BY_KIND.values() for g in grants)  # what a client may be registered for
 
 
 DEFAULT_PORTS = {"https": 443, "http": 80}

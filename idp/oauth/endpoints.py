@@ -13,6 +13,6 @@ from idp.oauth.userinfo import userinfo
 def routes(grants: GrantRegistry) -> list[Route]:
     """/token first: Starlette matches routes in order, and it is the hottest endpoint."""
     return [
-        Route("/token", TokenEndpoint(grants), methods=["POST"]),
+        Route("/token", TokenEndpoint(grants).handle, methods=["POST"]),
         Route("/userinfo", userinfo, methods=["GET", "POST"]),
     ]

@@ -22,11 +22,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from idp.clients.model import GRANT_TYPES
+
 log = logging.getLogger("idp.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})
 CLIENT_TYPES = frozenset({"web", "native", "service"})
 MAX_CHILDREN = 4096  # label sets are bounded (route templates x methods x statuses); this is a safety net
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})

@@ -59,13 +59,13 @@ class HotClients:
 
 
 class TokenEndpoint:
-    """The token endpoint for one app: its grants and its hot-client cache. A Starlette endpoint."""
+    """The token endpoint for one app: its grants and its hot-client cache; :meth:`handle` is the route."""
 
     def __init__(self, grants: GrantRegistry) -> None:
         self.grants = grants
         self.hot = HotClients()
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         c = services_of(request)
         pairs = await read_form(request)  # RFC 6749 §3.2: form-urlencoded only
         form = single(pairs)  # RFC 6749 §3.2: no repeated parameters

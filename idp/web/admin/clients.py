@@ -10,14 +10,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.clients.admin import ClientAdmin, ClientGone
-from idp.clients.model import Client
+from idp.clients.model import GRANT_TYPES, Client
 from idp.services import Services
 from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
 
 STR_FIELDS = ("name", "scope", "audience")
 LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_cors_origins")
-GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})  # RFC 9700 §2.4: no password
 
 
 def client_json(cl: Client) -> dict[str, Any]:
