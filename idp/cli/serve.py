@@ -22,13 +22,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Before anything imports prometheus-client: workers share metrics through files (idp.observability.serve).
     observability_serve.prepare(args.workers, settings.metrics_port)
     c = services()
-    c.close()
     warning = proxy_warning(settings)
     if warning:
         configure_logging(settings.log_level)  # once, in the process that starts the workers
         logging.getLogger("idp").warning(warning)
     if settings.metrics_port:
-        observability_serve.start_metrics_server(settings)
+        # The supervisor's services stay open: their state gauges read the keyring and the database per scrape.
+        observability_serve.serve_metrics(c.metrics, host=settings.metrics_host, port=settings.metrics_port)
+    else:
+        c.close()
     uvicorn.run(
         "idp.app:app_from_env",
         factory=True,

@@ -22,8 +22,6 @@ from idp.observability.metrics import MULTIPROC_ENV, Metrics
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from idp.config import Settings
-
 
 def prepare(workers: int, metrics_port: int) -> str | None:
     """Call first thing in ``serve``; returns the multiprocess directory, if any."""
@@ -51,11 +49,3 @@ def serve_metrics(metrics: Metrics, *, host: str, port: int) -> WSGIServer:
 
     server, _thread = start_http_server(port, addr=host, registry=metrics.merged_registry())
     return server
-
-
-def start_metrics_server(settings: Settings) -> WSGIServer:
-    """:func:`serve_metrics` for a command that has not built the services itself."""
-    from idp.services import build_services
-
-    metrics = build_services(settings).metrics
-    return serve_metrics(metrics, host=settings.metrics_host, port=settings.metrics_port)
