@@ -25,6 +25,7 @@ from idp.clients.registry import ClientRegistry
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
 from idp.crypto import Digester, KeyError_, Sealer
+from idp.denylist.admin import DenyAdmin
 from idp.denylist.entries import DenyChange
 from idp.denylist.feed import DenyFeed
 from idp.denylist.secevent import SET_TYP
@@ -103,6 +104,7 @@ class Services:
     client_admin: ClientAdmin
     user_admin: UserAdmin
     key_admin: KeyAdmin
+    deny_admin: DenyAdmin
     client_changes: ClientChanges | None  # the follower of other workers' changes: only with a shared store
     metrics: Metrics
     access_tokens: AccessTokens
@@ -314,6 +316,7 @@ def build_services(
         client_admin=ClientAdmin(clients, denylist, audit, events),
         user_admin=UserAdmin(directory, audit, sign_out_everywhere=account.end_everything, events=events),
         key_admin=KeyAdmin(keyring, audit, events),
+        deny_admin=DenyAdmin(denylist, grants),
         client_changes=None if clients.bus is None else ClientChanges(clients, ephemeral),
         metrics=metrics,
         access_tokens=access_tokens,

@@ -34,11 +34,9 @@ HELP = {
 def _adder(kind: str) -> Any:
     def handler(c: Services, args: argparse.Namespace) -> None:
         try:
-            entry = c.denylist.deny(kind, args.value, reason=args.reason, actor=operator(), until=args.until)
+            entry = c.deny_admin.deny(kind, args.value, reason=args.reason, actor=operator(), until=args.until)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        if kind == "subject" and c.grants is not None:  # "every token of the user": refresh tokens too
-            c.grants.revoke_for_user(args.value, actor=operator(), reason=args.reason)
         out(args, entry.admin(), f"denied {kind} {entry.value} (entry {entry.id}, until {_fmt(entry.expires_at)})")
 
     return handler
