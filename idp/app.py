@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from idp.bootstrap import bootstrap, format_demo
+from idp.clients.origins import own_origin
 from idp.config import Settings, load_settings
 from idp.errors import OAuthError
 from idp.feature import Feature
@@ -21,7 +22,7 @@ from idp.observability.logs import configure_logging
 from idp.observability.middleware import Observe
 from idp.services import Services, build_services
 from idp.web import unavailable
-from idp.web.cors import Cors, own_origin
+from idp.web.cors import Cors
 from idp.web.feature import (
     ADMIN_API,
     AUTHORIZATION,

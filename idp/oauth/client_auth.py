@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import orjson
@@ -30,6 +30,9 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from starlette.requests import Request
+
+if TYPE_CHECKING:
+    from joserfc.jwk import KeySetSerialization
 
 from idp.clients.model import Client
 from idp.crypto import b64url_decode
@@ -183,7 +186,7 @@ def _check_assertion(c: Services, client: Client, token: str) -> None:
 
 def _verified_claims(client: Client, token: str, header: dict[str, Any], alg: str) -> dict[str, Any]:
     try:
-        keyset = KeySet.import_key_set(client.jwks or {"keys": []})
+        keyset = KeySet.import_key_set(cast("KeySetSerialization", client.jwks or {"keys": []}))
     except (JoseError, ValueError, KeyError, TypeError):
         raise InvalidClient("the client's registered keys are unusable") from None
     kid = header.get("kid")

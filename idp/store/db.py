@@ -34,7 +34,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
 
 
 def _no_io_inline(*args: Any) -> None:
-    nonblocking.check()  # raises WouldBlock for work tried on the event loop (idp.web.inline)
+    nonblocking.check()  # raises WouldBlock for work tried on the event loop (idp.nonblocking.run_cached)
 
 
 def _make_engine(url: str, *, pool_size: int) -> Engine:

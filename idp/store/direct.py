@@ -66,7 +66,7 @@ class Direct:
 
     @contextmanager
     def _translated(self, sql: str) -> Iterator[None]:
-        nonblocking.check()  # work tried on the event loop goes to a thread instead (idp.web.inline)
+        nonblocking.check()  # work tried on the event loop goes to a thread instead (idp.nonblocking.run_cached)
         try:
             yield
         except psycopg.Error as exc:

@@ -132,7 +132,7 @@ def _reply(value: bytes | str | None) -> bytes | None:
 
 @contextlib.contextmanager
 def _unavailable(command: str) -> Iterator[None]:
-    nonblocking.check()  # work tried on the event loop goes to a thread instead (idp.web.inline)
+    nonblocking.check()  # work tried on the event loop goes to a thread instead (idp.nonblocking.run_cached)
     try:
         yield
     except _UNAVAILABLE as exc:

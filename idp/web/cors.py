@@ -26,9 +26,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idp.clients.origins import DESCRIPTION
-from idp.clients.origins import OriginRefused as OriginRefused
-from idp.clients.origins import check_client_origin as check_client_origin
-from idp.clients.origins import own_origin as own_origin
 
 Headers = list[tuple[bytes, bytes]]
 

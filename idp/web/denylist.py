@@ -35,8 +35,8 @@ from idp.clients.model import Client
 from idp.denylist.feed import FEED_SCOPE, may_read, still_allowed
 from idp.errors import InsufficientScope, InvalidClient, OAuthError
 from idp.oauth.client_auth import authenticate_client
+from idp.oauth.responses import NO_STORE, json_response, oauth_error_response
 from idp.services import Services, services_of
-from idp.web.responses import NO_STORE, json_response, oauth_error_response
 
 
 async def feed_reader(request: Request, c: Services) -> Client:

@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from idp.oauth.responses import json_response
 from idp.services import Services, services_of
-from idp.web.responses import json_response
 
 
 async def healthz(request: Request) -> Response:

@@ -8,9 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from idp.errors import OAuthError
-from idp.oauth.responses import NO_STORE as NO_STORE
-from idp.oauth.responses import json_response as json_response
-from idp.oauth.responses import oauth_error_response as oauth_error_response
+from idp.oauth.responses import NO_STORE, json_response, oauth_error_response
 
 log = logging.getLogger("idp.errors")
 

@@ -23,7 +23,8 @@ from starlette.types import ExceptionHandler
 
 from idp.ephemeral import StoreUnavailable
 from idp.errors import TemporarilyUnavailable
-from idp.web.responses import NO_STORE, json_response, server_error_handler
+from idp.oauth.responses import NO_STORE, json_response
+from idp.web.responses import server_error_handler
 from idp.web.templating import error_page
 
 log = logging.getLogger("idp.errors")

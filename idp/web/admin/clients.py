@@ -34,8 +34,8 @@ def _changes(data: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
         elif name in LIST_FIELDS or name == "grant_types":
             out[name] = field(data, name, list, [])
             if name == "grant_types" and not set(out[name]) <= GRANT_TYPES:
-                allowed = ", ".join(sorted(GRANT_TYPES))
-                raise Problem(422, f"grant_types may contain only {allowed}.", code="invalid_field")
+                served = ", ".join(sorted(GRANT_TYPES))
+                raise Problem(422, f"grant_types may contain only {served}.", code="invalid_field")
         elif name in ("first_party", "require_pkce", "disabled", "claims_in_id_token"):
             out[name] = field(data, name, bool, False)
         elif name == "jwks":

@@ -45,9 +45,8 @@ async def add_entry(request: Request, admin: AdminPrincipal) -> Response:
     if not 0 < len(value) <= MAX_VALUE or len(reason) > 300:
         raise Problem(422, f"'value' must be 1..{MAX_VALUE} characters, 'reason' at most 300.", code="invalid_field")
     until = None if until is None else float(until)
-    entry = await run_in_threadpool(c.denylist.deny, kind, value, reason=reason, actor=admin.actor, until=until)
-    if kind == "subject" and c.grants is not None:  # "every token of the user": refresh tokens too
-        await run_in_threadpool(c.grants.revoke_for_user, value, actor=admin.actor, reason=reason)
+    # A subject entry means every token of the user: DenyAdmin revokes the refresh tokens too.
+    entry = await run_in_threadpool(c.deny_admin.deny, kind, value, reason=reason, actor=admin.actor, until=until)
     location = f"{c.settings.issuer}/admin/deny-list/{entry.id}"
     headers = {**NO_STORE, "location": location}
     return Response(orjson.dumps(entry.admin()), 201, headers=headers, media_type="application/json")

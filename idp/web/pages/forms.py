@@ -15,7 +15,6 @@ from starlette.responses import Response
 
 from idp.ephemeral import StoreUnavailable
 from idp.interaction import SESSION_COOKIE, PendingAuthorization
-from idp.peer import client_ip as client_ip
 from idp.web.middleware import CSP
 from idp.web.templating import error_page
 
