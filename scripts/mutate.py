@@ -31,12 +31,12 @@ TESTS: dict[str, list[str]] = {
     "idp/oauth/grants/pkce.py": [
         "tests/unit/oauth/test_pkce.py",
         "tests/unit/oauth/test_rules.py",
+        "tests/unit/oauth/grants",
         "tests/integration/test_pkce.py",
     ],
     "idp/clients/model.py": [
         "tests/unit/clients",
         "tests/unit/oauth/test_rules.py",
-        "tests/unit/oauth/test_token_request.py",
         "tests/integration/test_redirect_uri.py",
     ],
     "idp/tokens/jwt.py": [
