@@ -1,5 +1,5 @@
 """Builds the object graph from settings: :func:`build_services`. Only the surfaces (``idp.app``,
-``idp.cli``, ``idp.observability.serve``) call it.
+``idp.cli``) call it.
 
 Every service is built once, in dependency order, and handed to those that use it; the
 domain reactions (a disabled user loses sessions, grants and live tokens; a compromised key's

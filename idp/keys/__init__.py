@@ -1,1 +1,2 @@
-"""Signing keys: the key-encryption key, the keyring with kid-based rotation, the JWKS document."""
+"""Signing keys: the key-encryption key, the keyring with kid-based rotation and its policy, the JWKS
+document, and KeyAdmin (the operator's use cases)."""

@@ -242,8 +242,7 @@ class Authorizer:
         self.c = c
 
     def _session(self, cookie: str | None) -> SessionInfo | None:
-        sessions = self.c.login_sessions
-        return sessions.from_cookie(cookie) if sessions is not None and cookie else None
+        return self.c.login_sessions.from_cookie(cookie) if cookie else None
 
     def start(self, pairs: Pairs, cookie: str | None, *, ip: str, status: int = 302) -> Outcome:
         """GET or POST /authorize; ``ip`` is the client address (the per-IP cap on parked requests). Blocking."""

@@ -65,7 +65,7 @@ def claims_for(c: Services, token: str, origins: Sequence[str] = (), own: str = 
         header, claims = c.access_tokens.verify(token, audience=c.settings.issuer)
     except TokenInvalid as exc:
         raise InvalidToken(str(exc)) from None
-    if c.denylist is not None and c.denylist.is_denied(claims, header.get("kid")):
+    if c.denylist.is_denied(claims, header.get("kid")):
         raise InvalidToken("the access token was revoked")
     client_id = claims.get("client_id")
     client = c.clients.get_active(client_id) if isinstance(client_id, str) else None

@@ -1,4 +1,4 @@
-"""Audit queries: ``idp audit list`` (registered in ``idp.cli.EXTENSIONS``) and the ``since`` syntax.
+"""Audit queries: ``idp audit list`` (one of ``idp.cli.GROUPS``) and the ``since`` syntax.
 
 ``--since`` takes an ISO 8601 time (``2025-01-31``, ``2025-01-31T12:00:00Z``; no
 zone = UTC) or a duration back from now (``90s``, ``15m``, ``24h``, ``7d``, ``2w``).

@@ -1,1 +1,2 @@
-"""The IdP's own login session (opaque cookie -> server-side record), CSRF, consents."""
+"""The IdP's own login session (opaque cookie -> server-side record): sign-in, sign-out, CSRF, consents,
+the account page's use cases."""

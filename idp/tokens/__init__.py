@@ -1,1 +1,1 @@
-"""Tokens: JWT rules, access and ID tokens, authorization codes, refresh families."""
+"""Tokens: JWT rules, access and ID tokens, authorization codes, refresh families and their rotation."""

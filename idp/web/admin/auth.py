@@ -15,7 +15,6 @@ a person. The token must
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -74,8 +73,7 @@ def verify_admin_token(c: Services, token: str) -> AdminPrincipal:
     client = c.clients.get_active(client_id)
     if client is None or client.kind != "service" or ADMIN_SCOPE not in client.scopes:
         raise InvalidToken("The access token is not valid for the admin API.", detail="client gone or not admin")
-    denylist: Any = c.denylist
-    if denylist is not None and denylist.is_denied(claims, header.get("kid")):
+    if c.denylist.is_denied(claims, header.get("kid")):
         raise InvalidToken("The access token has been revoked.")
     return AdminPrincipal(client_id, str(claims["jti"]), scopes)
 
