@@ -83,7 +83,7 @@ def create_app(
     owned = services is None
     c = services or build_services(settings or load_settings())
     grants = grant_registry(features)
-    routes: list[BaseRoute] = [route for f in features for route in f.routes_for(c, grants)]
+    routes: list[BaseRoute] = [route for f in features for route in f.routes_for(grants)]
     metadata = discovery_document(c.settings, features)
     documents = StaticDocuments(c, metadata)
 

@@ -17,7 +17,7 @@ Task = Callable[[Services], AbstractAsyncContextManager[None]]
 EventHandlers = Callable[[Services], Iterable[tuple[type, Callable[[Any], None]]]]
 
 
-RouteFactory = Callable[[Services, GrantRegistry], Sequence[BaseRoute]]
+RouteFactory = Callable[[GrantRegistry], Sequence[BaseRoute]]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Feature:
     * ``routes``: its routes, in the order the app serves them (the app keeps the features' order). Handlers
       reach the services through the lifespan state (:func:`idp.services.services_of`), so the routes are
       static. A factory (the token endpoint, which dispatches over every feature's grants) is called once
-      per app with the services and the app's :class:`GrantRegistry`.
+      per app with the app's :class:`GrantRegistry`.
     * ``grants``: the token-endpoint grants it adds (:class:`idp.oauth.token.grant.TokenGrant`).
     * ``metadata``: its fields of the discovery document (:func:`idp.oauth.discovery.assemble`).
     * ``tasks``: lifespan tasks, entered at startup in feature order and exited in reverse at shutdown.
@@ -45,5 +45,5 @@ class Feature:
     cors: Mapping[str, str] = field(default_factory=dict)
     public_cors: Mapping[str, str] = field(default_factory=dict)
 
-    def routes_for(self, services: Services, grants: GrantRegistry) -> Sequence[BaseRoute]:
-        return self.routes(services, grants) if callable(self.routes) else self.routes
+    def routes_for(self, grants: GrantRegistry) -> Sequence[BaseRoute]:
+        return self.routes(grants) if callable(self.routes) else self.routes

@@ -64,7 +64,7 @@ def _authorization_metadata(settings: Settings) -> Mapping[str, object]:
 
 TOKEN = Feature(
     name="token",
-    routes=lambda services, grants: endpoints.routes(grants),
+    routes=endpoints.routes,
     grants=(AuthorizationCodeGrant(), RefreshTokenGrant(), ClientCredentialsGrant()),
     metadata=_authorization_metadata,
     cors={"/token": "POST", "/userinfo": "GET, POST"},

@@ -5,18 +5,13 @@ the hosted pages, the admin API, the probes, the OpenAPI document; and the backg
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-
-from starlette.routing import BaseRoute
 
 from idp.feature import Feature
 from idp.oauth.feature import ASSERTION_SIGNING_ALGS, CLIENT_AUTH_METHODS
-from idp.oauth.token.grant import GrantRegistry
 from idp.services import Services
 from idp.tasks import every, started
 from idp.web import authorize, denylist, health, introspection, metrics, openapi, pages, revocation, wellknown
-from idp.web.admin import denylist as admin_denylist
 from idp.web.admin import routes as admin_routes
 
 KEY_TICK_SECONDS = 60.0
@@ -64,7 +59,7 @@ AUTHORIZATION = Feature(name="authorization", routes=authorize.ROUTES)
 
 HOSTED_PAGES = Feature(
     name="hosted pages",
-    routes=pages.routes,
+    routes=pages.ROUTES,
     metadata=lambda s: {
         "end_session_endpoint": f"{s.issuer}/logout",
         "frontchannel_logout_supported": False,
@@ -74,11 +69,7 @@ HOSTED_PAGES = Feature(
 )
 
 
-def _admin(services: Services, grants: GrantRegistry) -> Sequence[BaseRoute]:
-    return [*admin_routes.routes(services), *admin_denylist.ROUTES]
-
-
-ADMIN_API = Feature(name="admin API", routes=_admin)
+ADMIN_API = Feature(name="admin API", routes=admin_routes.ROUTES)
 HEALTH = Feature(name="health", routes=health.ROUTES)
 OPENAPI = Feature(name="openapi", routes=openapi.ROUTES)
 

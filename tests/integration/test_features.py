@@ -24,9 +24,11 @@ from idp.tasks import every
 from tests.conftest import ISSUER
 
 
-def _probe(services: Services, grants: GrantRegistry) -> list[Route]:
+def _probe(grants: GrantRegistry) -> list[Route]:
+    """A route factory: it gets the app's grant registry, and its handler the services of the lifespan."""
+
     async def probe(request: Request) -> Response:
-        return JSONResponse({"same": request.state.services is services})
+        return JSONResponse({"grant_types": grants.grant_types, "services": id(services_of(request))})
 
     return [Route("/probe", probe)]
 
@@ -41,7 +43,9 @@ async def test_static_routes_and_route_factories_both_reach_the_services_of_the_
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
-            assert (await http.get("/probe")).json() == {"same": True}
+            probed = (await http.get("/probe")).json()
+            assert probed == {"grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+                              "services": id(container)}  # fmt: skip
             assert (await http.get("/static-probe")).json() == {"services": id(container)}
 
 
@@ -69,7 +73,9 @@ async def test_tasks_handlers_and_state_follow_the_lifespan(container: Services)
         assert steps == ["start a", "start b"]
         transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
-            assert (await http.get("/probe")).json() == {"same": True}
+            probed = (await http.get("/probe")).json()
+            assert probed == {"grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+                              "services": id(container)}  # fmt: skip
         container.events.publish(UserDisabled("nobody", actor="test"))
     assert steps == ["start a", "start b", "stop b", "stop a"]  # exited in reverse
     container.events.publish(UserDisabled("nobody", actor="test"))

@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.clients.admin import ClientAdmin, ClientGone
+from idp.clients.admin import ClientGone
 from idp.clients.model import GRANT_TYPES, Client
-from idp.services import Services
+from idp.services import Services, services_of
 from idp.web.admin.auth import AdminPrincipal
-from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
+from idp.web.admin.problems import Problem, admin_endpoint, field, json_body, json_ok
 
 STR_FIELDS = ("name", "scope", "audience")
 LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_cors_origins")
@@ -55,74 +55,84 @@ UPDATE_FIELDS = frozenset(
 )  # fmt: skip
 
 
-def routes(c: Services) -> list[Route]:
-    def get_client(client_id: str) -> Client:
-        client = c.clients.get(client_id)
-        if client is None:
-            raise Problem(404, f"No client {client_id!r}.", code="not_found")
-        return client
+def get_client(c: Services, client_id: str) -> Client:
+    client = c.clients.get(client_id)
+    if client is None:
+        raise Problem(404, f"No client {client_id!r}.", code="not_found")
+    return client
 
-    admin_of: ClientAdmin = c.client_admin
 
-    async def list_clients(request: Request, admin: AdminPrincipal) -> Response:
-        clients = await run_in_threadpool(c.clients.list)
-        return json_ok({"clients": [client_json(cl) for cl in clients]})
+async def list_clients(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    clients = await run_in_threadpool(c.clients.list)
+    return json_ok({"clients": [client_json(cl) for cl in clients]})
 
-    async def create_client(request: Request, admin: AdminPrincipal) -> Response:
-        values = _changes(await json_body(request), CREATE_FIELDS)
-        if "type" not in values or "name" not in values:
-            raise Problem(422, "'name' and 'type' are required.", code="invalid_field")
-        kind = values.pop("type")
 
-        client, secret = await run_in_threadpool(lambda: admin_of.create(actor=admin.actor, kind=kind, **values))
-        body = client_json(client) | ({"client_secret": secret} if secret else {})
-        response = json_ok(body, 201)
-        response.headers["location"] = f"{c.settings.issuer}/admin/clients/{client.client_id}"
-        return response
+async def create_client(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    values = _changes(await json_body(request), CREATE_FIELDS)
+    if "type" not in values or "name" not in values:
+        raise Problem(422, "'name' and 'type' are required.", code="invalid_field")
+    kind = values.pop("type")
 
-    async def show_client(request: Request, admin: AdminPrincipal) -> Response:
-        client = await run_in_threadpool(get_client, request.path_params["client_id"])
-        return json_ok(client_json(client))
+    client, secret = await run_in_threadpool(lambda: c.client_admin.create(actor=admin.actor, kind=kind, **values))
+    body = client_json(client) | ({"client_secret": secret} if secret else {})
+    response = json_ok(body, 201)
+    response.headers["location"] = f"{c.settings.issuer}/admin/clients/{client.client_id}"
+    return response
 
-    async def update_client(request: Request, admin: AdminPrincipal) -> Response:
-        client_id = request.path_params["client_id"]
-        values = _changes(await json_body(request), UPDATE_FIELDS)
 
-        def update() -> Client:
-            get_client(client_id)
-            return admin_of.update(client_id, values, actor=admin.actor)
+async def show_client(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    client = await run_in_threadpool(get_client, c, request.path_params["client_id"])
+    return json_ok(client_json(client))
 
-        return json_ok(client_json(await run_in_threadpool(update)))
 
-    async def delete_client(request: Request, admin: AdminPrincipal) -> Response:
-        client_id = request.path_params["client_id"]
+async def update_client(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    client_id = request.path_params["client_id"]
+    values = _changes(await json_body(request), UPDATE_FIELDS)
 
-        def delete() -> None:
-            try:
-                admin_of.delete(client_id, actor=admin.actor)
-            except ClientGone:
-                raise Problem(404, f"No client {client_id!r}.", code="not_found") from None
+    def update() -> Client:
+        get_client(c, client_id)
+        return c.client_admin.update(client_id, values, actor=admin.actor)
 
-        await run_in_threadpool(delete)
-        return Response(status_code=204, headers={"cache-control": "no-store"})
+    return json_ok(client_json(await run_in_threadpool(update)))
 
-    async def rotate_secret(request: Request, admin: AdminPrincipal) -> Response:
-        client_id = request.path_params["client_id"]
 
-        def rotate() -> str:
-            client = get_client(client_id)
-            if client.secret_digest is None:
-                raise Problem(409, f"Client {client_id!r} does not authenticate with a secret.", code="no_secret")
-            return admin_of.rotate_secret(client_id, actor=admin.actor)
+async def delete_client(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    client_id = request.path_params["client_id"]
 
-        secret = await run_in_threadpool(rotate)
-        return json_ok({"client_id": client_id, "client_secret": secret})
+    def delete() -> None:
+        try:
+            c.client_admin.delete(client_id, actor=admin.actor)
+        except ClientGone:
+            raise Problem(404, f"No client {client_id!r}.", code="not_found") from None
 
-    return [
-        admin_route(c, "/admin/clients", list_clients, ["GET"]),
-        admin_route(c, "/admin/clients", create_client, ["POST"]),
-        admin_route(c, "/admin/clients/{client_id}", show_client, ["GET"]),
-        admin_route(c, "/admin/clients/{client_id}", update_client, ["PATCH"]),
-        admin_route(c, "/admin/clients/{client_id}", delete_client, ["DELETE"]),
-        admin_route(c, "/admin/clients/{client_id}/secret", rotate_secret, ["POST"]),
-    ]
+    await run_in_threadpool(delete)
+    return Response(status_code=204, headers={"cache-control": "no-store"})
+
+
+async def rotate_secret(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    client_id = request.path_params["client_id"]
+
+    def rotate() -> str:
+        client = get_client(c, client_id)
+        if client.secret_digest is None:
+            raise Problem(409, f"Client {client_id!r} does not authenticate with a secret.", code="no_secret")
+        return c.client_admin.rotate_secret(client_id, actor=admin.actor)
+
+    secret = await run_in_threadpool(rotate)
+    return json_ok({"client_id": client_id, "client_secret": secret})
+
+
+ROUTES: tuple[Route, ...] = (
+    admin_endpoint("/admin/clients", list_clients, ["GET"]),
+    admin_endpoint("/admin/clients", create_client, ["POST"]),
+    admin_endpoint("/admin/clients/{client_id}", show_client, ["GET"]),
+    admin_endpoint("/admin/clients/{client_id}", update_client, ["PATCH"]),
+    admin_endpoint("/admin/clients/{client_id}", delete_client, ["DELETE"]),
+    admin_endpoint("/admin/clients/{client_id}/secret", rotate_secret, ["POST"]),
+)

@@ -9,11 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from idp.keys.admin import KeyAdmin
 from idp.keys.keyring import ALGORITHMS, StoredKey
-from idp.services import Services
+from idp.services import services_of
 from idp.web.admin.auth import AdminPrincipal
-from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
+from idp.web.admin.problems import Problem, admin_endpoint, field, json_body, json_ok
 
 
 def key_json(r: StoredKey) -> dict[str, Any]:
@@ -31,47 +30,51 @@ def key_json(r: StoredKey) -> dict[str, Any]:
     }
 
 
-def routes(c: Services) -> list[Route]:
-    keys: KeyAdmin = c.key_admin
+async def list_keys(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
 
-    async def list_keys(request: Request, admin: AdminPrincipal) -> Response:
-        def load() -> list[StoredKey]:
-            c.keyring.refresh(force=True)
-            return sorted(c.keyring.rows(), key=lambda r: (r.alg, r.created_at, r.kid))
+    def load() -> list[StoredKey]:
+        c.keyring.refresh(force=True)
+        return sorted(c.keyring.rows(), key=lambda r: (r.alg, r.created_at, r.kid))
 
-        return json_ok({"keys": [key_json(r) for r in await run_in_threadpool(load)]})
+    return json_ok({"keys": [key_json(r) for r in await run_in_threadpool(load)]})
 
-    async def rotate(request: Request, admin: AdminPrincipal) -> Response:
-        data = await json_body(request)
-        alg = field(data, "alg", str)
-        if alg is not None and alg not in ALGORITHMS:
-            raise Problem(422, f"alg must be one of {', '.join(ALGORITHMS)}.", code="invalid_field")
 
-        def run() -> list[StoredKey]:
-            return keys.rotate(alg, actor=admin.actor)
+async def rotate(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    data = await json_body(request)
+    alg = field(data, "alg", str)
+    if alg is not None and alg not in ALGORITHMS:
+        raise Problem(422, f"alg must be one of {', '.join(ALGORITHMS)}.", code="invalid_field")
 
-        return json_ok({"keys": [key_json(r) for r in await run_in_threadpool(run)]})
+    def run() -> list[StoredKey]:
+        return c.key_admin.rotate(alg, actor=admin.actor)
 
-    def pull(action: str) -> Any:
-        async def handler(request: Request, admin: AdminPrincipal) -> Response:
-            kid = request.path_params["kid"]
+    return json_ok({"keys": [key_json(r) for r in await run_in_threadpool(run)]})
 
-            def run() -> StoredKey:
-                try:
-                    if action == "revoke":  # OIDC Core §10.1.1 / RFC 8725: unpublished, its tokens deny-listed
-                        return keys.revoke(kid, actor=admin.actor)
-                    return keys.retire(kid, actor=admin.actor)
-                except LookupError:
-                    raise Problem(404, f"No usable key {kid!r}.", code="not_found") from None
 
-            return json_ok(key_json(await run_in_threadpool(run)))
+def pull(action: str) -> Any:
+    async def handler(request: Request, admin: AdminPrincipal) -> Response:
+        c = services_of(request)
+        kid = request.path_params["kid"]
 
-        handler.__name__ = f"{action}_key"
-        return handler
+        def run() -> StoredKey:
+            try:
+                if action == "revoke":  # OIDC Core §10.1.1 / RFC 8725: unpublished, its tokens deny-listed
+                    return c.key_admin.revoke(kid, actor=admin.actor)
+                return c.key_admin.retire(kid, actor=admin.actor)
+            except LookupError:
+                raise Problem(404, f"No usable key {kid!r}.", code="not_found") from None
 
-    return [
-        admin_route(c, "/admin/keys", list_keys, ["GET"]),
-        admin_route(c, "/admin/keys/rotate", rotate, ["POST"]),
-        admin_route(c, "/admin/keys/{kid}/retire", pull("retire"), ["POST"]),
-        admin_route(c, "/admin/keys/{kid}/revoke", pull("revoke"), ["POST"]),
-    ]
+        return json_ok(key_json(await run_in_threadpool(run)))
+
+    handler.__name__ = f"{action}_key"
+    return handler
+
+
+ROUTES: tuple[Route, ...] = (
+    admin_endpoint("/admin/keys", list_keys, ["GET"]),
+    admin_endpoint("/admin/keys/rotate", rotate, ["POST"]),
+    admin_endpoint("/admin/keys/{kid}/retire", pull("retire"), ["POST"]),
+    admin_endpoint("/admin/keys/{kid}/revoke", pull("revoke"), ["POST"]),
+)

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from idp.clients.model import ClientValidationError
 from idp.errors import InsufficientScope, InvalidToken, OAuthError
-from idp.services import Services, services_of
+from idp.services import services_of
 from idp.users.directory import UserError
 from idp.web.admin.auth import REALM, AdminPrincipal, require_admin
 
@@ -111,20 +111,12 @@ def _render(exc: Exception) -> Response:
 
 
 def admin_endpoint(path: str, handler: AdminHandler, methods: list[str]) -> Route:
-    """The route of an admin handler; the caller is authenticated with the services from the lifespan state
-    (handlers reach them with :func:`idp.services.services_of`)."""
-    return _route(path, handler, methods, services_of)
+    """The route of an admin handler: the caller is authenticated first, with the services from the lifespan
+    state (handlers reach them with :func:`idp.services.services_of`); any error becomes a problem document."""
 
-
-def admin_route(c: Services, path: str, handler: AdminHandler, methods: list[str]) -> Route:
-    """:func:`admin_endpoint` for route factories whose handlers close over ``c``."""
-    return _route(path, handler, methods, lambda request: c)
-
-
-def _route(path: str, handler: AdminHandler, methods: list[str], services: Callable[[Request], Services]) -> Route:
     async def endpoint(request: Request) -> Response:
         try:
-            principal = await require_admin(services(request), request)
+            principal = await require_admin(services_of(request), request)
             return await handler(request, principal)
         except Exception as exc:
             return _render(exc)

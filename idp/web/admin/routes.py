@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from idp.services import Services, services_of
-from idp.web.admin import audit, clients, keys, users
+from idp.services import services_of
+from idp.web.admin import audit, clients, denylist, keys, users
 
 SPEC_FILE = importlib.resources.files("idp.web.admin").joinpath("openapi.json")  # package data
 
@@ -39,12 +39,11 @@ async def openapi(request: Request) -> Response:
     return Response(body, media_type="application/json", headers={"cache-control": "public, max-age=3600"})
 
 
-def routes(c: Services) -> list[BaseRoute]:
-    """Built once per app: the clients, users and keys routes are factories over the services."""
-    return [
-        Route("/admin/openapi.json", openapi, methods=["GET"]),
-        *clients.routes(c),
-        *users.routes(c),
-        *keys.routes(c),
-        *audit.ROUTES,
-    ]
+ROUTES: tuple[BaseRoute, ...] = (
+    Route("/admin/openapi.json", openapi, methods=["GET"]),
+    *clients.ROUTES,
+    *users.ROUTES,
+    *keys.ROUTES,
+    *audit.ROUTES,
+    *denylist.ROUTES,
+)

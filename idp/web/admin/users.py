@@ -10,10 +10,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idp.crypto import random_token
-from idp.services import Services
+from idp.services import Services, services_of
 from idp.users.directory import User
 from idp.web.admin.auth import AdminPrincipal
-from idp.web.admin.problems import Problem, admin_route, field, json_body, json_ok
+from idp.web.admin.problems import Problem, admin_endpoint, field, json_body, json_ok
 
 GENERATED_PASSWORD_BYTES = 15  # 120 bits, 20 characters
 
@@ -47,112 +47,129 @@ def session_json(s: Any) -> dict[str, Any]:
     }
 
 
-def routes(c: Services) -> list[Route]:
-    def get_user(user_id: str) -> User:
-        user = c.directory.store.get(user_id) if 0 < len(user_id) <= 64 else None
-        if user is None:
-            raise Problem(404, f"No user {user_id!r}.", code="not_found")
-        return user
+def get_user(c: Services, user_id: str) -> User:
+    user = c.directory.store.get(user_id) if 0 < len(user_id) <= 64 else None
+    if user is None:
+        raise Problem(404, f"No user {user_id!r}.", code="not_found")
+    return user
 
-    users = c.user_admin
-    account = c.account
 
-    async def list_users(request: Request, admin: AdminPrincipal) -> Response:
-        users = await run_in_threadpool(c.directory.store.list)
-        return json_ok({"users": [user_json(u) for u in users]})
+async def list_users(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    users = await run_in_threadpool(c.directory.store.list)
+    return json_ok({"users": [user_json(u) for u in users]})
 
-    async def create_user(request: Request, admin: AdminPrincipal) -> Response:
-        data = await json_body(request)
-        unknown = set(data) - {"username", "password", "email", "name"}
-        if unknown:
-            raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
-        username = field(data, "username", str, required=True)
-        password = field(data, "password", str)
-        generated = password is None
-        if generated:
-            password = random_token(GENERATED_PASSWORD_BYTES)
 
-        def create() -> User:
-            if c.directory.store.by_username(username.strip()) is not None:
-                raise Problem(409, f"User {username.strip()!r} already exists.", code="conflict")
-            return users.create(
-                username, password, actor=admin.actor, email=field(data, "email", str), name=field(data, "name", str)
-            )
+async def create_user(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    data = await json_body(request)
+    unknown = set(data) - {"username", "password", "email", "name"}
+    if unknown:
+        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    username = field(data, "username", str, required=True)
+    password = field(data, "password", str)
+    generated = password is None
+    if generated:
+        password = random_token(GENERATED_PASSWORD_BYTES)
 
-        user = await run_in_threadpool(create)
-        body = user_json(user) | ({"password": password} if generated else {})
-        response = json_ok(body, 201)
-        response.headers["location"] = f"{c.settings.issuer}/admin/users/{user.id}"
-        return response
+    def create() -> User:
+        if c.directory.store.by_username(username.strip()) is not None:
+            raise Problem(409, f"User {username.strip()!r} already exists.", code="conflict")
+        return c.user_admin.create(
+            username, password, actor=admin.actor, email=field(data, "email", str), name=field(data, "name", str)
+        )
 
-    async def show_user(request: Request, admin: AdminPrincipal) -> Response:
-        return json_ok(user_json(await run_in_threadpool(get_user, request.path_params["user_id"])))
+    user = await run_in_threadpool(create)
+    body = user_json(user) | ({"password": password} if generated else {})
+    response = json_ok(body, 201)
+    response.headers["location"] = f"{c.settings.issuer}/admin/users/{user.id}"
+    return response
 
-    def set_disabled(disabled: bool) -> Any:
-        async def handler(request: Request, admin: AdminPrincipal) -> Response:
-            def change() -> User:
-                username = get_user(request.path_params["user_id"]).username
-                return users.set_disabled(username, disabled, actor=admin.actor)
 
-            return json_ok(user_json(await run_in_threadpool(change)))
+async def show_user(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    return json_ok(user_json(await run_in_threadpool(get_user, c, request.path_params["user_id"])))
 
-        handler.__name__ = "disable_user" if disabled else "enable_user"
-        return handler
 
-    async def reset_password(request: Request, admin: AdminPrincipal) -> Response:
-        data = await json_body(request)
-        unknown = set(data) - {"password", "sign_out"}
-        if unknown:
-            raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
-        password = field(data, "password", str)
-        generated = password is None
-        if generated:
-            password = random_token(GENERATED_PASSWORD_BYTES)
-        sign_out = field(data, "sign_out", bool, True)
+def set_disabled(disabled: bool) -> Any:
+    async def handler(request: Request, admin: AdminPrincipal) -> Response:
+        c = services_of(request)
 
-        def reset() -> int:
-            user = get_user(request.path_params["user_id"])
-            return users.reset_password(
-                user, password, actor=admin.actor, sign_out=sign_out, reason="password reset by admin"
-            )
+        def change() -> User:
+            username = get_user(c, request.path_params["user_id"]).username
+            return c.user_admin.set_disabled(username, disabled, actor=admin.actor)
 
-        ended = await run_in_threadpool(reset)
-        body: dict[str, Any] = {"user_id": request.path_params["user_id"], "sessions_ended": ended}
-        if generated:
-            body["password"] = password
-        return json_ok(body)
+        return json_ok(user_json(await run_in_threadpool(change)))
 
-    async def list_sessions(request: Request, admin: AdminPrincipal) -> Response:
-        def load() -> list[Any]:
-            return c.login_sessions.list_for_user(get_user(request.path_params["user_id"]).id)
+    handler.__name__ = "disable_user" if disabled else "enable_user"
+    return handler
 
-        return json_ok({"sessions": [session_json(s) for s in await run_in_threadpool(load)]})
 
-    async def end_all_sessions(request: Request, admin: AdminPrincipal) -> Response:
-        def end() -> int:
-            user = get_user(request.path_params["user_id"])
-            return account.sign_out_everywhere(user.id, actor=admin.actor, reason="signed out everywhere by admin")
+async def reset_password(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    data = await json_body(request)
+    unknown = set(data) - {"password", "sign_out"}
+    if unknown:
+        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    password = field(data, "password", str)
+    generated = password is None
+    if generated:
+        password = random_token(GENERATED_PASSWORD_BYTES)
+    sign_out = field(data, "sign_out", bool, True)
 
-        return json_ok({"user_id": request.path_params["user_id"], "sessions_ended": await run_in_threadpool(end)})
+    def reset() -> int:
+        user = get_user(c, request.path_params["user_id"])
+        return c.user_admin.reset_password(
+            user, password, actor=admin.actor, sign_out=sign_out, reason="password reset by admin"
+        )
 
-    async def end_session(request: Request, admin: AdminPrincipal) -> Response:
-        def end() -> None:
-            user = get_user(request.path_params["user_id"])
-            sid = request.path_params["sid"]
-            if not c.login_sessions.end_sid(sid, user_id=user.id, actor=admin.actor, reason="ended by admin"):
-                raise Problem(404, "No such session for this user.", code="not_found")
+    ended = await run_in_threadpool(reset)
+    body: dict[str, Any] = {"user_id": request.path_params["user_id"], "sessions_ended": ended}
+    if generated:
+        body["password"] = password
+    return json_ok(body)
 
-        await run_in_threadpool(end)
-        return Response(status_code=204, headers={"cache-control": "no-store"})
 
-    return [
-        admin_route(c, "/admin/users", list_users, ["GET"]),
-        admin_route(c, "/admin/users", create_user, ["POST"]),
-        admin_route(c, "/admin/users/{user_id}", show_user, ["GET"]),
-        admin_route(c, "/admin/users/{user_id}/disable", set_disabled(True), ["POST"]),
-        admin_route(c, "/admin/users/{user_id}/enable", set_disabled(False), ["POST"]),
-        admin_route(c, "/admin/users/{user_id}/password", reset_password, ["POST"]),
-        admin_route(c, "/admin/users/{user_id}/sessions", list_sessions, ["GET"]),
-        admin_route(c, "/admin/users/{user_id}/sessions", end_all_sessions, ["DELETE"]),
-        admin_route(c, "/admin/users/{user_id}/sessions/{sid}", end_session, ["DELETE"]),
-    ]
+async def list_sessions(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+
+    def load() -> list[Any]:
+        return c.login_sessions.list_for_user(get_user(c, request.path_params["user_id"]).id)
+
+    return json_ok({"sessions": [session_json(s) for s in await run_in_threadpool(load)]})
+
+
+async def end_all_sessions(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+
+    def end() -> int:
+        user = get_user(c, request.path_params["user_id"])
+        return c.account.sign_out_everywhere(user.id, actor=admin.actor, reason="signed out everywhere by admin")
+
+    return json_ok({"user_id": request.path_params["user_id"], "sessions_ended": await run_in_threadpool(end)})
+
+
+async def end_session(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+
+    def end() -> None:
+        user = get_user(c, request.path_params["user_id"])
+        sid = request.path_params["sid"]
+        if not c.login_sessions.end_sid(sid, user_id=user.id, actor=admin.actor, reason="ended by admin"):
+            raise Problem(404, "No such session for this user.", code="not_found")
+
+    await run_in_threadpool(end)
+    return Response(status_code=204, headers={"cache-control": "no-store"})
+
+
+ROUTES: tuple[Route, ...] = (
+    admin_endpoint("/admin/users", list_users, ["GET"]),
+    admin_endpoint("/admin/users", create_user, ["POST"]),
+    admin_endpoint("/admin/users/{user_id}", show_user, ["GET"]),
+    admin_endpoint("/admin/users/{user_id}/disable", set_disabled(True), ["POST"]),
+    admin_endpoint("/admin/users/{user_id}/enable", set_disabled(False), ["POST"]),
+    admin_endpoint("/admin/users/{user_id}/password", reset_password, ["POST"]),
+    admin_endpoint("/admin/users/{user_id}/sessions", list_sessions, ["GET"]),
+    admin_endpoint("/admin/users/{user_id}/sessions", end_all_sessions, ["DELETE"]),
+    admin_endpoint("/admin/users/{user_id}/sessions/{sid}", end_session, ["DELETE"]),
+)

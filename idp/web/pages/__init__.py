@@ -1,23 +1,18 @@
-"""The hosted pages: sign-in, consent, account, sign-out. Thin routes over idp.sessions and idp.users."""
+"""The hosted pages: sign-in, consent, account, sign-out: HTTP over idp.sessions and idp.users."""
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from idp.oauth.token.grant import GrantRegistry
-from idp.services import Services
+from idp.web.pages import account, consent, login, logout
 from idp.web.templating import STATIC
 
-
-def routes(c: Services, grants: GrantRegistry) -> list[BaseRoute]:
-    """Built once per app: the static files' folder is checked when the app is created, not at import."""
-    from idp.web.pages import account, consent, login, logout
-
-    return [
-        *login.ROUTES,
-        *consent.ROUTES,
-        *account.ROUTES,
-        *logout.ROUTES,
-        Mount("/static", StaticFiles(packages=[STATIC]), name="static"),
-    ]
+ROUTES: tuple[BaseRoute, ...] = (
+    *login.ROUTES,
+    *consent.ROUTES,
+    *account.ROUTES,
+    *logout.ROUTES,
+    # The stylesheet and scripts, from the package (idp/templates/static).
+    Mount("/static", StaticFiles(packages=[STATIC]), name="static"),
+)
