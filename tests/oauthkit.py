@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from idp.clients.model import Client
+from idp.config import Settings
 from idp.denylist.entries import NewEntry
 from idp.interaction import SESSION_COOKIE
 from idp.services import Services
@@ -216,3 +217,9 @@ def stand_in(monkeypatch: pytest.MonkeyPatch, target: object, recorder: object) 
     for name in dir(recorder):
         if not name.startswith("_") and callable(getattr(recorder, name)) and hasattr(target, name):
             monkeypatch.setattr(target, name, getattr(recorder, name))
+
+
+def cli_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """The IDP_* variables that make a CLI command in this process open the test's database, store and KEK."""
+    for name in ("database_url", "redis_url", "redis_prefix", "kek", "issuer"):
+        monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))

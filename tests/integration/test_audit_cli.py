@@ -12,12 +12,12 @@ from idp.cli import main
 from idp.config import Settings
 from idp.observability.audit import parse_since
 from idp.services import Services
+from tests.oauthkit import cli_environment
 
 
 @pytest.fixture
 def env(container: Services, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Services:
-    for name in ("database_url", "redis_url", "redis_prefix", "kek", "issuer"):
-        monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))
+    cli_environment(monkeypatch, settings)
     return container
 
 

@@ -14,15 +14,12 @@ from idp.cli import main
 from idp.config import Settings
 from idp.services import Services
 from idp.store.models import ClientRow
+from tests.oauthkit import cli_environment
 
 
 @pytest.fixture
 def env(container: Services, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Services:
-    monkeypatch.setenv("IDP_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("IDP_REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("IDP_REDIS_PREFIX", settings.redis_prefix)
-    monkeypatch.setenv("IDP_KEK", settings.kek)
-    monkeypatch.setenv("IDP_ISSUER", settings.issuer)
+    cli_environment(monkeypatch, settings)
     container.keyring.tick()
     return container
 

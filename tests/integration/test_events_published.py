@@ -9,6 +9,7 @@ from idp.config import Settings
 from idp.events import Events, KeyCompromised, UserDisabled
 from idp.services import Services
 from tests.adminkit import AdminApi, admin_client, mint
+from tests.oauthkit import cli_environment
 from tests.pagekit import make_user
 
 
@@ -28,11 +29,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
 @pytest.fixture
 def env(container: Services, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Services:
-    monkeypatch.setenv("IDP_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("IDP_REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("IDP_REDIS_PREFIX", settings.redis_prefix)
-    monkeypatch.setenv("IDP_KEK", settings.kek)
-    monkeypatch.setenv("IDP_ISSUER", settings.issuer)
+    cli_environment(monkeypatch, settings)
     container.keyring.tick()
     return container
 

@@ -7,13 +7,13 @@ import json
 import pytest
 
 from idp.cli import main
+from tests.oauthkit import cli_environment
 from tests.pagekit import deny_entries, make_user
 
 
 @pytest.fixture
 def env(container, settings, monkeypatch):
-    for name in ("database_url", "redis_url", "redis_prefix", "kek", "issuer"):
-        monkeypatch.setenv(f"IDP_{name.upper()}", str(getattr(settings, name)))
+    cli_environment(monkeypatch, settings)
     return container
 
 

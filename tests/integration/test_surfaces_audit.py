@@ -12,6 +12,7 @@ from idp.cli import main
 from idp.config import Settings
 from idp.services import Services
 from tests.adminkit import AdminApi, admin_client, mint
+from tests.oauthkit import cli_environment
 from tests.pagekit import PASSWORD
 
 NEW_PASSWORD = "another long passphrase here"
@@ -19,14 +20,7 @@ NEW_PASSWORD = "another long passphrase here"
 
 @pytest.fixture
 def env(container: Services, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Services:
-    for name, value in (
-        ("DATABASE_URL", settings.database_url),
-        ("REDIS_URL", settings.redis_url),
-        ("REDIS_PREFIX", settings.redis_prefix),
-        ("KEK", settings.kek),
-        ("ISSUER", settings.issuer),
-    ):
-        monkeypatch.setenv(f"IDP_{name}", value)  # fmt: skip
+    cli_environment(monkeypatch, settings)
     container.keyring.tick()
     return container
 
