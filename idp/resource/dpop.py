@@ -63,6 +63,7 @@ TYP = "dpop+jwt"
 INVALID_PROOF = "invalid_dpop_proof"
 USE_NONCE = "use_dpop_nonce"
 MAX_PROOF_BYTES = 8192
+MAX_RSA_BYTES = 1024  # 8192-bit moduli at most
 MAX_CLAIM_CHARS = 512  # jti, nonce, ath: a proof cannot make the replay cache or the logs grow without bound
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})  # RFC 7518 §6.2.2, §6.3.2, §6.4
 # RFC 7638 §3.2: the required members of each key type, in lexicographic order.
@@ -226,10 +227,12 @@ def _public_key(canonical: str) -> tuple[str, Any]:
             raise ValueError("bad coordinate length")
         key = ec.EllipticCurvePublicNumbers(_int(jwk["x"]), _int(jwk["y"]), ec.SECP256R1()).public_key()
     elif kty == "RSA":
-        n = _unb64(jwk["n"])
+        n, e = _unb64(jwk["n"]), _unb64(jwk["e"])
         if n[:1] == b"\0" or len(n) * 8 < 2048:  # RFC 7518 §6.3.1.1 no leading zero; §3.3 2048 bits at least
             raise ValueError("RSA modulus too short or not minimal")
-        key = rsa.RSAPublicNumbers(_int(jwk["e"]), int.from_bytes(n, "big")).public_key()
+        if len(n) > MAX_RSA_BYTES or len(e) > 4:  # a huge modulus or exponent makes every check slow
+            raise ValueError("RSA key too large")
+        key = rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
     else:
         if jwk["crv"] != "Ed25519":
             raise ValueError("unsupported curve")
@@ -463,6 +466,9 @@ class DPoPVerifier:
             raise _invalid("the jwk does not fit alg")
         try:
             jkt, key = _public_key(_canonical_members(jwk))
+        except ValueError:
+            raise _invalid("the jwk is not a usable public key") from None
+        try:
             _check_signature(alg, key, f"{head}.{body}".encode("ascii"), signature)  # RFC 9449 §4.3 point 7
         except (ValueError, InvalidSignature):
             raise _invalid("the signature does not verify with the jwk") from None

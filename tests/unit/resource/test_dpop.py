@@ -189,13 +189,13 @@ def test_tampered_claims_are_refused(verifier: DPoPVerifier, key: DPoPKey) -> No
 
 def test_ec_point_off_the_curve_is_refused(verifier: DPoPVerifier, key: DPoPKey) -> None:
     bad = {**key.jwk, "y": b64(bytes(31) + b"\x01")}
-    refused(verifier, key.proof("POST", URL, iat=NOW, header={"jwk": bad}), "signature")
+    refused(verifier, key.proof("POST", URL, iat=NOW, header={"jwk": bad}), "usable public key")
 
 
 def test_ec_coordinates_must_have_their_full_length(verifier: DPoPVerifier, key: DPoPKey) -> None:
     x = base64.urlsafe_b64decode(key.jwk["x"] + "==")
     padded = {**key.jwk, "x": b64(b"\0" + x)}  # the same point, not the RFC 7518 §6.2.1.2 encoding
-    refused(verifier, key.proof("POST", URL, iat=NOW, header={"jwk": padded}), "signature")
+    refused(verifier, key.proof("POST", URL, iat=NOW, header={"jwk": padded}), "usable public key")
 
 
 def test_es256_signature_must_be_64_bytes(verifier: DPoPVerifier, key: DPoPKey) -> None:
@@ -215,7 +215,13 @@ def test_short_rsa_key_is_refused(verifier: DPoPVerifier, key: DPoPKey) -> None:
     header, claims = {"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk}, claims_of(key.proof("POST", URL, iat=NOW))
     signing_input = f"{b64(orjson.dumps(header))}.{b64(orjson.dumps(claims))}".encode()
     signature = private.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    refused(verifier, unsigned(header, claims, signature), "signature")  # RFC 7518 §3.3: 2048 bits at least
+    refused(verifier, unsigned(header, claims, signature), "usable public key")  # RFC 7518 §3.3: 2048 bits at least
+
+
+def test_rsa_keys_with_a_huge_exponent_are_refused(verifier: DPoPVerifier) -> None:
+    key = DPoPKey("RS256")
+    jwk = {**key.jwk, "e": b64((2**64 + 1).to_bytes(9, "big"))}  # verification cost grows with the exponent
+    refused(verifier, key.proof("POST", URL, iat=NOW, header={"jwk": jwk}), "usable public key")
 
 
 def test_crit_is_refused(verifier: DPoPVerifier, key: DPoPKey) -> None:
