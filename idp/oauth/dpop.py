@@ -1,7 +1,8 @@
 """DPoP (RFC 9449) at the IdP: which requests need a proof, what a proof binds, and the errors.
 
 * Token endpoint (§5): a valid proof makes the access token ``token_type: DPoP`` with ``cnf.jkt`` (§6.1);
-  a public client's refresh-token family is bound to the proof's key (a confidential client's only with
+  a public client's refresh-token family is bound to the proof's key, at the code exchange or at its first
+  refresh with a proof (a confidential client's only with
   ``IDP_DPOP_BIND_CONFIDENTIAL_REFRESH``: its refresh tokens are bound to its credentials already). A
   client registered with ``dpop_bound_access_tokens`` (§5.2), or any public client with
   ``IDP_DPOP_REQUIRED_FOR_PUBLIC_CLIENTS``, is refused without a proof (``invalid_grant``, as

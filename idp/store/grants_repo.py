@@ -273,6 +273,10 @@ class SqlGrantStore:
             conn.execute(_FORGET, ids)
         return True
 
+    def bind_key(self, grant_id: str, jkt: str) -> None:
+        with self._statement() as conn:
+            conn.execute(update(_G).where(_G.c.id == grant_id, _G.c.jkt.is_(None)).values(jkt=jkt))
+
     @contextmanager
     def transaction(self) -> Iterator[SqlGrantTx]:
         self._deny.ensure_version_row()  # its own first write, before ours opens (SQLite: one writer)

@@ -150,6 +150,10 @@ class GrantStore(Protocol):
         own predecessor. True for the one caller that rotated it; revocation of the family serialises with it."""
         ...
 
+    def bind_key(self, grant_id: str, jkt: str) -> None:
+        """Bind an unbound family to a DPoP key from now on (RFC 9449 §5); a bound family keeps its key."""
+        ...
+
     def grants_for_user(self, user_id: str, now: float) -> list[GrantRecord]: ...
 
     def purge(self, *, now: float, grace_seconds: float) -> int:
@@ -249,15 +253,20 @@ class RefreshTokens:
         mint: Callable[[GrantRecord, str], Minted],
         actor: str = "",
         jkt: str | None = None,
+        bind: bool = False,
     ) -> dict[str, Any]:
         """Exchange a refresh token for a new response (with a new refresh token). Raises InvalidGrant/Scope.
 
         ``jkt``: the thumbprint of the key the request's DPoP proof was signed with, None without a proof; a
-        family bound to a key refuses any other (RFC 9449 §5)."""
+        family bound to a key refuses any other (RFC 9449 §5). ``bind``: an unbound family refreshed with a
+        proof is bound to its key from this refresh on (its new refresh token is issued to a DPoP request)."""
         digest = self._digester.digest(token)
+        bind_to = jkt if bind else None
         for _ in range(3):
             try:
-                return self._rotate_once(digest, client_id=client_id, scope=scope, mint=mint, actor=actor, jkt=jkt)
+                return self._rotate_once(
+                    digest, client_id=client_id, scope=scope, mint=mint, actor=actor, jkt=jkt, bind_to=bind_to
+                )
             except _LostRace:
                 continue  # another request rotated it first: read again, now as a repeat
         raise InvalidGrant("refresh token is being used concurrently")
@@ -271,6 +280,7 @@ class RefreshTokens:
         mint: Callable[[GrantRecord, str], Minted],
         actor: str,
         jkt: str | None,
+        bind_to: str | None,
     ) -> dict[str, Any]:
         now = self._clock.now()
         # 1. Read and check, then mint OUTSIDE any transaction: minting reads (the user, the keyring) and
@@ -286,6 +296,8 @@ class RefreshTokens:
             response, successor, sealed = self._successor(row, grant, new_scope, mint(grant, new_scope), now)
             # 2. RFC 9700 §4.14.2 rotation in one atomic write that admits exactly one winner per token.
             if self._store.rotate(row.id, successor, now=now, sealed=sealed):
+                if bind_to is not None and grant.jkt is None:  # RFC 9449 §5: before the new token leaves
+                    self._store.bind_key(grant.id, bind_to)
                 return response
             # Lost: another request rotated it (or the family was revoked) meanwhile; decide below, under lock.
         # 3. A rotated token: a repeat within grace gets the same successor, anything else is reuse.

@@ -210,6 +210,17 @@ async def test_a_bound_family_refreshes_only_with_its_key(client, container: Ser
     assert (await refresh(client, native, None, second["refresh_token"], dpop(container, key))).status_code == 200
 
 
+async def test_an_unbound_public_family_is_bound_at_its_first_dpop_refresh(client, container: Services, native) -> None:
+    key = DPoPKey("EdDSA")
+    first = (await exchange(container, client, native, None, None)).json()
+    assert first["token_type"] == "Bearer"
+    second = (await refresh(client, native, None, first["refresh_token"], dpop(container, key))).json()
+    assert second["token_type"] == "DPoP"  # RFC 9449 §5: issued to a DPoP request, so bound from here on
+    r = await refresh(client, native, None, second["refresh_token"], None)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    assert (await refresh(client, native, None, second["refresh_token"], dpop(container, key))).status_code == 200
+
+
 async def test_a_confidential_clients_family_is_not_bound(client, container: Services, user, key) -> None:
     web, secret = web_client(container)
     first = (await exchange(container, client, web, secret, dpop(container, key))).json()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from idp.errors import InvalidRequest
-from idp.oauth import policy
+from idp.oauth import dpop, policy
 from idp.oauth.grants.common import active_user, mint_for_user
 from idp.oauth.token.request import TokenRequest
 from idp.services import Services
@@ -54,5 +54,5 @@ class RefreshTokenGrant:
             )
 
         # RFC 9449 §5: a family bound to a key refreshes only with a proof by that key (rotate checks it).
-        jkt = request.dpop_jkt
-        return services.grants.rotate(token, client_id=client.client_id, scope=requested, mint=mint, jkt=jkt)
+        jkt, bind = request.dpop_jkt, dpop.binds_refresh(services, client)
+        return services.grants.rotate(token, client_id=client.client_id, scope=requested, mint=mint, jkt=jkt, bind=bind)

@@ -96,6 +96,10 @@ class MemoryGrantStore:
         self.grants[grant.id] = copy.copy(grant)
         self.tokens[token.id] = copy.copy(token)
 
+    def bind_key(self, grant_id: str, jkt: str) -> None:
+        if self.grants[grant_id].jkt is None:
+            self.grants[grant_id].jkt = jkt
+
     def rotate(self, old_id: str, successor: TokenRecord, *, now: float, sealed: bytes | None) -> bool:
         old = self.tokens[old_id]
         if old.rotated_at is not None or self.grants[old.grant_id].revoked_at is not None:
