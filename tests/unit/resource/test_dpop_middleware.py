@@ -19,6 +19,7 @@ from idp.clock import FrozenClock
 from idp.resource import BearerAuthMiddleware, HmacNonces, RedisReplayCache, ResourceProtector, principal_of
 from idp.resource.errors import AuthError
 from idp.resource.middleware import request_url
+from tests.dpop_client import DPoPAuth
 from tests.dpopkit import DPoPKey, unsigned
 from tests.unit.resource.kit import API, ISSUER, FakeIdP
 from tests.unit.resource.test_middleware import FakeFollower, write
@@ -381,3 +382,21 @@ async def test_protector_checks_the_binding_without_the_middleware(idp: FakeIdP,
             token, scheme="dpop", proofs=[proof], method="PUT", url="https://api.test/x?y=1"
         )
         assert principal.jkt == key.jkt
+
+
+async def test_the_copyable_client_follows_the_api_nonces(idp: FakeIdP) -> None:
+    """tests/dpop_client.py: retried once on use_dpop_nonce, then the remembered nonce is sent right away."""
+    holder = DPoPKey("EdDSA")
+    token = idp.token(now=NOW, cnf={"jkt": holder.jkt})
+    statuses: list[int] = []
+
+    async def seen(response: httpx.Response) -> None:
+        statuses.append(response.status_code)
+
+    nonces = HmacNonces(b"n" * 32, now=FrozenClock(NOW).now)
+    async with idp.http() as http, api(make(idp, http, dpop_nonces=nonces)) as client:
+        client.auth = DPoPAuth(holder, token)
+        client.event_hooks["response"] = [seen]
+        assert (await client.get("/me")).json()["jkt"] == holder.jkt
+        assert (await client.get("/me?again=1")).status_code == 200
+    assert statuses == [401, 200, 200]
