@@ -112,6 +112,48 @@ class Settings(BaseSettings):
         "Authlib's default is an hour). Each jti is remembered until its exp, so longer means more replay-cache "
         "entries.",
     )
+    dpop_required_for_public_clients: bool = Field(
+        False,
+        description="Refuse token requests from public clients (native apps, SPAs) that carry no DPoP proof "
+        "(RFC 9449 §5.2 for all of them, as the per-client dpop_bound_access_tokens does for one). Off by "
+        "default: public clients' refresh tokens already rotate on every use (RFC 9700 §2.2.2), and an app "
+        "without a DPoP library would stop working; a public client that sends a proof gets key-bound tokens "
+        "and a key-bound refresh family either way.",
+    )
+    dpop_bind_confidential_refresh: bool = Field(
+        False,
+        description="Also bind the refresh-token families of confidential clients to the key of the DPoP proof "
+        "they were issued with (RFC 9449 §5: their refresh tokens are bound to the client's credentials already, "
+        "so only public clients' families are bound by default).",
+    )
+    dpop_nonces: bool = Field(
+        False,
+        description="Demand a server nonce in every DPoP proof (RFC 9449 §8): a proof without a current one is "
+        "answered use_dpop_nonce with the nonce in DPoP-Nonce, and successful responses carry the next one. Costs "
+        "clients one extra round trip per nonce period; worth it when proofs could be made in advance (a "
+        "compromised device's clock) or client clocks are unreliable. Nonces are HMACs of the time slice under a "
+        "key derived from IDP_KEK, so every worker and instance agrees without shared state.",
+    )
+    dpop_nonce_seconds: int = Field(
+        300, ge=30, le=3600, description="Nonce period: a nonce is good for its period and the next one, s."
+    )
+    dpop_proof_max_age: int = Field(
+        300,
+        ge=10,
+        le=3600,
+        description="How old a DPoP proof's iat may be, s (RFC 9449 §11.1); its jti is remembered that long.",
+    )
+    dpop_proof_future_skew: int = Field(
+        60, ge=0, le=300, description="How far ahead of our clock a DPoP proof's iat may be (client clock skew), s."
+    )
+    dpop_replay_max_entries: int = Field(
+        100_000,
+        ge=1000,
+        le=10_000_000,
+        description="Without Redis: the most DPoP proof jtis the in-process replay cache holds. When full of live "
+        "ones, proofs are refused (503), never a jti forgotten early. With Redis, every proof's jti is one key "
+        "that expires with the proof.",
+    )
     default_audience: str = Field(
         "", description="Audience of access tokens for clients without their own. Empty = ISSUER/api."
     )

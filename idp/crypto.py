@@ -118,6 +118,11 @@ def _derive(kek: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(kek)
 
 
+def derive_key(kek: bytes, purpose: bytes) -> bytes:
+    """A 32-byte key for one ``purpose`` (HKDF-SHA256 info), the same in every process holding the KEK."""
+    return _derive(kek, purpose)
+
+
 class Digester:
     def __init__(self, kek: bytes) -> None:
         self._key = _derive(kek, b"idp/digest/v1")

@@ -103,9 +103,26 @@ class InsufficientScope(OAuthError):
     status = 403
 
 
+class InvalidDPoPProof(OAuthError):
+    """RFC 9449 §5 (token endpoint, 400) and §7.1 (resource, 401 with ``WWW-Authenticate: DPoP``)."""
+
+    error = "invalid_dpop_proof"
+
+
+class UseDPoPNonce(OAuthError):
+    """RFC 9449 §8, §9: the proof must carry the server's nonce, sent in ``DPoP-Nonce`` with this error."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, description: str, *, nonce: str, status: int | None = None) -> None:
+        super().__init__(description, status=status)
+        self.dpop_nonce = nonce
+
+
 class TemporarilyUnavailable(OAuthError):
     error = "temporarily_unavailable"
     status = 503
+    retry_after: int | None = None
 
 
 class ServerError(OAuthError):

@@ -24,7 +24,7 @@ from idp.clients.changes import ClientChanges
 from idp.clients.registry import ClientRegistry
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
-from idp.crypto import Digester, KeyError_, Sealer
+from idp.crypto import Digester, KeyError_, Sealer, derive_key
 from idp.denylist.admin import DenyAdmin
 from idp.denylist.entries import DenyChange
 from idp.denylist.feed import DenyFeed
@@ -39,6 +39,7 @@ from idp.keys.kek import load_or_create_kek
 from idp.keys.keyring import Keyring
 from idp.keys.policy import key_policy
 from idp.observability.metrics import Metrics, StateCollector
+from idp.resource.dpop import DPoPVerifier, HmacNonces
 from idp.sessions.account import Account
 from idp.sessions.consents import Consents, RedirectApprovals
 from idp.sessions.signout import SignOut
@@ -48,6 +49,7 @@ from idp.store.clients_repo import PgClientsVersion, SqlClientStore, SqliteClien
 from idp.store.consents_repo import SqlConsentStore, SqlGrantSummary
 from idp.store.db import make_engine, make_sessionmaker
 from idp.store.denylist_repo import SqlDenyStore
+from idp.store.dpop_replay import replay_cache
 from idp.store.grants_repo import SqlGrantStore
 from idp.store.keys_repo import SqlKeyStore
 from idp.store.models import MetaRow
@@ -111,6 +113,7 @@ class Services:
     id_tokens: IdTokens
     codes: AuthorizationCodes
     denylist_feed: DenyFeed
+    dpop: DPoPVerifier  # DPoP proofs at the token and userinfo endpoints (RFC 9449)
 
     def close(self) -> None:
         close_version = getattr(self.clients.version, "close", None)
@@ -195,6 +198,21 @@ def _denylist(s: Settings, store: SqlDenyStore, keyring: Keyring, clock: Clock, 
 
     denylist.listeners.append(reread_keys)
     return denylist
+
+
+def _dpop(s: Settings, kek: bytes, clock: Clock, ephemeral: EphemeralStore) -> DPoPVerifier:
+    """Proof jtis in the shared ephemeral store; nonces (when demanded) keyed from the KEK, so every worker and
+    instance hands out and accepts the same ones."""
+    nonces = None
+    if s.dpop_nonces:
+        nonces = HmacNonces(derive_key(kek, b"idp/dpop-nonce/v1"), period_seconds=s.dpop_nonce_seconds, now=clock.now)
+    return DPoPVerifier(
+        max_age_seconds=s.dpop_proof_max_age,
+        future_skew_seconds=s.dpop_proof_future_skew,
+        replay=replay_cache(ephemeral, clock, max_entries=s.dpop_replay_max_entries),
+        now=clock.now,
+        nonces=nonces,
+    )
 
 
 def build_services(
@@ -323,6 +341,7 @@ def build_services(
         id_tokens=id_tokens,
         codes=codes,
         denylist_feed=feed,
+        dpop=_dpop(s, kek, clock, ephemeral),
     )
 
 

@@ -19,6 +19,7 @@ from idp.services import Services
 ACTOR = "cli"
 CORS_HELP = "an origin (https://app.example) whose pages may call token/userinfo/revoke/introspect for this client"
 CLAIMS_HELP = "put the granted profile and email claims in the ID token too (else only in userinfo)"
+DPOP_HELP = "refuse token requests without a DPoP proof (RFC 9449 §5.2): every access token is key-bound"
 
 
 def _client_dict(cl: Client) -> dict[str, Any]:
@@ -48,6 +49,7 @@ def clients_create(c: Services, args: argparse.Namespace) -> None:
         id_token_alg=args.id_token_alg,
         allowed_cors_origins=args.cors_origin,
         claims_in_id_token=args.claims_in_id_token,
+        dpop_bound_access_tokens=args.dpop_bound_access_tokens,
     )
     data = _client_dict(client) | ({"client_secret": secret} if secret else {})
     text = f"client_id     {client.client_id}"
@@ -66,8 +68,9 @@ def clients_update(c: Services, args: argparse.Namespace) -> None:
             changes[name] = getattr(args, flag)
     if args.cors_origin or args.no_cors_origins:
         changes["allowed_cors_origins"] = [] if args.no_cors_origins else args.cors_origin
-    if args.claims_in_id_token is not None:
-        changes["claims_in_id_token"] = args.claims_in_id_token
+    for name in ("claims_in_id_token", "dpop_bound_access_tokens"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     if args.disabled is not None:
         changes["disabled"] = args.disabled
     if not changes:
@@ -137,6 +140,7 @@ def register(sub: Any) -> None:
     q.add_argument("--id-token-alg", choices=list(ALGORITHMS))
     q.add_argument("--cors-origin", action="append", default=[], help=CORS_HELP)
     q.add_argument("--claims-in-id-token", action="store_true", help=CLAIMS_HELP)
+    q.add_argument("--dpop-bound-access-tokens", action=argparse.BooleanOptionalAction, default=False, help=DPOP_HELP)
     q = leaf(cl, "update", clients_update, "change a registered client (lists given here replace the old ones)")
     q.add_argument("client_id")
     q.add_argument("--name")
@@ -147,6 +151,7 @@ def register(sub: Any) -> None:
     q.add_argument("--cors-origin", action="append", default=[], help=CORS_HELP)
     q.add_argument("--no-cors-origins", action="store_true", help="remove every extra CORS origin")
     q.add_argument("--claims-in-id-token", action=argparse.BooleanOptionalAction, default=None, help=CLAIMS_HELP)
+    q.add_argument("--dpop-bound-access-tokens", action=argparse.BooleanOptionalAction, default=None, help=DPOP_HELP)
     q.add_argument(
         "--disabled",
         action=argparse.BooleanOptionalAction,

@@ -46,6 +46,7 @@ class Client:
     disabled: bool = False
     allowed_cors_origins: list[str] = field(default_factory=list)  # beyond those of a public client's redirects
     claims_in_id_token: bool = False  # the granted profile/email claims also in the ID token (OIDC Core §5.4)
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: a token request without a DPoP proof is refused
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -69,6 +70,7 @@ class Client:
             "disabled": self.disabled,
             "allowed_cors_origins": self.allowed_cors_origins,
             "claims_in_id_token": self.claims_in_id_token,
+            "dpop_bound_access_tokens": self.dpop_bound_access_tokens,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }

@@ -18,6 +18,7 @@ most ``authorize_pending_per_ip`` such records at a time.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
@@ -51,6 +52,7 @@ from idp.tokens.id_token import acr_for
 from idp.tokens.id_token_hint import MAX_HINT, verify_hint
 
 MAX_NONCE = 512
+JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 # The parameters the flow uses, each with its longest accepted value; longer is invalid_request.
 BOUNDS: dict[str, int] = {
     "client_id": MAX_CLIENT_ID,
@@ -67,6 +69,7 @@ BOUNDS: dict[str, int] = {
     "login_hint": 256,
     "resource": 2048,
     "id_token_hint": MAX_HINT,
+    "dpop_jkt": 43,  # RFC 9449 §10: a SHA-256 JWK thumbprint, base64url
 }
 PARKED = frozenset(BOUNDS) - {"id_token_hint"}  # the hint is parked as its verified subject only
 
@@ -113,6 +116,7 @@ class AuthzRequest:
     nonce: str | None = None
     resource: str | None = None
     hint_sub: str | None = None  # the verified id_token_hint's subject
+    dpop_jkt: str | None = None  # RFC 9449 §10: the code may be redeemed only with a proof by this key
 
 
 def _page(message: str) -> AuthorizeError:
@@ -178,6 +182,9 @@ def _validate_rest(
     scopes = policy.resolve_scope(client, params.get("scope"))
     challenge, method = pkce.check_challenge(client, params)  # RFC 9700 §2.1.1
     nonce = params.get("nonce")
+    dpop_jkt = params.get("dpop_jkt")
+    if dpop_jkt is not None and not JKT.fullmatch(dpop_jkt):  # RFC 9449 §10: a JWK SHA-256 thumbprint
+        raise InvalidRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint")
     prompts = set(params.get("prompt", "").split())
     if "none" in prompts and len(prompts) > 1:
         raise InvalidRequest("prompt=none cannot be combined with other values")  # OIDC Core §3.1.2.1
@@ -205,6 +212,7 @@ def _validate_rest(
         nonce=nonce,
         resource=resources[0] if resources else None,
         hint_sub=hint_sub,
+        dpop_jkt=dpop_jkt,
     )
 
 
@@ -374,6 +382,7 @@ class Authorizer:
             acr=acr_for(session.amr),
             amr=list(session.amr),
             resource=req.resource,
+            dpop_jkt=req.dpop_jkt,
         )
         code = self.c.codes.issue(data)
         params = [("code", code)]

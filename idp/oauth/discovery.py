@@ -36,6 +36,7 @@ FIELD_ORDER = (
     "introspection_endpoint_auth_methods_supported",
     "introspection_endpoint_auth_signing_alg_values_supported",
     "code_challenge_methods_supported",
+    "dpop_signing_alg_values_supported",
     "claims_supported",
     "prompt_values_supported",
     "claims_parameter_supported",

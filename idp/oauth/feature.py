@@ -12,6 +12,7 @@ from idp.oauth import endpoints
 from idp.oauth.grants.authorization_code import AuthorizationCodeGrant
 from idp.oauth.grants.client_credentials import ClientCredentialsGrant
 from idp.oauth.grants.refresh_token import RefreshTokenGrant
+from idp.resource.dpop import ALGS as DPOP_ALGS
 from idp.services import Services
 from idp.tasks import every
 
@@ -37,6 +38,7 @@ def _authorization_metadata(settings: Settings) -> Mapping[str, object]:
         "token_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "none"],
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGS),  # RFC 9449 §5.1
         "claims_supported": [
             "sub",
             "iss",

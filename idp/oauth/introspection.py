@@ -13,7 +13,9 @@ server asking):
 * a refresh token: only the client it was issued to.
 
 Active answers carry ``scope``, ``client_id``, ``sub``, ``aud``, ``iss``, ``exp``, ``iat``
-and ``token_type`` (``Bearer`` for access tokens, ``refresh_token`` for refresh tokens).
+and ``token_type`` (``Bearer`` or ``DPoP`` for access tokens, ``refresh_token`` for refresh tokens), and
+``cnf`` for a DPoP-bound token or refresh family (RFC 9449 §6.2), so a resource server that introspects
+can check the proof's key.
 Everything here is reads of caches and stores, safe to repeat (:mod:`idp.nonblocking`).
 """
 
@@ -31,7 +33,7 @@ from idp.tokens.refresh import GrantRecord, TokenRecord
 from idp.users.directory import UserStore
 
 INACTIVE: dict[str, Any] = {"active": False}
-ACCESS_CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat")
+ACCESS_CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "cnf")
 
 
 class ActiveClients(Protocol):
@@ -112,7 +114,8 @@ class Introspection:
         if not may_see(caller, claims) or not self._parties_active(claims.get("client_id"), claims.get("sub")):
             return INACTIVE
         out = {name: claims[name] for name in ACCESS_CLAIMS if name in claims}
-        return {"active": True, **out, "token_type": "Bearer"}
+        token_type = "DPoP" if "cnf" in out else "Bearer"  # RFC 9449 §6.2: the key the token is bound to
+        return {"active": True, **out, "token_type": token_type}
 
     def _refresh_token(self, caller: Client, token: str) -> dict[str, Any] | None:
         found = self._grants.lookup(token)  # None unless live: not rotated, revoked, idle- or absolutely expired
@@ -138,4 +141,6 @@ class Introspection:
             out["sub"] = grant.user_id
         if grant.audience:
             out["aud"] = grant.audience
+        if grant.jkt is not None:
+            out["cnf"] = {"jkt": grant.jkt}  # RFC 9449 §6.2
         return out

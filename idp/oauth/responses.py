@@ -25,6 +25,9 @@ def oauth_error_response(exc: OAuthError, *, basic_auth_used: bool = False, real
     if isinstance(exc, InvalidToken) or exc.error == "insufficient_scope":
         desc = exc.description.replace('"', "'")
         headers["www-authenticate"] = f'Bearer realm="{realm}", error="{exc.error}", error_description="{desc}"'
+    nonce = getattr(exc, "dpop_nonce", None)
+    if nonce is not None:  # RFC 9449 §8: the nonce to use, with use_dpop_nonce
+        headers["dpop-nonce"] = nonce
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:  # 429 and 503 may say when to come back (RFC 9110 §10.2.3)
         headers["retry-after"] = str(retry_after)

@@ -139,14 +139,26 @@ def access_token_hash(token: str) -> str:
     return _b64(hashlib.sha256(token.encode("ascii")).digest())
 
 
-def challenge(algs: tuple[str, ...], error: DPoPError | None = None, *, error_code: str | None = None) -> str:
-    """A ``WWW-Authenticate`` value for the DPoP scheme (RFC 9449 §7.1): ``algs`` always, the error if any."""
+def challenge(
+    algs: tuple[str, ...] | list[str],
+    error: DPoPError | str | None = None,
+    description: str | None = None,
+    *,
+    error_code: str | None = None,
+) -> str:
+    """A ``WWW-Authenticate`` value for the DPoP scheme (RFC 9449 §7.1): ``algs`` always, the error if any.
+
+    ``error`` is a :class:`DPoPError` (its code and description) or an error code such as ``invalid_token``."""
+    if isinstance(error, DPoPError):
+        code: str | None = error.error
+        description = error.description if description is None else description
+    else:
+        code = error or error_code
     parts = []
-    code = error.error if error is not None else error_code
     if code:
         parts.append(f'error="{code}"')
-        if error is not None:
-            parts.append('error_description="{}"'.format(error.description.replace('"', "'").replace("\\", "/")))
+        if description:
+            parts.append('error_description="{}"'.format(description.replace('"', "'").replace("\\", "/")))
     parts.append('algs="{}"'.format(" ".join(algs)))
     return "DPoP " + ", ".join(parts)
 

@@ -67,9 +67,9 @@ _ROTATE_PG = """
 _OPEN_PG = """
     WITH g AS (
         INSERT INTO grants (id, client_id, user_id, sid, scope, audience, auth_time, acr, amr, code_digest,
-                            created_at, absolute_expires_at)
+                            created_at, absolute_expires_at, jkt)
         VALUES (%(grant_id)s, %(client_id)s, %(user_id)s, %(sid)s, %(grant_scope)s, %(audience)s, %(auth_time)s,
-                %(acr)s, %(amr)s, %(code_digest)s, %(grant_created_at)s, %(absolute_expires_at)s)
+                %(acr)s, %(amr)s, %(code_digest)s, %(grant_created_at)s, %(absolute_expires_at)s, %(jkt)s)
         RETURNING id
     )
     INSERT INTO refresh_tokens

@@ -52,6 +52,7 @@ class ClientRow(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     allowed_cors_origins: Mapped[list] = mapped_column(JSON, default=list)
     claims_in_id_token: Mapped[bool] = mapped_column(Boolean, default=False)
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
@@ -120,6 +121,7 @@ class GrantRow(Base):
     code_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
     absolute_expires_at: Mapped[float] = mapped_column(Float)
+    jkt: Mapped[str | None] = mapped_column(String(64))  # RFC 9449 §5: the key the family's refresh tokens need
     revoked_at: Mapped[float | None] = mapped_column(Float)
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
 

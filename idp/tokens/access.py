@@ -76,7 +76,9 @@ class AccessTokens:
         auth_time: float | None = None,
         acr: str | None = None,
         sid: str | None = None,
+        jkt: str | None = None,
     ) -> IssuedAccessToken:
+        """``jkt``: the thumbprint of the DPoP key the token is bound to (RFC 9449 §6.1), None for a bearer token."""
         instant = self._clock.now()
         now = int(instant)
         jti = new_jti()
@@ -97,6 +99,8 @@ class AccessTokens:
             claims["acr"] = acr
         if sid:
             claims["sid"] = sid
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: the confirmation method names the key
         if self._latest_cutoff is not None:
             # A cut-off made earlier in this second would deny iat = int(now) (compared exactly, fail
             # closed): the next whole second instead, at most 1 s ahead, within every verifier's leeway.

@@ -61,6 +61,7 @@ class CodeData:
     acr: str | None = None
     amr: list[str] = field(default_factory=list)
     resource: str | None = None
+    dpop_jkt: str | None = None  # RFC 9449 §10: the key the code is bound to
 
 
 class AuthorizationCodes:

@@ -58,6 +58,7 @@ class GrantRecord:
     absolute_expires_at: float
     revoked_at: float | None = None
     revoked_reason: str | None = None
+    jkt: str | None = None  # RFC 9449 §5: refreshing needs a DPoP proof by this key (RFC 7638 thumbprint)
 
     @property
     def offline(self) -> bool:
@@ -204,8 +205,10 @@ class RefreshTokens:
         at_jti: str,
         at_exp: float,
         with_refresh: bool,
+        jkt: str | None = None,
     ) -> tuple[GrantRecord, str | None]:
-        """Open a family for a code exchange; returns it and the first refresh token (if any)."""
+        """Open a family for a code exchange; returns it and the first refresh token (if any). ``jkt``: the key
+        every refresh of the family must prove (RFC 9449 §5), None for an unbound family."""
         now = self._clock.now()
         grant = GrantRecord(
             id=secrets.token_urlsafe(16),
@@ -220,6 +223,7 @@ class RefreshTokens:
             code_digest=code_digest,
             created_at=now,
             absolute_expires_at=now + self.absolute_ttl,  # ASVS V10.4.8: absolute cap despite sliding
+            jkt=jkt,
         )
         token = random_token(REFRESH_BYTES) if with_refresh else None
         row = TokenRecord(
@@ -244,12 +248,16 @@ class RefreshTokens:
         scope: list[str] | None,
         mint: Callable[[GrantRecord, str], Minted],
         actor: str = "",
+        jkt: str | None = None,
     ) -> dict[str, Any]:
-        """Exchange a refresh token for a new response (with a new refresh token). Raises InvalidGrant/Scope."""
+        """Exchange a refresh token for a new response (with a new refresh token). Raises InvalidGrant/Scope.
+
+        ``jkt``: the thumbprint of the key the request's DPoP proof was signed with, None without a proof; a
+        family bound to a key refuses any other (RFC 9449 §5)."""
         digest = self._digester.digest(token)
         for _ in range(3):
             try:
-                return self._rotate_once(digest, client_id=client_id, scope=scope, mint=mint, actor=actor)
+                return self._rotate_once(digest, client_id=client_id, scope=scope, mint=mint, actor=actor, jkt=jkt)
             except _LostRace:
                 continue  # another request rotated it first: read again, now as a repeat
         raise InvalidGrant("refresh token is being used concurrently")
@@ -262,11 +270,12 @@ class RefreshTokens:
         scope: list[str] | None,
         mint: Callable[[GrantRecord, str], Minted],
         actor: str,
+        jkt: str | None,
     ) -> dict[str, Any]:
         now = self._clock.now()
         # 1. Read and check, then mint OUTSIDE any transaction: minting reads (the user, the keyring) and
         #    signs, and must neither wait on nor hold a lock (SQLite has one write lock per database).
-        row, grant = self._check(self._store.find(digest), client_id)
+        row, grant = self._check(self._store.find(digest), client_id, jkt)
         self._check_cut_offs(row, grant)
         if row.rotated_at is None:
             if now >= grant.absolute_expires_at:
@@ -281,7 +290,7 @@ class RefreshTokens:
             # Lost: another request rotated it (or the family was revoked) meanwhile; decide below, under lock.
         # 3. A rotated token: a repeat within grace gets the same successor, anything else is reuse.
         with self._store.transaction() as tx:
-            row, grant = self._check(tx.token_by_digest(digest, lock=True), client_id)
+            row, grant = self._check(tx.token_by_digest(digest, lock=True), client_id, jkt)
             if row.rotated_at is None:
                 raise _LostRace  # rotated and then undone? read again
             repeat = self._repeat(tx, row, now)
@@ -302,12 +311,16 @@ class RefreshTokens:
         raise InvalidGrant("refresh token was already used; the grant is revoked")
 
     @staticmethod
-    def _check(found: tuple[TokenRecord, GrantRecord] | None, client_id: str) -> tuple[TokenRecord, GrantRecord]:
+    def _check(
+        found: tuple[TokenRecord, GrantRecord] | None, client_id: str, jkt: str | None
+    ) -> tuple[TokenRecord, GrantRecord]:
         if found is None:
             raise InvalidGrant("unknown refresh token")
         row, grant = found
         if grant.client_id != client_id:
             raise InvalidGrant("refresh token was issued to another client")  # RFC 6749 §6: bound to client
+        if grant.jkt is not None and jkt != grant.jkt:  # RFC 9449 §5: a bound refresh token needs its key's proof
+            raise InvalidGrant("the refresh token is bound to another DPoP key" if jkt else "a DPoP proof is required")
         if grant.revoked_at is not None:
             raise InvalidGrant("refresh token was revoked")
         return row, grant

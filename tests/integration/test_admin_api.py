@@ -317,3 +317,18 @@ async def test_deny_list_entries_round_trip(api, container) -> None:
     assert (await api.post("/admin/deny-list", json={"kind": "user", "value": "x", "reason": "r"})).status_code == 422
     assert (await api.delete(f"/admin/deny-list/{entry['id']}", params={"reason": "mistake"})).status_code == 204
     assert (await api.delete(f"/admin/deny-list/{entry['id']}")).status_code == 404
+
+
+async def test_dpop_bound_access_tokens_round_trip(api, container) -> None:
+    """RFC 9449 §5.2: the client setting is created, read and changed through the API (and the schema)."""
+    r = await api.post("/admin/clients", json={
+        "name": "App", "type": "native", "redirect_uris": ["http://127.0.0.1/cb"], "dpop_bound_access_tokens": True,
+    })  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert r.json()["dpop_bound_access_tokens"] is True
+    cid = r.json()["client_id"]
+    assert container.clients.get(cid).dpop_bound_access_tokens  # type: ignore[union-attr]
+    r = await api.patch(f"/admin/clients/{cid}", json={"dpop_bound_access_tokens": False})
+    assert r.status_code == 200 and r.json()["dpop_bound_access_tokens"] is False
+    r = await api.patch(f"/admin/clients/{cid}", json={"dpop_bound_access_tokens": "yes"})
+    assert r.status_code == 422

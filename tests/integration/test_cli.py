@@ -301,3 +301,19 @@ def test_clients_update_disabled_goes_through_the_admin_use_case(
     assert stored() == (False, True)  # enabled again; tokens issued before stay denied
     assert env.clients.get(cid).name == "Billing 2"  # type: ignore[union-attr]
     assert [e.action for e in env.audit.query() if e.client_id == cid].count("client.updated") == 2  # one each
+
+
+def test_clients_dpop_bound_access_tokens(env: Services, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "clients", "create", "--name", "App", "--type", "native", "--redirect-uri",
+                       "http://127.0.0.1/cb", "--dpop-bound-access-tokens", "--json")  # fmt: skip
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["dpop_bound_access_tokens"] is True
+    cid = created["client_id"]
+    code, out, _ = run(capsys, "clients", "update", cid, "--no-dpop-bound-access-tokens", "--json")
+    assert code == 0 and json.loads(out)["dpop_bound_access_tokens"] is False
+    env.clients.invalidate(cid)
+    assert not env.clients.get(cid).dpop_bound_access_tokens  # type: ignore[union-attr]
+    code, out, _ = run(capsys, "clients", "create", "--name", "Plain", "--type", "native", "--redirect-uri",
+                       "http://127.0.0.1/cb", "--json")  # fmt: skip
+    assert json.loads(out)["dpop_bound_access_tokens"] is False

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from idp.errors import InvalidGrant, InvalidRequest
-from idp.oauth import policy
+from idp.oauth import dpop, policy
 from idp.oauth.claims import id_token_claims
 from idp.oauth.grants import pkce
 from idp.oauth.grants.common import active_user, issue_user_access_token, token_body
@@ -37,6 +37,9 @@ class AuthorizationCodeGrant:
         if request.get("redirect_uri") != data.redirect_uri:
             raise InvalidGrant("redirect_uri does not match the authorization request")  # RFC 6749 §4.1.3
         pkce.verify(data.code_challenge, data.code_challenge_method, request.get("code_verifier"))
+        if data.dpop_jkt is not None and request.dpop_jkt != data.dpop_jkt:  # RFC 9449 §10: the code's key
+            raise InvalidGrant("a DPoP proof by the dpop_jkt key is required" if request.dpop_jkt is None
+                               else "the DPoP proof's key does not match dpop_jkt")  # fmt: skip
         return self.tokens(services, request, data, digest)
 
     def redeem(self, services: Services, code: str, client_id: str) -> tuple[CodeData, bytes]:
@@ -71,12 +74,13 @@ class AuthorizationCodeGrant:
         )
         at = issue_user_access_token(
             services, client, user_id=data.user_id, scopes=scopes, audience=audience,
-            auth_time=data.auth_time, acr=data.acr, sid=data.sid,
+            auth_time=data.auth_time, acr=data.acr, sid=data.sid, jkt=request.dpop_jkt,
         )  # fmt: skip
         grant, refresh = services.grants.start(
             client_id=client.client_id, user_id=data.user_id, sid=data.sid, scope=data.scope, audience=audience,
             auth_time=data.auth_time, acr=data.acr, amr=data.amr, code_digest=digest, at_jti=at.jti, at_exp=at.exp,
             with_refresh=policy.issues_refresh(client, scopes),
+            jkt=request.dpop_jkt if dpop.binds_refresh(services, client) else None,  # RFC 9449 §5
         )  # fmt: skip
         if services.codes.was_replayed(digest):
             # A replay arrived while this exchange was issuing: it loses too (RFC 6749 §4.1.2).

@@ -31,5 +31,6 @@ class ClientCredentialsGrant:
             audience=[audience],
             scope=" ".join(scopes),
             alg=policy.access_token_alg(client, services.settings.access_token_alg),
+            jkt=request.dpop_jkt,  # RFC 9449 §5
         )
         return token_body(at, tokens.ttl, scopes)

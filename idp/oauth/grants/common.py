@@ -23,7 +23,8 @@ def active_user(c: Services, user_id: str | None) -> User:
 
 
 def token_body(at: IssuedAccessToken, ttl: int, scopes: list[str]) -> dict[str, Any]:
-    body: dict[str, Any] = {"access_token": at.token, "token_type": "Bearer", "expires_in": ttl}
+    token_type = "DPoP" if "cnf" in at.claims else "Bearer"  # RFC 9449 §5: a DPoP-bound token says so
+    body: dict[str, Any] = {"access_token": at.token, "token_type": token_type, "expires_in": ttl}
     if scopes:
         body["scope"] = " ".join(scopes)
     return body
@@ -39,6 +40,7 @@ def issue_user_access_token(
     auth_time: float | None,
     acr: str | None,
     sid: str | None,
+    jkt: str | None = None,
 ) -> IssuedAccessToken:
     return c.access_tokens.issue(
         client_id=client.client_id,
@@ -49,6 +51,7 @@ def issue_user_access_token(
         auth_time=auth_time,
         acr=acr,
         sid=sid,
+        jkt=jkt,
     )
 
 
@@ -66,9 +69,10 @@ def mint_for_user(
     nonce: str | None = None,
     with_id_token: bool = True,
     user: User | None = None,
+    jkt: str | None = None,
 ) -> Minted:
     at = issue_user_access_token(
-        c, client, user_id=user_id, scopes=scopes, audience=audience, auth_time=auth_time, acr=acr, sid=sid
+        c, client, user_id=user_id, scopes=scopes, audience=audience, auth_time=auth_time, acr=acr, sid=sid, jkt=jkt
     )
     body = token_body(at, c.access_tokens.ttl, scopes)
     if with_id_token and policy.OPENID in scopes:

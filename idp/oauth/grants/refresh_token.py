@@ -50,6 +50,9 @@ class RefreshTokenGrant:
                 amr=grant.amr,
                 sid=grant.sid,
                 user=user,
+                jkt=request.dpop_jkt,  # RFC 9449 §5: bound to the key of this request's proof
             )
 
-        return services.grants.rotate(token, client_id=client.client_id, scope=requested, mint=mint)
+        # RFC 9449 §5: a family bound to a key refreshes only with a proof by that key (rotate checks it).
+        jkt = request.dpop_jkt
+        return services.grants.rotate(token, client_id=client.client_id, scope=requested, mint=mint, jkt=jkt)

@@ -1,13 +1,13 @@
 """POST /token (RFC 6749 §3.2) as named steps over a :class:`GrantRegistry`.
 
 read the form once -> look the grant up -> authenticate the client -> may this client use the grant ->
-the browser origin -> the sender constraint -> the grant -> the JSON response. Every step raises an
+the browser origin -> the sender constraint (DPoP) -> the grant -> the JSON response. Every step raises an
 :class:`idp.errors.OAuthError`; the app's handler renders it (RFC 6749 §5.2).
 
 The sync/async seam: a grant that does no I/O (client_credentials), for a client already in the hot
-cache and authenticated with its secret, runs on the event loop (a keyed hash and a signature); every
-other request (codes and refresh families in SQL/Redis, the ``private_key_jwt`` replay cache, a client
-not cached yet) runs in the threadpool, where blocking is fine.
+cache and authenticated with its secret and without a DPoP proof, runs on the event loop (a keyed hash
+and a signature); every other request (codes and refresh families in SQL/Redis, the ``private_key_jwt``
+and DPoP replay caches, a client not cached yet) runs in the threadpool, where blocking is fine.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from starlette.responses import Response
 from idp.clients.model import Client
 from idp.clients.origins import check_client_origin, own_origin
 from idp.errors import InvalidRequest, UnauthorizedClient
-from idp.oauth import client_auth
+from idp.oauth import client_auth, dpop
 from idp.oauth.forms import Pairs, read_form, single, values
 from idp.oauth.responses import NO_STORE, json_response
 from idp.oauth.token.grant import GrantRegistry, TokenGrant
@@ -71,13 +71,14 @@ class TokenEndpoint:
         form = single(pairs)  # RFC 6749 §3.2: no repeated parameters
         grant = self.lookup(form)
         cred = client_auth.presented(request.headers, form)
-        if not grant.blocking and cred.method in client_auth.SECRET_METHODS:
+        headers = {**NO_STORE, **dpop.success_headers(c, request.headers)}  # RFC 6749 §5.1: no-store
+        if not grant.blocking and cred.method in client_auth.SECRET_METHODS and dpop.HEADER not in request.headers:
             cached = self.hot.get(c, cred.client_id)
             if cached is not None:
                 body = self.run(c, grant, cred, form, pairs, request.headers, cached)
-                return json_response(body, 200, NO_STORE)
+                return json_response(body, 200, headers)
         body = await run_in_threadpool(self.run, c, grant, cred, form, pairs, request.headers, None)
-        return json_response(body, 200, NO_STORE)  # RFC 6749 §5.1: no-store
+        return json_response(body, 200, headers)
 
     def lookup(self, form: Mapping[str, str]) -> TokenGrant:
         grant_type = form.get("grant_type")
@@ -102,7 +103,7 @@ class TokenEndpoint:
         check_client_origin(headers.getlist("origin"), client, own_origin(c.settings.issuer))
         params = {name: form[name] for name in grant.parameters if name in form}  # the allow-list
         request = TokenRequest(grant.grant_type, params, values(pairs, "resource"), client, headers)
-        sender_constraint(request)
+        request = dpop.token_constraint(c, request, headers)  # RFC 9449 §5: the sender constraint
         context.annotate(client_id=client.client_id, client_type=client.kind, grant_type=grant.grant_type)
         return grant.issue(c, request)
 
@@ -119,9 +120,3 @@ def permitted(grant: TokenGrant, client: Client) -> None:
         raise UnauthorizedClient(f"public clients cannot use {grant.grant_type}")  # e.g. RFC 6749 §4.4
     if not client.allows_grant(grant.grant_type):  # ASVS V10.4.4: per-client grant types
         raise UnauthorizedClient(f"the client is not registered for {grant.grant_type}")
-
-
-def sender_constraint(request: TokenRequest) -> None:
-    """Where tokens get bound to the client's key: DPoP (RFC 9449 §5) checks the ``DPoP`` header's proof here
-    and the grants then issue ``token_type=DPoP`` tokens carrying ``cnf.jkt``. Bearer only today: nothing to
-    check."""

@@ -36,7 +36,7 @@ def _changes(data: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
             if name == "grant_types" and not set(out[name]) <= GRANT_TYPES:
                 served = ", ".join(sorted(GRANT_TYPES))
                 raise Problem(422, f"grant_types may contain only {served}.", code="invalid_field")
-        elif name in ("first_party", "require_pkce", "disabled", "claims_in_id_token"):
+        elif name in ("first_party", "require_pkce", "disabled", "claims_in_id_token", "dpop_bound_access_tokens"):
             out[name] = field(data, name, bool, False)
         elif name == "jwks":
             out[name] = field(data, name, dict)
@@ -47,11 +47,11 @@ def _changes(data: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
 
 CREATE_FIELDS = frozenset(
     {*STR_FIELDS, *LIST_FIELDS, "type", "auth_method", "jwks", "grant_types", "first_party", "require_pkce",
-     "access_token_alg", "id_token_alg", "claims_in_id_token"}
+     "access_token_alg", "id_token_alg", "claims_in_id_token", "dpop_bound_access_tokens"}
 )  # fmt: skip
 UPDATE_FIELDS = frozenset(
     {*STR_FIELDS, *LIST_FIELDS, "first_party", "jwks", "require_pkce", "access_token_alg", "id_token_alg", "disabled",
-     "claims_in_id_token"}
+     "claims_in_id_token", "dpop_bound_access_tokens"}
 )  # fmt: skip
 
 

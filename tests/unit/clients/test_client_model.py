@@ -24,7 +24,7 @@ def test_the_public_view_is_every_field_but_the_secret_digest() -> None:
                grant_types=["authorization_code"], scope="openid", audience="https://api.example",
                first_party=True, require_pkce=False, access_token_alg="RS256", id_token_alg="ES256",
                disabled=True, allowed_cors_origins=["https://b.example"], claims_in_id_token=True,
-               created_at=1.0, updated_at=2.0)  # fmt: skip
+               dpop_bound_access_tokens=True, created_at=1.0, updated_at=2.0)  # fmt: skip
     assert c.public_view() == {
         "client_id": "c1",
         "name": "Web",
@@ -43,6 +43,7 @@ def test_the_public_view_is_every_field_but_the_secret_digest() -> None:
         "disabled": True,
         "allowed_cors_origins": ["https://b.example"],
         "claims_in_id_token": True,
+        "dpop_bound_access_tokens": True,
         "created_at": 1.0,
         "updated_at": 2.0,
     }

@@ -25,12 +25,13 @@ GOLDEN = (
     'rivate_key_jwt","none"],"revocation_endpoint_auth_signing_alg_values_supported":["ES256","RS256","PS'
     '256","EdDSA"],"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_'
     'post","private_key_jwt"],"introspection_endpoint_auth_signing_alg_values_supported":["ES256","RS256"'
-    ',"PS256","EdDSA"],"code_challenge_methods_supported":["S256"],"claims_supported":["sub","iss","aud",'
-    '"exp","iat","auth_time","nonce","acr","amr","sid","at_hash","name","preferred_username","email","ema'
-    'il_verified"],"prompt_values_supported":["none","login","consent"],"claims_parameter_supported":fals'
-    'e,"request_parameter_supported":false,"request_uri_parameter_supported":false,"authorization_respons'
-    'e_iss_parameter_supported":true,"frontchannel_logout_supported":false,"backchannel_logout_supported"'
-    ':false,"ui_locales_supported":["en"]}'
+    ',"PS256","EdDSA"],"code_challenge_methods_supported":["S256"],"dpop_signing_alg_values_supported":["'
+    'ES256","RS256","PS256","EdDSA"],"claims_supported":["sub","iss","aud","exp","iat","auth_time","nonce'
+    '","acr","amr","sid","at_hash","name","preferred_username","email","email_verified"],"prompt_values_s'
+    'upported":["none","login","consent"],"claims_parameter_supported":false,"request_parameter_supported'
+    '":false,"request_uri_parameter_supported":false,"authorization_response_iss_parameter_supported":tru'
+    'e,"frontchannel_logout_supported":false,"backchannel_logout_supported":false,"ui_locales_supported":'
+    '["en"]}'
 )
 
 
