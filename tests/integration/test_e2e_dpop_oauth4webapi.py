@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from starlette.routing import Route
 
 from idp.app import create_app
 from idp.clock import FrozenClock
-from idp.resource import BearerAuthMiddleware, ResourceProtector, principal_of, requires_scope
+from idp.resource import BearerAuthMiddleware, HmacNonces, ResourceProtector, principal_of, requires_scope
 from idp.services import Services
 from tests.dpop_client import DPoPAuth, DPoPKey
 from tests.integration.live_server import LiveServer, free_port
@@ -59,9 +60,16 @@ def idp_port() -> int:
     return free_port()
 
 
+@pytest.fixture(params=[False, True], ids=["no-nonces", "nonces"])
+def nonces(request: pytest.FixtureRequest) -> bool:
+    """Whether the IdP and the API demand server nonces (RFC 9449 §8, §9): the app then retries once each."""
+    return bool(request.param)
+
+
 @pytest.fixture
-def settings_overrides(idp_port: int) -> dict[str, object]:
-    return {"issuer": f"http://127.0.0.1:{idp_port}"}  # the app checks the issuer against the URL it fetched
+def settings_overrides(idp_port: int, nonces: bool) -> dict[str, object]:
+    # The app checks the issuer against the URL it fetched discovery from.
+    return {"issuer": f"http://127.0.0.1:{idp_port}", "dpop_nonces": nonces}
 
 
 @requires_scope("api:read")
@@ -152,16 +160,20 @@ async def browse_to_callback(issuer: str, authorize: str, username: str) -> str:
 
 
 @pytest.fixture
-async def servers(container: Services, idp_port: int, clock: FrozenClock) -> AsyncIterator[tuple[str, str]]:
+async def servers(
+    container: Services, idp_port: int, clock: FrozenClock, nonces: bool
+) -> AsyncIterator[tuple[str, str]]:
     """(issuer, API URL): the IdP and an idp.resource-protected API, both live."""
     issuer = container.settings.issuer
     if not _idp_has_dpop():
         pytest.skip("the IdP side of DPoP is not in this tree yet")
     idp = await serving(create_app(services=container), idp_port)
     reader, secret = service_client(container, name="API", scope="deny-list:read", audience=API)
+    api_nonces = HmacNonces(secrets.token_bytes(32), now=clock.now) if nonces else None
     protector = ResourceProtector(
-        issuer=issuer, audience=API, client=(reader.client_id, secret), clock=clock, stale_after=30.0
-    )
+        issuer=issuer, audience=API, client=(reader.client_id, secret), clock=clock, stale_after=30.0,
+        dpop_nonces=api_nonces,
+    )  # fmt: skip
     api_app = Starlette(routes=[Route("/me", me)], middleware=[Middleware(BearerAuthMiddleware, protector=protector)])
     api = await serving(api_app)
     try:
@@ -178,7 +190,7 @@ def _idp_has_dpop() -> bool:
 
 
 async def test_oauth4webapi_code_pkce_dpop_userinfo_refresh_and_api(
-    container: Services, servers: tuple[str, str]
+    container: Services, servers: tuple[str, str], nonces: bool
 ) -> None:
     issuer, api_url = servers
     user = make_user(container)
@@ -202,6 +214,8 @@ async def test_oauth4webapi_code_pkce_dpop_userinfo_refresh_and_api(
     assert done["api"] == {"status": 200, "body": {"sub": user.id, "client_id": app_client.client_id, "jkt": jkt}}
     assert done["apiAfterRefresh"]["body"]["jkt"] == jkt
     assert refreshed["refresh_token"] != tokens["refresh_token"]  # still rotated for a public client
+    # With nonces: asked once by the token endpoint (then userinfo and the refresh use it) and once by the API.
+    assert done["nonceRetries"] == (2 if nonces else 0)
 
     stolen = refreshed["access_token"]
     async with httpx.AsyncClient() as thief:

@@ -14,11 +14,13 @@ const out = (value) => process.stdout.write(JSON.stringify(value) + '\n')
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]()
 
 // RFC 9449 §8 / §9: a server may demand a nonce; the DPoP handle keeps the one it was given, so once more.
+let nonceRetries = 0
 async function retryingNonce(attempt) {
   try {
     return await attempt()
   } catch (err) {
     if (!oauth.isDPoPNonceError(err)) throw err
+    nonceRetries += 1
     return attempt()
   }
 }
@@ -71,7 +73,7 @@ async function main() {
     ))
   const apiAfterRefresh = await callApi(refreshed.access_token)
 
-  out({ tokens, sub, userinfo, api, refreshed, apiAfterRefresh })
+  out({ tokens, sub, userinfo, api, refreshed, apiAfterRefresh, nonceRetries })
 }
 
 main().then(
