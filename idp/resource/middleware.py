@@ -40,7 +40,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 SCHEMES = ("bearer", "dpop")
-_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_HTTP_SCHEMES = {"ws": "http", "wss": "https"}
 _PATH_SAFE = "/!$&'()*+,;=:@-._~"  # RFC 3986 §3.3 pchar, unencoded
 
 
@@ -129,6 +130,7 @@ def request_url(scope: Scope, *, public_origin: str | None = None, trust_forward
     if public_origin is not None:
         return public_origin + path
     scheme = str(scope.get("scheme") or "http").lower()
+    scheme = _HTTP_SCHEMES.get(scheme, scheme)  # a WebSocket handshake is an HTTP GET of that URL
     host = _header(scope, b"host")
     if trust_forwarded:  # only behind a proxy that overwrites these headers (documented in the module)
         proto = _header(scope, b"x-forwarded-proto")

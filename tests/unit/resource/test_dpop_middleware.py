@@ -365,6 +365,8 @@ def test_request_url() -> None:
     scope = {"scheme": "http", "path": "/x", "headers": [], "server": ("127.0.0.1", 8080)}
     assert request_url(scope) == "http://127.0.0.1:8080/x"
     assert request_url(scope, public_origin="https://api.test") == "https://api.test/x"
+    scope = {"scheme": "wss", "path": "/feed", "headers": [(b"host", b"api.test:443")]}
+    assert request_url(scope) == "https://api.test/feed"  # the handshake's URL as an HTTP URI
 
 
 # --- framework-free --------------------------------------------------------------------------------------------
@@ -400,3 +402,29 @@ async def test_the_copyable_client_follows_the_api_nonces(idp: FakeIdP) -> None:
         assert (await client.get("/me")).json()["jkt"] == holder.jkt
         assert (await client.get("/me?again=1")).status_code == 200
     assert statuses == [401, 200, 200]
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated")
+def test_websocket_handshake_with_a_bound_token(idp: FakeIdP, key: DPoPKey) -> None:
+    """The handshake is an HTTP GET: its proof names the http(s) URL of the ws(s) one; a refusal closes (1008)."""
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    async def feed(ws: WebSocket) -> None:
+        await ws.accept()
+        p = principal_of(ws)
+        await ws.send_json({"jkt": p.jkt if p else None})
+        await ws.close()
+
+    token = idp.token(now=NOW, cnf={"jkt": key.jkt})
+    http = idp.http()
+    app = Starlette(routes=[WebSocketRoute("/feed", feed)],
+                    middleware=[Middleware(BearerAuthMiddleware, protector=make(idp, http))])  # fmt: skip
+    with TestClient(app) as client:  # its WebSockets go to ws://testserver
+        proof = key.proof("GET", "http://testserver/feed", iat=NOW, access_token=token)
+        with client.websocket_connect("/feed", headers=dpop(token, proof)) as ws:
+            assert ws.receive_json() == {"jkt": key.jkt}
+        with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/feed", headers=dpop(token, proof)):
+            pass  # the same proof again: a replay
+        assert info.value.code == 1008
