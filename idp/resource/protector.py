@@ -133,7 +133,7 @@ class ResourceProtector:
         self.jwks = JwksCache(f"{base}/jwks.json", self.http, refetch_interval=jwks_refetch_interval)
         self.verifier = AccessTokenVerifier(issuer=issuer, audience=audience, jwks=self.jwks, clock=clock,
                                             leeway=leeway)  # fmt: skip
-        self.dpop = DPoPCheck(now=self.verifier.clock.now, algs=dpop_algs, max_age_seconds=dpop_max_age,
+        self.dpop = DPoPCheck(now=lambda: self.verifier.clock.now(), algs=dpop_algs, max_age_seconds=dpop_max_age,
                               replay=dpop_replay, nonces=dpop_nonces, required=dpop_required)  # fmt: skip
         self.follower: DenyListFollower | None = None
         if follow:
