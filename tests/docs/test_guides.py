@@ -112,6 +112,32 @@ def test_native_app_guide(idp: LiveServer, container: Services, monkeypatch) -> 
         guide["refresh"](second)  # ...and the whole family is revoked
 
 
+def test_native_app_guide_with_dpop(idp: LiveServer, container: Services, monkeypatch) -> None:
+    from idp.resource.dpop import HmacNonces
+
+    oauthkit.make_user(container)
+    app = oauthkit.native_client(container, first_party=False, dpop_bound_access_tokens=True)
+    monkeypatch.setenv("IDP_ISSUER", idp.url)
+    monkeypatch.setenv("IDP_CLIENT_ID", app.client_id)
+    monkeypatch.setattr(container.dpop, "nonces", HmacNonces(b"n" * 32, now=container.clock.now))  # the retry
+    guide = run_snippets("native-apps.md")
+    browser = Browser("alice", oauthkit.PASSWORD)
+    open_browser, failures = background_browser(browser)
+    key = guide["DPoP"]()
+
+    tokens = guide["sign_in"](open_browser=open_browser, dpop=key)
+    assert not failures
+    assert tokens["token_type"] == "DPoP" and claims_of(tokens["access_token"])["cnf"]["jkt"] == key.key.thumbprint()
+    assert guide["userinfo"](tokens, key)["sub"]
+    first = guide["refresh"](tokens, dpop=key)
+    assert first["token_type"] == "DPoP"
+    with pytest.raises(guide["SignInAgain"]):
+        guide["refresh"](first)  # bound to the key: no proof, no tokens
+    with pytest.raises(guide["SignInAgain"]):
+        guide["refresh"](first, dpop=guide["DPoP"]())  # nor with another key
+    assert guide["refresh"](first, dpop=key)["refresh_token"] != first["refresh_token"]
+
+
 def claims_of(token: str) -> dict:
     import base64
 

@@ -342,12 +342,16 @@ class TestNonces:
         r = await exchange(container, client, native, None, dpop(container, key))
         r = await exchange(container, client, native, None, dpop(container, key, nonce=r.headers["dpop-nonce"]))
         at = r.json()["access_token"]
-        r = await client.get("/userinfo", headers={"authorization": f"DPoP {at}",
-                                                   **dpop(container, key, USERINFO, "GET", access_token=at)})
+        r = await client.get(
+            "/userinfo",
+            headers={"authorization": f"DPoP {at}", **dpop(container, key, USERINFO, "GET", access_token=at)},
+        )
         assert r.status_code == 401 and r.headers["dpop-nonce"]  # RFC 9449 §9
         assert r.headers["www-authenticate"].startswith('DPoP error="use_dpop_nonce"')
-        headers = {"authorization": f"DPoP {at}",
-                   **dpop(container, key, USERINFO, "GET", access_token=at, nonce=r.headers["dpop-nonce"])}
+        headers = {
+            "authorization": f"DPoP {at}",
+            **dpop(container, key, USERINFO, "GET", access_token=at, nonce=r.headers["dpop-nonce"]),
+        }
         assert (await client.get("/userinfo", headers=headers)).status_code == 200
 
 
