@@ -428,3 +428,20 @@ def test_websocket_handshake_with_a_bound_token(idp: FakeIdP, key: DPoPKey) -> N
         with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/feed", headers=dpop(token, proof)):
             pass  # the same proof again: a replay
         assert info.value.code == 1008
+
+
+async def test_garbage_never_gets_a_500(idp: FakeIdP, key: DPoPKey) -> None:
+    """Bad input is a clear refusal in the RFC's shape: malformed proofs and tokens, odd bytes, huge headers."""
+    token = idp.token(now=NOW, cnf={"jkt": key.jkt})
+    good = key.proof("GET", ME, iat=NOW, access_token=token)
+    head, body, sig = good.split(".")
+    proofs = ["", ".", "..", "a.b.c", f"{head}.{body}", f"{head}.{body}.{sig}.x", "x" * 20_000, "é" * 10,
+              f"{head}.W10.{sig}", f"W10.{body}.{sig}", f"{head}.{body}.{sig}=", good.replace(".", " ")]  # fmt: skip
+    async with idp.http() as http, api(make(idp, http)) as client:
+        for proof in proofs:
+            r = await client.get("/me", headers=[(b"authorization", f"DPoP {token}".encode()),
+                                                 (b"dpop", proof.encode("utf-8"))])  # fmt: skip
+            assert r.status_code == 401 and r.json()["error"] == "invalid_dpop_proof", (proof[:40], r.text)
+        for bad in ("é", "a.b.c", "x" * 10_000, "\x7f"):
+            r = await client.get("/me", headers=[(b"authorization", f"DPoP {bad}".encode()), (b"dpop", good.encode())])
+            assert r.status_code in (400, 401) and r.json()["error"] in ("invalid_token", "invalid_request"), bad
