@@ -270,7 +270,9 @@ class MemoryReplayCache:
     """In-process replay cache: expiring, at most ``max_entries`` live keys, thread-safe.
 
     Full of live keys, it refuses (:class:`ReplayCacheUnavailable`) rather than forgetting one early: an
-    evicted ``jti`` would be a replay accepted. One process only; workers share a :class:`RedisReplayCache`.
+    evicted ``jti`` would be a replay accepted. Keys expire in insertion order (each call drops the expired
+    ones at the front), so one with a shorter TTL behind a longer one is dropped when that one is, at most
+    ``max_age + future_skew`` late. One process only; workers share a :class:`RedisReplayCache`.
     """
 
     def __init__(self, max_entries: int = 100_000, *, now: Callable[[], float] = time.monotonic) -> None:
@@ -294,11 +296,8 @@ class MemoryReplayCache:
             expiry = seen.get(key)
             if expiry is not None and expiry > now:
                 return False
-            if len(seen) >= self._max:
-                seen = OrderedDict((k, e) for k, e in seen.items() if e > now)
-                self._seen = seen
-                if len(seen) >= self._max:
-                    raise ReplayCacheUnavailable("replay cache full")
+            if len(seen) >= self._max:  # no O(n) sweep under a flood: what expires leaves from the front
+                raise ReplayCacheUnavailable("replay cache full")
             seen.pop(key, None)
             seen[key] = now + ttl_seconds
             return True

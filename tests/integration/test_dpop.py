@@ -408,7 +408,9 @@ async def test_userinfo_refuses_bad_proofs(client, container: Services, key, bou
 
 async def test_an_unbound_token_with_the_dpop_scheme_is_refused(client, container: Services, native, key) -> None:
     at = (await exchange(container, client, native, None, None)).json()["access_token"]
-    _challenge(await client.get("/userinfo", headers=dpop_auth(container, key, at)), "invalid_token")
+    r = await client.get("/userinfo", headers=dpop_auth(container, key, at))
+    _challenge(r, "invalid_token")
+    assert "not DPoP-bound" in r.json()["error_description"]
     assert (await client.get("/userinfo", headers={"authorization": f"Bearer {at}"})).status_code == 200
 
 

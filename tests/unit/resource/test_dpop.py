@@ -192,6 +192,19 @@ def test_ec_point_off_the_curve_is_refused(verifier: DPoPVerifier, key: DPoPKey)
     refused(verifier, key.proof("POST", URL, iat=NOW, header={"jwk": bad}), "signature")
 
 
+def test_ec_coordinates_must_have_their_full_length(verifier: DPoPVerifier, key: DPoPKey) -> None:
+    x = base64.urlsafe_b64decode(key.jwk["x"] + "==")
+    padded = {**key.jwk, "x": b64(b"\0" + x)}  # the same point, not the RFC 7518 §6.2.1.2 encoding
+    refused(verifier, key.proof("POST", URL, iat=NOW, header={"jwk": padded}), "signature")
+
+
+def test_es256_signature_must_be_64_bytes(verifier: DPoPVerifier, key: DPoPKey) -> None:
+    head, body, sig = key.proof("POST", URL, iat=NOW).split(".")
+    raw = base64.urlsafe_b64decode(sig + "==")
+    longer = raw[:32] + b"\0" + raw[32:]  # r || 0 || s encodes the same s: still no ES256 signature
+    refused(verifier, f"{head}.{body}.{b64(longer)}", "signature")  # RFC 7518 §3.4
+
+
 def test_short_rsa_key_is_refused(verifier: DPoPVerifier, key: DPoPKey) -> None:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -393,7 +406,7 @@ KEK = b"k" * 32
 def test_nonce_required_when_configured(clock: FrozenClock, key: DPoPKey) -> None:
     nonces = HmacNonces(KEK, now=clock.now)
     verifier = DPoPVerifier(replay=MemoryReplayCache(), now=clock.now, nonces=nonces)
-    err = refused(verifier, key.proof("POST", URL, iat=NOW), "nonce", error="use_dpop_nonce")  # RFC 9449 §8
+    err = refused(verifier, key.proof("POST", URL, iat=NOW), "needs a server nonce", error="use_dpop_nonce")  # §8
     assert err.nonce == nonces.current()
     refused(verifier, key.proof("POST", URL, iat=NOW, nonce="made-up"), "nonce", error="use_dpop_nonce")
     proof = verifier.verify(key.proof("POST", URL, iat=NOW, nonce=err.nonce), method="POST", url=URL)
