@@ -1,7 +1,8 @@
 """Rows measured by modules other engineers own, imported and included as they are:
 
 * ``bench/verify_cost.py``: ``idp.resource`` local verifications per second (deny-list in memory);
-* ``bench/revocation_latency.py``: revocation-to-rejection latency at a resource server (p50/p99).
+* ``bench/revocation_latency.py``: revocation-to-rejection latency at a resource server (p50/p99);
+* ``bench/dpop_cost.py``: ``idp.resource`` DPoP proof verification and thumbprint, requests per core.
 
 Each exposes a function returning a dict. Its keyword arguments are filled by name from
 what the harness has: ``base_url``/``issuer``, ``server``, ``target``, ``env``, ``quick``,
@@ -22,12 +23,14 @@ from bench.rows import Budget, Target
 EXTERNAL = [
     ("resource_verify", "bench.verify_cost", "idp.resource local verification"),
     ("revocation_latency", "bench.revocation_latency", "Revocation-to-rejection latency at a resource server"),
+    ("dpop_verify", "bench.dpop_cost", "idp.resource DPoP verification (proof + thumbprint), per core"),
 ]
 # Arguments the harness chooses (others are filled by name, see the module docstring), and how
 # many times each runs: per round, or once (the latency run times n revocations itself).
 CHOSEN: dict[str, Callable[[Budget], dict[str, Any]]] = {
     "resource_verify": lambda b: {"seconds": 0.3 if b.quick else 1.0},
     "revocation_latency": lambda b: {"n": 30 if b.quick else 100, "backend": "postgres", "path": "api"},
+    "dpop_verify": lambda b: {"seconds": 0.3 if b.quick else 1.0},
 }
 ONCE = {"revocation_latency"}
 PREFERRED = ("run", "measure", "bench", "main")
@@ -83,11 +86,16 @@ def _derive(key: str, value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def run_all(targets: list[Target], b: Budget, rounds: int, log: Callable[[str], None]) -> dict[str, Any]:
+def run_all(
+    targets: list[Target], b: Budget, rounds: int, log: Callable[[str], None], only: set[str] | None = None
+) -> dict[str, Any]:
+    """Every external row, or those in ``only`` (``--rows`` names them like the other rows)."""
     idps = [t for t in targets if t.is_idp]
     t = next((x for x in idps if x.name == "idp-pg-2w"), idps[-1] if idps else None)
     results: dict[str, Any] = {}
     for key, module_name, title in EXTERNAL:
+        if only is not None and key not in only:
+            continue
         entry: dict[str, Any] = {"title": title, "module": module_name}
         results[key] = entry
         try:

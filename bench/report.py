@@ -90,6 +90,10 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     peer = _get(results, "client_credentials", "rps", "peer-2p")
     ratio = round(cc / peer, 2) if cc and peer else None
     add("client_credentials vs node-oidc-provider x2 (goal)", ">= 1.2x", ratio, ge(ratio, 1.2), "x")
+    for row, label in (("dpop_token", "DPoP token request"), ("dpop_userinfo", "DPoP-bound userinfo")):
+        mine, theirs = _get(results, row, "rps"), _get(results, row, "rps", "peer-2p")
+        ratio = round(mine / theirs, 2) if mine and theirs else None
+        add(f"{label} vs node-oidc-provider x2 (its features.dPoP)", ">= 1.0x", ratio, ge(ratio, 1.0), "x")
     for row, want in (("refresh", 1000), ("code_exchange", 800), ("introspection", 3000)):
         v = _get(results, row, "rps")
         add(f"{row} throughput", f">= {want:,}/s", v, ge(v, want), "/s")

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from bench import argon2_ceiling, flows, load
+from bench.dpop_proofs import ProofMaker
 from bench.server import Server
 
 MIN_POOL = 200
@@ -398,6 +399,105 @@ class Login(Row):
         )
 
 
+# -- DPoP (RFC 9449): a fresh proof per request, from a pool made right before the measurement ---------
+def dpop_maker(t: Target) -> ProofMaker:
+    """The bench client's one DPoP key on ``t`` (ES256: the algorithm both servers take by default)."""
+    maker = t.state.get("dpop_key")
+    if maker is None:
+        maker = t.state["dpop_key"] = ProofMaker("ES256")
+    return maker
+
+
+def dpop_unsupported(t: Target) -> str | None:
+    meta = httpx.get(t.server.base_url + t.paths["discovery"], timeout=10).json()
+    if "ES256" not in (meta.get("dpop_signing_alg_values_supported") or []):
+        return "no DPoP (dpop_signing_alg_values_supported without ES256)"
+    return None
+
+
+def dpop_pool_args(t: Target, b: Budget, row: str, htm: str, path: str, token: str | None) -> list[tuple[str, str]]:
+    n = t.pool_size(row, b, 1000 if b.quick else 3000)
+    pool = dpop_maker(t).pool(t.tmp(f"{row}-proofs.txt"), n, htm, t.server.base_url + path, token)
+    return [("method", htm), ("path", path), ("pool", str(pool)), ("pool_header", "DPoP")]
+
+
+class DPoPToken(Row):
+    key, title = "dpop_token", "DPoP token request (client_credentials + ES256 proof)"
+
+    def check(self, t: Target) -> str | None:
+        reason = dpop_unsupported(t)
+        if reason:
+            return reason
+        proof = dpop_maker(t).proof("POST", t.server.base_url + t.paths["token"])
+        headers = {"content-type": flows.FORM_CT, "authorization": flows.basic(t.server.info["service"]), "dpop": proof}
+        r = httpx.post(t.server.base_url + t.paths["token"], content=flows.cc_body(), headers=headers, timeout=30)
+        if r.status_code != 200 or str(r.json().get("token_type", "")).lower() != "dpop":
+            return f"answers {r.status_code}: {r.text[:160]}"
+        token = r.json()["access_token"]
+        shape = flows.jwt_parts(token)
+        if shape is None or "cnf" not in shape["claims"]:
+            return f"the access token carries no cnf: {shape}"
+        t.sizes()["dpop_client_credentials_access_token"] = {"bytes": len(token), **shape}
+        return None
+
+    def prepare(self, t: Target, b: Budget) -> None:
+        t.state["dpop_token_args"] = dpop_pool_args(t, b, self.key, "POST", t.paths["token"], None)
+
+    def measure(self, t: Target, b: Budget) -> dict[str, Any]:
+        auth = flows.basic(t.server.info["service"])
+        args = [*t.state.pop("dpop_token_args"), ("body", flows.cc_body())]
+        args += [("header", f"Content-Type: {flows.FORM_CT}"), ("header", f"Authorization: {auth}")]
+        return _wrk(t, b, "pool.lua", args)
+
+
+def dpop_user_token(t: Target) -> str:
+    """A DPoP-bound user access token (code exchanged with a proof); renewed when old."""
+    if "dpop_user_token" in t.state and time.monotonic() - t.state["dpop_user_token_at"] < USER_TOKEN_MAX_AGE:
+        return str(t.state["dpop_user_token"])
+    code = flows.idp_code(t.server, t.paths, session_cookie(t)) if t.is_idp else flows.peer_mint(t.server, "code", 1)[0]
+    headers = {
+        "content-type": flows.FORM_CT,
+        "authorization": flows.basic(t.server.info["web"]),
+        "dpop": dpop_maker(t).proof("POST", t.server.base_url + t.paths["token"]),
+    }
+    body = flows.exchange_body(t.server, code)
+    r = httpx.post(t.server.base_url + t.paths["token"], content=body, headers=headers, timeout=30)
+    if r.status_code != 200 or str(r.json().get("token_type", "")).lower() != "dpop":
+        raise MissingPrerequisite(f"code exchange with a DPoP proof answers {r.status_code}: {r.text[:160]}")
+    t.state["dpop_user_token"], t.state["dpop_user_token_at"] = r.json()["access_token"], time.monotonic()
+    return str(t.state["dpop_user_token"])
+
+
+class DPoPUserinfo(Row):
+    key, title = "dpop_userinfo", "UserInfo (DPoP-bound token, proof with ath)"
+
+    def check(self, t: Target) -> str | None:
+        reason = dpop_unsupported(t)
+        if reason or "userinfo" not in t.paths:
+            return reason or "no userinfo endpoint advertised"
+        try:
+            token = dpop_user_token(t)
+        except (MissingPrerequisite, RuntimeError, httpx.HTTPError) as exc:
+            return str(exc)
+        proof = dpop_maker(t).proof("GET", t.server.base_url + t.paths["userinfo"], token)
+        headers = {"authorization": f"DPoP {token}", "dpop": proof}
+        r = httpx.get(t.server.base_url + t.paths["userinfo"], headers=headers, timeout=30)
+        if r.status_code != 200 or "sub" not in r.json():
+            return f"answers {r.status_code}: {r.text[:160]}"
+        bearer = httpx.get(t.server.base_url + t.paths["userinfo"], headers={"authorization": f"Bearer {token}"})
+        if bearer.status_code != 401:  # RFC 9449 §7.2: what the row claims to measure is a bound token
+            return f"the bound token is accepted as a bearer token ({bearer.status_code})"
+        return None
+
+    def prepare(self, t: Target, b: Budget) -> None:
+        token = dpop_user_token(t)
+        t.state["dpop_userinfo_args"] = dpop_pool_args(t, b, self.key, "GET", t.paths["userinfo"], token)
+        t.state["dpop_userinfo_args"].append(("header", f"Authorization: DPoP {token}"))
+
+    def measure(self, t: Target, b: Budget) -> dict[str, Any]:
+        return _wrk(t, b, "pool.lua", t.state.pop("dpop_userinfo_args"))
+
+
 ROWS: list[Row] = [
     Discovery(),
     Jwks(),
@@ -408,4 +508,6 @@ ROWS: list[Row] = [
     Introspection(),
     Userinfo(),
     Login(),
+    DPoPToken(),
+    DPoPUserinfo(),
 ]

@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="interleaved rounds (median reported); default 3, quick 1")
     p.add_argument("--duration", type=int, help="seconds per time-bounded measurement; default 3, quick 1")
     p.add_argument("--modes", help=f"comma-separated subset of {','.join(MODES)}")
-    p.add_argument("--rows", help="comma-separated row keys (default: all)")
+    p.add_argument("--rows", help="comma-separated row keys, external ones included (default: all)")
     p.add_argument("--no-peer", action="store_true", help="skip node-oidc-provider")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-roundtrips", action="store_true", help="skip counting SQL/Redis round trips per request")
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                             entry.setdefault("failures", []).append(f"round {rnd + 1}: {exc}")
                             log(f"  failed: {exc}")
                             traceback.print_exc(limit=3)
-            results["external"] = external.run_all(targets, budget, rounds, log)
+            only = set(args.rows.split(",")) if args.rows else None
+            results["external"] = external.run_all(targets, budget, rounds, log, only)
             if not args.no_roundtrips and any(t.server.backend == "postgres" for t in targets):
                 log("counting round trips per request (in-process, PostgreSQL + Redis)")
                 try:

@@ -15,6 +15,11 @@ and run it next to the IdP (callers get tokens for it from clients created with
 
     curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/orders
 
+DPoP-bound tokens (RFC 9449) are accepted with their proofs (``Authorization: DPoP``). Behind a
+proxy, ``API_PUBLIC_ORIGIN=https://api.example.com`` is the origin clients call (their proofs name
+it); ``API_DPOP_REQUIRED=1`` refuses bearer tokens; with several workers, ``API_REDIS_URL`` gives
+them one replay cache of proofs.
+
 Optional: ``API_ON_STALE=introspect`` asks the IdP's introspection endpoint while the
 deny-list stream is silent, instead of refusing every token (``API_STALE_STATUS=401|503``)
 once the stream has been silent for ``API_STALE_AFTER`` seconds (25).
@@ -24,13 +29,14 @@ from __future__ import annotations
 
 import os
 
+import redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from idp.resource import BearerAuthMiddleware, ResourceProtector, principal_of, requires_scope
+from idp.resource import BearerAuthMiddleware, RedisReplayCache, ResourceProtector, principal_of, requires_scope
 
 ORDERS = [{"id": 1, "item": "coffee"}, {"id": 2, "item": "tea"}]
 
@@ -55,7 +61,8 @@ async def create_order(request: Request) -> JSONResponse:
     return JSONResponse({"id": len(ORDERS) + 1}, status_code=201)
 
 
-def create_app(protector: ResourceProtector) -> Starlette:
+def create_app(protector: ResourceProtector, *, public_origin: str | None = None) -> Starlette:
+    guard = {"protector": protector, "public_paths": {"/health"}, "public_origin": public_origin}
     return Starlette(
         routes=[
             Route("/health", health),
@@ -63,12 +70,14 @@ def create_app(protector: ResourceProtector) -> Starlette:
             Route("/orders", list_orders, methods=["GET"]),
             Route("/orders", create_order, methods=["POST"]),
         ],
-        middleware=[Middleware(BearerAuthMiddleware, protector=protector, public_paths={"/health"})],
+        middleware=[Middleware(BearerAuthMiddleware, **guard)],
     )
 
 
 def app_from_env() -> Starlette:
     issuer = os.environ["IDP_ISSUER"]
+    redis_url = os.environ.get("API_REDIS_URL")
+    replay = RedisReplayCache(redis.Redis.from_url(redis_url)) if redis_url else None  # else in-process
     protector = ResourceProtector(
         issuer=issuer,
         audience=os.environ.get("API_AUDIENCE", f"{issuer}/api"),
@@ -77,5 +86,7 @@ def app_from_env() -> Starlette:
         stale_status=503 if os.environ.get("API_STALE_STATUS") == "503" else 401,
         stale_after=float(os.environ.get("API_STALE_AFTER", "25")),
         client=(os.environ["API_CLIENT_ID"], os.environ["API_CLIENT_SECRET"]),  # scope deny-list:read
+        dpop_required=os.environ.get("API_DPOP_REQUIRED") == "1",
+        dpop_replay=replay,
     )
-    return create_app(protector)
+    return create_app(protector, public_origin=os.environ.get("API_PUBLIC_ORIGIN") or None)

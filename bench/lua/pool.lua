@@ -6,7 +6,10 @@
 -- flight, then ends the run; the rate is computed from its own first-request /
 -- last-response clock, not from wrk's -d.
 --
--- args: method= path= header="N: v" body= template=BODY-with-{} pool=FILE nthreads=N
+-- With pool_header=NAME the pool's values go into that header instead (body= stays fixed): a
+-- DPoP proof per request.
+--
+-- args: method= path= header="N: v" body= template=BODY-with-{} pool=FILE pool_header=NAME nthreads=N
 --       max=N capture=json:refresh_token|location:code out=PREFIX chain=1
 package.path = os.getenv("BENCH_LUA_DIR") .. "/?.lua;" .. package.path
 local common = require("common")
@@ -44,7 +47,7 @@ function init(args)
     out = io.open(cfg.out .. "." .. tid, "w")
     out:setvbuf("line")
   end
-  if not cfg.template then
+  if not cfg.template and not cfg.pool_header then
     static_req = wrk.format(cfg.method or "GET", cfg.path or "/", cfg.headers, cfg.body)
   elseif tail == 0 and not cfg.chain then
     exhausted = true -- nothing for this thread: check in as done at once (it just stays idle)
@@ -54,6 +57,17 @@ end
 
 local function fill(value)
   return (cfg.template:gsub("{}", function() return value end))
+end
+
+-- The request carrying one pool value: in the body template, or as the pool_header header.
+local function build(value)
+  if cfg.pool_header then
+    local headers = {}
+    for k, v in pairs(cfg.headers) do headers[k] = v end
+    headers[cfg.pool_header] = value
+    return wrk.format(cfg.method or "POST", cfg.path, headers, cfg.body)
+  end
+  return wrk.format(cfg.method or "POST", cfg.path, cfg.headers, fill(value))
 end
 
 -- Called before each request: a connection reserves the value its request() will use, or,
@@ -79,7 +93,7 @@ function request()
   if verify_pending then
     -- wrk calls request() once on thread 0 before the run to check the request: not sent.
     verify_pending = false
-    return static_req or wrk.format(cfg.method or "POST", cfg.path, cfg.headers, fill("verify"))
+    return static_req or build("verify")
   end
   if not first then first = common.now() end
   if reserved > 0 then reserved = reserved - 1 end
@@ -89,13 +103,13 @@ function request()
   end
   if head > tail then
     -- Only when a chain broke (a failed refresh loses its token): a harmless bogus value.
-    return wrk.format(cfg.method or "POST", cfg.path, cfg.headers, fill("bench-pool-exhausted"))
+    return build("bench-pool-exhausted")
   end
   local value = pool[head]
   pool[head] = nil
   head = head + 1
   sent = sent + 1
-  return wrk.format(cfg.method or "POST", cfg.path, cfg.headers, fill(value))
+  return build(value)
 end
 
 local function header(headers, name)

@@ -2,7 +2,8 @@
 // * client_credentials with Basic auth, ES256 JWT access tokens (typ at+jwt) for the API
 //   resource through a default resource indicator, scopes "api:read api:write", TTL 600 s;
 // * authorization code + PKCE (S256) with an RS256 ID token and a refresh token
-//   (offline_access), rotated on every use; userinfo, introspection and revocation enabled.
+//   (offline_access), rotated on every use; userinfo, introspection and revocation enabled;
+// * DPoP (RFC 9449, features.dPoP) with its defaults: no server nonce, proofs ES256/Ed25519/EdDSA.
 // One process uses the in-memory adapter; more processes (node cluster) share a Redis adapter.
 //
 // Authorization codes and opaque access tokens are minted for the benchmark through
@@ -206,6 +207,7 @@ async function serve() {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      dPoP: { enabled: true },
       // The token's own client, or the service client acting as a resource server.
       introspection: { enabled: true, allowedPolicy: (ctx, caller, token) => caller.clientId === token.clientId || caller.clientId === service.client_id },
       revocation: { enabled: true, allowedPolicy: (ctx, caller, token) => caller.clientId === token.clientId },

@@ -12,16 +12,22 @@
     async def orders(request):
         principal = request.state.principal  # sub, client_id, scopes, claims
 
+DPoP-bound tokens (RFC 9449) need no code in the handler: the middleware checks their
+proof. An API with several workers shares a replay cache, ``dpop_replay=RedisReplayCache(
+redis.Redis(...))``; ``dpop_nonces=HmacNonces(key)`` makes it demand its own nonces.
+
 Imports neither ``idp.web`` nor ``idp.oauth`` nor SQLAlchemy: a resource server needs
 only this package, ``idp.tokens`` (JWT rules, the deny-list matcher) and ``httpx``.
 See ``examples/resource_server.py``.
 """
 
 from idp.resource.credentials import ClientCredentials, ClientSecret, PrivateKeyJwt
+from idp.resource.dpop import HmacNonces, MemoryReplayCache, RedisReplayCache
+from idp.resource.errors import AuthError
 from idp.resource.follower import DenyListFollower
 from idp.resource.jwks import JwksCache
 from idp.resource.middleware import BearerAuthMiddleware, principal_of, requires_scope
-from idp.resource.protector import AuthError, Introspector, ResourceProtector
+from idp.resource.protector import Introspector, ResourceProtector
 from idp.resource.verifier import AccessTokenVerifier, Principal, TokenInvalid
 
 __all__ = [
@@ -31,10 +37,13 @@ __all__ = [
     "ClientCredentials",
     "ClientSecret",
     "DenyListFollower",
+    "HmacNonces",
     "Introspector",
     "JwksCache",
+    "MemoryReplayCache",
     "Principal",
     "PrivateKeyJwt",
+    "RedisReplayCache",
     "ResourceProtector",
     "TokenInvalid",
     "principal_of",

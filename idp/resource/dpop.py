@@ -31,15 +31,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
-import redis
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+if TYPE_CHECKING:  # a resource server with the in-process cache does not import redis
+    import redis
 
 __all__ = [
     "ALGS",
@@ -308,13 +310,16 @@ class RedisReplayCache:
     """Replay cache shared by every worker and instance: one ``SET key NX EX ttl`` per proof."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "dpop:jti:") -> None:
+        import redis
+
         self._client = client
         self._prefix = prefix
+        self._errors = redis.RedisError
 
     def first_use(self, key: str, ttl_seconds: int) -> bool:
         try:
             return bool(self._client.set(self._prefix + key, b"1", nx=True, ex=max(1, ttl_seconds)))
-        except redis.RedisError as exc:
+        except self._errors as exc:
             raise ReplayCacheUnavailable(f"replay cache unreachable: {type(exc).__name__}") from None
 
 

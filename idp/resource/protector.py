@@ -13,6 +13,12 @@ copy may be missing revocations, and ``on_stale`` says what to do:
   ``introspection_cache`` seconds), authenticating as ``introspection_client`` (by default
   ``client``); if the IdP cannot answer either, refuse with 503.
 
+DPoP-bound tokens (``cnf.jkt``) are accepted only with a proof of their key
+(:mod:`idp.resource.binding`): ``dpop_algs``, ``dpop_max_age`` (the proof's ``iat``
+window), ``dpop_replay`` (in-process by default; a ``RedisReplayCache`` shared by every
+worker of the API), ``dpop_nonces`` (the API's own server nonces) and ``dpop_required``
+(refuse bearer tokens altogether).
+
 Endpoints default to the issuer's: ``/jwks.json``, ``/deny-list/events``, ``/introspect``;
 ``base_url`` reaches them by another address (in-cluster).
 """
@@ -23,28 +29,20 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import httpx
 
 from idp.clock import Clock
+from idp.resource.binding import MAX_AGE_SECONDS, DPoPCheck
 from idp.resource.credentials import ClientCredentials, as_credentials
+from idp.resource.dpop import ALGS, NonceSource, ReplayCache
+from idp.resource.errors import AuthError
 from idp.resource.follower import DenyListFollower
 from idp.resource.jwks import JwksCache
 from idp.resource.verifier import AccessTokenVerifier, Principal
 from idp.tokens.jwt import LEEWAY, TokenInvalid
-
-
-class AuthError(Exception):
-    """Refusal in RFC 6750 §3 terms; ``description`` is safe to send."""
-
-    def __init__(self, status: int, error: str | None, description: str = "", scope: str | None = None) -> None:
-        super().__init__(description or error or "unauthorized")
-        self.status = status
-        self.error = error
-        self.description = description
-        self.scope = scope
 
 
 class Introspector:
@@ -114,6 +112,11 @@ class ResourceProtector:
         leeway: int = LEEWAY,
         jwks_refetch_interval: float = 10.0,
         reconnect_max: float = 5.0,
+        dpop_algs: Iterable[str] = ALGS,
+        dpop_max_age: int = MAX_AGE_SECONDS,
+        dpop_replay: ReplayCache | None = None,
+        dpop_nonces: NonceSource | None = None,
+        dpop_required: bool = False,
     ) -> None:
         if on_stale not in ("fail_closed", "introspect") or stale_status not in (401, 503):
             raise ValueError("on_stale must be fail_closed|introspect and stale_status 401|503")
@@ -130,6 +133,8 @@ class ResourceProtector:
         self.jwks = JwksCache(f"{base}/jwks.json", self.http, refetch_interval=jwks_refetch_interval)
         self.verifier = AccessTokenVerifier(issuer=issuer, audience=audience, jwks=self.jwks, clock=clock,
                                             leeway=leeway)  # fmt: skip
+        self.dpop = DPoPCheck(now=lambda: self.verifier.clock.now(), algs=dpop_algs, max_age_seconds=dpop_max_age,
+                              replay=dpop_replay, nonces=dpop_nonces, required=dpop_required)  # fmt: skip
         self.follower: DenyListFollower | None = None
         if follow:
             assert credentials is not None
@@ -164,23 +169,37 @@ class ResourceProtector:
             await self.http.aclose()
         self._started = False
 
-    async def authenticate(self, token: str) -> Principal:
+    async def authenticate(
+        self, token: str, *, scheme: str = "bearer", proofs: Sequence[str] = (), method: str = "GET", url: str = ""
+    ) -> Principal:
+        """The caller of a request carrying ``token``, else AuthError.
+
+        ``scheme`` is the authorization scheme it came with (``bearer`` or ``dpop``, lower case);
+        for ``dpop``, ``proofs`` are the request's ``DPoP`` header values and ``method`` / ``url``
+        the request as this server received it (the proof's ``htm`` / ``htu``).
+        """
         if not self._started:
             await self.start()
         try:
             header, claims = await self.verifier.verify(token)
         except TokenInvalid as exc:
-            raise AuthError(401, "invalid_token", str(exc)) from None
+            raise self._refusal(scheme, "invalid_token", str(exc)) from None
+        self.dpop.check(token, claims, scheme=scheme, proofs=proofs, method=method, url=url)
         follower = self.follower
         if follower is None:
             return Principal.from_claims(claims)
         if follower.is_denied(claims, header["kid"]):
-            raise AuthError(401, "invalid_token", "token revoked")
+            raise self._refusal(scheme, "invalid_token", "token revoked")
         if follower.is_stale():
             if self.introspector is None or self.on_stale == "fail_closed":
                 if self.stale_status == 503:
                     raise AuthError(503, "temporarily_unavailable", "revocation status unknown; retry shortly")
-                raise AuthError(401, "invalid_token", "revocation status unknown")
+                raise self._refusal(scheme, "invalid_token", "revocation status unknown")
             if await self.introspector.introspect(token) is None:
-                raise AuthError(401, "invalid_token", "token is not active")
+                raise self._refusal(scheme, "invalid_token", "token is not active")
         return Principal.from_claims(claims)
+
+    def _refusal(self, scheme: str, error: str, description: str) -> AuthError:
+        if scheme == "dpop":  # RFC 9449 §7.1: the error goes in the challenge of the scheme the request used
+            return self.dpop.refusal(error, description)
+        return AuthError(401, error, description)

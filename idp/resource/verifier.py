@@ -41,15 +41,19 @@ class Principal:
     client_id: str
     scopes: frozenset[str]
     claims: dict[str, Any] = field(repr=False, compare=False)
+    jkt: str | None = None  # the key a DPoP-bound token is bound to (its proof checked), None for a bearer token
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> Principal:
         scope = claims.get("scope", "")
+        cnf = claims.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
         return cls(
             sub=str(claims.get("sub", "")),
             client_id=str(claims.get("client_id", "")),
             scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
             claims=claims,
+            jkt=jkt if isinstance(jkt, str) else None,
         )
 
 

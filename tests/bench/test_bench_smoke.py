@@ -95,3 +95,12 @@ def test_profile_summary_leaves_out_parked_threads() -> None:
     assert s["samples"] == 3 and s["waiting_samples"] == 5
     assert s["self"][0]["name"].startswith("sign (joserfc/")
     assert s["packages"][0]["name"] == "joserfc"
+
+
+def test_dpop_cost_measures_fresh_proofs() -> None:
+    """bench/dpop_cost.py: each timed proof is verified (a replayed one would raise), and the rates derive."""
+    from bench import dpop_cost
+
+    r = dpop_cost.run(seconds=0.05)
+    assert r["dpop_verify_ES256_us"] > 0 and r["dpop_verify_EdDSA_us"] > 0 and r["thumbprint_us"] > 0
+    assert r["dpop_requests_per_core_s"] == round(1e6 / r["dpop_request_us"])

@@ -19,6 +19,7 @@ import pytest
 from idp.services import Services
 from tests import oauthkit
 from tests.docs.guidekit import DOCS, Browser, run_snippets, snippets
+from tests.dpop_client import DPoPAuth, DPoPKey
 from tests.integration.live_server import LiveServer, free_port
 from tests.integration.resource_support import idp_server
 
@@ -204,6 +205,26 @@ def test_web_app_guide(idp: LiveServer, container: Services, monkeypatch) -> Non
         rp.stop()
 
 
+def dpop_only(app: object, client_id: str, secret: str, issuer: str, bearer: str) -> None:
+    """The guide's DPoP-only API: a DPoP-bound token with its proofs works, the same token as Bearer does not."""
+    key = DPoPKey("ES256")
+    r = httpx.post(f"{issuer}/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret),
+                   headers={"dpop": key.proof("POST", f"{issuer}/token")})  # fmt: skip
+    assert r.status_code == 200 and r.json()["token_type"] == "DPoP", r.text
+    bound = r.json()["access_token"]
+    api = LiveServer(app, free_port()).start()
+    try:
+        url = f"http://127.0.0.1:{api.port}/orders"
+        r = httpx.get(url, auth=DPoPAuth(key, bound))
+        assert r.status_code == 200, r.text
+        r = httpx.get(url, headers={"authorization": f"Bearer {bound}"})  # RFC 9449 §7.2
+        assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
+        r = httpx.get(url, headers={"authorization": f"Bearer {bearer}"})  # dpop_required: no bearer tokens
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("DPoP ")
+    finally:
+        api.stop()
+
+
 def test_resource_server_guide(idp: LiveServer, container: Services, monkeypatch) -> None:
     api_port = free_port()
     monkeypatch.setenv("IDP_ISSUER", idp.url)
@@ -234,6 +255,8 @@ def test_resource_server_guide(idp: LiveServer, container: Services, monkeypatch
         assert r.status_code == 401  # a token for another API
         assert httpx.get(url).status_code == 401
         assert httpx.get(f"http://127.0.0.1:{api_port}/health").status_code == 200
+
+        dpop_only(guide["dpop_app"], reader.client_id, secret, idp.url, access)
 
         container.clock.advance(1)
         container.denylist.deny("client", reader.client_id, reason="leaked secret", actor="test")  # idp pushes it

@@ -90,3 +90,19 @@ def _jti(token: str) -> str:
     from tests.integration.test_revocation import claims_of
 
     return str(claims_of(token)["jti"])
+
+
+def test_example_dpop_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from idp.resource import RedisReplayCache
+
+    for name, value in {
+        "IDP_ISSUER": ISSUER, "API_AUDIENCE": API, "API_CLIENT_ID": "rs", "API_CLIENT_SECRET": "s",
+        "API_PUBLIC_ORIGIN": "https://api.example.com", "API_DPOP_REQUIRED": "1",
+        "API_REDIS_URL": "redis://127.0.0.1:6379/0",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    app = app_from_env()
+    options = next(m.kwargs for m in app.user_middleware)
+    assert options["public_origin"] == "https://api.example.com"
+    protector = options["protector"]
+    assert protector.dpop.required and isinstance(protector.dpop.verifier.replay, RedisReplayCache)

@@ -88,7 +88,11 @@ async def test_missing_token_is_a_bare_challenge(idp: FakeIdP) -> None:
     async with idp.http() as http, api(make(idp, http)[0]) as client:
         r = await client.get("/me")
         assert r.status_code == 401
-        assert r.headers["www-authenticate"] == 'Bearer realm="api"'  # RFC 6750 §3.1: no error code
+        # RFC 6750 §3.1: no error code; RFC 9449 §7.2: both schemes are offered, DPoP with its algorithms.
+        assert r.headers.get_list("www-authenticate") == [
+            'Bearer realm="api"',
+            'DPoP realm="api", algs="ES256 RS256 PS256 EdDSA"',
+        ]
         r = await client.get("/me", headers={"authorization": "Basic dXNlcjpwYXNz"})
         assert r.status_code == 401 and "error=" not in r.headers["www-authenticate"]
         assert (await client.get("/health")).status_code == 200  # public path

@@ -1,0 +1,30 @@
+"""The refusal every part of ``idp.resource`` raises, in RFC 6750 §3 / RFC 9449 §7.1 terms."""
+
+from __future__ import annotations
+
+
+class AuthError(Exception):
+    """Refusal of a request; ``description`` is safe to send.
+
+    ``scheme`` names the challenge the error belongs to: ``Bearer`` (RFC 6750 §3) or ``DPoP``
+    (RFC 9449 §7.1, for a request made with the DPoP scheme). ``nonce`` is a server nonce to
+    hand the client in a ``DPoP-Nonce`` header (RFC 9449 §9).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error: str | None,
+        description: str = "",
+        scope: str | None = None,
+        *,
+        scheme: str = "Bearer",
+        nonce: str | None = None,
+    ) -> None:
+        super().__init__(description or error or "unauthorized")
+        self.status = status
+        self.error = error
+        self.description = description
+        self.scope = scope
+        self.scheme = scheme
+        self.nonce = nonce
