@@ -17,6 +17,7 @@ _GENERATE: dict[str, Any] = {
     "RS256": lambda: RSAKey.generate_key(2048),
     "PS256": lambda: RSAKey.generate_key(2048),
     "EdDSA": lambda: OKPKey.generate_key("Ed25519"),
+    "Ed25519": lambda: OKPKey.generate_key("Ed25519"),
 }
 _PUBLIC = {"EC": ("kty", "crv", "x", "y"), "RSA": ("kty", "n", "e"), "OKP": ("kty", "crv", "x")}
 

@@ -60,7 +60,8 @@ __all__ = [
     "thumbprint",
 ]
 
-ALGS: tuple[str, ...] = ("ES256", "RS256", "PS256", "EdDSA")  # EdDSA: Ed25519 only (RFC 8037)
+ALGS: tuple[str, ...] = ("ES256", "RS256", "PS256", "EdDSA", "Ed25519")  # EdDSA: Ed25519 only (RFC 8037);
+# "Ed25519" is the fully specified name of the same algorithm (RFC 9864 §2.2), which oauth4webapi sends
 TYP = "dpop+jwt"
 INVALID_PROOF = "invalid_dpop_proof"
 USE_NONCE = "use_dpop_nonce"
@@ -71,7 +72,13 @@ PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})  # RF
 # RFC 7638 §3.2: the required members of each key type, in lexicographic order.
 _REQUIRED = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
 # Which key type (and curve) each algorithm takes.
-_KEY_FOR_ALG = {"ES256": ("EC", "P-256"), "RS256": ("RSA", None), "PS256": ("RSA", None), "EdDSA": ("OKP", "Ed25519")}
+_KEY_FOR_ALG = {
+    "ES256": ("EC", "P-256"),
+    "RS256": ("RSA", None),
+    "PS256": ("RSA", None),
+    "EdDSA": ("OKP", "Ed25519"),
+    "Ed25519": ("OKP", "Ed25519"),
+}
 
 
 class DPoPError(Exception):

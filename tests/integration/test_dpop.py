@@ -391,7 +391,7 @@ def _challenge(r: httpx.Response, error: str) -> None:
     assert r.status_code == 401, r.text
     assert r.json()["error"] == error
     assert r.headers["www-authenticate"].startswith(f'DPoP error="{error}"')  # RFC 9449 §7.1
-    assert 'algs="ES256 RS256 PS256 EdDSA"' in r.headers["www-authenticate"]
+    assert 'algs="ES256 RS256 PS256 EdDSA Ed25519"' in r.headers["www-authenticate"]
 
 
 async def test_a_bound_token_as_bearer_is_refused(client, container: Services, key, bound_at: str) -> None:
@@ -448,4 +448,4 @@ async def test_revoking_bound_tokens(client, container: Services, native, key) -
 
 async def test_discovery_names_the_proof_algorithms(client) -> None:
     doc = (await client.get("/.well-known/openid-configuration")).json()
-    assert doc["dpop_signing_alg_values_supported"] == ["ES256", "RS256", "PS256", "EdDSA"]  # RFC 9449 §5.1
+    assert doc["dpop_signing_alg_values_supported"] == ["ES256", "RS256", "PS256", "EdDSA", "Ed25519"]  # RFC 9449 §5.1

@@ -54,7 +54,7 @@ async def test_never_in_the_query_string(client: httpx.AsyncClient, container: S
 async def test_missing_and_invalid_tokens(client: httpx.AsyncClient, container: Services) -> None:
     r = await client.get("/userinfo")
     # RFC 6750 §3.1 and RFC 9449 §7.1: a bare challenge for each scheme accepted
-    challenges = 'Bearer realm="idp", DPoP algs="ES256 RS256 PS256 EdDSA"'
+    challenges = 'Bearer realm="idp", DPoP algs="ES256 RS256 PS256 EdDSA Ed25519"'
     assert r.status_code == 401 and r.headers["www-authenticate"] == challenges
     for value in ("Bearer nope", "Bearer a.b.c", "Basic Zm9vOmJhcg==", "Bearer "):
         r = await client.get("/userinfo", headers={"authorization": value})

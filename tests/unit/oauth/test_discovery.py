@@ -26,7 +26,7 @@ GOLDEN = (
     '256","EdDSA"],"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_'
     'post","private_key_jwt"],"introspection_endpoint_auth_signing_alg_values_supported":["ES256","RS256"'
     ',"PS256","EdDSA"],"code_challenge_methods_supported":["S256"],"dpop_signing_alg_values_supported":["'
-    'ES256","RS256","PS256","EdDSA"],"claims_supported":["sub","iss","aud","exp","iat","auth_time","nonce'
+    'ES256","RS256","PS256","EdDSA","Ed25519"],"claims_supported":["sub","iss","aud","exp","iat","auth_time","nonce'
     '","acr","amr","sid","at_hash","name","preferred_username","email","email_verified"],"prompt_values_s'
     'upported":["none","login","consent"],"claims_parameter_supported":false,"request_parameter_supported'
     '":false,"request_uri_parameter_supported":false,"authorization_response_iss_parameter_supported":tru'

@@ -444,6 +444,6 @@ def test_nonce_ignored_without_a_source(verifier: DPoPVerifier, key: DPoPKey) ->
 
 
 def test_challenge_header() -> None:
-    assert challenge(ALGS) == 'DPoP algs="ES256 RS256 PS256 EdDSA"'
+    assert challenge(ALGS) == 'DPoP algs="ES256 RS256 PS256 EdDSA Ed25519"'
     err = DPoPError("invalid_dpop_proof", 'bad "x"')
     assert challenge(("ES256",), err) == 'DPoP error="invalid_dpop_proof", error_description="bad \'x\'", algs="ES256"'

@@ -26,7 +26,7 @@ from tests.unit.resource.test_middleware import FakeFollower, write
 
 NOW = float(int(time.time()))
 ME = f"{API}/me"
-ALGS_CHALLENGE = 'algs="ES256 RS256 PS256 EdDSA"'
+ALGS_CHALLENGE = 'algs="ES256 RS256 PS256 EdDSA Ed25519"'
 
 
 async def whoami(request: Request) -> JSONResponse:

@@ -91,7 +91,7 @@ async def test_missing_token_is_a_bare_challenge(idp: FakeIdP) -> None:
         # RFC 6750 §3.1: no error code; RFC 9449 §7.2: both schemes are offered, DPoP with its algorithms.
         assert r.headers.get_list("www-authenticate") == [
             'Bearer realm="api"',
-            'DPoP realm="api", algs="ES256 RS256 PS256 EdDSA"',
+            'DPoP realm="api", algs="ES256 RS256 PS256 EdDSA Ed25519"',
         ]
         r = await client.get("/me", headers={"authorization": "Basic dXNlcjpwYXNz"})
         assert r.status_code == 401 and "error=" not in r.headers["www-authenticate"]
