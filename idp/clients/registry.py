@@ -40,6 +40,7 @@ from idp.clients.model import (
     KINDS,
     Client,
     ClientValidationError,
+    validate_backchannel_logout_uri,
     validate_cors_origins,
     validate_redirect_uri,
 )
@@ -268,6 +269,8 @@ class ClientRegistry:
         id_token_alg: str | None = None,
         allowed_cors_origins: builtins.list[str] | None = None,
         claims_in_id_token: bool = False,
+        backchannel_logout_uri: str | None = None,
+        backchannel_logout_session_required: bool = False,
         client_id: str | None = None,
     ) -> tuple[Client, str | None]:
         """Returns the client and, once only, its plaintext secret (None for public/JWT clients)."""
@@ -317,6 +320,8 @@ class ClientRegistry:
             id_token_alg=id_token_alg,
             allowed_cors_origins=validate_cors_origins(allowed_cors_origins or []),
             claims_in_id_token=bool(claims_in_id_token),
+            backchannel_logout_uri=validate_backchannel_logout_uri(backchannel_logout_uri),
+            backchannel_logout_session_required=bool(backchannel_logout_session_required),
             created_at=now,
             updated_at=now,
         )
@@ -345,7 +350,8 @@ class ClientRegistry:
 
     UPDATABLE = frozenset(
         {"name", "redirect_uris", "post_logout_redirect_uris", "scope", "audience", "first_party", "jwks",
-         "require_pkce", "access_token_alg", "id_token_alg", "disabled", "allowed_cors_origins", "claims_in_id_token"}
+         "require_pkce", "access_token_alg", "id_token_alg", "disabled", "allowed_cors_origins", "claims_in_id_token",
+         "backchannel_logout_uri", "backchannel_logout_session_required"}
     )  # fmt: skip
 
     def update(self, client_id: str, **changes: Any) -> Client:
@@ -388,6 +394,8 @@ class ClientRegistry:
             scope=" ".join(dict.fromkeys(c.scope.split())),
             allowed_cors_origins=validate_cors_origins(c.allowed_cors_origins),
             claims_in_id_token=bool(c.claims_in_id_token),
+            backchannel_logout_uri=validate_backchannel_logout_uri(c.backchannel_logout_uri),
+            backchannel_logout_session_required=bool(c.backchannel_logout_session_required),
             updated_at=self._clock.now(),
         )
         return c

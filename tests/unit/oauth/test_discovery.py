@@ -30,7 +30,7 @@ GOLDEN = (
     'il_verified"],"prompt_values_supported":["none","login","consent"],"claims_parameter_supported":fals'
     'e,"request_parameter_supported":false,"request_uri_parameter_supported":false,"authorization_respons'
     'e_iss_parameter_supported":true,"frontchannel_logout_supported":false,"backchannel_logout_supported"'
-    ':false,"ui_locales_supported":["en"]}'
+    ':true,"backchannel_logout_session_supported":true,"ui_locales_supported":["en"]}'
 )
 
 
