@@ -220,8 +220,10 @@ class LogoutSender:
     async def _attempt(self, d: Delivery, token: str, lease_until: float) -> None:
         try:
             await self._send(d, token, lease_until)
-        except Exception:
+        except Exception as exc:
             log.exception("back-channel logout: delivery %s to client %s failed unexpectedly", d.id, d.client_id)
+            with contextlib.suppress(Exception):
+                await self._finish(d, token, error=f"internal error ({exc.__class__.__name__})", status=None)
         finally:
             left = self._in_flight.get(d.client_id, 1) - 1
             if left <= 0:
