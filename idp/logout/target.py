@@ -32,10 +32,10 @@ def classify(ip: IPAddress) -> str:
     """``public``, ``loopback``, ``private`` or ``forbidden``."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip.is_loopback:  # before is_reserved: ::1 lies in the reserved ::/8
+        return "loopback"
     if ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip == ipaddress.IPv4Address("255.255.255.255"):
         return "forbidden"
-    if ip.is_loopback:
-        return "loopback"
     if ip in METADATA or ip.is_link_local or ip.is_private or not ip.is_global:
         return "private"  # is_private covers RFC 1918, ULA, documentation ranges; not is_global: RFC 6598 too
     return "public"
