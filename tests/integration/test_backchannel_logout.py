@@ -440,3 +440,22 @@ async def test_metrics_count_deliveries_and_the_queue(client, container, alice, 
     assert 'idp_backchannel_logout_deliveries_total{result="sent"} 1.0' in text
     assert "idp_backchannel_logout_delivery_seconds_count 1.0" in text
     assert 'idp_backchannel_logout_queue{state="pending"} 0.0' in text
+
+
+def test_a_reauthentication_keeps_the_sid_and_its_clients(container, alice, receiver):
+    rp = bcl_client(container, receiver)
+    cookie, session = session_into(container, alice, rp)
+    container.clock.advance(120)
+    _, again = container.login_sessions.login(alice.id, previous_cookie=cookie)  # a new cookie, the same sid
+    assert again.sid == session.sid
+    container.account.sign_out_everywhere(alice.id)
+    assert [(d.client_id, d.sid) for d in rows(container)] == [(rp.client_id, session.sid)]
+
+
+def test_a_client_recorded_after_its_session_ended_is_ignored(container, alice, receiver):
+    rp = bcl_client(container, receiver)
+    cookie, session = session_into(container, alice)
+    container.login_sessions.end(cookie, actor=alice.id, reason="logout")
+    container.login_sessions.signed_into(session.sid, rp.client_id)  # a code exchanged after the logout
+    container.login_sessions.signed_into(session.sid, rp.client_id)
+    assert rows(container) == []

@@ -114,3 +114,38 @@ def test_cli_lists_and_retries_dead_deliveries(env, capsys) -> None:
     code, _, err = run(capsys, "logout", "deliveries", "retry", dead)
     assert code == 2 and "no" in err
     assert [e.actor for e in env.audit.query(action="logout.retried")][0].startswith("cli")
+
+
+def _signed_into_rp(c):
+    rp, _ = web_client(c, name="Shop", backchannel_logout_uri="http://127.0.0.1:9/bcl")
+    user = make_user(c, "bob")
+    _, session = c.login_sessions.login(user.id)
+    c.login_sessions.signed_into(session.sid, rp.client_id)
+    return user, session, rp
+
+
+def test_cli_session_revocation_owes_the_rp_a_token(env, capsys) -> None:
+    user, session, rp = _signed_into_rp(env)
+    code, _, err = run(capsys, "sessions", "end", session.sid, "--reason", "lost phone")
+    assert code == 0, err
+    assert [(d.client_id, d.sid, d.reason) for d in env.logout_outbox.list()] == [
+        (rp.client_id, session.sid, "lost phone")
+    ]
+    _, again = env.login_sessions.login(user.id)
+    env.login_sessions.signed_into(again.sid, rp.client_id)
+    code, _, err = run(capsys, "sessions", "end-all", "bob", "--reason", "stolen laptop")
+    assert code == 0, err
+    assert {d.sid for d in env.logout_outbox.list()} == {session.sid, again.sid}
+
+
+async def test_admin_api_session_revocation_owes_the_rp_a_token(api, container) -> None:
+    user, session, rp = _signed_into_rp(container)
+    r = await api.delete(f"/admin/users/{user.id}/sessions/{session.sid}")
+    assert r.status_code == 204
+    _, again = container.login_sessions.login(user.id)
+    container.login_sessions.signed_into(again.sid, rp.client_id)
+    r = await api.delete(f"/admin/users/{user.id}/sessions")
+    assert r.status_code == 200
+    r = await api.post("/admin/deny-list", json={"kind": "subject", "value": user.id, "reason": "stolen"})
+    assert r.status_code == 201
+    assert sorted(d.sid for d in container.logout_outbox.list()) == sorted([session.sid, again.sid])
