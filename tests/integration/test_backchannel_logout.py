@@ -54,6 +54,14 @@ def session_into(container, user, *clients):
     return cookie, session
 
 
+def signed_out(container, user, receiver):
+    """A client with a back-channel receiver, a session of ``user`` signed into it, signed out everywhere."""
+    rp = bcl_client(container, receiver)
+    session_into(container, user, rp)
+    container.account.sign_out_everywhere(user.id)
+    return rp
+
+
 async def deliver(sender: LogoutSender) -> None:
     """One claim round and its attempts, to the end."""
     await asyncio.gather(*await sender.dispatch())
@@ -188,9 +196,7 @@ def test_a_disabled_client_or_one_without_a_uri_is_owed_nothing(container, alice
 
 
 async def test_a_500_is_retried_with_backoff_and_delivered_after_recovery(container, alice, receiver):
-    rp = bcl_client(container, receiver)
-    session_into(container, alice, rp)
-    container.account.sign_out_everywhere(alice.id)
+    signed_out(container, alice, receiver)
     sender = make_sender(container, rng=lambda: 1.0)
     receiver.status = 500
     await deliver(sender)
@@ -213,9 +219,7 @@ async def test_a_500_is_retried_with_backoff_and_delivered_after_recovery(contai
 
 
 async def test_a_receiver_that_times_out_gets_its_token_after_recovery(container, alice, receiver):
-    rp = bcl_client(container, receiver)
-    session_into(container, alice, rp)
-    container.account.sign_out_everywhere(alice.id)
+    signed_out(container, alice, receiver)
     sender = make_sender(container, rng=lambda: 0.0)
     receiver.delay = 2.0  # past the 0.5 s timeout
     started = time.monotonic()
@@ -231,9 +235,7 @@ async def test_a_receiver_that_times_out_gets_its_token_after_recovery(container
 
 
 async def test_a_receiver_down_for_a_while_gets_its_token_when_it_is_back(container, alice, receiver):
-    rp = bcl_client(container, receiver)
-    session_into(container, alice, rp)
-    container.account.sign_out_everywhere(alice.id)
+    signed_out(container, alice, receiver)
     sender = make_sender(container, rng=lambda: 1.0)
     port = receiver.server.port
     receiver.stop()
@@ -251,9 +253,7 @@ async def test_a_receiver_down_for_a_while_gets_its_token_when_it_is_back(contai
 async def test_past_the_horizon_it_is_dead_and_an_operator_retries_it(container, alice, receiver):
     from idp.logout.admin import retry_dead
 
-    rp = bcl_client(container, receiver)
-    session_into(container, alice, rp)
-    container.account.sign_out_everywhere(alice.id)
+    signed_out(container, alice, receiver)
     sender = make_sender(container, rng=lambda: 1.0)
     receiver.status = 503
     await deliver(sender)
@@ -273,9 +273,7 @@ async def test_past_the_horizon_it_is_dead_and_an_operator_retries_it(container,
 
 
 async def test_redirects_are_not_followed_and_a_big_answer_is_not_read(container, alice, receiver):
-    rp = bcl_client(container, receiver)
-    session_into(container, alice, rp)
-    container.account.sign_out_everywhere(alice.id)
+    signed_out(container, alice, receiver)
     sender = make_sender(container)
     receiver.status = 307
     await deliver(sender)
@@ -428,9 +426,7 @@ async def test_the_browser_logout_never_waits_for_an_rp(client, container, alice
 
 
 async def test_metrics_count_deliveries_and_the_queue(client, container, alice, receiver):
-    rp = bcl_client(container, receiver)
-    session_into(container, alice, rp)
-    container.account.sign_out_everywhere(alice.id)
+    signed_out(container, alice, receiver)
 
     def sent() -> float:
         return container.metrics.logout_deliveries.labels("sent")._value.get()
