@@ -108,6 +108,9 @@ class SqlLogoutOutbox:
         excluded = list(exclude)
         if excluded:
             due = due.where(_T.c.client_id.not_in(excluded))
+        with self._statement() as conn:  # a plain read first: an idle poll takes no write lock (SQLite)
+            if conn.execute(due.limit(1)).first() is None:
+                return token, []
         due = due.order_by(_T.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True)  # PostgreSQL
         with self._engine.begin() as conn:
             rows = conn.execute(
