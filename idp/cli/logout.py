@@ -29,7 +29,10 @@ def _list(c: Services, args: argparse.Namespace) -> None:
 
 
 def _retry(c: Services, args: argparse.Namespace) -> None:
-    revived = retry_dead(c, actor=operator(), ids=args.ids, client_id=args.client)
+    try:
+        revived = retry_dead(c, actor=operator(), ids=args.ids, client_id=args.client)
+    except DeliveryQueryError as exc:
+        raise CliError(str(exc)) from None
     if args.ids and not revived:
         raise CliError("none of these is a dead delivery")
     out(args, {"retried": revived}, f"{len(revived)} dead delivery(ies) due again")

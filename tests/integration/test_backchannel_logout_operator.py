@@ -81,6 +81,10 @@ async def test_admin_api_lists_deliveries_by_state_and_retries_dead_ones(api, co
     assert r.json() == {"retried": [second]}
     assert (await api.post("/admin/logout-deliveries/retry", json={"ids": "x"})).status_code == 422
     assert (await api.post("/admin/logout-deliveries/retry", json={"other": 1})).status_code == 422
+    for body in ({"ids": ["a\x00b"]}, {"client_id": "c\x00"}, {"ids": [""]}):
+        assert (await api.post("/admin/logout-deliveries/retry", json=body)).status_code == 422, body
+    r = await api.get("/admin/logout-deliveries", params={"client_id": "c\x00"})
+    assert r.status_code == 422
     events = [e for e in container.audit.query(action="logout.retried")]
     assert len(events) == 2 and all(e.actor.startswith("admin:") for e in events)
 
