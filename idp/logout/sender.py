@@ -139,10 +139,17 @@ class LogoutSender:
     async def stop(self) -> None:
         """Claim nothing more; let the attempts under way finish (each within its timeout) and record them."""
         self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
         if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+            # Let a claim under way finish (its rows are then sent and recorded below), rather than cancel it
+            # and leave them leased to nobody until the lease passes.
+            try:
+                await asyncio.wait_for(asyncio.shield(self._runner), self.settings.timeout + MARGIN)
+            except TimeoutError:
+                self._runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._runner
         await self.drain()
         if self._http is not None:
             await self._http.aclose()
