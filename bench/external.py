@@ -3,6 +3,7 @@
 * ``bench/verify_cost.py``: ``idp.resource`` local verifications per second (deny-list in memory);
 * ``bench/revocation_latency.py``: revocation-to-rejection latency at a resource server (p50/p99);
 * ``bench/dpop_cost.py``: ``idp.resource`` DPoP proof verification and thumbprint, requests per core.
+* ``bench/backchannel_latency.py``: sign-out-everywhere to 10 RPs' back-channel logout receivers (p50/p99).
 
 Each exposes a function returning a dict. Its keyword arguments are filled by name from
 what the harness has: ``base_url``/``issuer``, ``server``, ``target``, ``env``, ``quick``,
@@ -24,6 +25,7 @@ EXTERNAL = [
     ("resource_verify", "bench.verify_cost", "idp.resource local verification"),
     ("revocation_latency", "bench.revocation_latency", "Revocation-to-rejection latency at a resource server"),
     ("dpop_verify", "bench.dpop_cost", "idp.resource DPoP verification (proof + thumbprint), per core"),
+    ("backchannel_latency", "bench.backchannel_latency", "Sign-out-everywhere to 10 RPs' back-channel receivers"),
 ]
 # Arguments the harness chooses (others are filled by name, see the module docstring), and how
 # many times each runs: per round, or once (the latency run times n revocations itself).
@@ -31,8 +33,9 @@ CHOSEN: dict[str, Callable[[Budget], dict[str, Any]]] = {
     "resource_verify": lambda b: {"seconds": 0.3 if b.quick else 1.0},
     "revocation_latency": lambda b: {"n": 30 if b.quick else 100, "backend": "postgres", "path": "api"},
     "dpop_verify": lambda b: {"seconds": 0.3 if b.quick else 1.0},
+    "backchannel_latency": lambda b: {"n": 10 if b.quick else 50, "rps": 10, "backend": "postgres"},
 }
-ONCE = {"revocation_latency"}
+ONCE = {"revocation_latency", "backchannel_latency"}
 PREFERRED = ("run", "measure", "bench", "main")
 
 

@@ -15,6 +15,7 @@ from idp.clients.origins import own_origin
 from idp.config import Settings, load_settings
 from idp.errors import OAuthError
 from idp.feature import Feature
+from idp.logout.feature import BACKCHANNEL_LOGOUT
 from idp.oauth.discovery import assemble
 from idp.oauth.feature import GRANT_PURGE, TOKEN
 from idp.oauth.token.grant import GrantRegistry
@@ -58,6 +59,7 @@ DEFAULT_FEATURES: tuple[Feature, ...] = (
     METRICS,
     OPENAPI,
     KEY_MAINTENANCE,
+    BACKCHANNEL_LOGOUT,  # tasks and discovery fields only
 )
 
 

@@ -63,6 +63,35 @@ class Settings(BaseSettings):
     logout_revokes_offline: bool = Field(
         False, description="Whether ending a login session also revokes offline_access refresh grants."
     )
+    backchannel_logout_timeout: float = Field(
+        5.0, ge=0.5, le=30, description="Seconds a client's backchannel_logout_uri has to answer a logout token."
+    )
+    backchannel_logout_retry_hours: float = Field(
+        24.0, gt=0, le=24 * 30,
+        description="Back-channel logout tokens are retried (exponential backoff with jitter) for this long after "
+        "the session ended; then the delivery is dead until an operator retries it (`idp logout deliveries`).",
+    )  # fmt: skip
+    backchannel_logout_per_client: int = Field(
+        4, ge=1, le=64, description="Logout tokens in flight at once to one client, per server process."
+    )
+    backchannel_logout_concurrency: int = Field(
+        32, ge=1, le=1024, description="Logout tokens in flight at once, per server process."
+    )
+    backchannel_logout_poll_seconds: float = Field(
+        1.0, ge=0.05, le=60,
+        description="How often each server looks for due logout tokens (ends in the same process wake it at once; "
+        "this bounds the wait for those made by the CLI or another instance, and for retries).",
+    )  # fmt: skip
+    backchannel_logout_allow_private: bool = Field(
+        False,
+        description="Send logout tokens to clients whose backchannel_logout_uri resolves to a private, shared or "
+        "link-local address (RFC 1918, ULA, RFC 6598, 169.254/16 with the cloud metadata service). Off: refused.",
+    )
+    backchannel_logout_allow_loopback: bool | None = Field(
+        None,
+        description="Send logout tokens to loopback addresses (a web app on the same machine). Unset = only for "
+        "the embedded default on a loopback issuer (a developer's machine).",
+    )
 
     access_token_alg: SigningAlg = Field("ES256", description="Default signing algorithm for access tokens.")
     id_token_alg: SigningAlg = Field("RS256", description="Default ID token algorithm (OIDC mandates RS256).")
@@ -289,6 +318,11 @@ class Settings(BaseSettings):
     def strict_transport_security(self) -> str | None:
         """The HSTS value to send, or None: only an https issuer has one (RFC 6797 §7.2)."""
         return (self.hsts or None) if self.issuer.startswith("https://") else None
+
+    @property
+    def backchannel_logout_loopback(self) -> bool:
+        allowed = self.backchannel_logout_allow_loopback
+        return self.local_trial if allowed is None else allowed
 
     @property
     def create_demo(self) -> bool:

@@ -52,6 +52,7 @@ from idp.store.denylist_repo import SqlDenyStore
 from idp.store.dpop_replay import replay_cache
 from idp.store.grants_repo import SqlGrantStore
 from idp.store.keys_repo import SqlKeyStore
+from idp.store.logout_repo import SqlLogoutOutbox
 from idp.store.models import MetaRow
 from idp.store.sessions_repo import SqlSessionStore
 from idp.store.stats_repo import SqlStateCounts
@@ -60,6 +61,7 @@ from idp.tokens import jwt
 from idp.tokens.access import AccessTokens
 from idp.tokens.codes import AuthorizationCodes
 from idp.tokens.id_token import IdTokens
+from idp.tokens.logout_token import LogoutTokens
 from idp.tokens.refresh import RefreshTokens
 from idp.users.admin import UserAdmin
 from idp.users.cache import CachedUserStore
@@ -114,6 +116,8 @@ class Services:
     codes: AuthorizationCodes
     denylist_feed: DenyFeed
     dpop: DPoPVerifier  # DPoP proofs at the token and userinfo endpoints (RFC 9449)
+    logout_outbox: SqlLogoutOutbox  # back-channel logout tokens owed, written with the end of the sessions
+    logout_tokens: LogoutTokens
 
     def close(self) -> None:
         close_version = getattr(self.clients.version, "close", None)
@@ -269,10 +273,12 @@ def build_services(
     id_tokens = IdTokens(keyring, clock, issuer=s.issuer, ttl=s.id_token_ttl, default_alg=s.id_token_alg)
     codes = AuthorizationCodes(ephemeral, digester, clock, ttl=s.authorization_code_ttl)
 
-    # Sessions: sign-out over the grants and the deny-list; login sessions announce their end.
+    # Sessions: sign-out over the grants and the deny-list; login sessions announce their end. The back-channel
+    # logout tokens each end owes are written in the transaction that ends the sessions (the outbox).
     signout = SignOut(grants, denylist, audit, keep_offline=not s.logout_revokes_offline)
+    logout_outbox = SqlLogoutOutbox(sessions, clock.now)
     login_sessions = LoginSessions(
-        SqlSessionStore(sessions), digester, clock, directory.store,
+        SqlSessionStore(sessions, on_end=[logout_outbox.enqueue]), digester, clock, directory.store,
         idle_ttl=s.session_idle_ttl, absolute_ttl=s.session_absolute_ttl, events=events,
     )  # fmt: skip
     consents = Consents(SqlConsentStore(sessions), clock)
@@ -297,6 +303,9 @@ def build_services(
         denylist, ephemeral, heartbeat=s.denylist_heartbeat_seconds, clock=clock,
         max_streams=s.denylist_max_streams, per_client=s.denylist_streams_per_client,
     )  # fmt: skip
+
+    def end_sessions(user_id: str, actor: str, reason: str) -> int:
+        return len(login_sessions.end_all_for_user(user_id, actor=actor, reason=reason))
 
     # The domain reactions, in the order they run.
     events.subscribe(SessionsEnded, signout.sessions_ended)
@@ -334,7 +343,7 @@ def build_services(
         client_admin=ClientAdmin(clients, denylist, audit, events),
         user_admin=UserAdmin(directory, audit, sign_out_everywhere=account.end_everything, events=events),
         key_admin=KeyAdmin(keyring, audit, events),
-        deny_admin=DenyAdmin(denylist, grants),
+        deny_admin=DenyAdmin(denylist, grants, end_sessions=end_sessions),
         client_changes=None if clients.bus is None else ClientChanges(clients, ephemeral),
         metrics=metrics,
         access_tokens=access_tokens,
@@ -342,6 +351,8 @@ def build_services(
         codes=codes,
         denylist_feed=feed,
         dpop=_dpop(s, kek, clock, ephemeral),
+        logout_outbox=logout_outbox,
+        logout_tokens=LogoutTokens(keyring, clock, issuer=s.issuer, default_alg=s.id_token_alg),
     )
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from idp.cli import clients, db, deny, keys, serve, sessions, users
+from idp.cli import clients, db, deny, keys, logout, serve, sessions, users
 from idp.cli.common import EXIT_USAGE, CliError, services
 from idp.clients.model import ClientValidationError
 from idp.config import ConfigError
@@ -31,6 +31,7 @@ GROUPS: tuple[Callable[[Any], None], ...] = (
     audit.register,  # idp audit list
     deny.register,  # idp deny ...
     sessions.register,  # idp sessions list|end|end-all
+    logout.register,  # idp logout deliveries list|retry
 )
 
 

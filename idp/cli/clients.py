@@ -18,6 +18,8 @@ from idp.services import Services
 
 ACTOR = "cli"
 CORS_HELP = "an origin (https://app.example) whose pages may call token/userinfo/revoke/introspect for this client"
+BCL_HELP = "where logout tokens are POSTed when a session ends (https, or loopback http; no fragment)"
+BCL_SID_HELP = "the client needs sid in logout tokens (backchannel_logout_session_required; always sent here)"
 CLAIMS_HELP = "put the granted profile and email claims in the ID token too (else only in userinfo)"
 DPOP_HELP = "refuse token requests without a DPoP proof (RFC 9449 §5.2): every access token is key-bound"
 
@@ -50,6 +52,8 @@ def clients_create(c: Services, args: argparse.Namespace) -> None:
         allowed_cors_origins=args.cors_origin,
         claims_in_id_token=args.claims_in_id_token,
         dpop_bound_access_tokens=args.dpop_bound_access_tokens,
+        backchannel_logout_uri=args.backchannel_logout_uri,
+        backchannel_logout_session_required=args.backchannel_logout_session_required,
     )
     data = _client_dict(client) | ({"client_secret": secret} if secret else {})
     text = f"client_id     {client.client_id}"
@@ -68,9 +72,11 @@ def clients_update(c: Services, args: argparse.Namespace) -> None:
             changes[name] = getattr(args, flag)
     if args.cors_origin or args.no_cors_origins:
         changes["allowed_cors_origins"] = [] if args.no_cors_origins else args.cors_origin
-    for name in ("claims_in_id_token", "dpop_bound_access_tokens"):
+    for name in ("claims_in_id_token", "dpop_bound_access_tokens", "backchannel_logout_session_required"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
+    if args.backchannel_logout_uri is not None or args.no_backchannel_logout_uri:
+        changes["backchannel_logout_uri"] = None if args.no_backchannel_logout_uri else args.backchannel_logout_uri
     if args.disabled is not None:
         changes["disabled"] = args.disabled
     if not changes:
@@ -141,6 +147,8 @@ def register(sub: Any) -> None:
     q.add_argument("--cors-origin", action="append", default=[], help=CORS_HELP)
     q.add_argument("--claims-in-id-token", action="store_true", help=CLAIMS_HELP)
     q.add_argument("--dpop-bound-access-tokens", action=argparse.BooleanOptionalAction, default=False, help=DPOP_HELP)
+    q.add_argument("--backchannel-logout-uri", help=BCL_HELP)
+    q.add_argument("--backchannel-logout-session-required", action="store_true", help=BCL_SID_HELP)
     q = leaf(cl, "update", clients_update, "change a registered client (lists given here replace the old ones)")
     q.add_argument("client_id")
     q.add_argument("--name")
@@ -152,6 +160,11 @@ def register(sub: Any) -> None:
     q.add_argument("--no-cors-origins", action="store_true", help="remove every extra CORS origin")
     q.add_argument("--claims-in-id-token", action=argparse.BooleanOptionalAction, default=None, help=CLAIMS_HELP)
     q.add_argument("--dpop-bound-access-tokens", action=argparse.BooleanOptionalAction, default=None, help=DPOP_HELP)
+    q.add_argument("--backchannel-logout-uri", help=BCL_HELP)
+    q.add_argument("--no-backchannel-logout-uri", action="store_true", help="stop back-channel logout")
+    q.add_argument(
+        "--backchannel-logout-session-required", action=argparse.BooleanOptionalAction, default=None, help=BCL_SID_HELP
+    )
     q.add_argument(
         "--disabled",
         action=argparse.BooleanOptionalAction,

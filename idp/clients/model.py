@@ -47,6 +47,8 @@ class Client:
     allowed_cors_origins: list[str] = field(default_factory=list)  # beyond those of a public client's redirects
     claims_in_id_token: bool = False  # the granted profile/email claims also in the ID token (OIDC Core §5.4)
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: a token request without a DPoP proof is refused
+    backchannel_logout_uri: str | None = None  # OIDC Back-Channel Logout 1.0 §2.2: logout tokens are POSTed here
+    backchannel_logout_session_required: bool = False  # §2.2: the logout token must carry `sid`
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -71,6 +73,8 @@ class Client:
             "allowed_cors_origins": self.allowed_cors_origins,
             "claims_in_id_token": self.claims_in_id_token,
             "dpop_bound_access_tokens": self.dpop_bound_access_tokens,
+            "backchannel_logout_uri": self.backchannel_logout_uri,
+            "backchannel_logout_session_required": self.backchannel_logout_session_required,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -233,6 +237,20 @@ def validate_redirect_uri(uri: str, kind: str) -> str:
         f"redirect URI {uri!r} must be https (loopback http or a reverse-domain private-use scheme "
         "only for native clients)"
     )
+
+
+def validate_backchannel_logout_uri(uri: str | None) -> str | None:
+    """OIDC Back-Channel Logout 1.0 §2.2: an absolute https URI (plain http only on a loopback host, for
+    development), port, path and query allowed, no fragment; the rules of a web client's redirect URI.
+    None or the empty string: no back-channel logout."""
+    if uri is None or uri == "":
+        return None
+    if not isinstance(uri, str):
+        raise ClientValidationError("backchannel_logout_uri must be a string")
+    try:
+        return validate_redirect_uri(uri, "web")  # BCL §2.2: MUST NOT include a fragment (checked there)
+    except ClientValidationError as exc:
+        raise ClientValidationError(f"backchannel_logout_uri: {exc}".replace("redirect URI ", "")) from None
 
 
 def _validate_http(uri: str, scheme: str, kind: str) -> str:

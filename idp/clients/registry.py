@@ -40,6 +40,7 @@ from idp.clients.model import (
     KINDS,
     Client,
     ClientValidationError,
+    validate_backchannel_logout_uri,
     validate_cors_origins,
     validate_redirect_uri,
 )
@@ -269,6 +270,8 @@ class ClientRegistry:
         allowed_cors_origins: builtins.list[str] | None = None,
         claims_in_id_token: bool = False,
         dpop_bound_access_tokens: bool = False,
+        backchannel_logout_uri: str | None = None,
+        backchannel_logout_session_required: bool = False,
         client_id: str | None = None,
     ) -> tuple[Client, str | None]:
         """Returns the client and, once only, its plaintext secret (None for public/JWT clients)."""
@@ -319,6 +322,8 @@ class ClientRegistry:
             allowed_cors_origins=validate_cors_origins(allowed_cors_origins or []),
             claims_in_id_token=bool(claims_in_id_token),
             dpop_bound_access_tokens=bool(dpop_bound_access_tokens),
+            backchannel_logout_uri=validate_backchannel_logout_uri(backchannel_logout_uri),
+            backchannel_logout_session_required=bool(backchannel_logout_session_required),
             created_at=now,
             updated_at=now,
         )
@@ -348,7 +353,7 @@ class ClientRegistry:
     UPDATABLE = frozenset(
         {"name", "redirect_uris", "post_logout_redirect_uris", "scope", "audience", "first_party", "jwks",
          "require_pkce", "access_token_alg", "id_token_alg", "disabled", "allowed_cors_origins", "claims_in_id_token",
-         "dpop_bound_access_tokens"}
+         "dpop_bound_access_tokens", "backchannel_logout_uri", "backchannel_logout_session_required"}
     )  # fmt: skip
 
     def update(self, client_id: str, **changes: Any) -> Client:
@@ -392,6 +397,8 @@ class ClientRegistry:
             allowed_cors_origins=validate_cors_origins(c.allowed_cors_origins),
             claims_in_id_token=bool(c.claims_in_id_token),
             dpop_bound_access_tokens=bool(c.dpop_bound_access_tokens),
+            backchannel_logout_uri=validate_backchannel_logout_uri(c.backchannel_logout_uri),
+            backchannel_logout_session_required=bool(c.backchannel_logout_session_required),
             updated_at=self._clock.now(),
         )
         return c

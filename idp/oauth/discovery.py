@@ -45,6 +45,7 @@ FIELD_ORDER = (
     "authorization_response_iss_parameter_supported",
     "frontchannel_logout_supported",
     "backchannel_logout_supported",
+    "backchannel_logout_session_supported",
     "ui_locales_supported",
 )
 

@@ -28,6 +28,8 @@ log = logging.getLogger("idp.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0, 3600.0, 86_400.0)
+LOGOUT_RESULTS = ("sent", "failed", "dead", "retried")
 CLIENT_TYPES = frozenset({"web", "native", "service"})
 MAX_CHILDREN = 4096  # label sets are bounded (route templates x methods x statuses); this is a safety net
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -92,6 +94,17 @@ class Metrics:
         )
         self.logins = Counter("idp_logins_total", "Sign-in attempts by result.", ["result"], registry=r)
         self.audit_events = Counter("idp_audit_events_total", "Audit events by action.", ["action"], registry=r)
+        self.logout_deliveries = Counter(
+            "idp_backchannel_logout_deliveries_total",
+            "Back-channel logout attempts by result: sent (200/204), failed (to be retried), dead (past the retry "
+            "horizon), retried (dead deliveries an operator sent again).",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.logout_latency = Histogram(
+            "idp_backchannel_logout_delivery_seconds",
+            "From the end of the session to the client's 200/204, per delivered logout token.",
+            buckets=DELIVERY_BUCKETS, registry=r,
+        )  # fmt: skip
 
     # -- feeding ---------------------------------------------------------------------------------
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
@@ -115,6 +128,12 @@ class Metrics:
         if child is None:
             child = self._token_children[(grant, kind)] = self.tokens.labels(grant, kind)
         child.inc()
+
+    def logout_delivery(self, result: str, latency: float | None = None, n: int = 1) -> None:
+        """A back-channel logout attempt's ``result`` (:data:`LOGOUT_RESULTS`); ``latency`` for a delivered one."""
+        self.logout_deliveries.labels(result if result in LOGOUT_RESULTS else "failed").inc(n)
+        if latency is not None:
+            self.logout_latency.observe(max(0.0, latency))
 
     def login_throttled(self) -> None:
         self.logins.labels("throttled").inc()
@@ -213,5 +232,13 @@ class StateCollector(Collector):
             grants = GaugeMetricFamily("idp_grants_active", "Unrevoked, unexpired refresh-token families.")
             grants.add_metric([], counts.get("grants", {}).get("active", 0))
             yield grants
+            outbox = GaugeMetricFamily(
+                "idp_backchannel_logout_queue",
+                "Back-channel logout outbox rows by state (due: pending and due now).",
+                labels=["state"],
+            )
+            for state, n in sorted(counts.get("logout_outbox", {}).items()):
+                outbox.add_metric([state], n)
+            yield outbox
         errors.add_metric([], failed)
         yield errors

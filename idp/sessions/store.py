@@ -69,8 +69,13 @@ class SessionStore(Protocol):
         """
         ...
 
-    def delete(self, sids: list[str]) -> list[LoginSession]:
-        """Delete these sessions; returns the ones that existed."""
+    def delete(self, sids: list[str], *, reason: str = "") -> list[LoginSession]:
+        """Delete these sessions; returns the ones that existed. What the end owes the clients each signed
+        into (back-channel logout) is written in the same transaction."""
+        ...
+
+    def signed_into(self, sid: str, client_id: str, now: float) -> None:
+        """Remember that the session signed into this client (whom to tell when it ends); idempotent."""
         ...
 
     def list_for_user(self, user_id: str) -> list[LoginSession]: ...
@@ -229,8 +234,13 @@ class LoginSessions:
         sids = [s.sid for s in self._store.list_for_user(user_id) if s.sid != except_sid]
         return self._end(sids, actor=actor, reason=reason) if sids else []
 
+    def signed_into(self, sid: str, client_id: str) -> None:
+        """The session signed into a client that registered for back-channel logout. Blocking."""
+        if sid and len(sid) <= 64:
+            self._store.signed_into(sid, client_id, self._clock.now())
+
     def _end(self, sids: list[str], *, actor: str, reason: str) -> list[LoginSession]:
-        ended = self._store.delete(sids)
+        ended = self._store.delete(sids, reason=reason)
         if ended:
             self._events.publish(SessionsEnded(tuple(s.info() for s in ended), actor, reason))
         return ended

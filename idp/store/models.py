@@ -53,6 +53,8 @@ class ClientRow(Base):
     allowed_cors_origins: Mapped[list] = mapped_column(JSON, default=list)
     claims_in_id_token: Mapped[bool] = mapped_column(Boolean, default=False)
     dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
@@ -198,3 +200,36 @@ class MetaRow(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class SessionClientRow(Base):
+    """A client a login session signed into with back-channel logout registered: whom to tell when it ends."""
+
+    __tablename__ = "session_clients"
+
+    sid: Mapped[str] = mapped_column(ForeignKey("login_sessions.sid", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class LogoutDeliveryRow(Base):
+    """The back-channel logout outbox: one logout token owed to one client, written in the transaction that
+    ended the session. ``next_attempt_at`` is also the claim's lease: a claimed row is due again when it
+    passes, so a crashed sender's claims are retried; ``claim`` names the sender holding it."""
+
+    __tablename__ = "logout_deliveries"
+    __table_args__ = (Index("ix_logout_deliveries_due", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the event id
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
+    sid: Mapped[str | None] = mapped_column(String(64))
+    sub: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    claim: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp.store.models import DenyEntryRow, GrantRow, LoginSessionRow
+from idp.store.models import DenyEntryRow, GrantRow, LoginSessionRow, LogoutDeliveryRow
 
 
 class SqlStateCounts:
@@ -29,7 +29,16 @@ class SqlStateCounts:
                 .select_from(GrantRow)
                 .where(GrantRow.revoked_at.is_(None), GrantRow.absolute_expires_at > now)
             )
+            outbox = s.execute(select(LogoutDeliveryRow.state, func.count()).group_by(LogoutDeliveryRow.state)).all()
+            due = s.scalar(
+                select(func.count())
+                .select_from(LogoutDeliveryRow)
+                .where(LogoutDeliveryRow.state == "pending", LogoutDeliveryRow.next_attempt_at <= now)
+            )
         return {
+            "logout_outbox": {"pending": 0, "dead": 0}
+            | {st: int(n) for st, n in outbox if st != "delivered"}
+            | {"due": int(due or 0)},
             "deny": {kind: int(n) for kind, n in deny},
             "sessions": {"active": int(sessions or 0)},
             "grants": {"active": int(grants or 0)},

@@ -63,7 +63,6 @@ HOSTED_PAGES = Feature(
     metadata=lambda s: {
         "end_session_endpoint": f"{s.issuer}/logout",
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
         "ui_locales_supported": ["en"],
     },
 )

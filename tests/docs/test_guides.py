@@ -8,6 +8,7 @@ person signing in.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -184,6 +185,7 @@ def test_web_app_guide(idp: LiveServer, container: Services, monkeypatch) -> Non
     web, secret = container.clients.create(
         name="Shop", kind="web", scope="openid profile email",
         redirect_uris=[f"{app_url}/callback"], post_logout_redirect_uris=[f"{app_url}/"],
+        backchannel_logout_uri=f"{app_url}/backchannel-logout",  # loopback: allowed on a loopback issuer
     )  # fmt: skip
     for name, value in {
         "IDP_ISSUER": idp.url, "IDP_CLIENT_ID": web.client_id, "IDP_CLIENT_SECRET": secret or "",
@@ -197,6 +199,14 @@ def test_web_app_guide(idp: LiveServer, container: Services, monkeypatch) -> Non
         page = browser.visit(f"{app_url}/login")  # idp login, consent, back to the app
         assert page.status_code == 200 and "Hello Alice!" in page.text, browser.visited
         assert len(container.login_sessions.list_for_user(user.id)) == 1
+        # Back-channel logout: "sign out everywhere" at idp ends the app's session too, without the browser.
+        (session,) = container.login_sessions.list_for_user(user.id)
+        container.account.sign_out_everywhere(user.id)
+        wait_for(lambda: session.sid in guide["ENDED_SIDS"])
+        assert "Sign in" in browser.visit(f"{app_url}/").text
+        check_logout_token_validation(container, guide, f"{app_url}/backchannel-logout", web.client_id)
+        page = browser.visit(f"{app_url}/login")
+        assert "Hello Alice!" in page.text, browser.visited
         page = browser.visit(f"{app_url}/logout")
         assert "Sign in" in page.text, browser.visited
         assert container.login_sessions.list_for_user(user.id) == []  # idp's session ended too
@@ -223,6 +233,54 @@ def dpop_only(app: object, client_id: str, secret: str, issuer: str, bearer: str
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("DPoP ")
     finally:
         api.stop()
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.02)
+
+
+def check_logout_token_validation(container: Services, guide: dict, url: str, client_id: str) -> None:
+    """The guide's receiver applies BCL §2.6: each rule broken once is a 400; a good token ends the session."""
+    from idp.tokens import jwt as idp_jwt
+    from idp.tokens.logout_token import EVENT
+
+    def token(typ: str = "logout+jwt", alg: str = "RS256", drop: tuple[str, ...] = (), **changes) -> str:
+        now = int(container.clock.now())
+        claims = {
+            "iss": container.settings.issuer, "aud": client_id, "iat": now, "exp": now + 120,
+            "jti": secrets.token_urlsafe(8), "sid": "sid-" + secrets.token_hex(4), "events": {EVENT: {}},
+        }  # fmt: skip
+        claims = {k: v for k, v in (claims | changes).items() if k not in drop}
+        return idp_jwt.sign(container.keyring, alg, typ, claims)
+
+    def post(logout_token: str) -> httpx.Response:
+        return httpx.post(url, data={"logout_token": logout_token})
+
+    bad = {
+        "an ID token": token(typ="JWT"),
+        "another audience": token(aud="someone-else"),
+        "another issuer": token(iss="https://evil.example"),
+        "expired": token(exp=int(container.clock.now()) - 3600),
+        "no events": token(drop=("events",)),
+        "another event": token(events={"http://schemas.openid.net/event/other": {}}),
+        "a nonce": token(nonce="n-1"),
+        "neither sid nor sub": token(drop=("sid",)),
+        "no jti": token(drop=("jti",)),
+        "another algorithm": token(alg="ES256"),
+        "not signed by idp": token()[:-4] + "AAAA",
+    }
+    for why, logout_token in bad.items():
+        r = post(logout_token)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_request", why
+    assert post("").status_code == 400
+    good = token()
+    assert post(good).status_code == 200 and idp_jwt.peek_header(good)["typ"] == "logout+jwt"
+    assert post(good).status_code == 400  # the same jti again: a replay
+    only_sub = token(drop=("sid",), sub="someone")
+    assert post(only_sub).status_code == 200 and "someone" in guide["ENDED_SUBS"]
 
 
 def test_resource_server_guide(idp: LiveServer, container: Services, monkeypatch) -> None:

@@ -90,6 +90,9 @@ class AuthorizationCodeGrant:
         if refresh:
             body["refresh_token"] = refresh
         if policy.OPENID in scopes:  # OIDC Core §3.1.3.3: an ID token for an OpenID request
+            if data.sid and client.backchannel_logout_uri:
+                # BCL §2: the RP holds a session of its own for this sid now; its end is owed a logout token.
+                services.login_sessions.signed_into(data.sid, client.client_id)
             body["id_token"] = services.id_tokens.issue(
                 client_id=client.client_id,
                 sub=data.user_id,

@@ -16,6 +16,14 @@ from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import Problem, admin_endpoint, field, json_body, json_ok
 
 STR_FIELDS = ("name", "scope", "audience")
+BOOL_FIELDS = (
+    "first_party",
+    "require_pkce",
+    "disabled",
+    "claims_in_id_token",
+    "dpop_bound_access_tokens",
+    "backchannel_logout_session_required",
+)
 LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_cors_origins")
 
 
@@ -36,7 +44,9 @@ def _changes(data: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
             if name == "grant_types" and not set(out[name]) <= GRANT_TYPES:
                 served = ", ".join(sorted(GRANT_TYPES))
                 raise Problem(422, f"grant_types may contain only {served}.", code="invalid_field")
-        elif name in ("first_party", "require_pkce", "disabled", "claims_in_id_token", "dpop_bound_access_tokens"):
+        elif name == "backchannel_logout_uri":  # a string, or null to remove it
+            out[name] = field(data, name, str)
+        elif name in BOOL_FIELDS:
             out[name] = field(data, name, bool, False)
         elif name == "jwks":
             out[name] = field(data, name, dict)
@@ -47,11 +57,12 @@ def _changes(data: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
 
 CREATE_FIELDS = frozenset(
     {*STR_FIELDS, *LIST_FIELDS, "type", "auth_method", "jwks", "grant_types", "first_party", "require_pkce",
-     "access_token_alg", "id_token_alg", "claims_in_id_token", "dpop_bound_access_tokens"}
+     "access_token_alg", "id_token_alg", "claims_in_id_token", "dpop_bound_access_tokens", "backchannel_logout_uri",
+     "backchannel_logout_session_required"}
 )  # fmt: skip
 UPDATE_FIELDS = frozenset(
     {*STR_FIELDS, *LIST_FIELDS, "first_party", "jwks", "require_pkce", "access_token_alg", "id_token_alg", "disabled",
-     "claims_in_id_token", "dpop_bound_access_tokens"}
+     "claims_in_id_token", "dpop_bound_access_tokens", "backchannel_logout_uri", "backchannel_logout_session_required"}
 )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from idp.services import services_of
-from idp.web.admin import audit, clients, denylist, keys, users
+from idp.web.admin import audit, clients, denylist, keys, logout, users
 
 SPEC_FILE = importlib.resources.files("idp.web.admin").joinpath("openapi.json")  # package data
 
@@ -46,4 +46,5 @@ ROUTES: tuple[BaseRoute, ...] = (
     *keys.ROUTES,
     *audit.ROUTES,
     *denylist.ROUTES,
+    *logout.ROUTES,
 )

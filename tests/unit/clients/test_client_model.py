@@ -13,6 +13,7 @@ from idp.clients.model import (
     ClientValidationError,
     origin_of,
     uri_chars_ok,
+    validate_backchannel_logout_uri,
     validate_cors_origins,
     validate_redirect_uri,
 )
@@ -24,7 +25,9 @@ def test_the_public_view_is_every_field_but_the_secret_digest() -> None:
                grant_types=["authorization_code"], scope="openid", audience="https://api.example",
                first_party=True, require_pkce=False, access_token_alg="RS256", id_token_alg="ES256",
                disabled=True, allowed_cors_origins=["https://b.example"], claims_in_id_token=True,
-               dpop_bound_access_tokens=True, created_at=1.0, updated_at=2.0)  # fmt: skip
+               dpop_bound_access_tokens=True,
+               backchannel_logout_uri="https://a.example/bcl", backchannel_logout_session_required=True,
+               created_at=1.0, updated_at=2.0)  # fmt: skip
     assert c.public_view() == {
         "client_id": "c1",
         "name": "Web",
@@ -44,6 +47,8 @@ def test_the_public_view_is_every_field_but_the_secret_digest() -> None:
         "allowed_cors_origins": ["https://b.example"],
         "claims_in_id_token": True,
         "dpop_bound_access_tokens": True,
+        "backchannel_logout_uri": "https://a.example/bcl",
+        "backchannel_logout_session_required": True,
         "created_at": 1.0,
         "updated_at": 2.0,
     }
@@ -163,3 +168,27 @@ def test_refusals_say_what_to_register_instead() -> None:
         validate_redirect_uri("com.example.app:/cb", "web")
     with pytest.raises(ClientValidationError, match="^a CORS origin must be a string of at most 300 characters$"):
         validate_cors_origins(["https://" + "a" * 300])
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["https://rp.example/bcl", "https://rp.example:8443/a/b?x=1", "http://127.0.0.1:9000/bcl", "http://[::1]/bcl",
+     "http://localhost:8000/logout"],
+)  # fmt: skip
+def test_a_backchannel_logout_uri_is_https_or_loopback_http(uri: str) -> None:
+    assert validate_backchannel_logout_uri(uri) == uri  # BCL §2.2: port, path and query allowed
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["https://rp.example/bcl#frag", "https://rp.example/bcl#", "http://rp.example/bcl", "ftp://rp.example/x",
+     "https://user@rp.example/bcl", "/relative", "https://rp.example/ sp", "https://rp.example:99999/"],
+)  # fmt: skip
+def test_a_backchannel_logout_uri_with_a_fragment_plain_http_or_userinfo_is_refused(uri: str) -> None:
+    with pytest.raises(ClientValidationError, match="backchannel_logout_uri"):
+        validate_backchannel_logout_uri(uri)  # BCL §2.2: MUST NOT include a fragment
+
+
+def test_no_backchannel_logout_uri_is_none() -> None:
+    assert validate_backchannel_logout_uri(None) is None
+    assert validate_backchannel_logout_uri("") is None

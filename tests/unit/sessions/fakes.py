@@ -11,6 +11,7 @@ from idp.sessions.store import LoginSession
 class MemorySessionStore:
     def __init__(self) -> None:
         self.rows: dict[bytes, LoginSession] = {}
+        self.clients: dict[str, set[str]] = {}
 
     def insert(self, digest: bytes, session: LoginSession) -> None:
         self.rows[digest] = session
@@ -34,7 +35,10 @@ class MemorySessionStore:
         self.rows[digest] = replace(self.rows[digest], last_seen_at=last_seen_at, idle_expires_at=idle_expires_at)
         return True
 
-    def delete(self, sids: list[str]) -> list[LoginSession]:
+    def signed_into(self, sid: str, client_id: str, now: float) -> None:
+        self.clients.setdefault(sid, set()).add(client_id)
+
+    def delete(self, sids: list[str], *, reason: str = "") -> list[LoginSession]:
         out = []
         for digest, s in list(self.rows.items()):
             if s.sid in sids:
