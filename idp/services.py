@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -41,6 +42,8 @@ from idp.keys.policy import key_policy
 from idp.observability.metrics import Metrics, StateCollector
 from idp.sessions.account import Account
 from idp.sessions.consents import Consents, RedirectApprovals
+from idp.sessions.factors.policy import FactorPolicy
+from idp.sessions.factors.service import Factors
 from idp.sessions.signout import SignOut
 from idp.sessions.store import LoginSessions
 from idp.store.audit_repo import SqlAuditLog
@@ -48,6 +51,7 @@ from idp.store.clients_repo import PgClientsVersion, SqlClientStore, SqliteClien
 from idp.store.consents_repo import SqlConsentStore, SqlGrantSummary
 from idp.store.db import make_engine, make_sessionmaker
 from idp.store.denylist_repo import SqlDenyStore
+from idp.store.factors_repo import SqlFactorStore, SqlRecoveryCodeStore
 from idp.store.grants_repo import SqlGrantStore
 from idp.store.keys_repo import SqlKeyStore
 from idp.store.models import MetaRow
@@ -96,6 +100,7 @@ class Services:
     consents: Consents
     approvals: RedirectApprovals  # public clients' redirects, per session
     throttle: LoginThrottle
+    factors: Factors
     account: Account
     signout: SignOut
     grants: RefreshTokens
@@ -266,6 +271,13 @@ def build_services(
     throttle = LoginThrottle(
         ephemeral, clock, max_failures=s.login_max_failures, lockout_seconds=s.login_lockout_seconds
     )
+    factors = Factors(
+        SqlFactorStore(sessions), SqlRecoveryCodeStore(sessions), sealer=sealer, digester=digester, clock=clock,
+        throttle=LoginThrottle(ephemeral, clock, max_failures=s.login_max_failures,
+                               lockout_seconds=s.login_lockout_seconds, scope="otp"),
+        audit=audit, policy=FactorPolicy(s.mfa_policy, s.mfa_flag),
+        issuer_name=s.totp_issuer_name or (urlsplit(s.issuer).hostname or s.issuer),
+    )  # fmt: skip
     account = Account(
         sessions=login_sessions, consents=consents, directory=directory, signout=signout, clients=clients,
         grants=SqlGrantSummary(sessions), throttle=throttle, audit=audit, clock=clock,
@@ -308,6 +320,7 @@ def build_services(
         consents=consents,
         approvals=RedirectApprovals(ephemeral, clock, session_expiry),
         throttle=throttle,
+        factors=factors,
         account=account,
         signout=signout,
         grants=grants,
