@@ -131,6 +131,14 @@ class Settings(BaseSettings):
         "", max_length=100, description="The name authenticator apps show beside the account. Empty = the "
         "issuer's host name."
     )  # fmt: skip
+    passkeys_enabled: bool = Field(
+        True, description="Passkeys (WebAuthn): registered from the account page, used to sign in without a password "
+        "or as a second factor. The relying party is the issuer: RP ID its host, origin its origin."
+    )  # fmt: skip
+    reauth_seconds: int = Field(
+        600, ge=30, le=86_400, description="How recent the last sign-in must be to add or remove a passkey from the "
+        "account page, s; older sessions confirm who they are first."
+    )  # fmt: skip
     authorize_pending_per_ip: int = Field(
         100,
         ge=1,

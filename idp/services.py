@@ -44,6 +44,7 @@ from idp.sessions.account import Account
 from idp.sessions.consents import Consents, RedirectApprovals
 from idp.sessions.factors.policy import FactorPolicy
 from idp.sessions.factors.service import Factors
+from idp.sessions.passkeys import Passkeys
 from idp.sessions.signout import SignOut
 from idp.sessions.store import LoginSessions
 from idp.store.audit_repo import SqlAuditLog
@@ -55,6 +56,7 @@ from idp.store.factors_repo import SqlFactorStore, SqlRecoveryCodeStore
 from idp.store.grants_repo import SqlGrantStore
 from idp.store.keys_repo import SqlKeyStore
 from idp.store.models import MetaRow
+from idp.store.passkeys_repo import SqlPasskeyStore
 from idp.store.sessions_repo import SqlSessionStore
 from idp.store.stats_repo import SqlStateCounts
 from idp.store.users_repo import SqlUserStore
@@ -101,6 +103,7 @@ class Services:
     approvals: RedirectApprovals  # public clients' redirects, per session
     throttle: LoginThrottle
     factors: Factors
+    passkeys: Passkeys
     account: Account
     signout: SignOut
     grants: RefreshTokens
@@ -278,6 +281,10 @@ def build_services(
         audit=audit, policy=FactorPolicy(s.mfa_policy, s.mfa_flag),
         issuer_name=s.totp_issuer_name or (urlsplit(s.issuer).hostname or s.issuer),
     )  # fmt: skip
+    passkeys = Passkeys(
+        SqlPasskeyStore(sessions), ephemeral, digester, clock, audit, issuer=s.issuer,
+        rp_name=s.totp_issuer_name or (urlsplit(s.issuer).hostname or s.issuer),
+    )  # fmt: skip
     account = Account(
         sessions=login_sessions, consents=consents, directory=directory, signout=signout, clients=clients,
         grants=SqlGrantSummary(sessions), throttle=throttle, audit=audit, clock=clock,
@@ -321,6 +328,7 @@ def build_services(
         approvals=RedirectApprovals(ephemeral, clock, session_expiry),
         throttle=throttle,
         factors=factors,
+        passkeys=passkeys,
         account=account,
         signout=signout,
         grants=grants,
