@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from idp.web.pages import account, consent, login, logout
+from idp.web.pages import account, consent, login, logout, passkeys
 from idp.web.templating import STATIC
 
 ROUTES: tuple[BaseRoute, ...] = (
+    *passkeys.ROUTES,  # before /login and /account: more specific paths
     *login.ROUTES,
     *consent.ROUTES,
     *account.ROUTES,

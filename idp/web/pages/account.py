@@ -25,6 +25,9 @@ NOTICES = {
     "session": "That session has been signed out.",
     "app": "Access removed. The app will have to ask you again.",
     "password": "Password changed. Your other sessions were signed out.",
+    "passkey_added": "Passkey added. You can use it to sign in without your password.",
+    "passkey_renamed": "Passkey renamed.",
+    "passkey_removed": "Passkey removed. It can no longer be used to sign in.",
 }
 
 
@@ -35,6 +38,19 @@ def ago(seconds: float) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "just now"
+
+
+def is_fresh(c: Services, session: LoginSession) -> bool:
+    """Signed in recently enough for a sensitive change (the last authentication, not the last visit)."""
+    return c.clock.now() - session.auth_time <= c.settings.reauth_seconds
+
+
+def _passkeys(c: Services, user_id: str, now: float) -> list[dict[str, Any]]:
+    return [
+        {"id": p.id, "name": p.name, "added": ago(now - p.created_at), "synced": p.backup_eligible}
+        | {"used": ago(now - p.last_used_at) if p.last_used_at is not None else ""}
+        for p in c.passkeys.list(user_id)
+    ]
 
 
 def _view(c: Services, session: LoginSession, *, notice: str = "", error: str = "", status: int = 200) -> Response:
@@ -56,6 +72,9 @@ def _view(c: Services, session: LoginSession, *, notice: str = "", error: str = 
         "email": (user.email or "") if user else "",
         "devices": devices,
         "apps": apps,
+        "passkeys_enabled": c.settings.passkeys_enabled,
+        "passkeys": _passkeys(c, session.user_id, now) if c.settings.passkeys_enabled else [],
+        "fresh": is_fresh(c, session),
         "csrf": session_token(session.csrf_secret, PURPOSE),
         "notice": notice,
         "error": error,

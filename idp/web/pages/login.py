@@ -80,6 +80,7 @@ def _render_form(
         "signed_in_as": signed_in_as,
         "client_name": client.name if client else None,
         "error": error,
+        "passkeys": c.settings.passkeys_enabled,
     }
     response = render("login.html", context, status, (headers or {}) | csp_for(pending))
     set_cookie(response, LOGIN_COOKIE, pre, csrf.ttl)
@@ -96,12 +97,13 @@ async def login_page(request: Request) -> Response:
     c = services_of(request)
     interaction_id = one(request.query_params, "interaction", 64)
     switching = one(request.query_params, "switch", 8) == "1"
+    reauth = one(request.query_params, "reauth", 8) == "1"  # a sensitive account change: confirm who you are
     next_path = safe_next(one(request.query_params, "next", 512))
     pending = await run_in_threadpool(c.interactions.get, interaction_id) if interaction_id else None
     if interaction_id and pending is None:
         return error_page("interaction_expired", EXPIRED_INTERACTION, 400)
     session = await run_in_threadpool(c.login_sessions.current, session_cookie(request))
-    if session is not None and pending is None and not switching:
+    if session is not None and pending is None and not switching and not reauth:
         return see_other(next_path)  # already signed in; nothing to ask
     signed_in_as = await run_in_threadpool(_username, c, session.user_id) if session and not switching else None
     hint = pending.params.get("login_hint", "")[:200] if pending else ""
