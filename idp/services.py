@@ -44,6 +44,7 @@ from idp.sessions.account import Account
 from idp.sessions.consents import Consents, RedirectApprovals
 from idp.sessions.factors.policy import FactorPolicy
 from idp.sessions.factors.service import Factors
+from idp.sessions.second_step import SecondSteps
 from idp.sessions.signout import SignOut
 from idp.sessions.store import LoginSessions
 from idp.store.audit_repo import SqlAuditLog
@@ -101,6 +102,7 @@ class Services:
     approvals: RedirectApprovals  # public clients' redirects, per session
     throttle: LoginThrottle
     factors: Factors
+    second_steps: SecondSteps  # sign-ins between the password and the second factor
     account: Account
     signout: SignOut
     grants: RefreshTokens
@@ -321,6 +323,7 @@ def build_services(
         approvals=RedirectApprovals(ephemeral, clock, session_expiry),
         throttle=throttle,
         factors=factors,
+        second_steps=SecondSteps(ephemeral, digester, clock),
         account=account,
         signout=signout,
         grants=grants,
