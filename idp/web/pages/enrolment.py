@@ -14,7 +14,9 @@ from idp.web.templating import render
 
 def qr_svg(text: str) -> str:
     """An inline SVG QR code: dark modules on white, whatever the page's colour scheme (scanners need contrast)."""
-    return str(segno.make(text, error="m").svg_inline(scale=5, border=2, dark="#000000", light="#ffffff"))
+    qr = segno.make(text, error="m")
+    scale = max(3, 200 // (qr.symbol_size(scale=1, border=2)[0]))  # about 200 px wide, whole modules
+    return str(qr.svg_inline(scale=scale, border=2, dark="#000000", light="#ffffff"))
 
 
 def enrol_context(enrolment: TotpEnrolment, *, csrf: str, action: str, grace: bool, error: str = "") -> dict[str, Any]:
