@@ -303,6 +303,11 @@ def build_services(
 
     events.subscribe(KeyCompromised, deny_the_key)
 
+    user_admin = UserAdmin(
+        directory, audit, sign_out_everywhere=account.end_everything, events=events,
+        reset_factors=lambda user_id, actor, reason: factors.reset(user_id, actor=actor, reason=reason),
+    )  # fmt: skip
+
     return Services(
         settings=s,
         clock=clock,
@@ -330,7 +335,7 @@ def build_services(
         denylist=denylist,
         deny_store=deny_store,
         client_admin=ClientAdmin(clients, denylist, audit, events),
-        user_admin=UserAdmin(directory, audit, sign_out_everywhere=account.end_everything, events=events),
+        user_admin=user_admin,
         key_admin=KeyAdmin(keyring, audit, events),
         deny_admin=DenyAdmin(denylist, grants),
         client_changes=None if clients.bus is None else ClientChanges(clients, ephemeral),
