@@ -45,6 +45,7 @@ from idp.sessions.consents import Consents, RedirectApprovals
 from idp.sessions.factors.policy import FactorPolicy
 from idp.sessions.factors.service import Factors
 from idp.sessions.passkeys import Passkeys
+from idp.sessions.second_step import SecondSteps
 from idp.sessions.signout import SignOut
 from idp.sessions.store import LoginSessions
 from idp.store.audit_repo import SqlAuditLog
@@ -104,6 +105,7 @@ class Services:
     throttle: LoginThrottle
     factors: Factors
     passkeys: Passkeys
+    second_steps: SecondSteps  # sign-ins between the password and the second factor
     account: Account
     signout: SignOut
     grants: RefreshTokens
@@ -285,6 +287,7 @@ def build_services(
         SqlPasskeyStore(sessions), ephemeral, digester, clock, audit, issuer=s.issuer,
         rp_name=s.totp_issuer_name or (urlsplit(s.issuer).hostname or s.issuer),
     )  # fmt: skip
+    factors.other_kinds.append(passkeys.has_any)  # a passkey is a second factor after a password
     account = Account(
         sessions=login_sessions, consents=consents, directory=directory, signout=signout, clients=clients,
         grants=SqlGrantSummary(sessions), throttle=throttle, audit=audit, clock=clock,
@@ -308,6 +311,11 @@ def build_services(
 
     events.subscribe(KeyCompromised, deny_the_key)
 
+    user_admin = UserAdmin(
+        directory, audit, sign_out_everywhere=account.end_everything, events=events,
+        reset_factors=lambda user_id, actor, reason: factors.reset(user_id, actor=actor, reason=reason),
+    )  # fmt: skip
+
     return Services(
         settings=s,
         clock=clock,
@@ -329,13 +337,14 @@ def build_services(
         throttle=throttle,
         factors=factors,
         passkeys=passkeys,
+        second_steps=SecondSteps(ephemeral, digester, clock),
         account=account,
         signout=signout,
         grants=grants,
         denylist=denylist,
         deny_store=deny_store,
         client_admin=ClientAdmin(clients, denylist, audit, events),
-        user_admin=UserAdmin(directory, audit, sign_out_everywhere=account.end_everything, events=events),
+        user_admin=user_admin,
         key_admin=KeyAdmin(keyring, audit, events),
         deny_admin=DenyAdmin(denylist, grants),
         client_changes=None if clients.bus is None else ClientChanges(clients, ephemeral),

@@ -37,6 +37,7 @@ FIELD_ORDER = (
     "introspection_endpoint_auth_signing_alg_values_supported",
     "code_challenge_methods_supported",
     "claims_supported",
+    "acr_values_supported",
     "prompt_values_supported",
     "claims_parameter_supported",
     "request_parameter_supported",

@@ -44,6 +44,10 @@ def error_parts(exc: AuthError, realm: str) -> tuple[int, list[tuple[bytes, byte
             body["error_description"] = exc.description
     if exc.scope:
         challenge += f', scope="{_quoted(exc.scope)}"'
+    if exc.acr_values:
+        challenge += f', acr_values="{_quoted(exc.acr_values)}"'  # RFC 9470 §3
+    if exc.max_age is not None:
+        challenge += f', max_age="{int(exc.max_age)}"'  # RFC 9470 §3
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
     if exc.status in (401, 403):
         headers.append((b"www-authenticate", challenge.encode()))

@@ -39,12 +39,23 @@ from idp.tokens.jwt import LEEWAY, TokenInvalid
 class AuthError(Exception):
     """Refusal in RFC 6750 §3 terms; ``description`` is safe to send."""
 
-    def __init__(self, status: int, error: str | None, description: str = "", scope: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str | None,
+        description: str = "",
+        scope: str | None = None,
+        *,
+        acr_values: str | None = None,
+        max_age: int | None = None,
+    ) -> None:
         super().__init__(description or error or "unauthorized")
         self.status = status
         self.error = error
         self.description = description
         self.scope = scope
+        self.acr_values = acr_values  # RFC 9470 §3: what the client should ask the authorization server for
+        self.max_age = max_age
 
 
 class Introspector:

@@ -76,8 +76,8 @@ def wanted(requested: Sequence[str]) -> tuple[str, ...]:
     return tuple(v for v in requested if v in SUPPORTED)
 
 
-def meets_any(requested: Sequence[str], amr: Iterable[str]) -> bool:
-    """True when nothing we know was asked for, or the session meets one of the known values asked for."""
+def preferred_met(requested: Sequence[str], amr: Iterable[str]) -> bool:
+    """True when nothing we know was asked for, or the session meets the most preferred known value asked for
+    (OIDC Core §3.1.2.1: ``acr_values`` in order of preference; a step-up aims for the first)."""
     known = wanted(requested)
-    amr = tuple(amr)
-    return not known or any(satisfies(v, amr) for v in known)
+    return not known or satisfies(known[0], amr)

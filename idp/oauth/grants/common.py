@@ -39,6 +39,7 @@ def issue_user_access_token(
     auth_time: float | None,
     acr: str | None,
     sid: str | None,
+    amr: list[str] | None = None,
 ) -> IssuedAccessToken:
     return c.access_tokens.issue(
         client_id=client.client_id,
@@ -48,6 +49,7 @@ def issue_user_access_token(
         alg=policy.access_token_alg(client, c.settings.access_token_alg),
         auth_time=auth_time,
         acr=acr,
+        amr=amr or (),
         sid=sid,
     )
 
@@ -68,8 +70,9 @@ def mint_for_user(
     user: User | None = None,
 ) -> Minted:
     at = issue_user_access_token(
-        c, client, user_id=user_id, scopes=scopes, audience=audience, auth_time=auth_time, acr=acr, sid=sid
-    )
+        c, client, user_id=user_id, scopes=scopes, audience=audience, auth_time=auth_time, acr=acr, sid=sid,
+        amr=amr,
+    )  # fmt: skip
     body = token_body(at, c.access_tokens.ttl, scopes)
     if with_id_token and policy.OPENID in scopes:
         body["id_token"] = c.id_tokens.issue(

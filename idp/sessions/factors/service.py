@@ -8,6 +8,7 @@ and concurrent guesses cannot exceed the limit. Every change is audited.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -95,14 +96,16 @@ class Factors:
         self._audit = audit
         self.policy = policy
         self.issuer_name = issuer_name
+        self.other_kinds: list[Callable[[str], bool]] = []  # user_id -> has a factor of that kind
 
     # -- reading -------------------------------------------------------------------------
     def confirmed(self, user_id: str, kind: str | None = None) -> list[Factor]:
         return [f for f in self.store.list_for_user(user_id) if f.confirmed and (kind is None or f.kind == kind)]
 
     def has_second_factor(self, user_id: str) -> bool:
-        """A confirmed factor that sign-in will ask for (never while the policy is ``off``)."""
-        return self.policy.offered and bool(self.confirmed(user_id))
+        """A confirmed factor that sign-in will ask for (never while the policy is ``off``): one of ours, or one
+        another service keeps (a passkey: :attr:`other_kinds`)."""
+        return self.policy.offered and (bool(self.confirmed(user_id)) or any(has(user_id) for has in self.other_kinds))
 
     def required_for(self, flags: list[str]) -> bool:
         return self.policy.required_for(flags)

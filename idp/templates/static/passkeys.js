@@ -90,6 +90,9 @@
   }
 
   var supported = !!(window.PublicKeyCredential && navigator.credentials);
+  if (supported) {
+    document.querySelectorAll("[data-passkey-unsupported]").forEach(function (el) { el.hidden = true; });
+  }
 
   // Sign in with a passkey: a button (a modal request) and, where offered, the username field's autofill.
   var signin = document.querySelector("form[data-passkey-signin]");
@@ -119,7 +122,7 @@
       });
     });
 
-    if (PublicKeyCredential.isConditionalMediationAvailable) {
+    if (signin.hasAttribute("data-conditional") && PublicKeyCredential.isConditionalMediationAvailable) {
       PublicKeyCredential.isConditionalMediationAvailable().then(function (ok) {
         if (ok) get("conditional").catch(function () { /* aborted by the button, or dismissed */ });
       });
@@ -130,7 +133,6 @@
   var register = document.querySelector("form[data-passkey-register]");
   if (register && supported) {
     register.hidden = false;
-    document.querySelectorAll("[data-passkey-unsupported]").forEach(function (el) { el.hidden = true; });
     register.addEventListener("submit", function (event) {
       event.preventDefault();
       options(register).then(function (data) {

@@ -22,13 +22,16 @@ from idp.interaction import SESSION_COOKIE, PendingAuthorization
 from idp.oauth.responses import NO_STORE, json_response
 from idp.peer import client_ip
 from idp.services import Services, services_of
-from idp.sessions.csrf import check_session_token
-from idp.sessions.passkeys import PasskeyError, SignedInWithPasskey
+from idp.sessions.csrf import check_session_token, session_token
+from idp.sessions.passkeys import PasskeyError
+from idp.sessions.second_step import SecondStep
+from idp.sessions.signin import Browser, SignedIn
 from idp.sessions.store import LoginSession
-from idp.web.pages import login
-from idp.web.pages.account import PURPOSE, _view, action, is_fresh
+from idp.web.pages import factor, login
+from idp.web.pages.account import PURPOSE, action, is_fresh, view
 from idp.web.pages.forms import (
     LOGIN_COOKIE,
+    SECOND_STEP_COOKIE,
     clear_cookie,
     one,
     page,
@@ -70,26 +73,6 @@ async def signin_options(request: Request) -> Response:
     return _ceremony(ceremony.id, ceremony.options)
 
 
-def _finish_sign_in(
-    c: Services, result: SignedInWithPasskey, request: Request, pending: PendingAuthorization | None
-) -> tuple[str, LoginSession] | None:
-    user = c.directory.store.get(result.passkey.user_id)
-    if user is None or user.disabled:
-        c.audit.record("login.failed", ip=client_ip(request), method="passkey")
-        return None
-    cookie, session = c.login_sessions.login(
-        user.id, amr=result.methods, user_agent=user_agent(request), ip=client_ip(request),
-        previous_cookie=session_cookie(request),
-    )  # fmt: skip
-    if pending is not None:
-        pending.login_sid = session.sid
-        pending.login_at = session.auth_time
-        c.interactions.save(pending)
-    c.audit.record("login", actor=user.id, subject=user.id, ip=client_ip(request), sid=session.sid,
-                   method="passkey", passkey_id=result.passkey.id)  # fmt: skip
-    return cookie, session
-
-
 @page
 async def signin_submit(request: Request) -> Response:
     c = services_of(request)
@@ -122,14 +105,127 @@ async def signin_submit(request: Request) -> Response:
         )
     except PasskeyError as exc:
         return await again(str(exc))
-    signed_in = await run_in_threadpool(_finish_sign_in, c, result, request, pending)
-    if signed_in is None:
+    browser = Browser(client_ip(request), user_agent(request), session_cookie(request))
+    outcome = await run_in_threadpool(
+        login._sign_in(c).passkey, result.passkey.user_id, result.methods, browser, pending
+    )
+    if not isinstance(outcome, SignedIn):
         return await again(NOT_YOURS)
-    cookie, session = signed_in
-    response = see_other(login.resume_url(pending.id) if pending else next_path)
-    set_cookie(response, SESSION_COOKIE, cookie, int(session.absolute_expires_at - session.auth_time))
-    clear_cookie(response, LOGIN_COOKIE)
-    return response
+    return login.signed_in(outcome, pending, next_path)
+
+
+# -- the second factor, after the password or to step up ------------------------------------
+def _factor_ceremony(
+    c: Services, request: Request, form: Any
+) -> tuple[str, str, SecondStep | None, LoginSession | None, str] | Response:
+    """(binding, user id, the second step or the session stepping up, its interaction id), or the refusal.
+
+    During a sign-in the ceremony is bound to the second-step cookie; a step-up's to the session."""
+    token = request.cookies.get(SECOND_STEP_COOKIE)
+    step = c.second_steps.get(token)
+    if step is not None and not step.enrol and token:
+        if not check_session_token(step.csrf_key, factor.STEP_PURPOSE, one(form, "csrf", 200)):
+            return _json_error("This page has expired. Reload it and try again.")
+        return token, step.user_id, step, None, step.interaction
+    interaction_id = one(form, "interaction", 64)
+    session = c.login_sessions.current(session_cookie(request))
+    if session is None or not interaction_id:
+        return _json_error(factor.START_AGAIN)
+    if not check_session_token(session.csrf_secret, factor._step_up_purpose(interaction_id), one(form, "csrf", 200)):
+        return _json_error("This page has expired. Reload it and try again.")
+    return session.sid, session.user_id, None, session, interaction_id
+
+
+@page
+async def factor_options(request: Request) -> Response:
+    c = services_of(request)
+    form = await request.form()
+    if not same_origin(request, c.settings.issuer):
+        return _json_error("This request was sent from another site and was not accepted.")
+    found = await run_in_threadpool(_factor_ceremony, c, request, form)
+    if isinstance(found, Response):
+        return found
+    binding, user_id, *_ = found
+    ceremony = await run_in_threadpool(lambda: c.passkeys.authentication_options(binding=binding, user_id=user_id))
+    return _ceremony(ceremony.id, ceremony.options)
+
+
+def _step_up(c: Services, cookie: str, methods: tuple[str, ...], pending: PendingAuthorization, ip: str) -> Any:
+    rotated = None
+    for method in methods:  # the session gains the passkey's methods; the cookie rotates (ASVS V7.2.4)
+        rotated = c.login_sessions.add_factor(cookie, method)
+        if rotated is None:
+            return None
+        cookie = rotated[0]
+    if rotated is None:
+        return None
+    fresh = rotated[1]
+    pending.login_sid, pending.login_at = fresh.sid, fresh.auth_time  # this session finishes the request
+    c.interactions.save(pending)
+    c.audit.record("login.step_up", actor=fresh.user_id, subject=fresh.user_id, ip=ip, sid=fresh.sid,
+                   amr=list(fresh.amr), kind="passkey")  # fmt: skip
+    return rotated
+
+
+@page
+async def factor_submit(request: Request) -> Response:
+    c = services_of(request)
+    form = await request.form()
+    if not same_origin(request, c.settings.issuer):
+        return error_page("invalid_request", factor.FOREIGN, 400)
+    found = await run_in_threadpool(_factor_ceremony, c, request, form)
+    if isinstance(found, Response):
+        return error_page("invalid_request", factor.START_AGAIN, 400)
+    binding, user_id, step, session, interaction_id = found
+    pending = await run_in_threadpool(factor._pending, c, interaction_id)
+    if interaction_id and pending is None:
+        return error_page("interaction_expired", login.EXPIRED_INTERACTION, 400)
+    ip = client_ip(request)
+    ceremony_id, credential = one(form, "ceremony", 64), one(form, "credential", MAX_CREDENTIAL)
+    try:
+        result = await run_in_threadpool(
+            lambda: c.passkeys.authenticate(binding=binding, ceremony_id=ceremony_id, response=credential, ip=ip)
+        )
+    except PasskeyError as exc:
+        message = str(exc)
+        return await run_in_threadpool(lambda: _factor_again(c, user_id, step, session, pending, message))
+    if step is not None:
+        token = request.cookies.get(SECOND_STEP_COOKIE)
+        browser = factor._browser(request)
+        outcome = await run_in_threadpool(login._sign_in(c).second_factor_passkey, token, result.methods, browser,
+                                          pending)  # fmt: skip
+        if not isinstance(outcome, SignedIn):
+            response = error_page("interaction_expired", factor.START_AGAIN, 400)
+            clear_cookie(response, SECOND_STEP_COOKIE)
+            return response
+        return login.signed_in(outcome, pending, step.next_path or "/account")
+    assert pending is not None
+    rotated = await run_in_threadpool(_step_up, c, session_cookie(request) or "", result.methods, pending, ip)
+    if rotated is None:
+        return error_page("invalid_request", factor.START_AGAIN, 400)
+    cookie, fresh = rotated
+    resumed = see_other(login.resume_url(pending.id))
+    set_cookie(resumed, SESSION_COOKIE, cookie, int(fresh.absolute_expires_at - c.clock.now()))
+    return resumed
+
+
+def _factor_again(
+    c: Services,
+    user_id: str,
+    step: SecondStep | None,
+    session: LoginSession | None,
+    pending: PendingAuthorization | None,
+    error: str,
+) -> Response:
+    if step is not None:
+        csrf = session_token(step.csrf_key, factor.STEP_PURPOSE)
+        interaction = ""
+    else:
+        assert session is not None and pending is not None
+        csrf = session_token(session.csrf_secret, factor._step_up_purpose(pending.id))
+        interaction = pending.id
+    return factor._challenge(c, user_id=user_id, csrf=csrf, pending=pending, interaction=interaction, recovery=False,
+                             error=error, status=400)  # fmt: skip
 
 
 # -- the account page ------------------------------------------------------------------------
@@ -177,7 +273,7 @@ async def register_submit(c: Services, request: Request, form: Any, session: Log
         )  # fmt: skip
     except PasskeyError as exc:
         message = str(exc)
-        return await run_in_threadpool(lambda: _view(c, session, error=message, status=400))
+        return await run_in_threadpool(lambda: view(c, session, error=message, status=400))
     return see_other("/account?done=passkey_added#passkeys")
 
 
@@ -187,7 +283,7 @@ async def rename(c: Services, request: Request, form: Any, session: LoginSession
     done = await run_in_threadpool(lambda: c.passkeys.rename(session.user_id, passkey_id, name, ip=client_ip(request)))
     if not done:
         return await run_in_threadpool(
-            lambda: _view(c, session, error="Give the passkey a name (letters, digits, spaces).", status=400)
+            lambda: view(c, session, error="Give the passkey a name (letters, digits, spaces).", status=400)
         )
     return see_other("/account?done=passkey_renamed#passkeys")
 
@@ -204,6 +300,8 @@ async def remove(c: Services, request: Request, form: Any, session: LoginSession
 ROUTES: tuple[Route, ...] = (
     Route("/login/passkey/options", signin_options, methods=["POST"]),
     Route("/login/passkey", signin_submit, methods=["POST"]),
+    Route("/login/factor/passkey/options", factor_options, methods=["POST"]),
+    Route("/login/factor/passkey", factor_submit, methods=["POST"]),
     Route("/account/passkeys/options", register_options, methods=["POST"]),
     Route("/account/passkeys/add", register_submit, methods=["POST"]),
     Route("/account/passkeys/rename", rename, methods=["POST"]),

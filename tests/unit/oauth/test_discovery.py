@@ -27,10 +27,10 @@ GOLDEN = (
     'post","private_key_jwt"],"introspection_endpoint_auth_signing_alg_values_supported":["ES256","RS256"'
     ',"PS256","EdDSA"],"code_challenge_methods_supported":["S256"],"claims_supported":["sub","iss","aud",'
     '"exp","iat","auth_time","nonce","acr","amr","sid","at_hash","name","preferred_username","email","ema'
-    'il_verified"],"prompt_values_supported":["none","login","consent"],"claims_parameter_supported":fals'
-    'e,"request_parameter_supported":false,"request_uri_parameter_supported":false,"authorization_respons'
-    'e_iss_parameter_supported":true,"frontchannel_logout_supported":false,"backchannel_logout_supported"'
-    ':false,"ui_locales_supported":["en"]}'
+    'il_verified"],"acr_values_supported":["urn:idp:acr:sfa","urn:idp:acr:mfa"],"prompt_values_supported"'
+    ':["none","login","consent"],"claims_parameter_supported":false,"request_parameter_supported":false,"'
+    'request_uri_parameter_supported":false,"authorization_response_iss_parameter_supported":true,"frontc'
+    'hannel_logout_supported":false,"backchannel_logout_supported":false,"ui_locales_supported":["en"]}'
 )
 
 
