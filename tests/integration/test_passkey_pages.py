@@ -33,8 +33,11 @@ async def add_passkey(client: httpx.AsyncClient, auth: SoftAuthenticator, name: 
     )
 
 
-async def passkey_sign_in(client: httpx.AsyncClient, auth: SoftAuthenticator, **form: str) -> httpx.Response:
-    page = await client.get("/login", params={"interaction": form["interaction"]} if "interaction" in form else {})
+async def passkey_sign_in(
+    client: httpx.AsyncClient, auth: SoftAuthenticator, query: dict | None = None, **form: str
+) -> httpx.Response:
+    params = query or ({"interaction": form["interaction"]} if "interaction" in form else {})
+    page = await client.get("/login", params=params)
     csrf = field(page.text, "csrf")
     r = await client.post("/login/passkey/options", data={"csrf": csrf}, headers=SAME_ORIGIN)
     assert r.status_code == 200, r.text
@@ -162,9 +165,8 @@ async def test_adding_or_removing_needs_a_recent_sign_in(container, client, cloc
     reauth = await client.get("/login?reauth=1&next=/account%23passkeys")
     assert reauth.status_code == 200  # the form, not a redirect: the person confirms who they are
     assert "Signed in as" in reauth.text
-    data = {"csrf": field(reauth.text, "csrf"), "username": "alice", "password": "correct horse battery staple",
-            "next": field(reauth.text, "next")}  # fmt: skip
-    assert (await client.post("/login", data=data, headers=SAME_ORIGIN)).headers["location"] == "/account#passkeys"
+    r = await passkey_sign_in(client, registered, {"reauth": "1"}, next=field(reauth.text, "next"))  # confirmed with the passkey
+    assert r.headers["location"] == "/account#passkeys"
     csrf = await account_csrf(client)
     r = await client.post("/account/passkeys/remove", data={"csrf": csrf, "passkey_id": passkey.id},
                           headers=SAME_ORIGIN)  # fmt: skip
@@ -218,3 +220,41 @@ async def test_registration_in_one_session_cannot_finish_in_another(container, c
         r = await bob.post("/account/passkeys/add", data=data, headers=SAME_ORIGIN)
         assert r.status_code == 400
         assert "started elsewhere" in r.text
+
+
+async def test_a_passkey_is_the_second_factor_after_the_password(container, app, registered):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://idp.test") as fresh:
+        r = await sign_in(fresh)
+        assert r.headers["location"] == "/login/factor"  # the person has a passkey: it is asked for
+        page = await fresh.get("/login/factor")
+        assert 'action="/login/factor/passkey"' in page.text
+        assert 'action="/login/factor"' not in page.text  # no authenticator app: no code field
+        csrf = field(page.text, "csrf")
+        body = (await fresh.post("/login/factor/passkey/options", data={"csrf": csrf}, headers=SAME_ORIGIN)).json()
+        assert [d["id"] for d in body["publicKey"]["allowCredentials"]]  # this person's passkeys only
+        assert body["publicKey"]["userVerification"] == "preferred"
+        answer = registered.get(body["publicKey"], uv=False)  # a touch is enough after the password
+        data = {"csrf": csrf, "ceremony": body["ceremony"], "credential": answer}
+        r = await fresh.post("/login/factor/passkey", data=data, headers=SAME_ORIGIN)
+        assert r.status_code == 303, r.text
+        assert r.headers["location"] == "/account"
+        assert (await fresh.get("/account")).status_code == 200
+    user = container.directory.store.by_username("alice")
+    amrs = {s.amr for s in container.login_sessions.list_for_user(user.id)}
+    assert ("pwd", "hwk", "mfa") in amrs
+
+
+async def test_the_second_factor_refuses_another_persons_passkey(container, app, registered):
+    make_user(container, "bob")
+    bob_key = soft(container)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://idp.test") as bob:
+        await sign_in(bob, "bob")
+        assert (await add_passkey(bob, bob_key)).status_code == 303
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://idp.test") as fresh:
+        assert (await sign_in(fresh)).headers["location"] == "/login/factor"
+        csrf = field((await fresh.get("/login/factor")).text, "csrf")
+        body = (await fresh.post("/login/factor/passkey/options", data={"csrf": csrf}, headers=SAME_ORIGIN)).json()
+        data = {"csrf": csrf, "ceremony": body["ceremony"], "credential": bob_key.get(body["publicKey"])}
+        r = await fresh.post("/login/factor/passkey", data=data, headers=SAME_ORIGIN)
+        assert r.status_code == 400
+        assert "__Host-idp-session" not in r.headers.get("set-cookie", "")
