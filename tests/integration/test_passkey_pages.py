@@ -165,7 +165,8 @@ async def test_adding_or_removing_needs_a_recent_sign_in(container, client, cloc
     reauth = await client.get("/login?reauth=1&next=/account%23passkeys")
     assert reauth.status_code == 200  # the form, not a redirect: the person confirms who they are
     assert "Signed in as" in reauth.text
-    r = await passkey_sign_in(client, registered, {"reauth": "1"}, next=field(reauth.text, "next"))  # confirmed with the passkey
+    # confirmed with the passkey
+    r = await passkey_sign_in(client, registered, {"reauth": "1"}, next=field(reauth.text, "next"))
     assert r.headers["location"] == "/account#passkeys"
     csrf = await account_csrf(client)
     r = await client.post("/account/passkeys/remove", data={"csrf": csrf, "passkey_id": passkey.id},
