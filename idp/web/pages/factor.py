@@ -77,6 +77,7 @@ def _challenge(
         "recovery": recovery,
         "passkey": c.settings.passkeys_enabled and c.passkeys.has_any(user_id),  # offered beside the codes
         "totp": bool(c.factors.confirmed(user_id, "totp")),
+        "has_recovery": c.factors.recovery_left(user_id) > 0,
         "error": error,
     }
     return render("factor.html", context, status, headers)
