@@ -313,7 +313,9 @@ def build_services(
 
     user_admin = UserAdmin(
         directory, audit, sign_out_everywhere=account.end_everything, events=events,
-        reset_factors=lambda user_id, actor, reason: factors.reset(user_id, actor=actor, reason=reason),
+        reset_factors=lambda user_id, actor, reason: (
+            factors.reset(user_id, actor=actor, reason=reason) + passkeys.reset(user_id, actor=actor, reason=reason)
+        ),
     )  # fmt: skip
 
     return Services(

@@ -259,3 +259,27 @@ async def test_the_second_factor_refuses_another_persons_passkey(container, app,
         r = await fresh.post("/login/factor/passkey", data=data, headers=SAME_ORIGIN)
         assert r.status_code == 400
         assert "__Host-idp-session" not in r.headers.get("set-cookie", "")
+
+
+async def test_removing_a_passkey_signs_out_the_other_sessions(container, client, app, registered):
+    user = container.directory.store.by_username("alice")
+    [passkey] = container.passkeys.list(user.id)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://idp.test") as other:
+        assert (await passkey_sign_in(other, registered)).status_code == 303
+        assert (await other.get("/account")).status_code == 200
+        before = client.cookies.get("__Host-idp-session")
+        csrf = await account_csrf(client)
+        r = await client.post("/account/passkeys/remove", data={"csrf": csrf, "passkey_id": passkey.id},
+                              headers=SAME_ORIGIN)  # fmt: skip
+        assert r.status_code == 303
+        assert client.cookies.get("__Host-idp-session") != before  # rotated (ASVS V7.2.4)
+        assert (await client.get("/account")).status_code == 200
+        assert (await other.get("/account")).status_code == 303  # signed out
+
+
+async def test_an_operators_factor_reset_removes_the_passkeys(container, registered):
+    user = container.directory.store.by_username("alice")
+    removed, _ = container.user_admin.reset_factors(user, actor="admin", sign_out=True, reason="lost phone")
+    assert removed == 1
+    assert container.passkeys.list(user.id) == []
+    assert "passkey.reset" in actions(container)

@@ -28,7 +28,7 @@ NOTICES = {
     "password": "Password changed. Your other sessions were signed out.",
     "passkey_added": "Passkey added. You can use it to sign in without your password.",
     "passkey_renamed": "Passkey renamed.",
-    "passkey_removed": "Passkey removed. It can no longer be used to sign in.",
+    "passkey_removed": "Passkey removed. It can no longer be used to sign in; your other sessions were signed out.",
     "totp": "Two-step verification is on. You'll be asked for a code when you sign in.",
     "recovery": "New recovery codes are ready. The old ones no longer work.",
     "factor": "Sign-in method removed. Your other sessions were signed out.",

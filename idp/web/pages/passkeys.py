@@ -29,6 +29,7 @@ from idp.sessions.signin import Browser, SignedIn
 from idp.sessions.store import LoginSession
 from idp.web.pages import factor, login
 from idp.web.pages.account import PURPOSE, action, is_fresh, view
+from idp.web.pages.account_factors import LAST_REQUIRED
 from idp.web.pages.forms import (
     LOGIN_COOKIE,
     SECOND_STEP_COOKIE,
@@ -290,11 +291,32 @@ async def rename(c: Services, request: Request, form: Any, session: LoginSession
 
 @action
 async def remove(c: Services, request: Request, form: Any, session: LoginSession) -> Response:
+    """As with the other sign-in methods: the person's other sessions end and this one's cookie rotates."""
     if not is_fresh(c, session):
         return see_other(REAUTH_URL)
-    passkey_id = one(form, "passkey_id", 64)
-    await run_in_threadpool(lambda: c.passkeys.remove(session.user_id, passkey_id, ip=client_ip(request)))
-    return see_other("/account?done=passkey_removed#passkeys")
+    passkey_id, ip = one(form, "passkey_id", 64), client_ip(request)
+
+    def removing() -> Response:
+        user = c.directory.store.get(session.user_id)
+        if user is None:
+            return see_other("/login?next=/account")
+        mine = [p.id for p in c.passkeys.list(user.id)]
+        if passkey_id not in mine:
+            return see_other("/account#passkeys")
+        last = mine == [passkey_id] and not c.factors.confirmed(user.id)
+        if last and c.factors.policy.offered and c.factors.required_for(user.flags):
+            return view(c, session, error=LAST_REQUIRED, status=400)
+        c.passkeys.remove(user.id, passkey_id, ip=ip)
+        c.login_sessions.end_all_for_user(user.id, actor=user.id, reason="passkey removed", except_sid=session.sid)
+        rotated = c.login_sessions.rotate(session_cookie(request) or "")  # ASVS V7.2.4: privilege change
+        if rotated is None:
+            return see_other("/login?next=/account")
+        cookie, fresh = rotated
+        response = see_other("/account?done=passkey_removed#passkeys")
+        set_cookie(response, SESSION_COOKIE, cookie, int(fresh.absolute_expires_at - c.clock.now()))
+        return response
+
+    return await run_in_threadpool(removing)
 
 
 ROUTES: tuple[Route, ...] = (
