@@ -128,7 +128,7 @@ class SignIn:
     ) -> SignedIn | Rejected | Throttled | Expired:
         """The second step: a TOTP or recovery code for the person the password step named."""
         step = self._steps.get(token)
-        if step is None or step.enrol:
+        if step is None or step.enrol or not self._enabled(step.user_id):
             return Expired()
         outcome = self._factors.verify(step.user_id, code, ip=browser.ip)
         if not isinstance(outcome, Verified):
@@ -143,9 +143,14 @@ class SignIn:
     ) -> SignedIn | Expired:
         """A grace enrolment's first code was right (:meth:`Factors.confirm_totp` raised otherwise)."""
         taken = self._steps.finish(token)
-        if taken is None or not taken.enrol:
+        if taken is None or not taken.enrol or not self._enabled(taken.user_id):
             return Expired()
         return self._finish(taken.user_id, [*taken.factors, ("otp", self._clock.now())], browser, pending)
+
+    def _enabled(self, user_id: str) -> bool:
+        """Disabled between the two steps: the second one finishes nothing."""
+        user = self._directory.store.get(user_id)
+        return user is not None and not user.disabled
 
     def _finish(
         self, user_id: str, factors: list[tuple[str, float]], browser: Browser, pending: PendingAuthorization | None
