@@ -13,6 +13,7 @@ from idp.interaction import SESSION_COOKIE
 from idp.services import Services
 from idp.sessions.assurance import ACR_MFA, ACR_SFA
 from idp.sessions.factors import totp
+from idp.sessions.factors.model import Factor
 from idp.tokens import jwt
 from idp.web.pages.forms import SECOND_STEP_COOKIE
 from tests.oauthkit import auth_params, exchange, pkce_pair, query
@@ -204,12 +205,15 @@ class TestOff:
         return {"mfa_policy": "off"}
 
     async def test_no_second_step_and_no_enrolment(self, client, container, clock, alice):
-        started = container.factors.store  # a factor enrolled while the policy allowed it is not asked for
-        assert started is not None
+        # A factor set up while the policy allowed it is kept but not asked for.
+        container.factors.store.add(Factor(id="f1", user_id=alice.id, kind="totp", name="Phone",
+                                           created_at=clock.now(), confirmed_at=clock.now()))  # fmt: skip
         r = await sign_in(client)
         assert r.headers["location"] == "/account"
         page = await client.get("/account")
-        assert "Two-step verification" not in page.text
+        assert "Two-step verification" not in page.text and 'action="/account/totp/start"' not in page.text
+        r = await client.post("/account/totp/start", data={"csrf": field(page.text, "csrf")}, headers=SAME_ORIGIN)
+        assert r.status_code == 400
 
 
 # -- step-up at /authorize ----------------------------------------------------------------
