@@ -129,7 +129,7 @@ class SignIn:
     ) -> SignedIn | Rejected | Throttled | Expired:
         """The second step: a TOTP or recovery code for the person the password step named."""
         step = self._steps.get(token)
-        if step is None or step.enrol:
+        if step is None or step.enrol or not self._enabled(step.user_id):
             return Expired()
         outcome = self._factors.verify(step.user_id, code, ip=browser.ip)
         if not isinstance(outcome, Verified):
@@ -144,7 +144,7 @@ class SignIn:
     ) -> SignedIn | Expired:
         """A grace enrolment's first code was right (:meth:`Factors.confirm_totp` raised otherwise)."""
         taken = self._steps.finish(token)
-        if taken is None or not taken.enrol:
+        if taken is None or not taken.enrol or not self._enabled(taken.user_id):
             return Expired()
         return self._finish(taken.user_id, [*taken.factors, ("otp", self._clock.now())], browser, pending)
 
@@ -153,12 +153,11 @@ class SignIn:
     ) -> SignedIn | Refused:
         """Passwordless: a verified passkey assertion (:meth:`idp.sessions.passkeys.Passkeys.authenticate`, user
         verification required) signs its person in alone: ``hwk``/``swk`` + ``user`` are two factors."""
-        user = self._directory.store.get(user_id)
-        if user is None or user.disabled:
+        if not self._enabled(user_id):
             self._audit.record("login.failed", ip=browser.ip, method="passkey")
             return Refused()
         now = self._clock.now()
-        return self._finish(user.id, [(m, now) for m in methods], browser, pending)
+        return self._finish(user_id, [(m, now) for m in methods], browser, pending)
 
     def second_factor_passkey(
         self, token: str | None, methods: Sequence[str], browser: Browser, pending: PendingAuthorization | None = None
@@ -166,10 +165,15 @@ class SignIn:
         """The second step passed with a passkey of the person the password step named (the ceremony was theirs:
         ``Passkeys.authentication_options(user_id=...)``)."""
         taken = self._steps.finish(token)  # once: one password step, at most one session
-        if taken is None or taken.enrol:
+        if taken is None or taken.enrol or not self._enabled(taken.user_id):
             return Expired()
         now = self._clock.now()
         return self._finish(taken.user_id, [*taken.factors, *((m, now) for m in methods)], browser, pending)
+
+    def _enabled(self, user_id: str) -> bool:
+        """Disabled between the two steps: the second one finishes nothing."""
+        user = self._directory.store.get(user_id)
+        return user is not None and not user.disabled
 
     def _finish(
         self, user_id: str, factors: list[tuple[str, float]], browser: Browser, pending: PendingAuthorization | None

@@ -13,6 +13,7 @@ from idp.interaction import SESSION_COOKIE
 from idp.services import Services
 from idp.sessions.assurance import ACR_MFA, ACR_SFA
 from idp.sessions.factors import totp
+from idp.sessions.factors.model import Factor
 from idp.tokens import jwt
 from idp.web.pages.forms import SECOND_STEP_COOKIE
 from tests.oauthkit import auth_params, exchange, pkce_pair, query
@@ -204,12 +205,15 @@ class TestOff:
         return {"mfa_policy": "off"}
 
     async def test_no_second_step_and_no_enrolment(self, client, container, clock, alice):
-        started = container.factors.store  # a factor enrolled while the policy allowed it is not asked for
-        assert started is not None
+        # A factor set up while the policy allowed it is kept but not asked for.
+        container.factors.store.add(Factor(id="f1", user_id=alice.id, kind="totp", name="Phone",
+                                           created_at=clock.now(), confirmed_at=clock.now()))  # fmt: skip
         r = await sign_in(client)
         assert r.headers["location"] == "/account"
         page = await client.get("/account")
-        assert "Two-step verification" not in page.text
+        assert "Two-step verification" not in page.text and 'action="/account/totp/start"' not in page.text
+        r = await client.post("/account/totp/start", data={"csrf": field(page.text, "csrf")}, headers=SAME_ORIGIN)
+        assert r.status_code == 400
 
 
 # -- step-up at /authorize ----------------------------------------------------------------
@@ -303,3 +307,33 @@ async def test_max_age_asks_for_both_factors_again(client, container, clock, ali
     assert seen == ["/login", "/login/factor", "/authorize/resume"]
     idt, _ = await token_claims(client, container, rp, q, verifier)
     assert idt["amr"] == ["pwd", "otp", "mfa"] and clock.now() - idt["auth_time"] < 60
+
+
+async def test_a_user_disabled_between_the_two_steps_is_not_signed_in(client, container, clock, alice):
+    await sign_in(client)
+    secret, _ = await enrol_on_account_page(client, container, clock)
+    client.cookies.clear()
+    r = await sign_in(client)
+    assert r.headers["location"] == "/login/factor"
+    page = await client.get("/login/factor")
+    container.user_admin.set_disabled("alice", True, actor="admin")
+    r = await client.post("/login/factor", data={"csrf": field(page.text, "csrf"), "code": now_code(secret, clock)},
+                          headers=SAME_ORIGIN)  # fmt: skip
+    assert r.status_code == 400 and client.cookies.get(SESSION_COOKIE) is None
+
+
+async def test_one_password_step_yields_one_session(client, container, clock, alice):
+    """The second step is taken once: a second code on the same step (a replayed form) finds it gone."""
+    await sign_in(client)
+    _, codes = await enrol_on_account_page(client, container, clock)
+    client.cookies.clear()
+    await sign_in(client)
+    step_cookie = client.cookies.get(SECOND_STEP_COOKIE)
+    page = await client.get("/login/factor")
+    csrf = field(page.text, "csrf")
+    r = await client.post("/login/factor", data={"csrf": csrf, "code": codes[0]}, headers=SAME_ORIGIN)
+    assert r.status_code == 303
+    client.cookies.set(SECOND_STEP_COOKIE, step_cookie, domain="idp.test")
+    r = await client.post("/login/factor", data={"csrf": csrf, "code": codes[1]}, headers=SAME_ORIGIN)
+    assert r.status_code == 400
+    assert len(container.login_sessions.list_for_user(alice.id)) == 2  # the enrolment's session and one more

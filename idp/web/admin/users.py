@@ -50,6 +50,15 @@ def session_json(s: Any) -> dict[str, Any]:
     }
 
 
+async def body_with(request: Request, *allowed: str) -> dict[str, Any]:
+    """The JSON body, refused with 422 when it holds a field the operation does not take."""
+    data = await json_body(request)
+    unknown = set(data) - set(allowed)
+    if unknown:
+        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    return data
+
+
 def get_user(c: Services, user_id: str) -> User:
     user = c.directory.store.get(user_id) if 0 < len(user_id) <= 64 else None
     if user is None:
@@ -65,10 +74,7 @@ async def list_users(request: Request, admin: AdminPrincipal) -> Response:
 
 async def create_user(request: Request, admin: AdminPrincipal) -> Response:
     c = services_of(request)
-    data = await json_body(request)
-    unknown = set(data) - {"username", "password", "email", "name"}
-    if unknown:
-        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    data = await body_with(request, "username", "password", "email", "name")
     username = field(data, "username", str, required=True)
     password = field(data, "password", str)
     generated = password is None
@@ -110,10 +116,7 @@ def set_disabled(disabled: bool) -> Any:
 
 async def reset_password(request: Request, admin: AdminPrincipal) -> Response:
     c = services_of(request)
-    data = await json_body(request)
-    unknown = set(data) - {"password", "sign_out"}
-    if unknown:
-        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    data = await body_with(request, "password", "sign_out")
     password = field(data, "password", str)
     generated = password is None
     if generated:
@@ -185,10 +188,7 @@ async def list_factors(request: Request, admin: AdminPrincipal) -> Response:
 
 async def reset_factors(request: Request, admin: AdminPrincipal) -> Response:
     c = services_of(request)
-    data = await json_body(request)
-    unknown = set(data) - {"sign_out"}
-    if unknown:
-        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    data = await body_with(request, "sign_out")
     sign_out = field(data, "sign_out", bool, True)
 
     def reset() -> tuple[int, int]:
@@ -202,10 +202,7 @@ async def reset_factors(request: Request, admin: AdminPrincipal) -> Response:
 
 async def set_flags(request: Request, admin: AdminPrincipal) -> Response:
     c = services_of(request)
-    data = await json_body(request)
-    unknown = set(data) - {"flags"}
-    if unknown:
-        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    data = await body_with(request, "flags")
     flags = field(data, "flags", list, required=True)
     if not all(isinstance(f, str) for f in flags):
         raise Problem(422, "flags must be strings", code="invalid_field")
