@@ -160,6 +160,7 @@ def test_register_then_sign_in_passwordless_through_authorize(live, context) -> 
     claims = _claims(r)
     assert claims["sub"] == uid
     assert claims["amr"] == ["hwk", "user", "mfa"]  # RFC 8176: a hardware-bound key, user verification: two factors
+    assert claims["acr"] == "urn:idp:acr:mfa"
     assert live.container.passkeys.list(uid)[0].sign_count >= 1
 
 
