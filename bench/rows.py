@@ -453,6 +453,46 @@ class LoginTotp(Row):
                                            max_seconds=60))  # fmt: skip
 
 
+class LoginPasskey(Row):
+    """Passwordless: GET /login (the pre-session cookie and CSRF token), POST /login/passkey/options, POST
+    /login/passkey with the assertion. The bench's software passkey signs each challenge (ES256)."""
+
+    key, title = "login_passkey", "Hosted sign-in with a passkey (passwordless, three requests)"
+    peer_missing = Login.peer_missing
+    loader = "python"
+
+    def check(self, t: Target) -> str | None:
+        if not t.is_idp:
+            return self.peer_missing
+        return None if t.server.info.get("passkey_user") else "no user with a passkey in this server's fixtures"
+
+    def prepare(self, t: Target, b: Budget) -> None:
+        t.state["passkey_total"] = t.pool_size(self.key, b, 60 if b.quick else 300, minimum=20)
+
+    def measure(self, t: Target, b: Budget) -> dict[str, Any]:
+        from bench.passkey import assertion
+
+        user, origin = t.server.info["passkey_user"], t.server.base_url
+
+        async def sign_in(client: httpx.AsyncClient, i: int) -> bool:
+            page = await client.get("/login", headers={"accept": "text/html"})
+            jar = flows.cookies_from(page)
+            csrf = flows.form_fields(page.text).get("csrf", "")
+            headers = {"content-type": flows.FORM_CT, "cookie": flows.cookie_header(jar), "origin": origin}
+            r = await client.post("/login/passkey/options", content=urlencode({"csrf": csrf}), headers=headers)
+            if r.status_code != 200:
+                return False
+            body = r.json()
+            answer = assertion(user["credential"], user["sub"], body["publicKey"], origin)
+            form = {"csrf": csrf, "ceremony": body["ceremony"], "credential": answer}
+            done = await client.post("/login/passkey", content=urlencode(form), headers=headers)
+            return done.status_code == 303 and done.headers.get("location") == "/account"
+
+        total = t.state.pop("passkey_total")
+        return asyncio.run(load.run_python(t.server.base_url, sign_in, total=total, concurrency=b.connections,
+                                           max_seconds=60))  # fmt: skip
+
+
 ROWS: list[Row] = [
     Discovery(),
     Jwks(),
@@ -464,4 +504,5 @@ ROWS: list[Row] = [
     Userinfo(),
     Login(),
     LoginTotp(),
+    LoginPasskey(),
 ]
