@@ -287,7 +287,8 @@ def build_services(
         SqlPasskeyStore(sessions), ephemeral, digester, clock, audit, issuer=s.issuer,
         rp_name=s.totp_issuer_name or (urlsplit(s.issuer).hostname or s.issuer),
     )  # fmt: skip
-    factors.other_kinds.append(passkeys.has_any)  # a passkey is a second factor after a password
+    if s.passkeys_enabled:
+        factors.other_kinds.append(passkeys.has_any)  # a passkey is a second factor after a password
     account = Account(
         sessions=login_sessions, consents=consents, directory=directory, signout=signout, clients=clients,
         grants=SqlGrantSummary(sessions), throttle=throttle, audit=audit, clock=clock,

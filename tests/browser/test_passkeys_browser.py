@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -19,14 +18,9 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from idp.app import create_app
-from idp.config import Settings
 from idp.interaction import SESSION_COOKIE
-from idp.services import build_services
-from tests.browser.conftest import PASSWORD, Live
-from tests.browser.pages import page_server
+from tests.browser.conftest import PASSWORD, Live, serve
 from tests.browser.test_hosted_pages import query
-from tests.integration.live_server import LiveServer, free_port
 
 pytestmark = pytest.mark.browser
 SHOTS = Path("/tmp/passkey-shots")
@@ -45,31 +39,10 @@ def snap(page, name: str) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    tmp = tmp_path_factory.mktemp("passkeys")
-    db = tmp / "idp.sqlite3"
-    shutil.copy(sqlite_template, db)
-    rp_server, rp = page_server("RP", "Relying party")
-    port = free_port()
-    settings = Settings(
-        issuer=f"http://localhost:{port}",
-        database_url=f"sqlite:///{db}",
-        kek=base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode(),
-        kek_file=tmp / "kek",
-        data_dir=tmp,
-        demo=False,
-    )  # type: ignore[call-arg]
-    c = build_services(settings)
-    client, secret = c.clients.create(
-        name="Photo Book", kind="web", redirect_uris=[f"{rp}/callback"], scope="openid profile email",
-    )  # fmt: skip
-    server = LiveServer(create_app(services=c), port).start()
-    try:
-        yield Live(f"http://localhost:{port}", c, client.client_id, secret or "", rp)
-    finally:
-        server.stop()
-        c.close()
-        rp_server.shutdown()
-        rp_server.server_close()
+    with serve(
+        sqlite_template, tmp_path_factory.mktemp("passkeys"), host="localhost", scope="openid profile"
+    ) as running:
+        yield running
 
 
 @pytest.fixture

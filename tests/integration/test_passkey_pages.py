@@ -283,3 +283,25 @@ async def test_an_operators_factor_reset_removes_the_passkeys(container, registe
     assert removed == 1
     assert container.passkeys.list(user.id) == []
     assert "passkey.reset" in actions(container)
+
+
+class TestTurnedOff:
+    @pytest.fixture
+    def settings_overrides(self):
+        return {"passkeys_enabled": False}
+
+    async def test_no_passkey_controls_and_no_passkey_second_factor(self, container, client):
+        user = make_user(container)
+        auth = soft(container)
+        ceremony = container.passkeys.registration_options(user.id, "alice", "Alice", binding="x")
+        response = auth.create(ceremony.options)
+        container.passkeys.register(user.id, binding="x", ceremony_id=ceremony.id, response=response, name="", ip="")
+        page = await client.get("/login")
+        assert "passkeys.js" not in page.text and "webauthn" not in page.text
+        csrf = field(page.text, "csrf")
+        assert (
+            await client.post("/login/passkey/options", data={"csrf": csrf}, headers=SAME_ORIGIN)
+        ).status_code == 404
+        r = await sign_in(client)
+        assert r.headers["location"] == "/account"  # the passkey is not asked for: the password alone signs in
+        assert 'id="passkeys"' not in (await client.get("/account")).text

@@ -58,15 +58,22 @@ def _ceremony(ceremony_id: str, options: dict[str, Any]) -> Response:
     return json_response({"ceremony": ceremony_id, "publicKey": options}, 200, NO_STORE)
 
 
+def _options_refused(c: Services, request: Request) -> Response | None:
+    """Every options endpoint: passkeys on, and a same-origin request (the page's token is checked next)."""
+    if not c.settings.passkeys_enabled:
+        return _json_error("Passkeys are turned off here.", 404)
+    if not same_origin(request, c.settings.issuer):
+        return _json_error("This request was sent from another site and was not accepted.")
+    return None
+
+
 # -- sign in ---------------------------------------------------------------------------------
 @page
 async def signin_options(request: Request) -> Response:
     c = services_of(request)
     form = await request.form()
-    if not c.settings.passkeys_enabled:
-        return _json_error("Passkeys are turned off here.", 404)
-    if not same_origin(request, c.settings.issuer):
-        return _json_error("This request was sent from another site and was not accepted.")
+    if (refused := _options_refused(c, request)) is not None:
+        return refused
     pre = request.cookies.get(LOGIN_COOKIE)
     if login._csrf(c).check(pre, one(form, "csrf", 200)) != "ok" or not pre:
         return _json_error("Your sign-in form expired. Reload the page and try again.")
@@ -141,8 +148,8 @@ def _factor_ceremony(
 async def factor_options(request: Request) -> Response:
     c = services_of(request)
     form = await request.form()
-    if not same_origin(request, c.settings.issuer):
-        return _json_error("This request was sent from another site and was not accepted.")
+    if (refused := _options_refused(c, request)) is not None:
+        return refused
     found = await run_in_threadpool(_factor_ceremony, c, request, form)
     if isinstance(found, Response):
         return found
@@ -172,6 +179,8 @@ def _step_up(c: Services, cookie: str, methods: tuple[str, ...], pending: Pendin
 async def factor_submit(request: Request) -> Response:
     c = services_of(request)
     form = await request.form()
+    if not c.settings.passkeys_enabled:
+        return error_page("invalid_request", "Passkeys are turned off here.", 404)
     if not same_origin(request, c.settings.issuer):
         return error_page("invalid_request", factor.FOREIGN, 400)
     found = await run_in_threadpool(_factor_ceremony, c, request, form)
@@ -234,10 +243,8 @@ def _factor_again(
 async def register_options(request: Request) -> Response:
     c = services_of(request)
     form = await request.form()
-    if not c.settings.passkeys_enabled:
-        return _json_error("Passkeys are turned off here.", 404)
-    if not same_origin(request, c.settings.issuer):
-        return _json_error("This request was sent from another site and was not accepted.")
+    if (refused := _options_refused(c, request)) is not None:
+        return refused
     session = await run_in_threadpool(c.login_sessions.current, session_cookie(request))
     if session is None:
         return _json_error("Your session ended. Sign in again.", 403)
