@@ -4,15 +4,24 @@ code. Screenshots of the enrolment, challenge and recovery pages go to /tmp/mfa-
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from idp.app import create_app
+from idp.config import Settings
+from idp.services import build_services
 from idp.sessions.factors import totp
 from idp.tokens import jwt
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, Live
+from tests.browser.pages import page_server
 from tests.browser.test_hosted_pages import authorize_url, exchange, fill_login, query
+from tests.integration.live_server import LiveServer, free_port
 
 pytestmark = pytest.mark.browser
 SHOTS = Path("/tmp/mfa-shots")
@@ -88,3 +97,42 @@ def test_sign_in_with_a_recovery_code(live, new_context) -> None:  # type: ignor
     page.get_by_role("button", name="Verify").click()
     assert page.url == f"{live.url}/account"
     assert "9 of 10 unused" in page.content()
+
+
+@pytest.fixture(scope="module")
+def live_required(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A server whose policy requires a second factor of everyone."""
+    tmp = tmp_path_factory.mktemp("browser-required")
+    shutil.copy(sqlite_template, tmp / "idp.sqlite3")
+    rp_server, rp = page_server("RP", "Relying party")
+    port = free_port()
+    settings = Settings(
+        issuer=f"http://127.0.0.1:{port}", database_url=f"sqlite:///{tmp / 'idp.sqlite3'}",
+        kek=base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode(), kek_file=tmp / "kek",
+        data_dir=tmp, demo=False, mfa_policy="required",
+    )  # type: ignore[call-arg]  # fmt: skip
+    c = build_services(settings)
+    server = LiveServer(create_app(services=c), port).start()
+    try:
+        yield Live(server.url, c, "", "", rp)
+    finally:
+        server.stop()
+        c.close()
+        rp_server.shutdown()
+        rp_server.server_close()
+
+
+def test_grace_enrolment_when_required(live_required, new_context) -> None:  # type: ignore[no-untyped-def]
+    live = live_required
+    live.container.directory.create("gale", PASSWORD, email="gale@example.com", name="Gale")
+    page = new_context().new_page()
+    page.goto(f"{live.url}/account")
+    fill_login(page, "gale", PASSWORD)
+    assert page.url == f"{live.url}/login/enrol"
+    snap(page, "gale-01-grace-enrol")
+    secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+    page.get_by_label("Code from the app").fill(code_for(live, secret))
+    page.get_by_role("button", name="Turn on two-step verification").click()
+    assert page.get_by_role("heading", name="Save your recovery codes").is_visible()
+    page.get_by_role("link", name="I've saved them, continue").click()
+    assert page.url == f"{live.url}/account" and "Authenticator app" in page.content()

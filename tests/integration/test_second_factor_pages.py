@@ -10,6 +10,7 @@ import pytest
 
 from idp.clock import FrozenClock
 from idp.interaction import SESSION_COOKIE
+from idp.resource import AuthError, AuthRequirement, Principal
 from idp.services import Services
 from idp.sessions.assurance import ACR_MFA, ACR_SFA
 from idp.sessions.factors import totp
@@ -259,6 +260,9 @@ async def test_password_only_tokens_say_so(client, container, clock, alice, rp):
     q, verifier, _ = await drive(client, rp[0])
     idt, at = await token_claims(client, container, rp, q, verifier)
     assert (idt["acr"], idt["amr"]) == (ACR_SFA, ["pwd"]) and (at["acr"], at["amr"]) == (ACR_SFA, ["pwd"])
+    with pytest.raises(AuthError) as refused:  # and a resource server asks for more (RFC 9470 §3)
+        AuthRequirement(acr=(ACR_MFA,)).check(Principal.from_claims(at))
+    assert (refused.value.error, refused.value.acr_values) == ("insufficient_user_authentication", ACR_MFA)
 
 
 async def test_acr_values_steps_a_password_session_up(client, container, clock, alice, rp):
@@ -277,6 +281,8 @@ async def test_acr_values_steps_a_password_session_up(client, container, clock, 
     idt, at = await token_claims(client, container, rp, q, verifier)
     assert idt["acr"] == ACR_MFA and idt["amr"] == ["pwd", "otp", "mfa"]
     assert at["acr"] == ACR_MFA and at["amr"] == ["pwd", "otp", "mfa"]
+    # A resource server's step-up rule (RFC 9470) accepts this access token.
+    AuthRequirement(acr=(ACR_MFA,), amr=("otp",), max_age=60, now=clock.now).check(Principal.from_claims(at))
     # The stepped-up session answers the next such request without asking again.
     q, verifier, seen = await drive(client, rp[0], acr_values=ACR_MFA)
     assert seen == [] and "code" in q
