@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         True, description="Passkeys (WebAuthn): registered from the account page, used to sign in without a password "
         "or as a second factor. The relying party is the issuer: RP ID its host, origin its origin."
     )  # fmt: skip
+    passkey_ceremonies_per_ip: int = Field(
+        100, ge=1, le=1_000_000, description="Unfinished passkey ceremonies (a challenge each, 5 min) one client "
+        "address may hold: an IPv4 address, or an IPv6 /64. A place is given back when the browser answers; beyond "
+        "it the options endpoints answer 429 with Retry-After."
+    )  # fmt: skip
     reauth_seconds: int = Field(
         600, ge=30, le=86_400, description="How recent the last sign-in must be to add or remove a passkey from the "
         "account page, s; older sessions confirm who they are first."

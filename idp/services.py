@@ -286,6 +286,7 @@ def build_services(
     passkeys = Passkeys(
         SqlPasskeyStore(sessions), ephemeral, digester, clock, audit, issuer=s.issuer,
         rp_name=s.totp_issuer_name or (urlsplit(s.issuer).hostname or s.issuer),
+        per_address=s.passkey_ceremonies_per_ip,
     )  # fmt: skip
     if s.passkeys_enabled:
         factors.other_kinds.append(passkeys.has_any)  # a passkey is a second factor after a password

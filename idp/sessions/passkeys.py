@@ -45,8 +45,10 @@ from webauthn.helpers.structs import (
 from idp.clock import Clock
 from idp.crypto import Digester, random_id
 from idp.ephemeral import EphemeralStore
+from idp.interaction import address_key
 
 CEREMONY_TTL = 300.0  # seconds a challenge can be answered; the browser's timeout hint is the same
+CEREMONIES_PER_ADDRESS = 100  # default: live ceremonies one address may hold (each holds a record)
 MAX_PASSKEYS = 10  # per person
 MAX_NAME = 64
 MAX_RESPONSE = 16 * 1024  # bytes of a credential's JSON from the browser
@@ -65,6 +67,14 @@ class Audit(Protocol):
 
 class PasskeyError(Exception):
     """Shown to the person as is: nothing was changed and nobody signed in."""
+
+
+class TooManyCeremonies(PasskeyError):
+    """This address (or IPv6 /64) holds as many unfinished ceremonies as it may (``per_address``): 429."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many passkey requests. Please wait a moment and try again.")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,7 @@ class Passkeys:
         *,
         issuer: str,
         rp_name: str,
+        per_address: int = CEREMONIES_PER_ADDRESS,
     ) -> None:
         parts = urlsplit(issuer)
         self.store = store
@@ -161,6 +172,7 @@ class Passkeys:
         self.rp_id = parts.hostname or ""  # WebAuthn L3 §5.1.2: an RP ID is a domain, no scheme or port
         self.origin = f"{parts.scheme}://{parts.netloc}".lower()
         self.rp_name = rp_name
+        self.per_address = per_address
 
     # -- reading -------------------------------------------------------------------------
     def list(self, user_id: str) -> list[Passkey]:
@@ -170,9 +182,17 @@ class Passkeys:
         return bool(self.store.list_for_user(user_id))
 
     # -- ceremonies ----------------------------------------------------------------------
-    def _begin(self, kind: str, binding: str, challenge: bytes, user_id: str | None) -> str:
+    def _begin(self, kind: str, binding: str, challenge: bytes, user_id: str | None, ip: str) -> str:
+        """Park the challenge. The records one address holds are bounded: a place is reserved (atomic: of
+        concurrent requests at most the limit pass) before anything is written, and given back when the ceremony
+        is answered; an abandoned one keeps its place until its window (of :data:`CEREMONY_TTL`) has passed."""
+        window = int(self._clock.now() // CEREMONY_TTL)
+        slot = f"passkey:ip:{address_key(ip)}:{window}"
+        if self._ephemeral.reserve(slot, self.per_address, 2 * CEREMONY_TTL) is None:
+            raise TooManyCeremonies(max(1, int((window + 1) * CEREMONY_TTL - self._clock.now())))
         ceremony_id = random_id(16)
         record = {"challenge": bytes_to_base64url(challenge), "binding": self._bind(binding), "user_id": user_id}
+        record["slot"] = slot
         self._ephemeral.put(f"passkey:{kind}:{ceremony_id}", orjson.dumps(record), CEREMONY_TTL)
         return ceremony_id
 
@@ -185,12 +205,15 @@ class Passkeys:
         if raw is None:
             raise PasskeyError("This passkey request has expired. Please try again.")
         record = orjson.loads(raw)
+        self._ephemeral.release(record["slot"])  # answered: its place is free again
         if not binding or not hmac.compare_digest(record["binding"], self._bind(binding)):
             raise PasskeyError("This passkey request was started elsewhere. Please try again.")
         return base64url_to_bytes(record["challenge"]), record["user_id"]
 
     # -- registration --------------------------------------------------------------------
-    def registration_options(self, user_id: str, username: str, display_name: str, *, binding: str) -> Ceremony:
+    def registration_options(
+        self, user_id: str, username: str, display_name: str, *, binding: str, ip: str = ""
+    ) -> Ceremony:
         """Options for ``navigator.credentials.create``: a discoverable credential with user verification; the
         person's existing passkeys excluded (WebAuthn L3 §5.4: ``excludeCredentials``)."""
         existing = self.store.list_for_user(user_id)
@@ -206,7 +229,7 @@ class Passkeys:
             exclude_credentials=[_descriptor(p) for p in existing],
             supported_pub_key_algs=ALGORITHMS,
         )  # fmt: skip
-        ceremony_id = self._begin(REGISTER, binding, options.challenge, user_id)
+        ceremony_id = self._begin(REGISTER, binding, options.challenge, user_id, ip)
         return Ceremony(ceremony_id, json.loads(options_to_json(options)))
 
     def register(self, user_id: str, *, binding: str, ceremony_id: str, response: str, name: str, ip: str) -> Passkey:
@@ -243,7 +266,7 @@ class Passkeys:
         return passkey
 
     # -- authentication ------------------------------------------------------------------
-    def authentication_options(self, *, binding: str, user_id: str | None = None) -> Ceremony:
+    def authentication_options(self, *, binding: str, user_id: str | None = None, ip: str = "") -> Ceremony:
         """Options for ``navigator.credentials.get``. Without ``user_id`` (passwordless, conditional UI): no
         ``allowCredentials``, the authenticator offers its discoverable credentials, user verification required.
         With it (a second factor after the password): that person's passkeys, user verification preferred."""
@@ -252,7 +275,7 @@ class Passkeys:
         options = generate_authentication_options(
             rp_id=self.rp_id, timeout=int(CEREMONY_TTL * 1000), allow_credentials=allow, user_verification=uv
         )
-        ceremony_id = self._begin(SIGN_IN, binding, options.challenge, user_id)
+        ceremony_id = self._begin(SIGN_IN, binding, options.challenge, user_id, ip)
         return Ceremony(ceremony_id, json.loads(options_to_json(options)))
 
     def authenticate(self, *, binding: str, ceremony_id: str, response: str, ip: str) -> SignedInWithPasskey:

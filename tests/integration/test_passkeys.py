@@ -307,3 +307,37 @@ def test_a_deleted_user_takes_the_passkeys(container, alice):
         s.delete(s.get(UserRow, alice))
     with container.sessions() as s:
         assert s.scalars(select(WebAuthnCredentialRow)).all() == []
+
+
+def test_ceremonies_per_address_are_capped_under_concurrency(container, clock):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from idp.sessions.passkeys import CEREMONIES_PER_ADDRESS, TooManyCeremonies
+
+    def start(_: int) -> bool:
+        try:
+            container.passkeys.authentication_options(binding=BINDING, ip="203.0.113.7")
+            return True
+        except TooManyCeremonies:
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        started = list(pool.map(start, range(CEREMONIES_PER_ADDRESS + 20)))
+    assert sum(started) == CEREMONIES_PER_ADDRESS
+    with pytest.raises(TooManyCeremonies) as refused:
+        container.passkeys.authentication_options(binding=BINDING, ip="203.0.113.7")
+    assert 0 < refused.value.retry_after <= CEREMONY_TTL
+    container.passkeys.authentication_options(binding=BINDING, ip="203.0.113.8")  # another address
+    container.passkeys.authentication_options(binding=BINDING, ip="2001:db8::1")
+    clock.advance(CEREMONY_TTL)
+    container.passkeys.authentication_options(binding=BINDING, ip="203.0.113.7")  # the next window
+
+
+def test_an_answered_ceremony_gives_its_place_back(container, alice):
+    auth = authenticator(container)
+    register(container, alice, auth)
+    container.passkeys.per_address = 2
+    for _ in range(5):
+        ceremony = container.passkeys.authentication_options(binding=BINDING, ip="203.0.113.9")
+        response = auth.get(ceremony.options)
+        container.passkeys.authenticate(binding=BINDING, ceremony_id=ceremony.id, response=response, ip="")

@@ -11,6 +11,7 @@ Adding or removing a passkey needs a recent sign-in (``reauth_seconds``): an old
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +24,7 @@ from idp.oauth.responses import NO_STORE, json_response
 from idp.peer import client_ip
 from idp.services import Services, services_of
 from idp.sessions.csrf import check_session_token, session_token
-from idp.sessions.passkeys import PasskeyError
+from idp.sessions.passkeys import Ceremony, PasskeyError, TooManyCeremonies
 from idp.sessions.second_step import SecondStep
 from idp.sessions.signin import Browser, SignedIn
 from idp.sessions.store import LoginSession
@@ -58,6 +59,17 @@ def _ceremony(ceremony_id: str, options: dict[str, Any]) -> Response:
     return json_response({"ceremony": ceremony_id, "publicKey": options}, 200, NO_STORE)
 
 
+async def _start(begin: Callable[[], Ceremony]) -> Response:
+    """Start a ceremony (blocking: SQL, the shared store): its options, or the reason it was not started."""
+    try:
+        ceremony = await run_in_threadpool(begin)
+    except TooManyCeremonies as exc:
+        return json_response({"error": str(exc)}, 429, NO_STORE | {"retry-after": str(exc.retry_after)})
+    except PasskeyError as exc:
+        return _json_error(str(exc))
+    return _ceremony(ceremony.id, ceremony.options)
+
+
 def _options_refused(c: Services, request: Request) -> Response | None:
     """Every options endpoint: passkeys on, and a same-origin request (the page's token is checked next)."""
     if not c.settings.passkeys_enabled:
@@ -77,8 +89,8 @@ async def signin_options(request: Request) -> Response:
     pre = request.cookies.get(LOGIN_COOKIE)
     if login._csrf(c).check(pre, one(form, "csrf", 200)) != "ok" or not pre:
         return _json_error("Your sign-in form expired. Reload the page and try again.")
-    ceremony = await run_in_threadpool(lambda: c.passkeys.authentication_options(binding=pre))
-    return _ceremony(ceremony.id, ceremony.options)
+    ip = client_ip(request)
+    return await _start(lambda: c.passkeys.authentication_options(binding=pre, ip=ip))
 
 
 @page
@@ -154,8 +166,8 @@ async def factor_options(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     binding, user_id, *_ = found
-    ceremony = await run_in_threadpool(lambda: c.passkeys.authentication_options(binding=binding, user_id=user_id))
-    return _ceremony(ceremony.id, ceremony.options)
+    ip = client_ip(request)
+    return await _start(lambda: c.passkeys.authentication_options(binding=binding, user_id=user_id, ip=ip))
 
 
 def _step_up(c: Services, cookie: str, methods: tuple[str, ...], pending: PendingAuthorization, ip: str) -> Any:
@@ -255,13 +267,10 @@ async def register_options(request: Request) -> Response:
     user = await run_in_threadpool(c.directory.store.get, session.user_id)
     if user is None:
         return _json_error("Your account is not available.", 403)
-    try:
-        ceremony = await run_in_threadpool(
-            lambda: c.passkeys.registration_options(user.id, user.username, user.name or "", binding=session.sid)
-        )
-    except PasskeyError as exc:
-        return _json_error(str(exc))
-    return _ceremony(ceremony.id, ceremony.options)
+    ip = client_ip(request)
+    return await _start(
+        lambda: c.passkeys.registration_options(user.id, user.username, user.name or "", binding=session.sid, ip=ip)
+    )
 
 
 @action
