@@ -61,6 +61,12 @@ def cookies_from(response: httpx.Response) -> dict[str, str]:
     return jar
 
 
+def cookies_of(headers: dict[str, str]) -> dict[str, str]:
+    """The cookies of a ``cookie`` request header, as a jar."""
+    pairs = (part.strip().partition("=") for part in headers.get("cookie", "").split(";") if "=" in part)
+    return {name: value for name, _, value in pairs}
+
+
 def cookie_header(jar: dict[str, str]) -> str:
     return "; ".join(f"{k}={v}" for k, v in jar.items() if v)
 
@@ -82,8 +88,10 @@ def login_form(client: httpx.Client | None, base_url: str) -> tuple[dict[str, st
     return form_fields(r.text), cookies_from(r)
 
 
-def login_post_args(server: Server, fields: dict[str, str], jar: dict[str, str]) -> tuple[str, dict[str, str]]:
-    user = server.info["user"]
+def login_post_args(
+    server: Server, fields: dict[str, str], jar: dict[str, str], *, user: dict[str, Any] | None = None
+) -> tuple[str, dict[str, str]]:
+    user = user or server.info["user"]
     body = {k: v for k, v in fields.items() if k not in ("username", "password")}
     body |= {"username": user["username"], "password": user["password"]}
     headers = {"content-type": FORM_CT, "cookie": cookie_header(jar), "origin": server.base_url}

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -498,6 +498,101 @@ class DPoPUserinfo(Row):
         return _wrk(t, b, "pool.lua", t.state.pop("dpop_userinfo_args"))
 
 
+class LoginTotp(Row):
+    """Password + TOTP: POST /login, GET /login/factor (its CSRF token), POST /login/factor with the code.
+
+    A code is accepted once (RFC 6238 §5.2), so each sign-in is a different user of ``mfa_users`` with the code
+    of the newest step not yet used by that user (now or one ahead): a user signs in at most twice per step.
+    """
+
+    key, title = "login_totp", "Hosted login with password + TOTP (three requests)"
+    peer_missing = Login.peer_missing
+    loader = "python"
+
+    def check(self, t: Target) -> str | None:
+        if not t.is_idp:
+            return self.peer_missing
+        return None if t.server.info.get("mfa_users") else "no users with a second factor in this server's fixtures"
+
+    def prepare(self, t: Target, b: Budget) -> None:
+        from idp.sessions.factors import totp
+
+        users = t.server.info["mfa_users"]
+        step = totp.step_at(time.time())
+        ready = sorted((u for u in users if u["step"] <= step), key=lambda u: u["step"])  # least recently used
+        n = min(t.pool_size(self.key, b, 30 if b.quick else 60, minimum=20), len(ready))
+        with httpx.Client(timeout=30) as client:
+            t.state["totp_forms"] = [
+                (u, *flows.login_post_args(t.server, *flows.login_form(client, t.server.base_url), user=u))
+                for u in ready[:n]
+            ]
+
+    def measure(self, t: Target, b: Budget) -> dict[str, Any]:
+        from idp.sessions.factors import totp
+
+        forms = t.state.pop("totp_forms")
+
+        async def sign_in(client: httpx.AsyncClient, i: int) -> bool:
+            user, body, headers = forms[i]
+            r = await client.post("/login", content=body, headers=headers)
+            if r.status_code != 303 or r.headers.get("location") != "/login/factor":
+                return False
+            jar = flows.cookies_from(r)
+            cookie = flows.cookie_header(flows.cookies_of(headers) | jar)
+            page = await client.get("/login/factor", headers={"cookie": cookie})
+            step = max(totp.step_at(time.time()), user["step"] + 1)
+            user["step"] = step
+            form = {"csrf": flows.form_fields(page.text).get("csrf", ""), "code": totp.code_at(user["secret"], step)}
+            done = await client.post(
+                "/login/factor", content=urlencode(form),
+                headers={"content-type": flows.FORM_CT, "cookie": cookie, "origin": t.server.base_url},
+            )  # fmt: skip
+            return done.status_code == 303 and done.headers.get("location") != "/login"
+
+        return asyncio.run(load.run_python(t.server.base_url, sign_in, total=len(forms), concurrency=b.connections,
+                                           max_seconds=60))  # fmt: skip
+
+
+class LoginPasskey(Row):
+    """Passwordless: GET /login (the pre-session cookie and CSRF token), POST /login/passkey/options, POST
+    /login/passkey with the assertion. The bench's software passkey signs each challenge (ES256)."""
+
+    key, title = "login_passkey", "Hosted sign-in with a passkey (passwordless, three requests)"
+    peer_missing = Login.peer_missing
+    loader = "python"
+
+    def check(self, t: Target) -> str | None:
+        if not t.is_idp:
+            return self.peer_missing
+        return None if t.server.info.get("passkey_user") else "no user with a passkey in this server's fixtures"
+
+    def prepare(self, t: Target, b: Budget) -> None:
+        t.state["passkey_total"] = t.pool_size(self.key, b, 60 if b.quick else 300, minimum=20)
+
+    def measure(self, t: Target, b: Budget) -> dict[str, Any]:
+        from bench.passkey import assertion
+
+        user, origin = t.server.info["passkey_user"], t.server.base_url
+
+        async def sign_in(client: httpx.AsyncClient, i: int) -> bool:
+            page = await client.get("/login", headers={"accept": "text/html"})
+            jar = flows.cookies_from(page)
+            csrf = flows.form_fields(page.text).get("csrf", "")
+            headers = {"content-type": flows.FORM_CT, "cookie": flows.cookie_header(jar), "origin": origin}
+            r = await client.post("/login/passkey/options", content=urlencode({"csrf": csrf}), headers=headers)
+            if r.status_code != 200:
+                return False
+            body = r.json()
+            answer = assertion(user["credential"], user["sub"], body["publicKey"], origin)
+            form = {"csrf": csrf, "ceremony": body["ceremony"], "credential": answer}
+            done = await client.post("/login/passkey", content=urlencode(form), headers=headers)
+            return done.status_code == 303 and done.headers.get("location") == "/account"
+
+        total = t.state.pop("passkey_total")
+        return asyncio.run(load.run_python(t.server.base_url, sign_in, total=total, concurrency=b.connections,
+                                           max_seconds=60))  # fmt: skip
+
+
 ROWS: list[Row] = [
     Discovery(),
     Jwks(),
@@ -510,4 +605,6 @@ ROWS: list[Row] = [
     Login(),
     DPoPToken(),
     DPoPUserinfo(),
+    LoginTotp(),
+    LoginPasskey(),
 ]

@@ -42,6 +42,7 @@ REDIRECT_URI = "https://app.bench.example/cb"
 API_SCOPE = "api:read api:write"
 WEB_SCOPE = "openid profile email offline_access"
 USERNAME = "bench"
+MFA_USERS = 120  # each signs in with a TOTP code at most twice per 30 s step (a code is accepted once)
 
 
 def free_port() -> int:
@@ -196,6 +197,36 @@ def _drop_redis_prefix(prefix: str) -> None:
         r.close()
 
 
+def _mfa_users(c: Any, password: str) -> list[dict[str, Any]]:
+    """Users with a confirmed TOTP factor, for the password + TOTP sign-in row: name, secret, the step used."""
+    from idp.sessions.factors import totp
+
+    users = []
+    for i in range(MFA_USERS):
+        user = c.directory.create(f"{USERNAME}-mfa-{i}", password)
+        started = c.factors.start_totp(user.id, user.username)
+        step = totp.step_at(c.clock.now())
+        c.factors.confirm_totp(user.id, started.factor_id, totp.code_at(started.secret, step), ip="bench")
+        users.append({"username": user.username, "password": password, "secret": started.secret, "step": step})
+    return users
+
+
+def _passkey_user(c: Any, password: str) -> dict[str, Any]:
+    """A user with a passkey (registered straight into the store; the bench holds its private key)."""
+    from bench.passkey import new_credential
+    from idp.sessions.passkeys import Passkey
+
+    user = c.directory.create(f"{USERNAME}-passkey", password)
+    credential = new_credential()
+    raw = {k: base64.urlsafe_b64decode(credential[k] + "==") for k in ("credential_id", "public_key")}
+    c.passkeys.store.add(Passkey(
+        id=secrets.token_urlsafe(9), user_id=user.id, credential_id=raw["credential_id"], public_key=raw["public_key"],
+        sign_count=0, transports=("internal",), backup_eligible=False, backed_up=False, aaguid="", name="bench",
+        created_at=c.clock.now(),
+    ))  # fmt: skip
+    return {"username": user.username, "sub": user.id, "credential": credential}
+
+
 def _idp_fixtures(env: dict[str, str]) -> dict[str, Any]:
     """Schema, keys, clients and the user, created with the same registry the CLI uses."""
     from idp.config import Settings
@@ -217,6 +248,8 @@ def _idp_fixtures(env: dict[str, str]) -> dict[str, Any]:
         password = secrets.token_urlsafe(12)
         user = c.directory.create(USERNAME, password, email="bench@example.com", name="Bench User")
         return {
+            "mfa_users": _mfa_users(c, password),
+            "passkey_user": _passkey_user(c, password),
             "service": {"client_id": service.client_id, "client_secret": service_secret},
             "web": {"client_id": web.client_id, "client_secret": web_secret, "redirect_uri": REDIRECT_URI},
             "user": {"username": USERNAME, "password": password, "sub": user.id},

@@ -188,6 +188,33 @@ class Settings(BaseSettings):
     )
     login_max_failures: int = Field(5, ge=1, le=100, description="Failed logins before throttling.")
     login_lockout_seconds: int = Field(60, ge=1, le=86_400, description="Back-off once throttled, s.")
+    mfa_policy: Literal["off", "optional", "required", "flagged"] = Field(
+        "optional",
+        description="Second factors at sign-in: off (never asked, not offered), optional (asked of whoever enrolled "
+        "one), required (everyone; a person without one enrols at the next sign-in), flagged (required of users "
+        "carrying MFA_FLAG, optional for the rest).",
+    )
+    mfa_flag: str = Field(
+        "admin", pattern=r"^[a-z0-9_.-]{1,64}$", description="The user flag that makes a second factor required "
+        "when MFA_POLICY is flagged (`idp users flags`)."
+    )  # fmt: skip
+    totp_issuer_name: str = Field(
+        "", max_length=100, description="The name authenticator apps show beside the account. Empty = the "
+        "issuer's host name."
+    )  # fmt: skip
+    passkeys_enabled: bool = Field(
+        True, description="Passkeys (WebAuthn): registered from the account page, used to sign in without a password "
+        "or as a second factor. The relying party is the issuer: RP ID its host, origin its origin."
+    )  # fmt: skip
+    passkey_ceremonies_per_ip: int = Field(
+        100, ge=1, le=1_000_000, description="Unfinished passkey ceremonies (a challenge each, 5 min) one client "
+        "address may hold: an IPv4 address, or an IPv6 /64. A place is given back when the browser answers; beyond "
+        "it the options endpoints answer 429 with Retry-After."
+    )  # fmt: skip
+    reauth_seconds: int = Field(
+        600, ge=30, le=86_400, description="How recent the last sign-in must be to add or remove a passkey from the "
+        "account page, s; older sessions confirm who they are first."
+    )  # fmt: skip
     authorize_pending_per_ip: int = Field(
         100,
         ge=1,

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -42,6 +43,10 @@ from idp.observability.metrics import Metrics, StateCollector
 from idp.resource.dpop import DPoPVerifier, HmacNonces
 from idp.sessions.account import Account
 from idp.sessions.consents import Consents, RedirectApprovals
+from idp.sessions.factors.policy import FactorPolicy
+from idp.sessions.factors.service import Factors
+from idp.sessions.passkeys import Passkeys
+from idp.sessions.second_step import SecondSteps
 from idp.sessions.signout import SignOut
 from idp.sessions.store import LoginSessions
 from idp.store.audit_repo import SqlAuditLog
@@ -50,10 +55,12 @@ from idp.store.consents_repo import SqlConsentStore, SqlGrantSummary
 from idp.store.db import make_engine, make_sessionmaker
 from idp.store.denylist_repo import SqlDenyStore
 from idp.store.dpop_replay import replay_cache
+from idp.store.factors_repo import SqlFactorStore, SqlRecoveryCodeStore
 from idp.store.grants_repo import SqlGrantStore
 from idp.store.keys_repo import SqlKeyStore
 from idp.store.logout_repo import SqlLogoutOutbox
 from idp.store.models import MetaRow
+from idp.store.passkeys_repo import SqlPasskeyStore
 from idp.store.sessions_repo import SqlSessionStore
 from idp.store.stats_repo import SqlStateCounts
 from idp.store.users_repo import SqlUserStore
@@ -100,6 +107,9 @@ class Services:
     consents: Consents
     approvals: RedirectApprovals  # public clients' redirects, per session
     throttle: LoginThrottle
+    factors: Factors
+    passkeys: Passkeys
+    second_steps: SecondSteps  # sign-ins between the password and the second factor
     account: Account
     signout: SignOut
     grants: RefreshTokens
@@ -290,6 +300,20 @@ def build_services(
     throttle = LoginThrottle(
         ephemeral, clock, max_failures=s.login_max_failures, lockout_seconds=s.login_lockout_seconds
     )
+    factors = Factors(
+        SqlFactorStore(sessions), SqlRecoveryCodeStore(sessions), sealer=sealer, digester=digester, clock=clock,
+        throttle=LoginThrottle(ephemeral, clock, max_failures=s.login_max_failures,
+                               lockout_seconds=s.login_lockout_seconds, scope="otp"),
+        audit=audit, policy=FactorPolicy(s.mfa_policy, s.mfa_flag),
+        issuer_name=s.totp_issuer_name or (urlsplit(s.issuer).hostname or s.issuer),
+    )  # fmt: skip
+    passkeys = Passkeys(
+        SqlPasskeyStore(sessions), ephemeral, digester, clock, audit, issuer=s.issuer,
+        rp_name=s.totp_issuer_name or (urlsplit(s.issuer).hostname or s.issuer),
+        per_address=s.passkey_ceremonies_per_ip,
+    )  # fmt: skip
+    if s.passkeys_enabled:
+        factors.other_kinds.append(passkeys.has_any)  # a passkey is a second factor after a password
     account = Account(
         sessions=login_sessions, consents=consents, directory=directory, signout=signout, clients=clients,
         grants=SqlGrantSummary(sessions), throttle=throttle, audit=audit, clock=clock,
@@ -316,6 +340,13 @@ def build_services(
 
     events.subscribe(KeyCompromised, deny_the_key)
 
+    user_admin = UserAdmin(
+        directory, audit, sign_out_everywhere=account.end_everything, events=events,
+        reset_factors=lambda user_id, actor, reason: (
+            factors.reset(user_id, actor=actor, reason=reason) + passkeys.reset(user_id, actor=actor, reason=reason)
+        ),
+    )  # fmt: skip
+
     return Services(
         settings=s,
         clock=clock,
@@ -335,13 +366,16 @@ def build_services(
         consents=consents,
         approvals=RedirectApprovals(ephemeral, clock, session_expiry),
         throttle=throttle,
+        factors=factors,
+        passkeys=passkeys,
+        second_steps=SecondSteps(ephemeral, digester, clock),
         account=account,
         signout=signout,
         grants=grants,
         denylist=denylist,
         deny_store=deny_store,
         client_admin=ClientAdmin(clients, denylist, audit, events),
-        user_admin=UserAdmin(directory, audit, sign_out_everywhere=account.end_everything, events=events),
+        user_admin=user_admin,
         key_admin=KeyAdmin(keyring, audit, events),
         deny_admin=DenyAdmin(denylist, grants, end_sessions=end_sessions),
         client_changes=None if clients.bus is None else ClientChanges(clients, ephemeral),

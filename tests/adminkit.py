@@ -116,5 +116,8 @@ class AdminApi:
     async def patch(self, path: str, **kw: Any) -> httpx.Response:
         return await self.request("PATCH", path, **kw)
 
+    async def put(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.request("PUT", path, **kw)
+
     async def delete(self, path: str, **kw: Any) -> httpx.Response:
         return await self.request("DELETE", path, **kw)

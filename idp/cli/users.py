@@ -1,4 +1,5 @@
-"""``idp users``: create, set a password, list, disable/enable; through :class:`idp.users.admin.UserAdmin`."""
+"""``idp users``: create, set a password, list, disable/enable, second factors and flags; through
+:class:`idp.users.admin.UserAdmin`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from idp.cli.common import CliError, Handler, leaf, out, user_named
 from idp.services import Services
+from idp.users.directory import UserError
 
 ACTOR = "cli"
 
@@ -51,6 +53,36 @@ def _users_set_disabled(disabled: bool) -> Handler:
     return handler
 
 
+def users_factors(c: Services, args: argparse.Namespace) -> None:
+    user = user_named(c, args.username)
+    factors = [{"id": f.id, "kind": f.kind, "name": f.name, "created_at": f.created_at,
+                "last_used_at": f.last_used_at} for f in c.factors.confirmed(user.id)]  # fmt: skip
+    left = c.factors.recovery_left(user.id)
+    lines = [f"{f['id']}  {f['kind']}  {f['name']}" for f in factors] or ["(no second factor)"]
+    out(args, {"username": user.username, "factors": factors, "recovery_codes_left": left},
+        "\n".join([*lines, f"recovery codes left: {left}"]))  # fmt: skip
+
+
+def users_reset_factors(c: Services, args: argparse.Namespace) -> None:
+    """Every second factor and recovery code goes (a lost phone); other sessions end unless kept."""
+    user = user_named(c, args.username)
+    removed, ended = c.user_admin.reset_factors(
+        user, actor=ACTOR, sign_out=not args.keep_sessions, reason="second factors reset"
+    )
+    out(args, {"username": user.username, "factors_removed": removed, "sessions_ended": ended},
+        f"{user.username}: {removed} second factor(s) removed, {ended} session(s) ended")  # fmt: skip
+
+
+def users_flags(c: Services, args: argparse.Namespace) -> None:
+    user = user_named(c, args.username)
+    if args.set is not None:
+        try:
+            user = c.user_admin.set_flags(user, [f for f in args.set.split(",") if f], actor=ACTOR)
+        except UserError as exc:
+            raise CliError(str(exc)) from None
+    out(args, {"username": user.username, "flags": user.flags}, f"{user.username}: {' '.join(user.flags) or '(none)'}")
+
+
 def register(sub: Any) -> None:
     us = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True)
     q = leaf(us, "create", users_create, "create a user; the password is read from stdin")
@@ -65,3 +97,10 @@ def register(sub: Any) -> None:
     leaf(us, "list", users_list, "list users")
     leaf(us, "disable", _users_set_disabled(True), "disable a user and end their sessions").add_argument("username")
     leaf(us, "enable", _users_set_disabled(False), "enable a user").add_argument("username")
+    leaf(us, "factors", users_factors, "list a user's second factors (never their secrets)").add_argument("username")
+    q = leaf(us, "reset-factors", users_reset_factors, "remove a user's second factors and recovery codes")
+    q.add_argument("username")
+    q.add_argument("--keep-sessions", action="store_true", help="do not sign the user out everywhere")
+    q = leaf(us, "flags", users_flags, "show or set a user's flags (the 'flagged' second-factor policy)")
+    q.add_argument("username")
+    q.add_argument("--set", metavar="FLAG,FLAG", help="replace the flags; an empty string clears them")

@@ -46,9 +46,9 @@ from idp.oauth import policy
 from idp.oauth.forms import Pairs, duplicates, values
 from idp.oauth.grants import pkce
 from idp.services import Services
+from idp.sessions.assurance import acr_for, parse_acr_values, preferred_met
 from idp.sessions.consents import needs_session_approval
 from idp.tokens.codes import CodeData
-from idp.tokens.id_token import acr_for
 from idp.tokens.id_token_hint import MAX_HINT, verify_hint
 
 MAX_NONCE = 512
@@ -70,6 +70,7 @@ BOUNDS: dict[str, int] = {
     "resource": 2048,
     "id_token_hint": MAX_HINT,
     "dpop_jkt": 43,  # RFC 9449 §10: a SHA-256 JWK thumbprint, base64url
+    "acr_values": 512,
 }
 PARKED = frozenset(BOUNDS) - {"id_token_hint"}  # the hint is parked as its verified subject only
 
@@ -117,6 +118,7 @@ class AuthzRequest:
     resource: str | None = None
     hint_sub: str | None = None  # the verified id_token_hint's subject
     dpop_jkt: str | None = None  # RFC 9449 §10: the code may be redeemed only with a proof by this key
+    acr_values: tuple[str, ...] = ()  # OIDC Core §3.1.2.1: in order of preference
 
 
 def _page(message: str) -> AuthorizeError:
@@ -213,6 +215,7 @@ def _validate_rest(
         resource=resources[0] if resources else None,
         hint_sub=hint_sub,
         dpop_jkt=dpop_jkt,
+        acr_values=parse_acr_values(params.get("acr_values")),
     )
 
 
@@ -318,11 +321,19 @@ class Authorizer:
             error = LoginRequired("the person who signed in is not the one id_token_hint names")
             raise AuthorizeError(error, redirect_uri=req.redirect_uri, state=req.state)
         needs_login = session is None or (not fresh and ("login" in req.prompts or too_old or someone_else))
+        second = self._second_factor(req, session) if session is not None and not needs_login else None
+        if second == "enrol":  # the policy requires a factor this person lacks: a sign-in enrols one
+            needs_login = not fresh
         if needs_login:
             if "none" in req.prompts:  # OIDC Core §3.1.2.6
                 raise AuthorizeError(LoginRequired(), redirect_uri=req.redirect_uri, state=req.state)
             return self._interaction("login", req, None, pending, status, ip)
         assert session is not None
+        if second == "challenge":  # OIDC Core §3.1.2.1 acr_values, or the policy: a second factor for this session
+            if "none" in req.prompts:  # OIDC Core §3.1.2.6: it cannot be asked for without showing a page
+                error = LoginRequired("a second factor is needed")
+                raise AuthorizeError(error, redirect_uri=req.redirect_uri, state=req.state)
+            return self._interaction("login/factor", req, session, pending, status, ip)
         # The consent page granted exactly the scopes it showed (pending.scopes); when the request resolves to
         # others now (the client's registration changed meanwhile), that answer is not for these.
         answered = pending is not None and pending.consent == "granted" and set(pending.scopes) == set(req.scopes)
@@ -343,6 +354,21 @@ class Authorizer:
                 raise AuthorizeError(ConsentRequired(), redirect_uri=req.redirect_uri, state=req.state)
             return self._interaction("consent", req, session, pending, status, ip)
         return self._issue(req, session, status)
+
+    def _second_factor(self, req: AuthzRequest, session: SessionInfo) -> str | None:
+        """``challenge`` when this session must pass a second factor first (the most preferred of the request's
+        ``acr_values`` is not met, or the policy requires one of this person), ``enrol`` when the policy
+        requires one the person does not have; None otherwise. ``acr_values`` the person cannot reach (no
+        factor) are voluntary (OIDC Core §5.5.1.1): the code carries the ``acr`` actually met."""
+        required = False
+        if "mfa" not in session.amr and self.c.factors.policy.mode in ("required", "flagged"):
+            user = self.c.directory.store.get(session.user_id)
+            required = user is not None and self.c.factors.required_for(user.flags)
+        if not required and preferred_met(req.acr_values, session.amr):
+            return None
+        if self.c.factors.has_second_factor(session.user_id):
+            return "challenge"
+        return "enrol" if required else None
 
     def _interaction(
         self,
@@ -379,7 +405,7 @@ class Authorizer:
             code_challenge_method=req.code_challenge_method,
             nonce=req.nonce,
             sid=session.sid,
-            acr=acr_for(session.amr),
+            acr=acr_for(session.amr, req.acr_values),  # OIDC Core §2: the first requested value met
             amr=list(session.amr),
             resource=req.resource,
             dpop_jkt=req.dpop_jkt,

@@ -38,6 +38,7 @@ FIELD_ORDER = (
     "code_challenge_methods_supported",
     "dpop_signing_alg_values_supported",
     "claims_supported",
+    "acr_values_supported",
     "prompt_values_supported",
     "claims_parameter_supported",
     "request_parameter_supported",

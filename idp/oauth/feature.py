@@ -14,6 +14,7 @@ from idp.oauth.grants.client_credentials import ClientCredentialsGrant
 from idp.oauth.grants.refresh_token import RefreshTokenGrant
 from idp.resource.dpop import ALGS as DPOP_ALGS
 from idp.services import Services
+from idp.sessions import assurance
 from idp.tasks import every
 
 SCOPES = ["openid", "profile", "email", "offline_access"]
@@ -56,6 +57,7 @@ def _authorization_metadata(settings: Settings) -> Mapping[str, object]:
             "email",
             "email_verified",
         ],
+        "acr_values_supported": list(assurance.SUPPORTED),  # OIDC Discovery §3; idp.sessions.assurance
         "prompt_values_supported": ["none", "login", "consent"],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,

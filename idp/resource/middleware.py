@@ -60,6 +60,10 @@ def challenges(exc: AuthError, realm: str, algs: Iterable[str] = ()) -> list[str
             params += f', error_description="{_quoted(exc.description)}"'
     if exc.scope:
         params += f', scope="{_quoted(exc.scope)}"'
+    if exc.acr_values:
+        params += f', acr_values="{_quoted(exc.acr_values)}"'  # RFC 9470 §3
+    if exc.max_age is not None:
+        params += f', max_age="{int(exc.max_age)}"'  # RFC 9470 §3
     offered = f', algs="{" ".join(algs)}"' if algs else ""  # RFC 9449 §7.1: the proof algorithms accepted
     if exc.scheme == "DPoP":
         return [f'DPoP realm="{_quoted(realm)}"{params}{offered if exc.status == 401 else ""}']

@@ -150,19 +150,25 @@ class Account:
         """Handles :class:`idp.events.UserDisabled`: a disabled account keeps no session and no grant."""
         self.end_everything(event.user_id, event.actor, "user disabled")
 
-    def change_password(
-        self, session: LoginSession, cookie: str, current: str, new: str, confirm: str, *, ip: str
-    ) -> tuple[str, LoginSession]:
-        """Returns the rotated cookie. Ends the other sessions and revokes the user's refresh tokens."""
+    def reauthenticate(self, session: LoginSession, password: str, *, ip: str) -> User:
+        """The signed-in person proves it again with their password before a sensitive change (password, second
+        factors). Throttled like sign-in; raises :class:`PasswordChangeError` with the message to show."""
         user: User | None = self.directory.store.get(session.user_id)
         if user is None or user.disabled:
             raise PasswordChangeError("Your account is not available.")
         attempt = self._throttle.begin(user.username, ip)  # NIST SP 800-63B §5.2.2: reserved before verifying
         if isinstance(attempt, int):
             raise PasswordChangeError("Too many attempts. Please wait and try again.", attempt)
-        if not self.directory.passwords.verify(user.password_hash, current[:1024]):
+        if not self.directory.passwords.verify(user.password_hash, password[:1024]):
             raise PasswordChangeError("Your current password is not correct.", attempt.failure())
         attempt.success()
+        return user
+
+    def change_password(
+        self, session: LoginSession, cookie: str, current: str, new: str, confirm: str, *, ip: str
+    ) -> tuple[str, LoginSession]:
+        """Returns the rotated cookie. Ends the other sessions and revokes the user's refresh tokens."""
+        user = self.reauthenticate(session, current, ip=ip)
         if new != confirm:
             raise PasswordChangeError("The new passwords do not match.")
         try:

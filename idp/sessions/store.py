@@ -13,6 +13,7 @@ absolute cap from the last authentication. Sliding writes at most once per
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -20,6 +21,7 @@ from idp.clock import Clock
 from idp.crypto import Digester, random_id
 from idp.events import Events, SessionsEnded
 from idp.interaction import SessionInfo
+from idp.sessions.assurance import amr_of
 
 COOKIE_BYTES = 32  # 256 bits (ASVS V7.2.3 asks >= 128)
 MAX_COOKIE_LEN = 128
@@ -39,6 +41,11 @@ class LoginSession:
     absolute_expires_at: float
     user_agent: str = ""
     ip: str = ""
+    factors: tuple[tuple[str, float], ...] = ()
+    """Each authentication method used (an RFC 8176 ``amr`` value) and when it was last used, oldest first."""
+
+    def factor_times(self) -> dict[str, float]:
+        return dict(self.factors)
 
     def info(self) -> SessionInfo:
         return SessionInfo(sid=self.sid, user_id=self.user_id, auth_time=self.auth_time, amr=self.amr)
@@ -161,18 +168,23 @@ class LoginSessions:
         self,
         user_id: str,
         *,
-        amr: tuple[str, ...] = ("pwd",),
+        amr: Iterable[str] = ("pwd",),
+        factors: Sequence[tuple[str, float]] | None = None,
         user_agent: str = "",
         ip: str = "",
         previous_cookie: str | None = None,
     ) -> tuple[str, LoginSession]:
         """Start (or re-authenticate) a session; returns the NEW cookie value and the record.
 
+        ``amr`` names the methods used now; ``factors`` instead gives each method with the time it was used
+        (a password, then a code). The session's ``amr`` is :func:`idp.sessions.assurance.amr_of` of them.
+
         ASVS V7.2.4: a new id at every authentication, the old one destroyed. Re-authenticating
         the same user keeps the public ``sid`` (tokens bound to the session stay bound); a
         different user ends the previous session entirely.
         """
         now = self._clock.now()
+        used = tuple(factors) if factors is not None else tuple((m, now) for m in amr if m != "mfa")
         previous_digest = self._digest(previous_cookie)
         previous = self.current(previous_cookie, slide=False)
         cookie = secrets.token_urlsafe(COOKIE_BYTES)
@@ -180,7 +192,7 @@ class LoginSessions:
             sid=previous.sid if previous and previous.user_id == user_id else random_id(16),
             user_id=user_id,
             auth_time=now,
-            amr=tuple(amr),
+            amr=amr_of(m for m, _ in used),
             csrf_secret=secrets.token_bytes(32),
             created_at=previous.created_at if previous and previous.user_id == user_id else now,
             last_seen_at=now,
@@ -188,6 +200,7 @@ class LoginSessions:
             absolute_expires_at=now + self.absolute_ttl,
             user_agent=user_agent[:300],
             ip=ip[:64],
+            factors=_merge((), used),
         )
         digest = self._digester.digest(cookie)
         if previous is not None and previous.user_id == user_id and previous_digest is not None:
@@ -209,6 +222,25 @@ class LoginSessions:
         cookie = secrets.token_urlsafe(COOKIE_BYTES)
         session = replace(session, csrf_secret=secrets.token_bytes(32), last_seen_at=self._clock.now())
         if not self._store.update(digest, session, new_digest=self._digester.digest(cookie)):  # ASVS V7.2.4
+            return None  # rotated or ended meanwhile
+        return cookie, session
+
+    def add_factor(self, cookie_value: str, method: str) -> tuple[str, LoginSession] | None:
+        """Step-up: the session's person passed another method (``otp``) now. A new cookie value and CSRF secret
+        (ASVS V7.2.4: privilege change), the same ``sid``; ``amr`` gains the method and ``auth_time`` moves to now
+        (the last active authentication, as RFC 9470 §3 ``max_age`` counts it). None when the session ended."""
+        session = self.current(cookie_value, slide=False)
+        digest = self._digest(cookie_value)
+        if session is None or digest is None:
+            return None
+        now = self._clock.now()
+        factors = _merge(session.factors, ((method, now),))
+        cookie = secrets.token_urlsafe(COOKIE_BYTES)
+        session = replace(
+            session, factors=factors, amr=amr_of((*session.amr, method)), auth_time=now, last_seen_at=now,
+            csrf_secret=secrets.token_bytes(32),
+        )  # fmt: skip
+        if not self._store.update(digest, session, new_digest=self._digester.digest(cookie)):
             return None  # rotated or ended meanwhile
         return cookie, session
 
@@ -244,3 +276,12 @@ class LoginSessions:
         if ended:
             self._events.publish(SessionsEnded(tuple(s.info() for s in ended), actor, reason))
         return ended
+
+
+def _merge(old: Iterable[tuple[str, float]], new: Iterable[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """Methods with their latest use, oldest first (``mfa`` is derived, never recorded)."""
+    times = dict(old)
+    for method, at in new:
+        if method != "mfa":
+            times[method] = at
+    return tuple(sorted(times.items(), key=lambda kv: kv[1]))

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -71,6 +72,7 @@ class UserRow(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    flags: Mapped[list] = mapped_column(JSON, default=list)  # operator labels ("admin"): the second-factor policy
 
 
 class SigningKeyRow(Base):
@@ -104,6 +106,36 @@ class LoginSessionRow(Base):
     absolute_expires_at: Mapped[float] = mapped_column(Float)
     user_agent: Mapped[str] = mapped_column(String(300), default="")
     ip: Mapped[str] = mapped_column(String(64), default="")
+    factors: Mapped[dict] = mapped_column(JSON, default=dict)  # amr method -> when it was last used
+
+
+class FactorRow(Base):
+    """A person's authenticator: a TOTP secret (AES-GCM sealed like private keys) or another kind's public data."""
+
+    __tablename__ = "user_factors"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # totp | passkey
+    name: Mapped[str] = mapped_column(String(200), default="")
+    secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+    confirmed_at: Mapped[float | None] = mapped_column(Float)  # None: enrolment not yet confirmed
+    last_used_at: Mapped[float | None] = mapped_column(Float)
+    last_step: Mapped[int | None] = mapped_column(BigInteger)  # TOTP: the newest time step accepted (no replay)
+
+
+class RecoveryCodeRow(Base):
+    """One single-use recovery code, kept as a keyed digest."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float)
 
 
 class GrantRow(Base):
@@ -233,3 +265,23 @@ class LogoutDeliveryRow(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float)
     delivered_at: Mapped[float | None] = mapped_column(Float)
+
+
+class WebAuthnCredentialRow(Base):
+    """A passkey (WebAuthn public key credential): only public material; the private key never leaves the
+    authenticator. ``credential_id`` is the authenticator's id (unique across users, WebAuthn L3 §7.1 step 25)."""
+
+    __tablename__ = "webauthn_credentials"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # ours: what forms name
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    transports: Mapped[list] = mapped_column(JSON, default=list)
+    backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    aaguid: Mapped[str] = mapped_column(String(36), default="")
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Float)
+    last_used_at: Mapped[float | None] = mapped_column(Float)

@@ -41,7 +41,7 @@ _FIELDS = (
     "ip",
 )
 _T = LoginSessionRow.__table__
-_COLUMNS = [_T.c.amr, *(_T.c[name] for name in _FIELDS)]
+_COLUMNS = [_T.c.amr, _T.c.factors, *(_T.c[name] for name in _FIELDS)]
 _GET = select(*_COLUMNS).where(_T.c.id_digest == bindparam("digest", type_=LargeBinary))
 _GET_BY_SID = select(*_COLUMNS).where(_T.c.sid == bindparam("b_sid")).limit(1)
 _FOR_USER = select(*_COLUMNS).where(_T.c.user_id == bindparam("b_user"))
@@ -58,12 +58,13 @@ _SIGNED_INTO = insert(_SC)
 
 
 def _to_session(row: Any) -> LoginSession:
-    amr, *values = row
-    return LoginSession(amr=tuple(amr or ()), **dict(zip(_FIELDS, values, strict=True)))
+    amr, factors, *values = row
+    used = tuple(sorted(((str(k), float(v)) for k, v in (factors or {}).items()), key=lambda kv: kv[1]))
+    return LoginSession(amr=tuple(amr or ()), factors=used, **dict(zip(_FIELDS, values, strict=True)))
 
 
 def _values(session: LoginSession) -> dict[str, object]:
-    return {"amr": list(session.amr)} | {name: getattr(session, name) for name in _FIELDS}
+    return {"amr": list(session.amr), "factors": dict(session.factors)} | {n: getattr(session, n) for n in _FIELDS}
 
 
 class SqlSessionStore:

@@ -1,9 +1,9 @@
 """RFC 9068 JWT access tokens: issue and verify. All signing goes through :mod:`idp.tokens.jwt`.
 
 Claims are kept to what RFC 9068 §2.2 requires plus ``scope`` and, with a user,
-``auth_time``/``acr``/``sid``: the token rides on every API call (the size budget
-is tested). Personal data stays out (RFC 9068 §6): resource servers that need it
-call userinfo.
+``auth_time``/``acr``/``amr``/``sid`` (RFC 9470 §3: what a resource server checks for step-up): the
+token rides on every API call (the size budget is tested). Personal data stays out (RFC 9068 §6):
+resource servers that need it call userinfo.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class AccessTokens:
         alg: str | None = None,
         auth_time: float | None = None,
         acr: str | None = None,
+        amr: Iterable[str] = (),
         sid: str | None = None,
         jkt: str | None = None,
     ) -> IssuedAccessToken:
@@ -97,6 +98,9 @@ class AccessTokens:
             claims["auth_time"] = int(auth_time)
         if acr:
             claims["acr"] = acr
+        amr = list(amr)
+        if amr:
+            claims["amr"] = amr  # RFC 9470 §3: a resource server may require a method
         if sid:
             claims["sid"] = sid
         if jkt is not None:

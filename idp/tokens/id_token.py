@@ -28,11 +28,6 @@ def half_hash(value: str, alg: str) -> str:
     return b64url(raw[: len(raw) // 2])
 
 
-def acr_for(amr: Iterable[str]) -> str:
-    """Authentication context class: ``aal2`` when a second factor was used, else ``aal1``."""
-    return "aal2" if set(amr) & {"otp", "mfa", "hwk", "swk"} else "aal1"
-
-
 class IdTokens:
     def __init__(self, keyring: Keyring, clock: Clock, *, issuer: str, ttl: int, default_alg: str) -> None:
         self._keyring = keyring

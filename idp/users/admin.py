@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from idp.events import Events, UserDisabled
-from idp.users.directory import Directory, User
+from idp.users.directory import Directory, User, UserError
 
 SignOutEverywhere = Callable[[str, str, str], int]  # (user_id, actor, reason) -> sessions ended
+ResetFactors = Callable[[str, str, str], int]  # (user_id, actor, reason) -> factors removed (audited there)
 
 
 class Audit(Protocol):
@@ -29,11 +30,13 @@ class UserAdmin:
         *,
         sign_out_everywhere: SignOutEverywhere,
         events: Events,
+        reset_factors: ResetFactors | None = None,
     ) -> None:
         self.directory = directory
         self._audit = audit
         self._sign_out_everywhere = sign_out_everywhere
         self._events = events
+        self._reset_factors = reset_factors
 
     def create(
         self, username: str, password: str, *, actor: str, email: str | None = None, name: str | None = None
@@ -58,3 +61,20 @@ class UserAdmin:
         ended = self._sign_out_everywhere(user.id, actor, reason) if sign_out else 0
         self._audit.record("user.password_reset", actor=actor, subject=user.id, signed_out=sign_out)
         return ended
+
+    def reset_factors(self, user: User, *, actor: str, sign_out: bool, reason: str) -> tuple[int, int]:
+        """Remove every second factor and recovery code (a lost phone); with ``sign_out`` every session and token
+        ends as well, as after a password reset. The next sign-in asks for no code, or enrols one when the
+        policy requires it. Returns (factors removed, sessions ended)."""
+        if self._reset_factors is None:
+            raise UserError("second factors are not available")
+        removed = self._reset_factors(user.id, actor, reason)
+        ended = self._sign_out_everywhere(user.id, actor, reason) if sign_out else 0
+        return removed, ended
+
+    def set_flags(self, user: User, flags: list[str], *, actor: str) -> User:
+        """Replace the user's flags (the ``flagged`` second-factor policy reads them)."""
+        before = list(user.flags)
+        user = self.directory.set_flags(user, flags)
+        self._audit.record("user.flags_changed", actor=actor, subject=user.id, before=before, after=user.flags)
+        return user

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from idp.clock import Clock
 from idp.crypto import random_id
 from idp.users.password_policy import MAX_PASSWORD, password_problem
 from idp.users.passwords import Passwords
+
+_FLAG = re.compile(r"[a-z0-9_.-]{1,64}")
 
 
 class UserError(ValueError):
@@ -26,6 +29,8 @@ class User:
     disabled: bool
     created_at: float
     updated_at: float
+    flags: list[str] = field(default_factory=list)
+    """Operator labels (``admin``); the second-factor policy can require a factor of users with one."""
 
 
 class UserStore(Protocol):
@@ -85,6 +90,15 @@ class Directory:
     def set_password(self, user: User, password: str) -> User:
         self.check_password(password, username=user.username, email=user.email)
         user = replace(user, password_hash=self.passwords.hash(password), updated_at=self._clock.now())
+        self.store.save(user)
+        return user
+
+    def set_flags(self, user: User, flags: list[str]) -> User:
+        """Replace the user's flags: each 1-64 characters of ``[a-z0-9_.-]``, at most 16."""
+        clean = sorted({f.strip() for f in flags if f.strip()})
+        if len(clean) > 16 or not all(_FLAG.fullmatch(f) for f in clean):
+            raise UserError("flags must be at most 16 names of 1-64 characters a-z, 0-9, '_', '.', '-'")
+        user = replace(user, flags=clean, updated_at=self._clock.now())
         self.store.save(user)
         return user
 

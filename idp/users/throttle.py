@@ -21,6 +21,10 @@ passed (one more attempt per back-off step), so a refused attempt never changes 
 and an attempt lost in flight (a crashed worker) still counts as a failure, never as a
 permanent lock.
 
+A ``scope`` keeps another kind of attempt apart: second-factor codes are throttled by a LoginThrottle of
+scope ``otp`` keyed by the user id, so a correct password (which clears the password count) never clears
+the count of wrong codes.
+
 Counters live in fixed windows of the injected clock and lock deadlines are
 stored values compared with it; store TTLs only collect garbage.
 """
@@ -113,17 +117,20 @@ def _lock_key(who: str) -> str:
 
 
 class LoginThrottle:
-    def __init__(self, store: EphemeralStore, clock: Clock, *, max_failures: int, lockout_seconds: int) -> None:
+    def __init__(
+        self, store: EphemeralStore, clock: Clock, *, max_failures: int, lockout_seconds: int, scope: str = ""
+    ) -> None:
         self.store = store
         self.clock = clock
         self.max_failures = max_failures
         self.lockout_seconds = lockout_seconds
+        self._prefix = f"{scope}:" if scope else ""
 
     def _limits(self, username: str, ip: str) -> tuple[_Limit, _Limit]:
         account = "acct:" + hashlib.sha256(username.strip().casefold().encode()).hexdigest()[:32]
         return (
-            _Limit(account, self.max_failures, ACCOUNT_CAP),
-            _Limit("ip:" + (ip[:64] or "unknown"), self.max_failures * IP_FACTOR, None),
+            _Limit(self._prefix + account, self.max_failures, ACCOUNT_CAP),
+            _Limit(self._prefix + "ip:" + (ip[:64] or "unknown"), self.max_failures * IP_FACTOR, None),
         )
 
     def record_ttl(self, window: int, until: float = 0.0) -> float:

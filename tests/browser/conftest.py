@@ -8,6 +8,7 @@ off in every page: the hosted pages must work without it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import shutil
@@ -56,15 +57,18 @@ def chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
-def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    tmp = tmp_path_factory.mktemp("browser")
+@contextlib.contextmanager
+def serve(
+    sqlite_template: Path, tmp: Path, *, host: str = "127.0.0.1", scope: str = "openid profile email offline_access"
+) -> Iterator[Live]:
+    """The app on a loopback port with a fresh copy of the migrated database and one web client; the issuer
+    names ``host`` (``localhost`` where the browser needs a domain, as WebAuthn does)."""
     db = tmp / "idp.sqlite3"
     shutil.copy(sqlite_template, db)
     rp_server, rp = page_server("RP", "Relying party")
     port = free_port()
     settings = Settings(
-        issuer=f"http://127.0.0.1:{port}",
+        issuer=f"http://{host}:{port}",
         database_url=f"sqlite:///{db}",
         kek=base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode(),
         kek_file=tmp / "kek",
@@ -74,16 +78,22 @@ def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     c = build_services(settings)
     client, secret = c.clients.create(
         name="Photo Book", kind="web", redirect_uris=[f"{rp}/callback"], post_logout_redirect_uris=[f"{rp}/bye"],
-        scope="openid profile email offline_access",
+        scope=scope,
     )  # fmt: skip
     server = LiveServer(create_app(services=c), port).start()
     try:
-        yield Live(server.url, c, client.client_id, secret or "", rp)
+        yield Live(f"http://{host}:{port}", c, client.client_id, secret or "", rp)
     finally:
         server.stop()
         c.close()
         rp_server.shutdown()
         rp_server.server_close()
+
+
+@pytest.fixture(scope="module")
+def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    with serve(sqlite_template, tmp_path_factory.mktemp("browser")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

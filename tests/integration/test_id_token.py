@@ -38,7 +38,7 @@ async def test_claims_and_default_rs256(client: httpx.AsyncClient, container: Se
     assert claims["nonce"] == "n-0S6_WzA2Mj"  # echoed unmodified
     assert claims["exp"] - claims["iat"] == container.settings.id_token_ttl
     assert abs(claims["auth_time"] - container.clock.now()) <= 1
-    assert claims["sid"] and claims["acr"] == "aal1" and claims["amr"] == ["pwd"]
+    assert claims["sid"] and claims["acr"] == "urn:idp:acr:sfa" and claims["amr"] == ["pwd"]
     digest = hashlib.sha256(t["access_token"].encode()).digest()
     assert claims["at_hash"] == base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 

@@ -74,7 +74,7 @@ class AuthorizationCodeGrant:
         )
         at = issue_user_access_token(
             services, client, user_id=data.user_id, scopes=scopes, audience=audience,
-            auth_time=data.auth_time, acr=data.acr, sid=data.sid, jkt=request.dpop_jkt,
+            auth_time=data.auth_time, acr=data.acr, sid=data.sid, jkt=request.dpop_jkt, amr=data.amr,
         )  # fmt: skip
         grant, refresh = services.grants.start(
             client_id=client.client_id, user_id=data.user_id, sid=data.sid, scope=data.scope, audience=audience,

@@ -41,6 +41,7 @@ def issue_user_access_token(
     acr: str | None,
     sid: str | None,
     jkt: str | None = None,
+    amr: list[str] | None = None,
 ) -> IssuedAccessToken:
     return c.access_tokens.issue(
         client_id=client.client_id,
@@ -50,6 +51,7 @@ def issue_user_access_token(
         alg=policy.access_token_alg(client, c.settings.access_token_alg),
         auth_time=auth_time,
         acr=acr,
+        amr=amr or (),
         sid=sid,
         jkt=jkt,
     )
@@ -72,8 +74,9 @@ def mint_for_user(
     jkt: str | None = None,
 ) -> Minted:
     at = issue_user_access_token(
-        c, client, user_id=user_id, scopes=scopes, audience=audience, auth_time=auth_time, acr=acr, sid=sid, jkt=jkt
-    )
+        c, client, user_id=user_id, scopes=scopes, audience=audience, auth_time=auth_time, acr=acr, sid=sid,
+        jkt=jkt, amr=amr,
+    )  # fmt: skip
     body = token_body(at, c.access_tokens.ttl, scopes)
     if with_id_token and policy.OPENID in scopes:
         body["id_token"] = c.id_tokens.issue(

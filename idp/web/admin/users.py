@@ -1,4 +1,5 @@
-"""/admin/users: create, read, disable/enable, reset a password, list and end sessions."""
+"""/admin/users: create, read, disable/enable, reset a password, list and end sessions, list and reset second
+factors, set flags."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.routing import Route
 
 from idp.crypto import random_token
 from idp.services import Services, services_of
-from idp.users.directory import User
+from idp.users.directory import User, UserError
 from idp.web.admin.auth import AdminPrincipal
 from idp.web.admin.problems import Problem, admin_endpoint, field, json_body, json_ok
 
@@ -27,6 +28,7 @@ def user_json(u: User) -> dict[str, Any]:
         "email_verified": u.email_verified,
         "name": u.name,
         "disabled": u.disabled,
+        "flags": list(u.flags),
         "created_at": u.created_at,
         "updated_at": u.updated_at,
     }
@@ -38,6 +40,7 @@ def session_json(s: Any) -> dict[str, Any]:
         "sid": s.sid,
         "auth_time": s.auth_time,
         "amr": list(s.amr),
+        "factors": dict(s.factors),
         "created_at": s.created_at,
         "last_seen_at": s.last_seen_at,
         "idle_expires_at": s.idle_expires_at,
@@ -45,6 +48,15 @@ def session_json(s: Any) -> dict[str, Any]:
         "user_agent": s.user_agent,
         "ip": s.ip,
     }
+
+
+async def body_with(request: Request, *allowed: str) -> dict[str, Any]:
+    """The JSON body, refused with 422 when it holds a field the operation does not take."""
+    data = await json_body(request)
+    unknown = set(data) - set(allowed)
+    if unknown:
+        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    return data
 
 
 def get_user(c: Services, user_id: str) -> User:
@@ -62,10 +74,7 @@ async def list_users(request: Request, admin: AdminPrincipal) -> Response:
 
 async def create_user(request: Request, admin: AdminPrincipal) -> Response:
     c = services_of(request)
-    data = await json_body(request)
-    unknown = set(data) - {"username", "password", "email", "name"}
-    if unknown:
-        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    data = await body_with(request, "username", "password", "email", "name")
     username = field(data, "username", str, required=True)
     password = field(data, "password", str)
     generated = password is None
@@ -107,10 +116,7 @@ def set_disabled(disabled: bool) -> Any:
 
 async def reset_password(request: Request, admin: AdminPrincipal) -> Response:
     c = services_of(request)
-    data = await json_body(request)
-    unknown = set(data) - {"password", "sign_out"}
-    if unknown:
-        raise Problem(422, f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+    data = await body_with(request, "password", "sign_out")
     password = field(data, "password", str)
     generated = password is None
     if generated:
@@ -162,6 +168,54 @@ async def end_session(request: Request, admin: AdminPrincipal) -> Response:
     return Response(status_code=204, headers={"cache-control": "no-store"})
 
 
+def factor_json(f: Any) -> dict[str, Any]:
+    """What an operator may see of a factor: never its secret."""
+    return {"id": f.id, "kind": f.kind, "name": f.name, "created_at": f.created_at,
+            "last_used_at": f.last_used_at}  # fmt: skip
+
+
+async def list_factors(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+
+    def load() -> dict[str, Any]:
+        user = get_user(c, request.path_params["user_id"])
+        factors = [factor_json(f) for f in c.factors.confirmed(user.id)]
+        return {"user_id": user.id, "factors": factors, "recovery_codes_left": c.factors.recovery_left(user.id),
+                "required": c.factors.required_for(user.flags)}  # fmt: skip
+
+    return json_ok(await run_in_threadpool(load))
+
+
+async def reset_factors(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    data = await body_with(request, "sign_out")
+    sign_out = field(data, "sign_out", bool, True)
+
+    def reset() -> tuple[int, int]:
+        user = get_user(c, request.path_params["user_id"])
+        return c.user_admin.reset_factors(user, actor=admin.actor, sign_out=sign_out,
+                                          reason="second factors reset by admin")  # fmt: skip
+
+    removed, ended = await run_in_threadpool(reset)
+    return json_ok({"user_id": request.path_params["user_id"], "factors_removed": removed, "sessions_ended": ended})
+
+
+async def set_flags(request: Request, admin: AdminPrincipal) -> Response:
+    c = services_of(request)
+    data = await body_with(request, "flags")
+    flags = field(data, "flags", list, required=True)
+    if not all(isinstance(f, str) for f in flags):
+        raise Problem(422, "flags must be strings", code="invalid_field")
+
+    def change() -> User:
+        try:
+            return c.user_admin.set_flags(get_user(c, request.path_params["user_id"]), flags, actor=admin.actor)
+        except UserError as exc:
+            raise Problem(422, str(exc), code="invalid_field") from None
+
+    return json_ok(user_json(await run_in_threadpool(change)))
+
+
 ROUTES: tuple[Route, ...] = (
     admin_endpoint("/admin/users", list_users, ["GET"]),
     admin_endpoint("/admin/users", create_user, ["POST"]),
@@ -172,4 +226,7 @@ ROUTES: tuple[Route, ...] = (
     admin_endpoint("/admin/users/{user_id}/sessions", list_sessions, ["GET"]),
     admin_endpoint("/admin/users/{user_id}/sessions", end_all_sessions, ["DELETE"]),
     admin_endpoint("/admin/users/{user_id}/sessions/{sid}", end_session, ["DELETE"]),
+    admin_endpoint("/admin/users/{user_id}/factors", list_factors, ["GET"]),
+    admin_endpoint("/admin/users/{user_id}/factors/reset", reset_factors, ["POST"]),
+    admin_endpoint("/admin/users/{user_id}/flags", set_flags, ["PUT"]),
 )

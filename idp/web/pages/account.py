@@ -15,6 +15,7 @@ from idp.peer import client_ip
 from idp.services import Services, services_of
 from idp.sessions.account import PasswordChangeError
 from idp.sessions.csrf import check_session_token, session_token
+from idp.sessions.factors.model import Factor
 from idp.sessions.store import LoginSession
 from idp.web.pages.consent import describe_scopes
 from idp.web.pages.forms import clear_cookie, one, page, same_origin, see_other, session_cookie, set_cookie
@@ -25,7 +26,14 @@ NOTICES = {
     "session": "That session has been signed out.",
     "app": "Access removed. The app will have to ask you again.",
     "password": "Password changed. Your other sessions were signed out.",
+    "passkey_added": "Passkey added. You can use it to sign in without your password.",
+    "passkey_renamed": "Passkey renamed.",
+    "passkey_removed": "Passkey removed. It can no longer be used to sign in; your other sessions were signed out.",
+    "totp": "Two-step verification is on. You'll be asked for a code when you sign in.",
+    "recovery": "New recovery codes are ready. The old ones no longer work.",
+    "factor": "Sign-in method removed. Your other sessions were signed out.",
 }
+KIND_LABELS = {"totp": "Authenticator app", "passkey": "Passkey"}
 
 
 def ago(seconds: float) -> str:
@@ -37,7 +45,21 @@ def ago(seconds: float) -> str:
     return "just now"
 
 
-def _view(c: Services, session: LoginSession, *, notice: str = "", error: str = "", status: int = 200) -> Response:
+def is_fresh(c: Services, session: LoginSession) -> bool:
+    """Signed in recently enough for a sensitive change (the last authentication, not the last visit)."""
+    return c.clock.now() - session.auth_time <= c.settings.reauth_seconds
+
+
+def _passkeys(c: Services, user_id: str, now: float) -> list[dict[str, Any]]:
+    return [
+        {"id": p.id, "name": p.name, "added": ago(now - p.created_at), "synced": p.backup_eligible}
+        | {"used": ago(now - p.last_used_at) if p.last_used_at is not None else ""}
+        for p in c.passkeys.list(user_id)
+    ]
+
+
+def view(c: Services, session: LoginSession, *, notice: str = "", error: str = "", status: int = 200) -> Response:
+    """The account page. Blocking (SQL)."""
     user = c.directory.store.get(session.user_id)
     now = c.clock.now()
     devices = [
@@ -56,11 +78,37 @@ def _view(c: Services, session: LoginSession, *, notice: str = "", error: str = 
         "email": (user.email or "") if user else "",
         "devices": devices,
         "apps": apps,
+        "passkeys_enabled": c.settings.passkeys_enabled,
+        "passkeys": _passkeys(c, session.user_id, now) if c.settings.passkeys_enabled else [],
+        "fresh": is_fresh(c, session),
         "csrf": session_token(session.csrf_secret, PURPOSE),
         "notice": notice,
         "error": error,
-    }
+    } | _factors(c, session, now)
     return render("account.html", context, status)
+
+
+def _factors(c: Services, session: LoginSession, now: float) -> dict[str, Any]:
+    user = c.directory.store.get(session.user_id)
+    factors = c.factors.confirmed(session.user_id) if c.factors.policy.offered else []
+    used = session.factor_times()
+    return {
+        "factors_offered": c.factors.policy.offered,
+        "factors_required": c.factors.required_for(user.flags if user else []),
+        "factors": [_factor_row(f, now) for f in factors],
+        "has_totp": any(f.kind == "totp" for f in factors),
+        "recovery_left": c.factors.recovery_left(session.user_id) if factors else 0,
+        "signed_in_with": " and ".join(dict.fromkeys(label for m in used if (label := METHOD_LABELS.get(m, m)))),
+    }
+
+
+def _factor_row(f: Factor, now: float) -> dict[str, str]:
+    used = ago(now - f.last_used_at) if f.last_used_at else "never"
+    return {"id": f.id, "name": f.name, "kind": KIND_LABELS.get(f.kind, f.kind), "added": ago(now - f.created_at),
+            "used": used}  # fmt: skip
+
+
+METHOD_LABELS = {"pwd": "password", "otp": "a one-time code", "hwk": "a passkey", "swk": "a passkey", "user": ""}
 
 
 @page
@@ -70,7 +118,7 @@ async def account_page(request: Request) -> Response:
     if session is None:
         return see_other("/login?next=/account")
     notice = NOTICES.get(one(request.query_params, "done", 16), "")
-    return await run_in_threadpool(_view, c, session, notice=notice)
+    return await run_in_threadpool(view, c, session, notice=notice)
 
 
 Action = Callable[[Services, Request, Any, LoginSession], Awaitable[Response]]
@@ -138,7 +186,7 @@ async def change_password(c: Services, request: Request, form: Any, session: Log
             ip=client_ip(request),
         )
     except PasswordChangeError as exc:
-        response = await run_in_threadpool(_view, c, session, error=str(exc), status=429 if exc.retry_after else 400)
+        response = await run_in_threadpool(view, c, session, error=str(exc), status=429 if exc.retry_after else 400)
         if exc.retry_after:
             response.headers["retry-after"] = str(exc.retry_after)
         return response

@@ -20,6 +20,7 @@ from idp.web.templating import error_page
 
 log = logging.getLogger("idp.web")
 LOGIN_COOKIE = "__Host-idp-login"  # pre-session cookie the sign-in form's CSRF token is bound to
+SECOND_STEP_COOKIE = "__Host-idp-2fa"  # a sign-in between its password and its second factor (idp.sessions.second_step)
 MAX_FIELD = 4096
 
 

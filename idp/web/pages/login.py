@@ -15,9 +15,11 @@ from idp.interaction import SESSION_COOKIE, PendingAuthorization
 from idp.peer import client_ip
 from idp.services import Services, services_of
 from idp.sessions.csrf import LoginFormCsrf
-from idp.sessions.signin import Browser, Locked, Refused, SignIn
+from idp.sessions.second_step import TTL as SECOND_STEP_TTL
+from idp.sessions.signin import Browser, Locked, Refused, SecondFactor, SignedIn, SignIn
 from idp.web.pages.forms import (
     LOGIN_COOKIE,
+    SECOND_STEP_COOKIE,
     clear_cookie,
     csp_for,
     one,
@@ -47,7 +49,7 @@ def _csrf(c: Services) -> LoginFormCsrf:
 def _sign_in(c: Services) -> SignIn:
     return SignIn(
         throttle=c.throttle, directory=c.directory, sessions=c.login_sessions,
-        interactions=c.interactions, audit=c.audit,
+        interactions=c.interactions, audit=c.audit, factors=c.factors, second_steps=c.second_steps, clock=c.clock,
     )  # fmt: skip
 
 
@@ -80,6 +82,7 @@ def _render_form(
         "signed_in_as": signed_in_as,
         "client_name": client.name if client else None,
         "error": error,
+        "passkeys": c.settings.passkeys_enabled,
     }
     response = render("login.html", context, status, (headers or {}) | csp_for(pending))
     set_cookie(response, LOGIN_COOKIE, pre, csrf.ttl)
@@ -96,12 +99,13 @@ async def login_page(request: Request) -> Response:
     c = services_of(request)
     interaction_id = one(request.query_params, "interaction", 64)
     switching = one(request.query_params, "switch", 8) == "1"
+    reauth = one(request.query_params, "reauth", 8) == "1"  # a sensitive account change: confirm who you are
     next_path = safe_next(one(request.query_params, "next", 512))
     pending = await run_in_threadpool(c.interactions.get, interaction_id) if interaction_id else None
     if interaction_id and pending is None:
         return error_page("interaction_expired", EXPIRED_INTERACTION, 400)
     session = await run_in_threadpool(c.login_sessions.current, session_cookie(request))
-    if session is not None and pending is None and not switching:
+    if session is not None and pending is None and not switching and not reauth:
         return see_other(next_path)  # already signed in; nothing to ask
     signed_in_as = await run_in_threadpool(_username, c, session.user_id) if session and not switching else None
     hint = pending.params.get("login_hint", "")[:200] if pending else ""
@@ -136,15 +140,30 @@ async def login_submit(request: Request) -> Response:
     if not username or not password:
         return await again("Enter your username and password.", 400)
     browser = Browser(client_ip(request), user_agent(request), session_cookie(request))
-    outcome = await run_in_threadpool(_sign_in(c).attempt, username, password, browser, pending)
+    outcome = await run_in_threadpool(_sign_in(c).attempt, username, password, browser, pending, next_path)
     if isinstance(outcome, Refused):
         return await again(BAD_CREDENTIALS, 400)
     if isinstance(outcome, Locked):
         return await again(TOO_MANY, 429, {"retry-after": str(outcome.retry_after)})
-    cookie, session = outcome.cookie, outcome.session
-    response = see_other(resume_url(pending.id) if pending else next_path)
-    set_cookie(response, SESSION_COOKIE, cookie, int(session.absolute_expires_at - session.auth_time))
+    if isinstance(outcome, SecondFactor):  # not signed in yet: the second step holds what the password proved
+        response = see_other("/login/enrol" if outcome.step.enrol else "/login/factor")
+        set_cookie(response, SECOND_STEP_COOKIE, outcome.token, int(SECOND_STEP_TTL))
+        clear_cookie(response, LOGIN_COOKIE)
+        return response
+    return signed_in(outcome, pending, next_path)
+
+
+def signed_in(outcome: SignedIn, pending: PendingAuthorization | None, next_path: str) -> Response:
+    """The session cookie, and back to the authorization request (or the page that asked for the sign-in)."""
+    return session_cookies(see_other(resume_url(pending.id) if pending else next_path), outcome)
+
+
+def session_cookies(response: Response, outcome: SignedIn) -> Response:
+    """The new session's cookie; the sign-in's own cookies go."""
+    session = outcome.session
+    set_cookie(response, SESSION_COOKIE, outcome.cookie, int(session.absolute_expires_at - session.auth_time))
     clear_cookie(response, LOGIN_COOKIE)
+    clear_cookie(response, SECOND_STEP_COOKIE)
     return response
 
 

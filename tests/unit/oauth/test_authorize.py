@@ -254,8 +254,8 @@ def test_the_code_carries_the_request(container: Services, web: Client, alice: U
         web.client_id, "https://rp.example/cb", alice.id, "openid email")  # fmt: skip
     assert (data.code_challenge, data.code_challenge_method, data.nonce, data.resource) == (
         challenge, "S256", "n-1", audience)  # fmt: skip
-    assert (data.sid, data.auth_time, data.amr) == (sid, session.auth_time, ["pwd", "otp"])
-    assert data.acr == "aal2"
+    assert (data.sid, data.auth_time, data.amr) == (sid, session.auth_time, ["pwd", "otp", "mfa"])
+    assert data.acr == "urn:idp:acr:mfa"
     no_state = [p for p in _pairs(web) if p[0] != "state"]
     assert [k for k, _ in _answer(_start(container, no_state, cookie))] == ["code", "iss"]
     assert _start(container, _pairs(web), cookie, status=303).status == 303
@@ -266,7 +266,8 @@ def test_without_pkce_or_resource_the_code_has_none(container: Services, alice: 
     cookie, _ = _login(container, alice)
     pairs = list(auth_params(app, None, scope="openid", nonce="n").items())
     data, _ = container.codes.redeem(dict(_answer(_start(container, pairs, cookie)))["code"])
-    assert (data.code_challenge, data.code_challenge_method, data.resource, data.acr) == (None, None, None, "aal1")
+    assert (data.code_challenge, data.code_challenge_method, data.resource) == (None, None, None)
+    assert data.acr == "urn:idp:acr:sfa"
 
 
 # --- prompt and max_age -------------------------------------------------------------------------------------

@@ -27,11 +27,12 @@ GOLDEN = (
     'post","private_key_jwt"],"introspection_endpoint_auth_signing_alg_values_supported":["ES256","RS256"'
     ',"PS256","EdDSA"],"code_challenge_methods_supported":["S256"],"dpop_signing_alg_values_supported":["'
     'ES256","RS256","PS256","EdDSA","Ed25519"],"claims_supported":["sub","iss","aud","exp","iat","auth_ti'
-    'me","nonce","acr","amr","sid","at_hash","name","preferred_username","email","email_verified"],"promp'
-    't_values_supported":["none","login","consent"],"claims_parameter_supported":false,"request_parameter'
-    '_supported":false,"request_uri_parameter_supported":false,"authorization_response_iss_parameter_supp'
-    'orted":true,"frontchannel_logout_supported":false,"backchannel_logout_supported":true,"backchannel_l'
-    'ogout_session_supported":true,"ui_locales_supported":["en"]}'
+    'me","nonce","acr","amr","sid","at_hash","name","preferred_username","email","email_verified"],"acr_v'
+    'alues_supported":["urn:idp:acr:sfa","urn:idp:acr:mfa"],"prompt_values_supported":["none","login","co'
+    'nsent"],"claims_parameter_supported":false,"request_parameter_supported":false,"request_uri_paramete'
+    'r_supported":false,"authorization_response_iss_parameter_supported":true,"frontchannel_logout_suppor'
+    'ted":false,"backchannel_logout_supported":true,"backchannel_logout_session_supported":true,"ui_local'
+    'es_supported":["en"]}'
 )
 
 

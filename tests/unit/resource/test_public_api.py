@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[3]
 PUBLIC = {
     "AccessTokenVerifier",
     "AuthError",
+    "AuthRequirement",
     "BearerAuthMiddleware",
     "ClientCredentials",
     "ClientSecret",
@@ -31,6 +32,7 @@ PUBLIC = {
     "ResourceProtector",
     "TokenInvalid",
     "principal_of",
+    "requires_auth",
     "requires_scope",
 }
 

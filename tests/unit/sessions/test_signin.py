@@ -11,6 +11,7 @@ import pytest
 from idp.clock import FrozenClock
 from idp.crypto import Digester
 from idp.interaction import Interactions
+from idp.sessions.second_step import SecondSteps
 from idp.sessions.signin import Browser, Locked, Refused, SignedIn, SignIn
 from idp.sessions.store import LoginSessions
 from idp.store.memory import MemoryStore
@@ -95,7 +96,20 @@ def sign_in(
         idle_ttl=30 * DAY, absolute_ttl=90 * DAY,
     )  # fmt: skip
     throttle = LoginThrottle(store, clock, max_failures=3, lockout_seconds=60)
-    return SignIn(throttle=throttle, directory=directory, sessions=sessions, interactions=interactions, audit=audit)
+    return SignIn(
+        throttle=throttle, directory=directory, sessions=sessions, interactions=interactions, audit=audit,
+        factors=NoFactors(), second_steps=SecondSteps(store, Digester(os.urandom(32)), clock), clock=clock,
+    )  # fmt: skip
+
+
+class NoFactors:
+    """Nobody has a second factor and none is required (the second step is tested in test_second_step)."""
+
+    def has_second_factor(self, user_id: str) -> bool:
+        return False
+
+    def required_for(self, flags: list[str]) -> bool:
+        return False
 
 
 def test_success_starts_a_session_and_writes_the_audit_row(sign_in: SignIn, audit: Audit) -> None:
@@ -103,7 +117,14 @@ def test_success_starts_a_session_and_writes_the_audit_row(sign_in: SignIn, audi
     assert isinstance(outcome, SignedIn)
     assert outcome.session.user_id == "u1" and outcome.session.amr == ("pwd",) and outcome.cookie
     assert audit.rows == [
-        {"action": "login", "actor": "u1", "subject": "u1", "ip": BROWSER.ip, "sid": outcome.session.sid}
+        {
+            "action": "login",
+            "actor": "u1",
+            "subject": "u1",
+            "ip": BROWSER.ip,
+            "sid": outcome.session.sid,
+            "amr": ["pwd"],
+        }
     ]
 
 

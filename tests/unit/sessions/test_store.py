@@ -153,7 +153,7 @@ def test_a_slide_never_writes_back_what_a_concurrent_sign_in_changed(sessions, c
     assert stale is not None and stale.csrf_secret == first.csrf_secret
     fresh = sessions.current(again["cookie"], slide=False)
     assert fresh == again["session"]  # the sign-in's CSRF secret, auth_time and amr survive the slide
-    assert fresh.amr == ("pwd", "otp") and fresh.csrf_secret != first.csrf_secret
+    assert fresh.amr == ("pwd", "otp", "mfa") and fresh.csrf_secret != first.csrf_secret
     assert sessions.current(cookie) is None  # the old cookie stays dead
 
 

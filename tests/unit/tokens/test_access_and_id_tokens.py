@@ -12,7 +12,7 @@ from idp.clock import FrozenClock
 from idp.crypto import Sealer
 from idp.tokens import jwt
 from idp.tokens.access import AccessTokens
-from idp.tokens.id_token import IdTokens, acr_for, half_hash
+from idp.tokens.id_token import IdTokens, half_hash
 from tests.unit.keys.fakes import keyring
 
 ISS = "https://idp.test"
@@ -78,11 +78,6 @@ def test_half_hash_per_algorithm() -> None:
     assert half_hash("x", "RS256") == expect(hashlib.sha256(b"x").digest())
     assert half_hash("x", "ES256") == expect(hashlib.sha256(b"x").digest())
     assert half_hash("x", "EdDSA") == expect(hashlib.sha512(b"x").digest())
-
-
-def test_acr_from_amr() -> None:
-    assert acr_for(["pwd"]) == "aal1"
-    assert acr_for(["pwd", "otp"]) == "aal2"
 
 
 def test_a_token_minted_after_a_cut_off_in_the_same_second_is_stamped_past_it(ring, clock: FrozenClock) -> None:  # type: ignore[no-untyped-def]
