@@ -1,7 +1,8 @@
 """Rows measured by modules other engineers own, imported and included as they are:
 
 * ``bench/verify_cost.py``: ``idp.resource`` local verifications per second (deny-list in memory);
-* ``bench/revocation_latency.py``: revocation-to-rejection latency at a resource server (p50/p99).
+* ``bench/revocation_latency.py``: revocation-to-rejection latency at a resource server (p50/p99);
+* ``bench/denylist_memory.py``: the deny-list mirror's bytes per entry and check time at 10k and 1M entries.
 
 Each exposes a function returning a dict. Its keyword arguments are filled by name from
 what the harness has: ``base_url``/``issuer``, ``server``, ``target``, ``env``, ``quick``,
@@ -22,6 +23,7 @@ from bench.rows import Budget, Target
 EXTERNAL = [
     ("resource_verify", "bench.verify_cost", "idp.resource local verification"),
     ("revocation_latency", "bench.revocation_latency", "Revocation-to-rejection latency at a resource server"),
+    ("denylist_memory", "bench.denylist_memory", "idp.resource deny-list mirror: bytes/entry, check at 10k and 1M"),
 ]
 # Arguments the harness chooses (others are filled by name, see the module docstring), and how
 # many times each runs: per round, or once (the latency run times n revocations itself).
@@ -29,7 +31,7 @@ CHOSEN: dict[str, Callable[[Budget], dict[str, Any]]] = {
     "resource_verify": lambda b: {"seconds": 0.3 if b.quick else 1.0},
     "revocation_latency": lambda b: {"n": 30 if b.quick else 100, "backend": "postgres", "path": "api"},
 }
-ONCE = {"revocation_latency"}
+ONCE = {"revocation_latency", "denylist_memory"}
 PREFERRED = ("run", "measure", "bench", "main")
 
 
