@@ -97,6 +97,16 @@ class RevokedGrant:
     live_jtis: list[tuple[str, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DenyTerms:
+    """How a store writing deny-list entries itself words them: a ``jti`` entry lives until its token's
+    ``exp`` plus ``leeway``, with this (clipped) reason and actor."""
+
+    leeway: float
+    reason: str
+    actor: str
+
+
 class GrantTx(Protocol):
     """One database transaction over grants and refresh tokens (idp.store.grants_repo)."""
 
@@ -147,6 +157,15 @@ class GrantStore(Protocol):
         """Atomically: mark ``old_id`` rotated (to ``successor``, keeping ``sealed`` for grace repeats) unless it
         already is or its grant is revoked, insert ``successor``, and drop the grace copy held by ``old_id``'s
         own predecessor. True for the one caller that rotated it; revocation of the family serialises with it."""
+        ...
+
+    def revoke_token_family(
+        self, digest: bytes, *, client_id: str, now: float, reason: str, actor: str, deny: DenyTerms
+    ) -> tuple[list[RevokedGrant], list[list[Any]]] | None:
+        """The revocation by refresh token in one atomic write, when the store has one (None: use
+        :meth:`transaction`): the family of ``digest`` revoked if issued to ``client_id``, its live access
+        tokens deny-listed and both audited. Returns the grants THIS call revoked and the deny entries written,
+        in batches of consecutive versions."""
         ...
 
     def grants_for_user(self, user_id: str, now: float) -> list[GrantRecord]: ...
@@ -428,16 +447,40 @@ class RefreshTokens:
             return None, False
         digest = self._digester.digest(token)
         reason = "revoked by client"
-        with self._store.transaction() as tx:  # client_id: RFC 6749 §6, a token is bound to its client
-            revoked, denied = self._revoke_in(
-                tx, actor=actor, reason=reason, refresh_digest=digest, client_id=client_id
-            )
-        if revoked:
-            self._denied(denied)
-            self._published(revoked, actor=actor, reason=reason)
-            return client_id, True
+        at_once = self._revoke_token_family(digest, client_id=client_id, actor=actor, reason=reason)
+        if at_once is not None:
+            revoked, batches = at_once
+            if revoked:
+                for batch in batches:
+                    self._denied(batch)
+                self._published(revoked, actor=actor, reason=reason)
+                return client_id, True
+        else:
+            with self._store.transaction() as tx:  # client_id: RFC 6749 §6, a token is bound to its client
+                revoked, denied = self._revoke_in(
+                    tx, actor=actor, reason=reason, refresh_digest=digest, client_id=client_id
+                )
+            if revoked:
+                self._denied(denied)
+                self._published(revoked, actor=actor, reason=reason)
+                return client_id, True
         found = self._store.find(digest)
         return (None if found is None else found[1].client_id), False
+
+    def _revoke_token_family(
+        self, digest: bytes, *, client_id: str, actor: str, reason: str
+    ) -> tuple[list[RevokedGrant], list[list[Any]]] | None:
+        """The store's one-statement revocation (None when it has none, or there is no deny-list to write to)."""
+        deny = self._denylist
+        if deny is None:
+            return None
+        # The deny-list's own rule for a jti entry's lifetime: its token's exp plus a fixed leeway.
+        leeway = deny.prepare([("jti", "lifetime", 0.0)])[0].expires_at
+        terms = DenyTerms(leeway=leeway, reason=clip_reason(reason), actor=clip_actor(actor))
+        now = self._clock.now()
+        return self._store.revoke_token_family(
+            digest, client_id=client_id, now=now, reason=reason, actor=actor, deny=terms
+        )
 
     # -- lookups ---------------------------------------------------------------------------------
     @staticmethod

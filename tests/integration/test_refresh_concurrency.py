@@ -136,3 +136,66 @@ def test_rotation_waits_for_a_revocation_holding_the_grant_row(container: Servic
     with container.sessions() as s:  # only the original row, never rotated: no successor was written
         rows = s.scalars(select(RefreshTokenRow).where(RefreshTokenRow.grant_id == grant.id)).all()
         assert [r.rotated_at for r in rows] == [None]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_revocation_by_token_deny_lists_the_token_of_a_rotation_it_waited_for(container: Services) -> None:
+    """The one-statement revocation (PostgreSQL) against a rotation that holds the grant row: the statement
+    waits, and the successor's access token, outside its snapshot, is still deny-listed."""
+    from sqlalchemy import text
+
+    from idp.store.grants_repo import _ROTATE_PG, SqlGrantStore
+    from idp.tokens.refresh import DenyTerms
+
+    web, _ = web_client(container)
+    user = make_user(container)
+    now = container.clock.now()
+    grant, token = container.grants.start(
+        client_id=web.client_id, user_id=user.id, sid=None, scope="openid offline_access", audience="a",
+        auth_time=None, acr=None, amr=[], code_digest=None, at_jti="j0", at_exp=now + 60, with_refresh=True,
+    )  # fmt: skip
+    assert token is not None
+    store = SqlGrantStore(container.sessions, container.audit, container.deny_store)
+    digest = container.grants._digester.digest(token)
+    found = store.find(digest)
+    assert found is not None
+    outcome: list[object] = []
+
+    def revoke() -> None:
+        terms = DenyTerms(leeway=60.0, reason="revoked by client", actor="client")
+        outcome.append(
+            store.revoke_token_family(
+                digest, client_id=web.client_id, now=now, reason="revoked by client", actor="client", deny=terms
+            )
+        )
+
+    raw = container.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(_ROTATE_PG, {
+            "id": "successor", "grant_id": grant.id, "digest": b"d" * 32, "scope": "openid offline_access",
+            "created_at": now, "idle_expires_at": now + 600, "at_jti": "j-new", "at_exp": now + 60,
+            "old_id": found[0].id, "now": now, "sealed": None,
+        })  # fmt: skip
+        assert cur.rowcount == 1
+        revocation = threading.Thread(target=revoke)
+        revocation.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        deadline = time.monotonic() + 30
+        with container.engine.connect() as probe:
+            while revocation.is_alive() and not probe.execute(text(waiting)).scalar() and time.monotonic() < deadline:
+                time.sleep(0.01)  # polls a condition, with a generous deadline
+        assert revocation.is_alive(), outcome  # it waits for the rotation's lock
+        raw.commit()
+    finally:
+        raw.close()
+    revocation.join(30)
+    assert len(outcome) == 1 and outcome[0] is not None
+    revoked, batches = outcome[0]  # type: ignore[misc]
+    assert [g.id for g in revoked] == [grant.id]
+    assert [[e.value for e in batch] for batch in batches] == [["j0"], ["j-new"]]  # the successor's: after
+    _, live = container.deny_store.live(now)
+    assert sorted(e.value for e in live if e.kind == "jti") == ["j-new", "j0"]
