@@ -23,6 +23,7 @@ from bench.rows import Budget, Target
 EXTERNAL = [
     ("resource_verify", "bench.verify_cost", "idp.resource local verification"),
     ("revocation_latency", "bench.revocation_latency", "Revocation-to-rejection latency at a resource server"),
+    ("mixed", "bench.soak", "Sustained mixed load: refresh + code exchange + revocation + client_credentials"),
     ("denylist_memory", "bench.denylist_memory", "idp.resource deny-list mirror: bytes/entry, check at 10k and 1M"),
 ]
 # Arguments the harness chooses (others are filled by name, see the module docstring), and how
@@ -30,9 +31,10 @@ EXTERNAL = [
 CHOSEN: dict[str, Callable[[Budget], dict[str, Any]]] = {
     "resource_verify": lambda b: {"seconds": 0.3 if b.quick else 1.0},
     "revocation_latency": lambda b: {"n": 30 if b.quick else 100, "backend": "postgres", "path": "api"},
+    "mixed": lambda b: {"seconds": 5.0 if b.quick else 60.0},
 }
-ONCE = {"revocation_latency", "denylist_memory"}
-PREFERRED = ("run", "measure", "bench", "main")
+ONCE = {"revocation_latency", "denylist_memory", "mixed"}
+PREFERRED = ("run", "measure", "bench", "mixed", "main")
 
 
 def _entry(module: Any) -> Callable[..., Any] | None:
