@@ -2,6 +2,8 @@
 
 * ``bench/verify_cost.py``: ``idp.resource`` local verifications per second (deny-list in memory);
 * ``bench/revocation_latency.py``: revocation-to-rejection latency at a resource server (p50/p99);
+* ``bench/soak.py`` (``mixed``): the sustained mixed-load row, its errors and p99;
+* ``bench/scale.py``: refresh at 1M stored refresh families and sign-in at 100k users against empty tables;
 * ``bench/denylist_memory.py``: the deny-list mirror's bytes per entry and check time at 10k and 1M entries.
 
 Each exposes a function returning a dict. Its keyword arguments are filled by name from
@@ -24,6 +26,7 @@ EXTERNAL = [
     ("resource_verify", "bench.verify_cost", "idp.resource local verification"),
     ("revocation_latency", "bench.revocation_latency", "Revocation-to-rejection latency at a resource server"),
     ("mixed", "bench.soak", "Sustained mixed load: refresh + code exchange + revocation + client_credentials"),
+    ("scale", "bench.scale", "Cost at scale: refresh at 1M stored families, sign-in at 100k users"),
     ("denylist_memory", "bench.denylist_memory", "idp.resource deny-list mirror: bytes/entry, check at 10k and 1M"),
 ]
 # Arguments the harness chooses (others are filled by name, see the module docstring), and how
@@ -33,7 +36,7 @@ CHOSEN: dict[str, Callable[[Budget], dict[str, Any]]] = {
     "revocation_latency": lambda b: {"n": 30 if b.quick else 100, "backend": "postgres", "path": "api"},
     "mixed": lambda b: {"seconds": 5.0 if b.quick else 60.0},
 }
-ONCE = {"revocation_latency", "denylist_memory", "mixed"}
+ONCE = {"revocation_latency", "denylist_memory", "mixed", "scale"}
 PREFERRED = ("run", "measure", "bench", "mixed", "main")
 
 

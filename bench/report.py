@@ -113,6 +113,10 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     errors, p99 = mix.get("errors"), mix.get("p99_ms_all")
     add("sustained mixed load (60 s, 2 workers): errors", "0", errors, None if errors is None else errors == 0)
     add("sustained mixed load: p99 over every request", "<= 50 ms", p99, le(p99, 50), " ms")
+    scale = ext.get("scale", {}).get("median", {})
+    for flow, label in (("refresh", "refresh at 1M stored families"), ("login", "sign-in at 100k users")):
+        ratio = scale.get(f"{flow}_cpu_ratio")
+        add(f"{label}: server CPU vs empty tables", "<= 1.2x", ratio, le(ratio, 1.2), "x")
     memory = ext.get("denylist_memory", {}).get("median", {})
     per_entry = memory.get("bytes_per_entry_1m")
     add("idp.resource deny-list mirror at 1M entries", "<= 100 bytes/entry", per_entry, le(per_entry, 100), " B")
