@@ -113,6 +113,20 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     add("idp.resource verifications per core (a new token each time)", ">= 10,000/s", verify, ge(verify, 10_000), "/s")
     repeat = _find_number(ext.get("resource_verify", {}).get("median", {}), ("repeat_per_core",))
     add("idp.resource, a token it verified before (most requests)", ">= 10,000/s", repeat, ge(repeat, 10_000), "/s")
+    mix = ext.get("mixed", {}).get("median", {})
+    errors, p99 = mix.get("errors"), mix.get("p99_ms_all")
+    add("sustained mixed load (60 s, 2 workers): errors", "0", errors, None if errors is None else errors == 0)
+    add("sustained mixed load: p99 over every request", "<= 50 ms", p99, le(p99, 50), " ms")
+    scale = ext.get("scale", {}).get("median", {})
+    for flow, label in (("refresh", "refresh at 1M stored families"), ("login", "sign-in at 100k users")):
+        ratio = scale.get(f"{flow}_cpu_ratio")
+        add(f"{label}: server CPU vs empty tables", "<= 1.2x", ratio, le(ratio, 1.2), "x")
+    memory = ext.get("denylist_memory", {}).get("median", {})
+    per_entry = memory.get("bytes_per_entry_1m")
+    add("idp.resource deny-list mirror at 1M entries", "<= 100 bytes/entry", per_entry, le(per_entry, 100), " B")
+    flat = memory.get("check_us_1m"), memory.get("check_us_10k")
+    ratio = round(flat[0] / flat[1], 2) if flat[0] and flat[1] else None
+    add("deny-list check flat (µs at 1M / µs at 10k)", "<= 1.5x", ratio, le(ratio, 1.5), "x")
     lat = _find_number(ext.get("revocation_latency", {}).get("median", {}), ("p99_ms",))
     add("revocation reaches the resource server (p99)", "<= 1 s", lat, None if lat is None else lat <= 1000, " ms")
     limit = 120 * 1e6 / 2**20  # 120 MB in MiB

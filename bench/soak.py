@@ -33,14 +33,17 @@ from bench import flows
 from bench.server import ROOT, WORK, IdpServer, start_idp
 
 OPS = {"client_credentials": 30, "code_flow": 15, "refresh": 20, "introspect": 20, "jwks": 15}
+# The mixed row of ``make bench`` (``mixed``): only the flows that write, plus client credentials, together.
+STATEFUL = {"client_credentials": 25, "code_flow": 25, "refresh": 35, "revoke": 15}
 CLIENTS = 16
 RSS_LIMIT = 0.10
 OUT_MD = Path(__file__).resolve().parent / "results-soak.md"
 
 
 class Soak:
-    def __init__(self, server: IdpServer, seconds: float, seed: int) -> None:
+    def __init__(self, server: IdpServer, seconds: float, seed: int, ops: dict[str, int] | None = None) -> None:
         self.server = server
+        self.ops = ops or OPS
         self.seconds = seconds
         self.rng = random.Random(seed)
         self.paths = flows.endpoints(server)
@@ -91,6 +94,15 @@ class Soak:
         else:
             state.pop("refresh_token", None)
 
+    async def revoke(self, http: httpx.AsyncClient, state: dict[str, Any]) -> None:
+        """RFC 7009: revoke this client's refresh token (its family); the next refresh starts a new one."""
+        if "refresh_token" not in state:
+            await self.code_flow(http, state)
+            return
+        t0 = time.perf_counter()
+        r = await self.post(http, "revocation", f"token={state.pop('refresh_token')}", self.web)
+        self.ok("revoke", t0, r, 200)
+
     async def introspect(self, http: httpx.AsyncClient, state: dict[str, Any]) -> None:
         if not self.recent_at:
             await self.client_credentials(http, state)
@@ -107,7 +119,7 @@ class Soak:
 
     async def client(self, http: httpx.AsyncClient, deadline: float) -> None:
         state: dict[str, Any] = {}
-        names, weights = list(OPS), list(OPS.values())
+        names, weights = list(self.ops), list(self.ops.values())
         while time.monotonic() < deadline:
             op = self.rng.choices(names, weights)[0]
             try:
@@ -130,6 +142,30 @@ class Soak:
         async with httpx.AsyncClient(base_url=self.server.base_url, timeout=30, limits=limits) as http:
             await asyncio.gather(sample(), *[self.client(http, deadline) for _ in range(CLIENTS)])
         return {"elapsed_s": round(time.monotonic() - start, 1), "rss": rss}
+
+
+def mixed(quick: bool = False, seconds: float | None = None, workers: int = 2, seed: int = 1) -> dict[str, Any]:
+    """The sustained mixed-load row: refresh, code exchange, revocation and client credentials together against
+    PostgreSQL + Redis (``workers`` workers, 16 clients) for ``seconds`` (60; 5 with ``quick``). Flat keys: the
+    error count (must be 0), each op's rate and p99, and the p99 over every request."""
+    seconds = seconds if seconds is not None else (5.0 if quick else 60.0)
+    server = start_idp("mixed", backend="postgres", workers=workers, run_dir=WORK / "mixed")
+    try:
+        soak = Soak(server, seconds, seed, STATEFUL)
+        raw = asyncio.run(soak.run())
+    finally:
+        server.stop()
+    every = [x for v in soak.lat.values() for x in v]
+    out: dict[str, Any] = {
+        "seconds": seconds, "workers": workers, "requests": len(every),
+        "errors": sum(len(e) for e in soak.errors.values()), "p99_ms_all": round(pct(every, 99), 1),
+    }  # fmt: skip
+    for op, v in sorted(soak.lat.items()):
+        out[f"{op}_rps"] = round(len(v) / raw["elapsed_s"], 1)
+        out[f"{op}_p99_ms"] = round(pct(v, 99), 1)
+    if soak.errors:
+        out["error_samples"] = "; ".join(f"{k}: {v[0]}" for k, v in soak.errors.items())
+    return out
 
 
 def pct(values: list[float], p: float) -> float:
@@ -188,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--faults", action="store_true", help="also run the fault tests and record them")
+    ap.add_argument("--mixed", action="store_true", help="only the mixed row (writes + client credentials)")
     args = ap.parse_args(argv)
+    if args.mixed:
+        result = mixed(seconds=args.seconds, workers=args.workers, seed=args.seed)
+        print(json.dumps(result, indent=1))
+        return 1 if result["errors"] else 0
     run_dir = WORK / "soak"
     server = start_idp("soak", backend="postgres", workers=args.workers, run_dir=run_dir)
     try:

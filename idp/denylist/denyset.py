@@ -21,6 +21,10 @@ denied whenever a cut-off entry names it (fail closed).
 
 Readers do not lock: mutations build the new per-value cut-off first and then assign
 it, and single dict operations are atomic under the GIL.
+
+``jti`` entries, nearly all of a large list, live packed in a :class:`~idp.denylist.jtitable.JtiTable`
+(~60 bytes each instead of ~400 as objects); only a ``jti`` it cannot pack (longer than 16
+characters, not ASCII) is kept as an object with the other kinds.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from idp.denylist.entries import CUTOFF_CLAIMS, KINDS, DenyChange, DenyEntry, is_time
+from idp.denylist.jtitable import JtiTable
 
 
 def issued_at(now: float, latest_cutoff: float) -> int:
@@ -61,10 +66,13 @@ class DenySet:
     def __init__(self, entries: Iterable[DenyEntry] = (), version: int = 0) -> None:
         self._lock = threading.Lock()
         self.version = version
-        self._by_id: dict[int, DenyEntry] = {}
-        self._jti: dict[str, int] = {}  # jti -> count of entries naming it
+        self._by_id: dict[int, DenyEntry] = {}  # every entry except the packed ones
+        self._packed = JtiTable()  # the jti entries it can pack
+        self._max_id = 0  # an id above it is new: no search of the packed ids
+        self._jti: dict[str, int] = {}  # jti -> count of (unpacked) entries naming it
         self._kid: dict[str, int] = {}
-        self._by_value: dict[tuple[str, str], set[int]] = {}
+        # cut-off kind -> value -> the ids naming it: one int, or a tuple when several (a set costs 200 bytes)
+        self._by_value: dict[str, dict[str, int | tuple[int, ...]]] = {kind: {} for kind in CUTOFF_CLAIMS}
         self._cutoff: dict[str, dict[str, float]] = {kind: {} for kind in CUTOFF_CLAIMS}
         for entry in entries:
             self._add(entry)
@@ -74,7 +82,7 @@ class DenySet:
         if kid is not None and kid in self._kid:
             return True
         jti = claims.get("jti")
-        if isinstance(jti, str) and jti in self._jti:
+        if isinstance(jti, str) and (jti in self._packed or jti in self._jti):
             return True
         iat = claims.get("iat")
         newer_than = iat if is_time(iat) else -math.inf  # exact: a whole-second iat in the cut-off's second is older
@@ -100,16 +108,21 @@ class DenySet:
         return latest
 
     def entries(self) -> list[DenyEntry]:
-        return sorted(self._by_id.values(), key=lambda e: e.id)
+        packed = (DenyEntry(i, "jti", jti, exp) for i, jti, exp in self._packed.rows())
+        return sorted([*self._by_id.values(), *packed], key=lambda e: e.id)
 
     def get(self, entry_id: int) -> DenyEntry | None:
-        return self._by_id.get(entry_id)
+        entry = self._by_id.get(entry_id)
+        if entry is None and (row := self._packed.find(entry_id)) >= 0:
+            return DenyEntry(entry_id, "jti", *self._packed.get(row)[1:])
+        return entry
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._by_id) + len(self._packed)
 
     def next_expiry(self) -> float:
-        return min((e.expires_at for e in self._by_id.values()), default=math.inf)
+        unpacked = min((e.expires_at for e in self._by_id.values()), default=math.inf)
+        return min(unpacked, self._packed.next_expiry())
 
     # -- changing --------------------------------------------------------------------------------
     def add(self, entry: DenyEntry, *, version: int | None = None) -> None:
@@ -136,19 +149,24 @@ class DenySet:
             gone = [e.id for e in self._by_id.values() if e.expires_at <= now]
             for entry_id in gone:
                 self._discard(entry_id)
-            return len(gone)
+            return len(gone) + self._packed.prune(now)
 
     def replace(self, entries: Iterable[DenyEntry], version: int) -> None:
         """Swap in a full snapshot (initial load or resynchronisation)."""
         fresh = DenySet(entries, version)
         with self._lock:
             self._by_id, self._jti, self._kid = fresh._by_id, fresh._jti, fresh._kid
+            self._packed, self._max_id = fresh._packed, fresh._max_id
             self._by_value, self._cutoff, self.version = fresh._by_value, fresh._cutoff, version
 
     def _add(self, entry: DenyEntry) -> None:
         if entry.kind not in KINDS:
             raise ValueError(f"unknown deny kind {entry.kind!r}")
-        if entry.id in self._by_id:
+        if entry.id <= self._max_id and (entry.id in self._by_id or self._packed.find(entry.id) >= 0):
+            return
+        self._max_id = max(self._max_id, entry.id)
+        if entry.kind == "jti" and self._packed.packable(entry.value) and math.isfinite(entry.expires_at):
+            self._packed.add(entry.id, entry.value, entry.expires_at)
             return
         self._by_id[entry.id] = entry
         if entry.kind == "jti":
@@ -156,13 +174,15 @@ class DenySet:
         elif entry.kind == "kid":
             self._kid[entry.value] = self._kid.get(entry.value, 0) + 1
         else:
-            self._by_value.setdefault((entry.kind, entry.value), set()).add(entry.id)
+            table = self._by_value[entry.kind]
+            held = table.get(entry.value)
+            table[entry.value] = entry.id if held is None else (*_ids(held), entry.id)
             self._recompute(entry.kind, entry.value)
 
     def _discard(self, entry_id: int) -> bool:
         entry = self._by_id.pop(entry_id, None)
         if entry is None:
-            return False
+            return self._packed.remove(entry_id) is not None
         if entry.kind in ("jti", "kid"):
             table = self._jti if entry.kind == "jti" else self._kid
             left = table.get(entry.value, 1) - 1
@@ -171,15 +191,15 @@ class DenySet:
             else:
                 table.pop(entry.value, None)
         else:
-            ids = self._by_value.get((entry.kind, entry.value), set())
-            ids.discard(entry_id)
-            if not ids:
-                self._by_value.pop((entry.kind, entry.value), None)
+            naming = self._by_value[entry.kind]
+            ids = tuple(i for i in _ids(naming.pop(entry.value, None)) if i != entry_id)
+            if ids:
+                naming[entry.value] = ids[0] if len(ids) == 1 else ids
             self._recompute(entry.kind, entry.value)
         return True
 
     def _recompute(self, kind: str, value: str) -> None:
-        ids = self._by_value.get((kind, value))
+        ids = _ids(self._by_value[kind].get(value))
         if not ids:
             self._cutoff[kind].pop(value, None)
             return
@@ -189,4 +209,11 @@ class DenySet:
 
     def cutoffs(self, kind: str, value: str) -> list[DenyEntry]:
         """The live entries of a cut-off kind naming ``value``."""
-        return [self._by_id[i] for i in sorted(self._by_value.get((kind, value), ())) if i in self._by_id]
+        held = self._by_value[kind].get(value) if kind in self._by_value else None
+        return [self._by_id[i] for i in sorted(_ids(held)) if i in self._by_id]
+
+
+def _ids(held: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    if held is None:
+        return ()
+    return (held,) if isinstance(held, int) else held

@@ -25,7 +25,7 @@ MAX_VALUE = 200
 CUTOFF_KINDS = ("subject", "session", "client")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DenyEntry:
     id: int  # also the version at which the entry was added
     kind: str

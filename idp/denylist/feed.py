@@ -253,7 +253,7 @@ class DenyFeed:
         )
 
     async def _on_message(self, message: bytes) -> None:
-        version = _peek_version(message)
+        version = _peek_version(message.rsplit(b"\n", 1)[-1])  # a batch: its last SET holds its last version
         if version is not None and version <= self._dl.version:
             return  # ours, or already read
         # A thread: listeners may do I/O (a kid entry re-reads the keys).
@@ -264,9 +264,12 @@ class DenyFeed:
             await to_thread.run_sync(self._dl.sync)
 
     def _catch_up(self, message: str) -> None:
-        """The next version is applied from the signed message; a gap (or a bad SET) is read from SQL."""
-        if not self._dl.apply_published(message):
-            self._dl.sync()
+        """The next versions are applied from the signed SETs of the message (one per line, in version order);
+        a gap (or a bad SET) is read from SQL."""
+        for token in message.split("\n"):
+            if not self._dl.apply_published(token):
+                self._dl.sync()
+                return
 
     async def _poll(self) -> None:
         next_purge = time.monotonic() + PURGE_SECONDS

@@ -223,8 +223,9 @@ class DenyList:
                 self._sync_locked()
         if self._publisher is not None:
             try:
-                for change in changes:  # one SET per version: what followers and channel consumers apply
-                    self._publisher.publish(CHANNEL, self.signed(change).encode())
+                # One message for the batch: a SET per version, in order, one per line (a compact JWS has no
+                # newline); a subscriber applies them in turn (idp.denylist.feed).
+                self._publisher.publish(CHANNEL, "\n".join(self.signed(change) for change in changes).encode())
             except Exception as exc:  # the rows are durable; others catch up from SQL within sync_seconds
                 log.warning("deny-list: publish failed (%s); followers catch up from SQL", type(exc).__name__)
 

@@ -88,6 +88,10 @@ class SqlAuditLog:
             for e in events
         ]
 
+    def written(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Tell the listeners of events a statement of another repository wrote (``action`` and ``detail``)."""
+        self._notify([{"action": e["action"], "detail": e.get("detail") or {}} for e in events])
+
     def _notify(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             for listener in self.listeners:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import sqlite3
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -42,28 +43,85 @@ def _make_engine(url: str, *, pool_size: int) -> Engine:
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=pool_size)
+        writer = _WriterLock()
+        connect_args = {"check_same_thread": False, "timeout": 30, "factory": writer.connection_class()}
+        engine = create_engine(url, connect_args=connect_args, pool_size=pool_size)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
+            # synchronous=FULL: a commit is on disk (the WAL fsynced) before it returns, so a response sent
+            # after it survives a power loss too (NORMAL would only survive a crash of this process).
             dbapi_conn.isolation_level = None  # let the "begin" hook below own transactions
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            # Take the write lock at BEGIN so read-then-write transactions serialise instead of failing.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Take the write lock at BEGIN so read-then-write transactions serialise instead of failing. This
+            # process's transactions queue on a lock first (one writer at a time, woken the moment the last
+            # one commits): SQLite's own busy handler polls with sleeps of up to 100 ms, which is where long
+            # tails came from. Other processes (the CLI) still meet SQLite's lock and its busy timeout.
+            raw = conn.connection.dbapi_connection
+            writer.acquire(raw)
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                writer.release(raw)
+                raise
 
         return engine
     engine = create_engine(url, pool_size=pool_size, max_overflow=10, pool_recycle=1800)
     event.listen(engine, "checkout", _drop_dead_connection)
     return engine
+
+
+class _WriterLock:
+    """One transaction at a time per SQLite database in this process; released when it commits or rolls back."""
+
+    TIMEOUT = 30.0  # as SQLite's busy_timeout
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: object | None = None
+
+    def acquire(self, raw: object) -> None:
+        if not self._lock.acquire(timeout=self.TIMEOUT):
+            raise sqlite3.OperationalError("database is locked (another transaction of this process held it)")
+        self._holder = raw
+
+    def release(self, raw: object) -> None:
+        if self._holder is raw:
+            self._holder = None
+            self._lock.release()
+
+    def connection_class(self) -> type[sqlite3.Connection]:
+        writer = self
+
+        class WriterConnection(sqlite3.Connection):
+            def commit(self) -> None:
+                try:
+                    super().commit()
+                finally:
+                    writer.release(self)
+
+            def rollback(self) -> None:
+                try:
+                    super().rollback()
+                finally:
+                    writer.release(self)
+
+            def close(self) -> None:
+                try:
+                    super().close()
+                finally:
+                    writer.release(self)
+
+        return WriterConnection
 
 
 def _drop_dead_connection(dbapi_conn: Any, record: Any, proxy: Any) -> None:

@@ -60,6 +60,10 @@ class Direct:
         with self._translated(sql), self._connection() as raw:
             return raw.execute(sql, params, prepare=True).fetchone()
 
+    def fetchall(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        with self._translated(sql), self._connection() as raw:
+            return raw.execute(sql, params, prepare=True).fetchall()
+
     def rowcount(self, sql: str, params: Mapping[str, Any]) -> int:
         with self._translated(sql), self._connection() as raw:
             return raw.execute(sql, params, prepare=True).rowcount

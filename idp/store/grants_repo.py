@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from idp.denylist.entries import DenyEntry, NewEntry
 from idp.store.audit_repo import SqlAuditLog
 from idp.store.db import single_statements
-from idp.store.denylist_repo import SqlDenyStore
+from idp.store.denylist_repo import VERSION_KEY as DENY_VERSION_KEY
+from idp.store.denylist_repo import SqlDenyStore, _added_event
 from idp.store.direct import Direct
 from idp.store.models import GrantRow, RefreshTokenRow
-from idp.tokens.refresh import OFFLINE, GrantRecord, RevokedGrant, TokenRecord
+from idp.tokens.refresh import OFFLINE, DenyTerms, GrantRecord, RevokedGrant, TokenRecord
 
 _GRANT = [c.key for c in GrantRow.__table__.columns]
 _TOKEN = [c.key for c in RefreshTokenRow.__table__.columns]
@@ -77,6 +78,55 @@ _OPEN_PG = """
     SELECT %(id)s, g.id, %(digest)s, %(scope)s, %(created_at)s, %(idle_expires_at)s, %(at_jti)s, %(at_exp)s, 0
     FROM g
 """
+# Revocation of a refresh token's family (RFC 7009 §2.1), ONE statement and so one round trip and one commit:
+# the family revoked (the token's lookup and its client check ride in the UPDATE), its live access tokens
+# deny-listed at consecutive versions (the version row's lock is held to the commit, as by every deny-list
+# writer), and an audit event for the grant and for each entry. The family's rows are locked FOR UPDATE: a
+# rotation that held the grant until it committed shows in the latest version of the row it rotated (its
+# successor_id), while the row it inserted is outside this statement's snapshot; the last branch reports such
+# a successor so the caller deny-lists its access token too (SqlGrantStore.revoke_token_family).
+_REVOKE_FAMILY_PG = """
+    WITH revoked AS (
+        UPDATE grants SET revoked_at = %(now)s, revoked_reason = %(marked_reason)s
+        WHERE revoked_at IS NULL AND client_id = %(client_id)s
+          AND id IN (SELECT grant_id FROM refresh_tokens WHERE digest = %(digest)s)
+        RETURNING id, client_id, user_id
+    ), family AS (
+        SELECT id, grant_id, at_jti, at_exp, successor_id FROM refresh_tokens
+        WHERE grant_id IN (SELECT id FROM revoked)
+        FOR UPDATE
+    ), live AS (
+        SELECT at_jti, at_exp, row_number() OVER (ORDER BY id) AS n FROM family
+        WHERE at_jti IS NOT NULL AND at_exp > %(now)s
+    ), claim AS (
+        UPDATE meta SET value = CAST(CAST(value AS INTEGER) + (SELECT count(*) FROM live) AS TEXT)
+        WHERE key = %(version_key)s AND EXISTS (SELECT 1 FROM live)
+        RETURNING CAST(value AS INTEGER) AS last
+    ), added AS (
+        INSERT INTO deny_list (id, kind, value, not_before, expires_at, reason, actor, created_at, removed_at)
+        SELECT (SELECT last FROM claim) - (SELECT count(*) FROM live) + live.n, 'jti', live.at_jti, NULL,
+               live.at_exp + %(leeway)s, %(deny_reason)s, %(deny_actor)s, %(now)s, NULL
+        FROM live  -- no version row: a NULL id fails the whole statement, never a family revoked unlisted
+        RETURNING id, value, expires_at
+    ), audited AS (
+        INSERT INTO audit_events (at, actor, action, subject, client_id, detail, ip)
+        SELECT %(now)s, %(actor)s, 'grant_revoked', user_id, client_id,
+               json_build_object('grant_id', id, 'reason', CAST(%(reason)s AS TEXT)), NULL
+        FROM revoked
+        UNION ALL
+        SELECT %(now)s, %(deny_actor)s, 'deny.added', NULL, NULL,
+               json_build_object('entry_id', id, 'kind', 'jti', 'value', value, 'reason', CAST(%(deny_reason)s AS TEXT),
+                                 'not_before', NULL, 'expires_at', expires_at), NULL
+        FROM added
+    )
+    SELECT 'grant', id, client_id, user_id, CAST(NULL AS DOUBLE PRECISION) FROM revoked
+    UNION ALL SELECT 'entry', CAST(id AS TEXT), value, NULL, expires_at FROM added
+    UNION ALL SELECT 'successor', successor_id, grant_id, NULL, NULL FROM family
+        WHERE successor_id IS NOT NULL AND successor_id NOT IN (SELECT id FROM family)
+"""
+_LIVE_OF = (
+    "SELECT id, at_jti, at_exp FROM refresh_tokens WHERE id = ANY(%(ids)s) AND at_jti IS NOT NULL AND at_exp > %(now)s"
+)
 _FIND_PG = str(_FIND.compile(dialect=psycopg_dialect()))  # the same SELECT, in psycopg's %(name)s style
 _MARK_ROTATED = (
     update(_T)
@@ -276,6 +326,40 @@ class SqlGrantStore:
     def bind_key(self, grant_id: str, jkt: str) -> None:
         with self._statement() as conn:
             conn.execute(update(_G).where(_G.c.id == grant_id, _G.c.jkt.is_(None)).values(jkt=jkt))
+
+    def revoke_token_family(
+        self, digest: bytes, *, client_id: str, now: float, reason: str, actor: str, deny: DenyTerms
+    ) -> tuple[list[RevokedGrant], list[list[DenyEntry]]] | None:
+        """The family of the refresh token ``digest`` issued to ``client_id`` revoked, its live access tokens
+        deny-listed and both audited, committed as one statement (PostgreSQL; None elsewhere: use
+        :meth:`transaction`). Returns what THIS call revoked (nothing when another got there first)."""
+        if self._direct is None:
+            return None
+        self._deny.ensure_version_row()
+        params = {
+            "digest": digest, "client_id": client_id, "now": now, "marked_reason": reason[:64], "reason": reason,
+            "actor": actor, "version_key": DENY_VERSION_KEY, "leeway": deny.leeway, "deny_reason": deny.reason,
+            "deny_actor": deny.actor,
+        }  # fmt: skip
+        rows = self._direct.fetchall(_REVOKE_FAMILY_PG, params)
+        revoked = [RevokedGrant(gid, cid, uid) for kind, gid, cid, uid, _ in rows if kind == "grant"]
+        entries = [
+            DenyEntry(int(i), "jti", jti, exp, None, deny.reason, deny.actor, now)
+            for kind, i, jti, _, exp in rows
+            if kind == "entry"
+        ]
+        events: list[dict[str, Any]] = [
+            {"action": "grant_revoked", "detail": {"grant_id": g.id, "reason": reason}} for g in revoked
+        ]
+        events += [{"action": "deny.added", "detail": _added_event(e)["detail"]} for e in entries]
+        self._audit.written(events)
+        batches = [entries]
+        successors = [sid for kind, sid, *_ in rows if kind == "successor"]
+        if successors:  # a rotation committed while this statement waited for the grant: its token too
+            late = self._direct.fetchall(_LIVE_OF, {"ids": successors, "now": now})
+            items = [NewEntry("jti", jti, None, exp + deny.leeway) for _, jti, exp in late]
+            batches.append(self._deny.add_many(items, reason=deny.reason, actor=deny.actor, now=now))
+        return revoked, batches
 
     @contextmanager
     def transaction(self) -> Iterator[SqlGrantTx]:

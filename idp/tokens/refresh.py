@@ -24,9 +24,10 @@ replayed later still trips reuse detection. 0 turns it off.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -39,6 +40,7 @@ from idp.events import Events, GrantRevoked
 from idp.interaction import DenyWriter
 
 REFRESH_BYTES = 32  # 256 bits, opaque
+RECENT_MAX = 2048  # refresh tokens this process issued last, kept to skip the read of their next rotation
 OFFLINE = "offline_access"
 
 
@@ -98,6 +100,16 @@ class RevokedGrant:
     live_jtis: list[tuple[str, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DenyTerms:
+    """How a store writing deny-list entries itself words them: a ``jti`` entry lives until its token's
+    ``exp`` plus ``leeway``, with this (clipped) reason and actor."""
+
+    leeway: float
+    reason: str
+    actor: str
+
+
 class GrantTx(Protocol):
     """One database transaction over grants and refresh tokens (idp.store.grants_repo)."""
 
@@ -154,6 +166,15 @@ class GrantStore(Protocol):
         """Bind an unbound family to a DPoP key from now on (RFC 9449 §5); a bound family keeps its key."""
         ...
 
+    def revoke_token_family(
+        self, digest: bytes, *, client_id: str, now: float, reason: str, actor: str, deny: DenyTerms
+    ) -> tuple[list[RevokedGrant], list[list[Any]]] | None:
+        """The revocation by refresh token in one atomic write, when the store has one (None: use
+        :meth:`transaction`): the family of ``digest`` revoked if issued to ``client_id``, its live access
+        tokens deny-listed and both audited. Returns the grants THIS call revoked and the deny entries written,
+        in batches of consecutive versions."""
+        ...
+
     def grants_for_user(self, user_id: str, now: float) -> list[GrantRecord]: ...
 
     def purge(self, *, now: float, grace_seconds: float) -> int:
@@ -192,6 +213,13 @@ class RefreshTokens:
         self.grace_max_uses = grace_max_uses
         self._denylist = denylist
         self._events = events or Events()
+        # digest -> (row, grant) of refresh tokens this process just issued, so their rotation skips the read
+        # (one statement instead of two). Safe to be stale: the rotation's single statement re-checks what can
+        # change (the row not rotated, the grant not revoked) and a loser re-reads under lock (step 3); the
+        # rest of a row and its grant never change but the family's DPoP key, which only a rotation binds, and
+        # the remembered successor carries it. Used once (popped), bounded, oldest dropped first.
+        self._recent: dict[bytes, tuple[TokenRecord, GrantRecord]] = {}
+        self._recent_lock = threading.Lock()
 
     # -- issuing ---------------------------------------------------------------------------------
     def start(
@@ -241,6 +269,8 @@ class RefreshTokens:
             at_exp=at_exp,
         )
         self._store.open(grant, row)
+        if row.digest is not None:
+            self._remember(row.digest, row, grant)
         return grant, token
 
     # -- rotation --------------------------------------------------------------------------------
@@ -285,7 +315,7 @@ class RefreshTokens:
         now = self._clock.now()
         # 1. Read and check, then mint OUTSIDE any transaction: minting reads (the user, the keyring) and
         #    signs, and must neither wait on nor hold a lock (SQLite has one write lock per database).
-        row, grant = self._check(self._store.find(digest), client_id, jkt)
+        row, grant = self._check(self._recall(digest) or self._store.find(digest), client_id, jkt)
         self._check_cut_offs(row, grant)
         if row.rotated_at is None:
             if now >= grant.absolute_expires_at:
@@ -298,6 +328,9 @@ class RefreshTokens:
             if self._store.rotate(row.id, successor, now=now, sealed=sealed):
                 if bind_to is not None and grant.jkt is None:  # RFC 9449 §5: before the new token leaves
                     self._store.bind_key(grant.id, bind_to)
+                    grant = replace(grant, jkt=bind_to)  # what is remembered is the family as it now is
+                if successor.digest is not None:
+                    self._remember(successor.digest, successor, grant)
                 return response
             # Lost: another request rotated it (or the family was revoked) meanwhile; decide below, under lock.
         # 3. A rotated token: a repeat within grace gets the same successor, anything else is reuse.
@@ -321,6 +354,16 @@ class RefreshTokens:
         self._denied(denied)
         self._published(revoked, actor=actor or client_id, reason="refresh token reuse")
         raise InvalidGrant("refresh token was already used; the grant is revoked")
+
+    def _remember(self, digest: bytes, row: TokenRecord, grant: GrantRecord) -> None:
+        with self._recent_lock:
+            self._recent[digest] = (row, grant)
+            if len(self._recent) > RECENT_MAX:
+                del self._recent[next(iter(self._recent))]
+
+    def _recall(self, digest: bytes) -> tuple[TokenRecord, GrantRecord] | None:
+        with self._recent_lock:
+            return self._recent.pop(digest, None)
 
     @staticmethod
     def _check(
@@ -453,16 +496,40 @@ class RefreshTokens:
             return None, False
         digest = self._digester.digest(token)
         reason = "revoked by client"
-        with self._store.transaction() as tx:  # client_id: RFC 6749 §6, a token is bound to its client
-            revoked, denied = self._revoke_in(
-                tx, actor=actor, reason=reason, refresh_digest=digest, client_id=client_id
-            )
-        if revoked:
-            self._denied(denied)
-            self._published(revoked, actor=actor, reason=reason)
-            return client_id, True
+        at_once = self._revoke_token_family(digest, client_id=client_id, actor=actor, reason=reason)
+        if at_once is not None:
+            revoked, batches = at_once
+            if revoked:
+                for batch in batches:
+                    self._denied(batch)
+                self._published(revoked, actor=actor, reason=reason)
+                return client_id, True
+        else:
+            with self._store.transaction() as tx:  # client_id: RFC 6749 §6, a token is bound to its client
+                revoked, denied = self._revoke_in(
+                    tx, actor=actor, reason=reason, refresh_digest=digest, client_id=client_id
+                )
+            if revoked:
+                self._denied(denied)
+                self._published(revoked, actor=actor, reason=reason)
+                return client_id, True
         found = self._store.find(digest)
         return (None if found is None else found[1].client_id), False
+
+    def _revoke_token_family(
+        self, digest: bytes, *, client_id: str, actor: str, reason: str
+    ) -> tuple[list[RevokedGrant], list[list[Any]]] | None:
+        """The store's one-statement revocation (None when it has none, or there is no deny-list to write to)."""
+        deny = self._denylist
+        if deny is None:
+            return None
+        # The deny-list's own rule for a jti entry's lifetime: its token's exp plus a fixed leeway.
+        leeway = deny.prepare([("jti", "lifetime", 0.0)])[0].expires_at
+        terms = DenyTerms(leeway=leeway, reason=clip_reason(reason), actor=clip_actor(actor))
+        now = self._clock.now()
+        return self._store.revoke_token_family(
+            digest, client_id=client_id, now=now, reason=reason, actor=actor, deny=terms
+        )
 
     # -- lookups ---------------------------------------------------------------------------------
     @staticmethod

@@ -86,3 +86,29 @@ def test_a_forged_or_tampered_set_adds_nothing(container: Services, other: Servi
     assert not other.denylist.apply_published("not a token")
     assert not other.denylist._set.is_denied({"sub": "u9", "iat": 0})
     assert not other.denylist._set.is_denied({"sub": "u1", "iat": 0})
+
+
+def test_a_batch_goes_out_as_one_message_a_set_per_line_applied_in_order(
+    container: Services, other: Services, sql_reads: list[int]
+) -> None:
+    from idp.denylist.feed import DenyFeed
+
+    sent: list[tuple[str, bytes]] = []
+
+    class Recorder:
+        def publish(self, channel: str, message: bytes) -> int:
+            sent.append((channel, message))
+            return 1
+
+    container.denylist._publisher = Recorder()
+    now = container.clock.now()
+    entries = container.denylist.deny_many(
+        [("jti", "a1", now + 60), ("jti", "a2", now + 60)], reason="test", actor="test"
+    )
+    assert len(sent) == 1  # one publish for the batch
+    lines = sent[0][1].decode().split("\n")
+    assert lines == [container.denylist.signed(DenyChange(e.id, entry=e)) for e in entries]
+    DenyFeed._catch_up(type("Feed", (), {"_dl": other.denylist})(), sent[0][1].decode())  # type: ignore[arg-type]
+    assert other.denylist.version == entries[-1].id
+    assert all(other.denylist._set.is_denied({"jti": j}) for j in ("a1", "a2"))
+    assert sql_reads == []  # applied from the SETs, no SQL read

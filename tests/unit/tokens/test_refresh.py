@@ -204,3 +204,38 @@ def test_reuse_names_its_actor_in_the_audit_event_and_the_deny_list(
     assert len(store.denied) == 2
     assert all(e.actor == expected and e.reason == "refresh token reuse" for e in store.denied)
     assert store.grants[grant_id].revoked_reason == "refresh token reuse"
+
+
+def test_a_token_this_process_issued_rotates_without_a_read_and_stale_memory_changes_no_outcome(
+    grants: RefreshTokens, clock: FrozenClock, store: MemoryGrantStore
+) -> None:
+    reads: list[bytes] = []
+    real_find = store.find
+
+    def counted(digest: bytes):  # type: ignore[no-untyped-def]
+        reads.append(digest)
+        return real_find(digest)
+
+    store.find = counted  # type: ignore[method-assign]
+    t0 = _start(grants)
+    r1 = grants.rotate(t0, client_id="c", scope=None, mint=mint)
+    r2 = grants.rotate(r1["refresh_token"], client_id="c", scope=None, mint=mint)
+    assert reads == []  # both issued here: the rotation is its one write
+    clock.advance(6)
+    with pytest.raises(InvalidGrant, match="already used"):  # the remembered row is used once: reuse is seen
+        grants.rotate(r1["refresh_token"], client_id="c", scope=None, mint=mint)
+    assert reads  # read from the store this time
+    assert store.grants  # the family, revoked by the reuse
+    assert all(g.revoked_at is not None for g in store.grants.values())
+    with pytest.raises(InvalidGrant):  # remembered as live, revoked in the store: the write refuses it
+        grants.rotate(r2["refresh_token"], client_id="c", scope=None, mint=mint)
+
+
+def test_a_family_revoked_elsewhere_is_refused_though_remembered(
+    grants: RefreshTokens, store: MemoryGrantStore
+) -> None:
+    t0 = _start(grants)
+    for g in store.grants.values():  # another process revoked it: this one still remembers the token as live
+        g.revoked_at = 1.0
+    with pytest.raises(InvalidGrant, match="revoked"):
+        grants.rotate(t0, client_id="c", scope=None, mint=mint)
