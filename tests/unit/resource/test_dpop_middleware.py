@@ -389,14 +389,15 @@ async def test_protector_checks_the_binding_without_the_middleware(idp: FakeIdP,
 async def test_the_copyable_client_follows_the_api_nonces(idp: FakeIdP) -> None:
     """tests/dpop_client.py: retried once on use_dpop_nonce, then the remembered nonce is sent right away."""
     holder = DPoPKey("EdDSA")
-    token = idp.token(now=NOW, cnf={"jkt": holder.jkt})
+    clock = FrozenClock(float(int(time.time())))  # the client signs with the real clock: the server's is now too
+    token = idp.token(now=clock.now(), cnf={"jkt": holder.jkt})
     statuses: list[int] = []
 
     async def seen(response: httpx.Response) -> None:
         statuses.append(response.status_code)
 
-    nonces = HmacNonces(b"n" * 32, now=FrozenClock(NOW).now)
-    async with idp.http() as http, api(make(idp, http, dpop_nonces=nonces)) as client:
+    nonces = HmacNonces(b"n" * 32, now=clock.now)
+    async with idp.http() as http, api(make(idp, http, clock, dpop_nonces=nonces)) as client:
         client.auth = DPoPAuth(holder, token)
         client.event_hooks["response"] = [seen]
         assert (await client.get("/me")).json()["jkt"] == holder.jkt
