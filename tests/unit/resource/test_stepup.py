@@ -83,7 +83,8 @@ async def test_without_a_token_the_usual_bare_challenge(idp: FakeIdP) -> None:
     async with idp.http() as http, api(make(idp, http)[0]) as client:
         r = await client.get("/otp")
         assert r.status_code == 401
-        assert r.headers["www-authenticate"] == 'Bearer realm="api", DPoP realm="api", algs="ES256 RS256 PS256 EdDSA Ed25519"'
+        both = 'Bearer realm="api", DPoP realm="api", algs="ES256 RS256 PS256 EdDSA Ed25519"'
+        assert r.headers["www-authenticate"] == both
         assert "error" not in r.headers["www-authenticate"]  # RFC 6750 §3.1: no error without credentials
 
 
