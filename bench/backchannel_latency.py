@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.revocation_latency import _database, _settings
+from bench.revocation_latency import _database, _settings, latency_summary
 
 
 async def measure(n: int, rps: int, backend: str) -> dict[str, Any]:
@@ -70,17 +69,7 @@ async def measure(n: int, rps: int, backend: str) -> dict[str, Any]:
                 await asyncio.to_thread(r.stop)
             await asyncio.to_thread(server.stop)
             c.close()
-    q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {
-        "backend": backend,
-        "rps": rps,
-        "n": len(latencies),
-        "p50_ms": round(statistics.median(latencies), 1),
-        "p90_ms": round(q[89], 1),
-        "p99_ms": round(q[98], 1),
-        "max_ms": round(max(latencies), 1),
-        "goal_p99_ms": 1000,
-    }
+    return {"backend": backend, "rps": rps, **latency_summary(latencies), "goal_p99_ms": 1000}
 
 
 def run(n: int = 50, rps: int = 10, backend: str = "embedded") -> dict[str, Any]:

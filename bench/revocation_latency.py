@@ -165,17 +165,24 @@ async def measure(n: int, backend: str, path: str) -> dict[str, Any]:
                     latencies.append((time.perf_counter() - started) * 1000)
         if other is not None:
             other.close()
-    q = statistics.quantiles(latencies, n=100, method="inclusive")
     return {
         "backend": backend,
         "path": path,
-        "n": len(latencies),
-        "p50_ms": round(statistics.median(latencies), 1),
-        "p90_ms": round(q[89], 1),
-        "p99_ms": round(q[98], 1),
-        "max_ms": round(max(latencies), 1),
+        **latency_summary(latencies),
         "sync_seconds": settings.denylist_sync_seconds,
         "goal_p99_ms": 1000,
+    }
+
+
+def latency_summary(latencies_ms: list[float]) -> dict[str, Any]:
+    """n, p50, p90, p99 and max of latencies in milliseconds, rounded to 0.1 ms."""
+    q = statistics.quantiles(latencies_ms, n=100, method="inclusive")
+    return {
+        "n": len(latencies_ms),
+        "p50_ms": round(statistics.median(latencies_ms), 1),
+        "p90_ms": round(q[89], 1),
+        "p99_ms": round(q[98], 1),
+        "max_ms": round(max(latencies_ms), 1),
     }
 
 

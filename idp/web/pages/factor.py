@@ -185,17 +185,24 @@ def _refusal(outcome: Rejected | Throttled) -> tuple[int, dict[str, str] | None,
     return 400, None, WRONG_CODE
 
 
-def _stepped_up(
-    c: Services, cookie: str, session: LoginSession, pending: PendingAuthorization, outcome: Verified, ip: str
+def stepped_up(
+    c: Services, cookie: str, methods: tuple[str, ...], pending: PendingAuthorization, ip: str, kind: str
 ) -> tuple[str, LoginSession] | None:
-    rotated = c.login_sessions.add_factor(cookie, outcome.amr)
+    """The session gains ``methods`` (its cookie rotates at each, ASVS V7.2.4) and finishes ``pending``; audited.
+    None when the session ended meanwhile."""
+    rotated = None
+    for method in methods:
+        rotated = c.login_sessions.add_factor(cookie, method)
+        if rotated is None:
+            return None
+        cookie = rotated[0]
     if rotated is None:
         return None
     fresh = rotated[1]
     pending.login_sid, pending.login_at = fresh.sid, fresh.auth_time  # this session finishes the request
     c.interactions.save(pending)
     c.audit.record("login.step_up", actor=fresh.user_id, subject=fresh.user_id, ip=ip, sid=fresh.sid,
-                   amr=list(fresh.amr), kind=outcome.kind)  # fmt: skip
+                   amr=list(fresh.amr), kind=kind)  # fmt: skip
     return rotated
 
 
@@ -205,7 +212,9 @@ async def _step_up(
     ip = client_ip(request)
     outcome = await run_in_threadpool(lambda: c.factors.verify(session.user_id, code, ip=ip))
     if isinstance(outcome, Verified):
-        rotated = await run_in_threadpool(_stepped_up, c, session_cookie(request) or "", session, pending, outcome, ip)
+        rotated = await run_in_threadpool(
+            stepped_up, c, session_cookie(request) or "", (outcome.amr,), pending, ip, outcome.kind
+        )
         if rotated is None:
             return error_page("invalid_request", START_AGAIN, 400)
         cookie, fresh = rotated

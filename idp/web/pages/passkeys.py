@@ -170,23 +170,6 @@ async def factor_options(request: Request) -> Response:
     return await _start(lambda: c.passkeys.authentication_options(binding=binding, user_id=user_id, ip=ip))
 
 
-def _step_up(c: Services, cookie: str, methods: tuple[str, ...], pending: PendingAuthorization, ip: str) -> Any:
-    rotated = None
-    for method in methods:  # the session gains the passkey's methods; the cookie rotates (ASVS V7.2.4)
-        rotated = c.login_sessions.add_factor(cookie, method)
-        if rotated is None:
-            return None
-        cookie = rotated[0]
-    if rotated is None:
-        return None
-    fresh = rotated[1]
-    pending.login_sid, pending.login_at = fresh.sid, fresh.auth_time  # this session finishes the request
-    c.interactions.save(pending)
-    c.audit.record("login.step_up", actor=fresh.user_id, subject=fresh.user_id, ip=ip, sid=fresh.sid,
-                   amr=list(fresh.amr), kind="passkey")  # fmt: skip
-    return rotated
-
-
 @page
 async def factor_submit(request: Request) -> Response:
     c = services_of(request)
@@ -222,7 +205,9 @@ async def factor_submit(request: Request) -> Response:
             return response
         return login.signed_in(outcome, pending, step.next_path or "/account")
     assert pending is not None
-    rotated = await run_in_threadpool(_step_up, c, session_cookie(request) or "", result.methods, pending, ip)
+    rotated = await run_in_threadpool(
+        factor.stepped_up, c, session_cookie(request) or "", result.methods, pending, ip, "passkey"
+    )
     if rotated is None:
         return error_page("invalid_request", factor.START_AGAIN, 400)
     cookie, fresh = rotated
