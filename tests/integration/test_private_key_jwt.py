@@ -214,3 +214,22 @@ async def test_the_lifetime_bound_is_configurable(
     assert (await _token(client, _assertion(ec_key, cid, now, exp=int(now) + 300))).status_code == 200
     r = await _token(client, _assertion(ec_key, cid, now, exp=int(now) + 3600))
     assert r.status_code == 401 and "at most 300 s ahead" in r.json()["error_description"]
+
+
+async def test_client_assertions_and_our_tokens_do_not_cross(
+    client: httpx.AsyncClient, container: Services, ec_key: ECKey
+) -> None:
+    """RFC 8725 §3.11: an access token idp signed is no client assertion, and an assertion is no access token."""
+    cid = _client(container, ec_key)
+    assertion = _assertion(ec_key, cid, container.clock.now())
+    r = await _token(client, assertion)
+    assert r.status_code == 200, r.text
+    access_token = r.json()["access_token"]
+    r = await _token(client, access_token)  # signed by idp's key, typed at+jwt, aud the API: not the client's
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    fresh = _assertion(ec_key, cid, container.clock.now())
+    r = await client.get("/userinfo", headers={"authorization": f"Bearer {fresh}"})
+    assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
+    other, secret = service_client(container)
+    r = await client.post("/introspect", data={"token": fresh}, headers=basic(other.client_id, secret))
+    assert r.status_code == 200 and r.json() == {"active": False}

@@ -11,6 +11,7 @@ import pytest
 from idp.clock import FrozenClock
 from idp.crypto import Sealer
 from idp.tokens import jwt
+from idp.tokens.access import AccessTokens
 from idp.tokens.id_token import IdTokens
 from idp.tokens.logout_token import EVENT, TTL, TYP, LogoutTokens
 from tests.unit.keys.fakes import keyring
@@ -99,3 +100,10 @@ def test_it_expires_soon(tokens: LogoutTokens, ring, clock: FrozenClock) -> None
     clock.advance(TTL + jwt.LEEWAY + 1)
     with pytest.raises(jwt.TokenInvalid):
         jwt.verify(ring, token, typ=TYP, issuer=ISS, audience="rp1", now=clock.now())
+
+
+def test_a_logout_token_is_no_access_token(ring, clock, tokens) -> None:  # type: ignore[no-untyped-def]
+    logout = tokens.issue(client_id="rp1", sid="s", sub="u")
+    access = AccessTokens(ring, clock, issuer=ISS, ttl=600, default_alg="ES256")
+    with pytest.raises(jwt.TokenInvalid, match="type"):
+        access.verify(logout, audience="rp1")  # RFC 8725 §3.11: typ logout+jwt is not at+jwt
