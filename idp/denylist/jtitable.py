@@ -11,7 +11,7 @@ each. Here an entry is one row of fixed-width arrays (CPython's compact-dict lay
   whole 64-bit hash already matches (a miss never builds a bytes object);
 * ``_ids`` (8-byte little-endian, searched with ``bytearray.find`` to remove by id) and
   ``_expires`` (float seconds, exact: the IdP serves them back in its snapshot);
-* ``_index``: an open-addressing table (linear probing, at most half full) of row numbers.
+* ``_index``: an open-addressing table (linear probing, at most a quarter full) of row numbers.
 
 A lookup is one ``hash()`` and a probe or two whatever the size (flat). Several rows may
 carry the same ``jti`` (two entries naming it): a lookup finds any live one. Removed rows
@@ -168,7 +168,7 @@ class JtiTable:
             self._rebuild(self._live)
 
     def _rebuild(self, wanted: int) -> _Arrays:
-        """New arrays holding the live rows, with room for ``wanted`` rows at most half full."""
+        """New arrays holding the live rows, with room for ``wanted`` rows, the index at most a quarter full."""
         old = self._a
         slots = _MIN_SLOTS
         while slots < wanted * 4 + 4:

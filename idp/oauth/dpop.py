@@ -34,11 +34,12 @@ HEADER = "dpop"
 NONCE_HEADER = "dpop-nonce"
 
 
-def proof_of(headers: Headers) -> str | None:
-    """The request's one ``DPoP`` header, None when it has none."""
+def proof_of(headers: Headers, *, status: int = 400) -> str | None:
+    """The request's one ``DPoP`` header, None when it has none (``status``: 400 at the token endpoint, 401 at
+    resources, RFC 9449 §7.1)."""
     proofs = headers.getlist(HEADER)
     if len(proofs) > 1:  # RFC 9449 §4.3 point 1: not more than one DPoP header
-        raise InvalidDPoPProof("send one DPoP header")
+        raise InvalidDPoPProof("send one DPoP header", status=status)
     return proofs[0] if proofs else None
 
 

@@ -75,7 +75,7 @@ async def _token_from(request: Request) -> Presented | None:
         if kind not in ("bearer", "dpop") or not value.strip():
             raise InvalidToken("expected a Bearer or DPoP token")
         if kind == "dpop":
-            proof = dpop.proof_of(request.headers)
+            proof = dpop.proof_of(request.headers, status=401)
             url = f"{services_of(request).settings.issuer}/userinfo"
             tokens.append(Presented(value.strip(), dpop=True, proof=proof, method=request.method, url=url))
         else:

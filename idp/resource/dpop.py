@@ -279,7 +279,7 @@ class ReplayCache(Protocol):
 class MemoryReplayCache:
     """In-process replay cache: expiring, at most ``max_entries`` live keys, thread-safe.
 
-    Full of live keys, it refuses (:class:`ReplayCacheUnavailable`) rather than forgetting one early: an
+    Full, it refuses (:class:`ReplayCacheUnavailable`) rather than forgetting a live key early: an
     evicted ``jti`` would be a replay accepted. Keys expire in insertion order (each call drops the expired
     ones at the front), so one with a shorter TTL behind a longer one is dropped when that one is, at most
     ``max_age + future_skew`` late. One process only; workers share a :class:`RedisReplayCache`.

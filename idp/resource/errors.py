@@ -6,9 +6,9 @@ from __future__ import annotations
 class AuthError(Exception):
     """Refusal of a request; ``description`` is safe to send.
 
-        ``scheme`` names the challenge the error belongs to: ``Bearer`` (RFC 6750 §3) or ``DPoP``
-        (RFC 9449 §7.1, for a request made with the DPoP scheme). ``nonce`` is a server nonce to
-        hand the client in a ``DPoP-Nonce`` header (RFC 9449 §9). ``acr_values`` and ``max_age`` tell
+    ``scheme`` names the challenge the error belongs to: ``Bearer`` (RFC 6750 §3) or ``DPoP``
+    (RFC 9449 §7.1, for a request made with the DPoP scheme). ``nonce`` is a server nonce to
+    hand the client in a ``DPoP-Nonce`` header (RFC 9449 §9). ``acr_values`` and ``max_age`` tell
     the client what authentication to ask the authorization server for (RFC 9470 §3).
     """
 

@@ -64,6 +64,7 @@ class AuthRequirement:
             raise AuthError(
                 401, INSUFFICIENT, "; ".join(problems),  # RFC 9470 §3
                 acr_values=" ".join(self.acr) or None, max_age=self.max_age if too_old else None,
+                scheme="Bearer" if principal.jkt is None else "DPoP",  # RFC 9449 §7.1: a bound token's scheme
             )  # fmt: skip
 
 

@@ -8,8 +8,6 @@ The ``acr`` values (OIDC Core §2: "a string identifying the Authentication Cont
 
 * :data:`ACR_SFA` ``urn:idp:acr:sfa``: one factor (a password).
 * :data:`ACR_MFA` ``urn:idp:acr:mfa``: two factors (``mfa`` in ``amr``).
-* :data:`ACR_PHR` ``phr`` and :data:`ACR_PHRH` ``phrh`` (OpenID EAP ACR Values 1.0): phishing-resistant (a
-  passkey: ``hwk`` or ``swk``), and phishing-resistant with a hardware-bound key (``hwk``).
 
 :data:`SUPPORTED` is what discovery advertises (``acr_values_supported``): the values a sign-in here can
 reach. A value is satisfied by the methods a session used (:func:`satisfies`); a request's ``acr_values``
@@ -22,8 +20,6 @@ from collections.abc import Iterable, Sequence
 
 ACR_SFA = "urn:idp:acr:sfa"
 ACR_MFA = "urn:idp:acr:mfa"
-ACR_PHR = "phr"
-ACR_PHRH = "phrh"
 SUPPORTED: tuple[str, ...] = (ACR_SFA, ACR_MFA)
 """The ``acr`` values a sign-in can reach, weakest first (``acr_values_supported``)."""
 
@@ -49,10 +45,6 @@ def satisfies(acr: str, amr: Iterable[str]) -> bool:
         return bool(used)
     if acr == ACR_MFA:
         return "mfa" in used
-    if acr == ACR_PHR:
-        return bool(used & {"hwk", "swk"})
-    if acr == ACR_PHRH:
-        return "hwk" in used
     return False
 
 

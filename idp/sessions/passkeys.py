@@ -282,9 +282,10 @@ class Passkeys:
         """Verify an assertion (WebAuthn L3 §7.2) against the ceremony started with :meth:`authentication_options`.
 
         Refused: an unknown credential, another person's credential for a second-factor ceremony, a user handle
-        that is not the credential's, no user verification on a passwordless ceremony, a bad signature, a
-        changed backup eligibility (§7.2 step 18) and a signature counter that did not move forward (§7.2 step
-        21: a sign of a cloned authenticator; audited as ``passkey.sign_count_regressed``)."""
+        that is not the credential's (or none on a passwordless ceremony), no user verification on a passwordless
+        ceremony, a bad signature, a changed backup eligibility (§7.2 step 18) and a signature counter that did
+        not move forward (§7.2 step 21: a sign of a cloned authenticator; audited as
+        ``passkey.sign_count_regressed``)."""
         challenge, ceremony_user = self._take(SIGN_IN, ceremony_id, binding)
         data = _credential_json(response)
         try:
@@ -296,7 +297,10 @@ class Passkeys:
             self._audit.record("passkey.failed", ip=ip, reason="unknown credential")
             raise PasskeyError("This passkey is not registered here.")
         handle = credential.response.user_handle
-        if handle is not None and not hmac.compare_digest(handle, passkey.user_id.encode()):  # §7.2 step 6
+        # §7.2 step 6: with nobody identified before the ceremony (passwordless), the handle must be there
+        if (handle is None and ceremony_user is None) or (
+            handle is not None and not hmac.compare_digest(handle, passkey.user_id.encode())
+        ):
             self._audit.record("passkey.failed", subject=passkey.user_id, ip=ip, reason="user handle mismatch")
             raise PasskeyError("This passkey is not registered here.")
         try:

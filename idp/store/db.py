@@ -66,6 +66,7 @@ def _make_engine(url: str, *, pool_size: int) -> Engine:
             # process's transactions queue on a lock first (one writer at a time, woken the moment the last
             # one commits): SQLite's own busy handler polls with sleeps of up to 100 ms, which is where long
             # tails came from. Other processes (the CLI) still meet SQLite's lock and its busy timeout.
+            nonblocking.check()  # before waiting on the lock: work tried on the event loop must not wait there
             raw = conn.connection.dbapi_connection
             writer.acquire(raw)
             try:

@@ -60,11 +60,6 @@ class SqlFactorStore:
         with self._statement() as conn:
             return conn.execute(statement).rowcount > 0
 
-    def update(self, factor: Factor) -> bool:
-        values = {"name": factor.name, "data": factor.data, "last_used_at": factor.last_used_at}
-        with self._statement() as conn:
-            return conn.execute(update(_F).where(_F.c.id == factor.id).values(**values)).rowcount > 0
-
     def delete(self, user_id: str, factor_ids: list[str] | None = None) -> list[Factor]:
         statement = delete(_F).where(_F.c.user_id == user_id)
         if factor_ids is not None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.crypto import random_id
@@ -176,19 +176,6 @@ class SqlLogoutOutbox:
         q = q.values(state="pending", next_attempt_at=now, claim=None, attempts=0, created_at=now)
         with self._engine.begin() as conn:
             return list(conn.execute(q.returning(_T.c.id)).scalars())
-
-    def counts(self, now: float) -> dict[str, int]:
-        """Rows per state, and ``due`` (pending and due now, claimed or not): the queue depth."""
-        with self._statement() as conn:
-            out = {state: 0 for state in STATES}
-            for state, n in conn.execute(select(_T.c.state, func.count()).group_by(_T.c.state)):
-                out[state] = int(n)
-            out["due"] = int(
-                conn.execute(
-                    select(func.count()).where(_T.c.state == "pending", _T.c.next_attempt_at <= now)
-                ).scalar_one()
-            )
-        return out
 
     def purge(self, before: float) -> int:
         """Delivered rows older than ``before`` go (dead ones stay for the operator)."""

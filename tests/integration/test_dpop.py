@@ -415,6 +415,9 @@ async def test_userinfo_refuses_bad_proofs(client, container: Services, key, bou
     replayed = dpop_auth(container, key, bound_at)
     assert (await client.get("/userinfo", headers=replayed)).status_code == 200
     _challenge(await client.get("/userinfo", headers=replayed), "invalid_dpop_proof")  # RFC 9449 §11.1
+    one, two = dpop_auth(container, key, bound_at), dpop_auth(container, key, bound_at)
+    twice = [("authorization", one["authorization"]), ("dpop", one["dpop"]), ("dpop", two["dpop"])]
+    _challenge(await client.get("/userinfo", headers=twice), "invalid_dpop_proof")  # §4.3 point 1, with 401
 
 
 async def test_an_unbound_token_with_the_dpop_scheme_is_refused(client, container: Services, native, key) -> None:

@@ -232,6 +232,15 @@ def test_a_user_handle_that_is_not_the_credentials_is_refused(container, alice):
         sign_in(container, auth, user_handle=b"someone-else")
 
 
+def test_a_passwordless_sign_in_needs_the_user_handle(container, alice):
+    """WebAuthn §7.2 step 6: nobody was identified before the ceremony, so the response must name its user."""
+    auth = authenticator(container)
+    register(container, alice, auth)
+    with pytest.raises(PasskeyError):
+        sign_in(container, auth, user_handle=b"")  # the authenticator answers without userHandle
+    assert sign_in(container, auth, user_id=alice, user_handle=b"").passkey.user_id == alice  # as a second factor
+
+
 def test_an_unknown_credential_is_refused(container, alice):
     with pytest.raises(PasskeyError, match="not registered"):
         sign_in(container, authenticator(container, user_handle=alice.encode()))

@@ -19,6 +19,7 @@ from idp.tokens import jwt
 from idp.web.pages.forms import SECOND_STEP_COOKIE
 from tests.oauthkit import auth_params, exchange, pkce_pair, query
 from tests.pagekit import ISSUER, PASSWORD, SAME_ORIGIN, account_csrf, field, make_user, sign_in
+from tests.passkeykit import SoftAuthenticator
 
 
 @pytest.fixture
@@ -143,6 +144,38 @@ async def test_removing_a_factor_needs_the_password_and_signs_out_elsewhere(clie
     assert container.login_sessions.current(client.cookies.get(SESSION_COOKIE)) is not None  # this one rotated
 
 
+async def test_setting_up_an_app_needs_a_recent_sign_in(client, container, clock, alice):
+    """An old (or stolen) session must not add a factor of its own: it signs in again first, as for a passkey."""
+    await sign_in(client)
+    page = await client.post("/account/totp/start", data={"csrf": await account_csrf(client)}, headers=SAME_ORIGIN)
+    assert page.status_code == 200
+    clock.advance(container.settings.reauth_seconds + 1)
+    csrf = await account_csrf(client)
+    r = await client.post("/account/totp/start", data={"csrf": csrf}, headers=SAME_ORIGIN)
+    assert r.status_code == 303 and r.headers["location"] == "/login?reauth=1&next=/account"
+    r = await client.post("/account/totp/confirm", data={"csrf": csrf, "factor_id": field(page.text, "factor_id"),
+                          "code": "000000"}, headers=SAME_ORIGIN)  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"] == "/login?reauth=1&next=/account"
+    assert not container.factors.confirmed(alice.id)
+
+
+async def test_a_further_factor_does_not_step_the_session_up(client, container, clock, alice):
+    """Only passing a factor the person already has proves this session; a new one proves nothing about it."""
+    await sign_in(client)
+    await enrol_on_account_page(client, container, clock)
+    cookie, _ = container.login_sessions.login(alice.id)  # a password-only session of the same person
+    client.cookies.set(SESSION_COOKIE, cookie, domain="idp.test")
+    page = await client.post("/account/totp/start", data={"csrf": await account_csrf(client)}, headers=SAME_ORIGIN)
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
+    r = await client.post("/account/totp/confirm", data={"csrf": field(page.text, "csrf"),
+                          "factor_id": field(page.text, "factor_id"), "code": now_code(secret, clock)},
+                          headers=SAME_ORIGIN)  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"] == "/account?done=totp"
+    assert len(container.factors.confirmed(alice.id)) == 2
+    session = container.login_sessions.current(client.cookies.get(SESSION_COOKIE))
+    assert session is not None and session.amr == ("pwd",)
+
+
 async def test_new_recovery_codes_need_the_password(client, container, clock, alice):
     await sign_in(client)
     _, old = await enrol_on_account_page(client, container, clock)
@@ -185,6 +218,22 @@ class TestRequired:
         r = await client.post("/account/factors/remove", data={"csrf": await account_csrf(client),
                               "factor_id": factor.id, "current_password": PASSWORD}, headers=SAME_ORIGIN)  # fmt: skip
         assert r.status_code == 400 and container.factors.has_second_factor(alice.id)
+
+    async def test_a_passkey_counts_as_the_other_required_factor(self, client, container, clock, alice):
+        r = await sign_in(client)
+        page = await client.get("/login/enrol")
+        secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
+        await client.post("/login/enrol", data={"csrf": field(page.text, "csrf"), "code": now_code(secret, clock)},
+                          headers=SAME_ORIGIN)  # fmt: skip
+        auth = SoftAuthenticator(origin=container.passkeys.origin, rp_id=container.passkeys.rp_id)
+        ceremony = container.passkeys.registration_options(alice.id, "alice", "Alice", binding="b")
+        container.passkeys.register(alice.id, binding="b", ceremony_id=ceremony.id,
+                                    response=auth.create(ceremony.options), name="Laptop", ip="")  # fmt: skip
+        [factor] = container.factors.confirmed(alice.id)
+        r = await client.post("/account/factors/remove", data={"csrf": await account_csrf(client),
+                              "factor_id": factor.id, "current_password": PASSWORD}, headers=SAME_ORIGIN)  # fmt: skip
+        assert r.status_code == 303 and not container.factors.confirmed(alice.id)
+        assert container.factors.has_second_factor(alice.id)  # the passkey
 
 
 class TestFlagged:

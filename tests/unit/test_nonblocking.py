@@ -77,3 +77,32 @@ async def test_a_cached_clients_secret_is_checked_on_the_event_loop(container: S
     threads.clear()
     assert (await client_auth.authenticate_client(request, container, endpoint="introspection", form={})) == client
     assert threads == [threading.main_thread()]
+
+
+@pytest.mark.timing
+def test_a_transaction_tried_inline_does_not_wait_for_the_writer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite: while another thread holds this process's writer lock, an inline BEGIN gives up at once."""
+    import time
+
+    from idp.store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.begin():
+            holding.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        with pytest.raises(nonblocking.WouldBlock), nonblocking.inline(), engine.begin():
+            pass
+        assert time.monotonic() - started < 1.0  # the lock is held for up to 10 s
+    finally:
+        done.set()
+        holder.join()
+        engine.dispose()

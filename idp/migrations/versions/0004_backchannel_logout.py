@@ -1,7 +1,7 @@
 """back-channel logout: client registration fields, the clients each session signed into, the outbox
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """second factors: TOTP and other factors per user, recovery codes, user flags, the factors a session used
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 """
 
 from __future__ import annotations

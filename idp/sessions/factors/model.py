@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-TOTP = "totp"
-PASSKEY = "passkey"
+TOTP = "totp"  # passkeys are kept apart (idp.sessions.passkeys, table webauthn_credentials)
 
 
 @dataclass(frozen=True)
 class Factor:
     id: str
     user_id: str
-    kind: str  # TOTP | PASSKEY
+    kind: str  # TOTP
     name: str
     created_at: float
     secret_enc: bytes | None = None  # sealed (AES-GCM, idp.crypto.Sealer) with the factor id as associated data
@@ -40,10 +39,6 @@ class FactorStore(Protocol):
         """Record a TOTP time step as used, only if it is newer than the one recorded (one conditional write, so
         of concurrent uses of one code at most one succeeds: RFC 6238 §5.2); with ``confirm`` also mark the
         factor confirmed. False when a newer or equal step was accepted meanwhile."""
-        ...
-
-    def update(self, factor: Factor) -> bool:
-        """Overwrite name, data, last use (another kind's counters); False when it no longer exists."""
         ...
 
     def delete(self, user_id: str, factor_ids: list[str] | None = None) -> list[Factor]:

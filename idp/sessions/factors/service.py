@@ -199,16 +199,6 @@ class Factors:
         return codes
 
     # -- removal -------------------------------------------------------------------------
-    def rename(self, user_id: str, factor_id: str, name: str) -> bool:
-        factor = self.store.get(factor_id)
-        name = _clean_name(name)
-        if factor is None or factor.user_id != user_id or not name:
-            return False
-        done = self.store.update(replace(factor, name=name))
-        if done:
-            self._audit.record("factor.renamed", actor=user_id, subject=user_id, factor_id=factor_id)
-        return done
-
     def remove(self, user_id: str, factor_id: str, *, actor: str | None = None) -> bool:
         """Remove one factor; with the last one go the recovery codes (they stand in for a factor)."""
         removed = self.store.delete(user_id, [factor_id])

@@ -45,6 +45,9 @@ def ago(seconds: float) -> str:
     return "just now"
 
 
+REAUTH_URL = "/login?reauth=1&next=/account"  # sign in again, then back to the account page
+
+
 def is_fresh(c: Services, session: LoginSession) -> bool:
     """Signed in recently enough for a sensitive change (the last authentication, not the last visit)."""
     return c.clock.now() - session.auth_time <= c.settings.reauth_seconds

@@ -1,9 +1,11 @@
 """/account, the second-factor part: set up an authenticator app, new recovery codes, remove a factor.
 
 Each POST goes through :func:`idp.web.pages.account.action` (Origin check and the session-bound CSRF token).
-Turning a factor on steps the session up (``otp`` in its ``amr``, a new cookie value); new recovery codes and
-removing a factor first ask for the password again, as a password change does, and removing a factor signs
-out the person's other sessions and rotates this one's cookie, as a password change does.
+Setting up an authenticator app needs a recent sign-in, as adding a passkey does: an old or stolen session
+must not add a factor of its own. Turning on the person's first factor steps the session up (``otp`` in its
+``amr``, a new cookie value); a further factor does not (only passing an existing one does). New recovery
+codes and removing a factor first ask for the password again, as a password change does, and removing a
+factor signs out the person's other sessions and rotates this one's cookie, as a password change does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from idp.sessions.account import PasswordChangeError
 from idp.sessions.csrf import session_token
 from idp.sessions.factors.service import FactorError, TotpEnrolment
 from idp.sessions.store import LoginSession
-from idp.web.pages.account import PURPOSE, action, view
+from idp.web.pages.account import PURPOSE, REAUTH_URL, action, is_fresh, view
 from idp.web.pages.enrolment import enrol_context, recovery_page
 from idp.web.pages.forms import one, see_other, session_cookie, set_cookie
 from idp.web.templating import render
@@ -50,6 +52,9 @@ def _cookie(c: Services, response: Response, cookie: str, session: LoginSession)
 
 @action
 async def totp_start(c: Services, request: Request, form: Any, session: LoginSession) -> Response:
+    if not is_fresh(c, session):
+        return see_other(REAUTH_URL)
+
     def start() -> Response:
         user = c.directory.store.get(session.user_id)
         try:
@@ -62,9 +67,12 @@ async def totp_start(c: Services, request: Request, form: Any, session: LoginSes
 
 @action
 async def totp_confirm(c: Services, request: Request, form: Any, session: LoginSession) -> Response:
+    if not is_fresh(c, session):
+        return see_other(REAUTH_URL)
     factor_id, code, ip = one(form, "factor_id", 64), one(form, "code", 64), client_ip(request)
 
     def confirm() -> Response:
+        had_factor = c.factors.has_second_factor(session.user_id)
         try:
             c.factors.confirm_totp(session.user_id, factor_id, code, ip=ip)
         except FactorError as exc:
@@ -73,6 +81,8 @@ async def totp_confirm(c: Services, request: Request, form: Any, session: LoginS
             if enrolment is None:
                 return _refused(c, session, exc)
             return _enrol(session, enrolment, str(exc), 429 if exc.retry_after else 400)
+        if had_factor:  # a new factor proves nothing about this session: passing an existing one would
+            return see_other("/account?done=totp")
         rotated = c.login_sessions.add_factor(session_cookie(request) or "", "otp")  # ASVS V7.2.4: new id
         if rotated is None:
             return see_other("/login?next=/account")
@@ -113,7 +123,8 @@ async def remove_factor(c: Services, request: Request, form: Any, session: Login
         mine = [f.id for f in c.factors.confirmed(user.id)]
         if factor_id not in mine:
             return see_other("/account")
-        if mine == [factor_id] and c.factors.required_for(user.flags):
+        others = len(mine) - 1 + any(has(user.id) for has in c.factors.other_kinds)  # a passkey counts too
+        if not others and c.factors.required_for(user.flags):
             return view(c, session, error=LAST_REQUIRED, status=400)
         c.factors.remove(user.id, factor_id)
         c.login_sessions.end_all_for_user(user.id, actor=user.id, reason="second factor removed",

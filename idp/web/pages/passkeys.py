@@ -29,7 +29,7 @@ from idp.sessions.second_step import SecondStep
 from idp.sessions.signin import Browser, SignedIn
 from idp.sessions.store import LoginSession
 from idp.web.pages import factor, login
-from idp.web.pages.account import PURPOSE, action, is_fresh, view
+from idp.web.pages.account import PURPOSE, REAUTH_URL, action, is_fresh, view
 from idp.web.pages.account_factors import LAST_REQUIRED
 from idp.web.pages.forms import (
     LOGIN_COOKIE,
@@ -47,7 +47,6 @@ from idp.web.pages.forms import (
 from idp.web.templating import error_page
 
 MAX_CREDENTIAL = 16 * 1024
-REAUTH_URL = "/login?reauth=1&next=/account"
 NOT_YOURS = "That passkey could not be used to sign in."
 
 

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from idp.resource import AuthRequirement, BearerAuthMiddleware, requires_auth
+from tests.dpopkit import DPoPKey
 from tests.unit.resource.kit import API, FakeIdP
 from tests.unit.resource.test_middleware import NOW, bearer, make
 
@@ -77,6 +78,18 @@ async def test_amr_methods_are_all_required(idp: FakeIdP) -> None:
         challenge(await client.get("/otp", headers=bearer(idp.token(now=NOW, amr=["pwd"]))))
         challenge(await client.get("/otp", headers=bearer(idp.token(now=NOW, amr="otp"))))  # not a list
         challenge(await client.get("/otp", headers=bearer(idp.token(now=NOW))))
+
+
+async def test_a_bound_token_is_asked_in_the_dpop_scheme(idp: FakeIdP) -> None:
+    """RFC 9449 §7.1: the step-up challenge for a DPoP-bound token uses the scheme it came with."""
+    holder = DPoPKey("ES256")
+    token = idp.token(now=NOW, acr="urn:idp:acr:sfa", amr=["pwd"], auth_time=NOW - 60, cnf={"jkt": holder.jkt})
+    proof = holder.proof("POST", f"{API}/transfer", iat=NOW, access_token=token)
+    async with idp.http() as http, api(make(idp, http)[0]) as client:
+        r = await client.post("/transfer", headers={"authorization": f"DPoP {token}", "dpop": proof})
+        header = challenge(r)
+        assert header.startswith('DPoP realm="api", error="insufficient_user_authentication"'), header
+        assert f'acr_values="{MFA}"' in header
 
 
 async def test_without_a_token_the_usual_bare_challenge(idp: FakeIdP) -> None:
