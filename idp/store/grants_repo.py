@@ -323,9 +323,9 @@ class SqlGrantStore:
             conn.execute(_FORGET, ids)
         return True
 
-    def bind_key(self, grant_id: str, jkt: str) -> None:
+    def bind_key(self, grant_id: str, jkt: str) -> bool:
         with self._statement() as conn:
-            conn.execute(update(_G).where(_G.c.id == grant_id, _G.c.jkt.is_(None)).values(jkt=jkt))
+            return conn.execute(update(_G).where(_G.c.id == grant_id, _G.c.jkt.is_(None)).values(jkt=jkt)).rowcount > 0
 
     def revoke_token_family(
         self, digest: bytes, *, client_id: str, now: float, reason: str, actor: str, deny: DenyTerms

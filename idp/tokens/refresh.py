@@ -162,8 +162,9 @@ class GrantStore(Protocol):
         own predecessor. True for the one caller that rotated it; revocation of the family serialises with it."""
         ...
 
-    def bind_key(self, grant_id: str, jkt: str) -> None:
-        """Bind an unbound family to a DPoP key from now on (RFC 9449 §5); a bound family keeps its key."""
+    def bind_key(self, grant_id: str, jkt: str) -> bool:
+        """Bind an unbound family to a DPoP key from now on (RFC 9449 §5); a bound family keeps its key.
+        True when this call bound it."""
         ...
 
     def revoke_token_family(
@@ -322,13 +323,16 @@ class RefreshTokens:
                 raise InvalidGrant("refresh token expired")  # absolute lifetime (ASVS V10.4.8)
             if now >= row.idle_expires_at:
                 raise InvalidGrant("refresh token expired")  # idle lifetime (RFC 9700 §4.14.2)
+            if bind_to is not None and grant.jkt is None:
+                # RFC 9449 §5: the family is bound (committed) before its successor exists, so no unbound
+                # successor can be left behind if this request fails between the two writes.
+                if not self._store.bind_key(grant.id, bind_to):
+                    raise _LostRace  # another request bound it meanwhile: read again, and check its key
+                grant = replace(grant, jkt=bind_to)  # what is remembered is the family as it now is
             new_scope = narrow_scope(grant.scope, scope)
             response, successor, sealed = self._successor(row, grant, new_scope, mint(grant, new_scope), now)
             # 2. RFC 9700 §4.14.2 rotation in one atomic write that admits exactly one winner per token.
             if self._store.rotate(row.id, successor, now=now, sealed=sealed):
-                if bind_to is not None and grant.jkt is None:  # RFC 9449 §5: before the new token leaves
-                    self._store.bind_key(grant.id, bind_to)
-                    grant = replace(grant, jkt=bind_to)  # what is remembered is the family as it now is
                 if successor.digest is not None:
                     self._remember(successor.digest, successor, grant)
                 return response

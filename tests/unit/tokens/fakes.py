@@ -99,9 +99,11 @@ class MemoryGrantStore:
         self.grants[grant.id] = copy.copy(grant)
         self.tokens[token.id] = copy.copy(token)
 
-    def bind_key(self, grant_id: str, jkt: str) -> None:
-        if self.grants[grant_id].jkt is None:
-            self.grants[grant_id].jkt = jkt
+    def bind_key(self, grant_id: str, jkt: str) -> bool:
+        if self.grants[grant_id].jkt is not None:
+            return False
+        self.grants[grant_id].jkt = jkt
+        return True
 
     def rotate(self, old_id: str, successor: TokenRecord, *, now: float, sealed: bytes | None) -> bool:
         old = self.tokens[old_id]

@@ -239,3 +239,40 @@ def test_a_family_revoked_elsewhere_is_refused_though_remembered(
         g.revoked_at = 1.0
     with pytest.raises(InvalidGrant, match="revoked"):
         grants.rotate(t0, client_id="c", scope=None, mint=mint)
+
+
+def test_a_family_is_bound_before_its_successor_is_written(
+    grants: RefreshTokens, store: MemoryGrantStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 9449 §5: if the request dies between the two writes, no unbound successor is left behind: the
+    binding comes first, and the token (still unrotated) then needs the key."""
+    t0 = _start(grants)
+
+    def crash(*args: object, **kwargs: object) -> bool:
+        raise RuntimeError("the process died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "rotate", crash)
+        with pytest.raises(RuntimeError):
+            grants.rotate(t0, client_id="c", scope=None, mint=mint, jkt="key-1", bind=True)
+    with pytest.raises(InvalidGrant):
+        grants.rotate(t0, client_id="c", scope=None, mint=mint)  # no proof: the family is bound now
+    with pytest.raises(InvalidGrant):
+        grants.rotate(t0, client_id="c", scope=None, mint=mint, jkt="key-2", bind=True)  # nor another key
+    assert grants.rotate(t0, client_id="c", scope=None, mint=mint, jkt="key-1", bind=True)["refresh_token"]
+
+
+def test_of_two_keys_binding_at_once_one_wins(grants: RefreshTokens, store: MemoryGrantStore) -> None:
+    """Another request bound the family between our read and our bind: its key is the family's, ours refused."""
+    t0 = _start(grants)
+    [grant] = store.grants.values()
+    real_bind = store.bind_key
+
+    def bound_first(grant_id: str, jkt: str) -> bool:
+        real_bind(grant_id, "key-other")  # the other request's bind lands first
+        return real_bind(grant_id, jkt)
+
+    store.bind_key = bound_first  # type: ignore[method-assign]
+    with pytest.raises(InvalidGrant):
+        grants.rotate(t0, client_id="c", scope=None, mint=mint, jkt="key-1", bind=True)
+    assert grant.jkt == "key-other"
