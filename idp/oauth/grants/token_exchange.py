@@ -143,6 +143,8 @@ class TokenExchangeGrant:
         act = actor_claim(client, subject, actor)
         jkt = binding(subject, request.dpop_jkt)
         not_after = min(int(subject["exp"]), int(actor["exp"]) if actor is not None else int(subject["exp"]))
+        if not_after <= int(services.clock.now()):  # within the verifier's leeway, but nothing left to hand on
+            raise UnacceptableToken("the subject or actor token has expired")
         at = services.access_tokens.issue(
             client_id=client.client_id,
             sub=subject["sub"],
@@ -173,7 +175,7 @@ class TokenExchangeGrant:
             "access_token": at.token,
             "issued_token_type": ACCESS_TOKEN_TYPE,  # RFC 8693 §2.2.1: REQUIRED
             "token_type": "DPoP" if jkt is not None else "Bearer",
-            "expires_in": max(0, at.exp - int(services.clock.now())),
+            "expires_in": at.exp - int(services.clock.now()),
         }
         if scopes:
             body["scope"] = " ".join(scopes)
