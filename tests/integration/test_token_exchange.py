@@ -19,6 +19,7 @@ from tests.dpopkit import DPoPKey
 from tests.integration.resource_support import feed_auth
 from tests.integration.test_revocation import claims_of
 from tests.oauthkit import ISSUER, basic, make_user, native_client, post_pairs, service_client, tokens_for, web_client
+from tests.obskit import sample
 
 GRANT = TOKEN_EXCHANGE
 AT_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -129,6 +130,8 @@ async def test_a_users_token_becomes_a_short_token_for_the_upstream(
     [event] = container.audit.query(action="token.exchanged")
     assert event.client_id == app.client_id and event.subject == user.id
     assert event.detail["audience"] == UPSTREAM and event.detail["jti"] == claims["jti"]
+    metrics = container.metrics.render().decode()
+    assert sample(metrics, "idp_tokens_issued_total", grant_type=GRANT, client_type="web") == 1  # its own label
 
 
 async def test_discovery_lists_the_grant(client: httpx.AsyncClient) -> None:
