@@ -311,6 +311,8 @@ async def test_malformed_requests_are_rfc_errors(client: httpx.AsyncClient, cont
         form("e30.e30." + "A" * 40),
         form(at[:-4] + ("AAAA" if not at.endswith("AAAA") else "BBBB")),  # bad signature
         form("x" * 20_000),  # huge
+        form("a\x00b.c.d"),  # NUL (PostgreSQL refuses it in a query: never a 500)
+        form(at, audience=UPSTREAM + "\x00"),
         form(at + "." + at),
     ]
     for data in cases:
