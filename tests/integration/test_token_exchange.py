@@ -267,6 +267,9 @@ async def test_an_actor_token_names_the_actor(client: httpx.AsyncClient, contain
         client, orders, orders_secret, received, audience=INVENTORY, actor_token=foreign, actor_token_type=AT_TYPE
     )
     assert r.status_code == 400 and error_of(r) == "invalid_request"
+    # A client's own token names no user: an actor, never a subject.
+    r = await token_exchange(client, orders, orders_secret, actor, audience=INVENTORY)
+    assert r.status_code == 400 and error_of(r) == "invalid_request"
 
 
 # -- the target ------------------------------------------------------------------------------------------------

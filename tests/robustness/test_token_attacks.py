@@ -205,7 +205,7 @@ async def test_token_exchange_refuses_every_forged_subject_and_actor_token(conta
         token_exchange_audiences=["https://next.example"],
     )  # fmt: skip
     assert secret is not None
-    forge = Forge(c, audience=c.settings.audience, sub=app.client_id, client_id=app.client_id)
+    forge = Forge(c, audience=c.settings.audience, sub=oauth_user(c).id, client_id=app.client_id)  # a user's token
     auth = (app.client_id, secret)
     base = {"grant_type": grant, "subject_token_type": at_type, "audience": "https://next.example"}
     ok = await site.http.post("/token", data={**base, "subject_token": forge.valid()}, auth=auth)

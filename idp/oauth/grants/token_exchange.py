@@ -15,6 +15,8 @@ Decisions (and docs/protocol.md, "Token exchange"):
 * A DPoP-bound subject token (``cnf.jkt``, RFC 9449) is exchanged only with a DPoP proof by that same key,
   and the new token is bound to it again: a thief holding only the token cannot turn it into a bearer
   token, and a binding is never dropped. An unbound subject with a proof gives a token bound to the proof.
+* The subject token must name a user (``sub`` other than its ``client_id``); a client's own token may
+  be the actor token.
 * The result lives ``IDP_TOKEN_EXCHANGE_TTL`` seconds, never past the subject's (or actor's) ``exp``; it
   keeps the subject's ``sub``, ``sid``, ``auth_time``, ``acr``, ``amr`` so that subject and session cut-offs
   and step-up checks go on applying; no refresh token (RFC 8693 §2.2.1).
@@ -138,6 +140,10 @@ class TokenExchangeGrant:
         requested_type(request.get("requested_token_type"))
         audience = target(client, request.get("audience"), request.resources)
         subject = self.live(services, client, subject_token, "subject_token")
+        if subject["sub"] == subject.get("client_id"):
+            # A client's own token (client_credentials) names no user: exchanged, its sub would name a client
+            # that introspection looks up as a user (inactive) while resource servers took it.
+            raise UnacceptableToken("the subject_token names no user")
         actor = self.live(services, client, actor_token, "actor_token") if actor_token is not None else None
         scopes = narrowed_scope(subject.get("scope"), request.get("scope"))
         act = actor_claim(client, subject, actor)
