@@ -103,7 +103,7 @@ class RedisSessionStore:
         await self._put(session, None)
 
     async def get(self, key: str) -> BffSession | None:
-        raw = await self.redis.hgetall(self.record_key(key))  # type: ignore[misc]
+        raw: dict[str, Any] = await self.redis.hgetall(self.record_key(key))  # type: ignore[assignment]
         if not raw or float(raw["expires_at"]) <= self._clock.now():
             return None
         return from_record(self._crypto, raw)

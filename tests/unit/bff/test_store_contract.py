@@ -151,7 +151,9 @@ async def test_concurrent_replace_one_winner(store: SessionStore, crypto: Sessio
     assert got is not None and got.tokens.refresh_token == f"rt-{results.index(True)}"
 
 
-async def test_lease_exclusive_under_concurrency(store: SessionStore, crypto: SessionCrypto, clock: FrozenClock) -> None:
+async def test_lease_exclusive_under_concurrency(
+    store: SessionStore, crypto: SessionCrypto, clock: FrozenClock
+) -> None:
     key = make_session(crypto, clock).key
     results = await asyncio.gather(*(store.lease(key, f"worker-{i}", 30) for i in range(16)))
     assert sum(results) == 1
