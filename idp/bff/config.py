@@ -16,11 +16,11 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from idp.crypto import b64url_decode
 from idp.loopback import is_loopback_host
@@ -143,7 +143,7 @@ class BffSettings(BaseSettings):
         description="base64url of 32 random bytes: tokens are sealed with AES-256-GCM under it and session ids "
         "digested with HMAC-SHA256. Required unless dev is set (then a random key per start).",
     )
-    upstreams: tuple[Upstream, ...] = Field(
+    upstreams: Annotated[tuple[Upstream, ...], NoDecode] = Field(
         (), description="APIs proxied: PREFIX=URL[;exchange=AUDIENCE|;audience=AUDIENCE] (docs/bff.md)."
     )
     dev: bool = Field(

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 MAX_LENGTH = 512
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")  # visible ASCII: no controls, space, DEL, nothing non-ASCII
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def safe_return_to(value: str | None, default: str = "/") -> str:
@@ -20,7 +21,7 @@ def safe_return_to(value: str | None, default: str = "/") -> str:
     if not value.startswith("/") or value.startswith("//") or "\\" in value:
         return default
     decoded = unquote(value)  # "/%2F%2Fevil" or "/%5Cevil" is harmless to us, but a later decoder may not be
-    if decoded.startswith("//") or "\\" in decoded or not _PRINTABLE.fullmatch(decoded):
+    if decoded.startswith("//") or "\\" in decoded or _CONTROL.search(decoded):
         return default
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
