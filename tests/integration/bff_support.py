@@ -44,6 +44,7 @@ class Rig:
     browser: httpx.AsyncClient
     client: Client
     settings: BffSettings
+    bff_app: Any
 
 
 @asynccontextmanager
@@ -60,7 +61,7 @@ async def bff_rig(
     async with LifespanManager(bff_app) as manager:
         mounts = {ISSUER: idp_transport, ORIGIN: httpx.ASGITransport(app=manager.app)}
         async with httpx.AsyncClient(mounts=mounts, base_url=ORIGIN) as browser:
-            yield Rig(bff_app.state.bff, browser, client, settings)
+            yield Rig(bff_app.state.bff, browser, client, settings, manager.app)
 
 
 async def browse(browser: httpx.AsyncClient, url: str, *, until: str | tuple[str, ...]) -> httpx.Response:

@@ -31,7 +31,10 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IDP_BFF_ORIGIN", "https://app.example")
     monkeypatch.setenv("IDP_BFF_ENCRYPTION_KEY", KEY)
     monkeypatch.setenv("IDP_BFF_SAME_SITE", "strict")
-    monkeypatch.setenv("IDP_BFF_UPSTREAMS", "/api=http://127.0.0.1:9001 /orders=https://orders.internal;exchange=https://orders.example")
+    monkeypatch.setenv(
+        "IDP_BFF_UPSTREAMS",
+        "/api=http://127.0.0.1:9001 /orders=https://orders.internal;exchange=https://orders.example",
+    )
     s = load_bff_settings()
     assert s.same_site == "strict"
     assert s.upstreams == (
