@@ -127,6 +127,11 @@ def routes(bff: Bff) -> list[Route]:
         session = await bff.store.get(key) if key is not None else None
         if key is not None:
             await bff.store.delete(key)
+        if session is not None and session.tokens.refresh_token:
+            try:  # the BFF will never use it again: idp may forget it now, not when it expires
+                await bff.oidc.revoke(session.tokens.refresh_token)
+            except Exception as exc:
+                log.warning("BFF logout could not revoke the refresh token: %s", type(exc).__name__)
         try:
             url = await bff.oidc.end_session_url(
                 id_token=session.tokens.id_token if session is not None else None,

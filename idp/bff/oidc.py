@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import authlib.deprecate  # noqa: F401  (it installs an "always" filter; the one below must come after)
 import httpx
@@ -54,6 +54,9 @@ class OidcClient:
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
+        self._client_secret = client_secret
+        self._transport = transport
+        self._timeout = timeout
         client_kwargs: dict[str, Any] = {
             "scope": scopes,
             "code_challenge_method": "S256",  # PKCE
@@ -114,6 +117,18 @@ class OidcClient:
         """idp's userinfo for this token (name, email…: idp may keep them out of the ID token)."""
         info: dict[str, Any] = dict(await self.app.userinfo(token=token))
         return info
+
+    async def revoke(self, token: str, *, hint: str = "refresh_token") -> bool:
+        """RFC 7009 revocation at idp (client_secret_basic); True when idp answered 200."""
+        metadata = await self.metadata()
+        endpoint = metadata.get("revocation_endpoint")
+        if not endpoint:
+            return False
+        # RFC 6749 §2.3.1: id and secret are form-encoded before they are joined and base64-encoded
+        auth = httpx.BasicAuth(quote_plus(self.client_id), quote_plus(self._client_secret))
+        async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout, trust_env=False) as http:
+            r = await http.post(endpoint, data={"token": token, "token_type_hint": hint}, auth=auth)
+        return r.status_code == 200
 
     async def end_session_url(self, *, id_token: str | None, post_logout_redirect_uri: str) -> str:
         """RP-initiated logout (OIDC RP-Initiated Logout 1.0 §2) at idp's end_session_endpoint."""

@@ -141,6 +141,13 @@ async def test_logout_needs_csrf_header_and_origin(app: Any, container: Services
         assert await rig.bff.store.get(session.key) is None
         assert any(c.startswith("__Host-bff=") and "max-age=0" in c.lower() for c in cookie_headers(r))
         assert (await rig.browser.get("/bff/user")).status_code == 401
+        # The refresh token was revoked at idp (RFC 7009): it no longer refreshes.
+        assert session.tokens.refresh_token
+        refreshed = await rig.browser.post(
+            f"{ISSUER}/token", data={"grant_type": "refresh_token", "refresh_token": session.tokens.refresh_token},
+            auth=(rig.client.client_id, rig.settings.client_secret),
+        )  # fmt: skip
+        assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
         # idp accepts the URL: it ends its session and goes back to the SPA without asking.
         r = await rig.browser.get(r.json()["logout_url"])
         assert r.status_code in (302, 303) and r.headers["location"].startswith(f"{ORIGIN}/")
