@@ -86,7 +86,10 @@ class SqlSessionStore:
         self._crypto = crypto
         self._clock = clock
         self._owns_engine = owns_engine
-        metadata.create_all(engine, checkfirst=True)
+        try:
+            metadata.create_all(engine, checkfirst=True)
+        except sa.exc.DBAPIError:  # another worker created them between the check and the CREATE
+            metadata.create_all(engine, checkfirst=True)
         self._insert: Callable[..., Any] = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     @classmethod
