@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -31,6 +32,7 @@ SHOWN_CLAIMS = (
     "email", "email_verified", "locale", "zoneinfo", "updated_at", "auth_time", "acr", "amr",
 )  # fmt: skip
 CSRF_HEADER = "x-csrf"
+MAX_BACKCHANNEL_BODY = 16_384  # bytes: a logout token is well under 2 KiB
 
 
 def error(status: int, code: str, description: str, **headers: str) -> JSONResponse:
@@ -147,13 +149,20 @@ def routes(bff: Bff) -> list[Route]:
     async def backchannel(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
             return error(400, "invalid_request", "BCL §2.5: a form with logout_token")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BACKCHANNEL_BODY:
+                return error(413, "invalid_request", "the request is too large for a logout token")
         try:
-            async with request.form(max_fields=10, max_files=0) as form:
-                token = form.get("logout_token")
-            verified = await (await logout_tokens()).verify(token)
+            form = parse_qs(body.decode("ascii"), max_num_fields=10, strict_parsing=bool(body))
+            token = form.get("logout_token", [None])
+            if len(token) != 1:
+                raise ValueError("one logout_token")
+            verified = await (await logout_tokens()).verify(token[0])
         except LogoutTokenInvalid as exc:
             return error(400, "invalid_request", str(exc))
-        except ValueError:
+        except ValueError:  # not ASCII, not a form, too many fields, the parameter twice
             return error(400, "invalid_request", "malformed form")
         ended = await end_sessions(bff.store, verified)
         log.info("back-channel logout ended %d BFF session(s)", ended)

@@ -208,6 +208,12 @@ async def test_backchannel_refuses_bad_tokens(app: Any, container: Services) -> 
         assert (await rig.browser.post("/bff/backchannel", data={"logout_token": "a.b.c"})).status_code == 400
         assert (await rig.browser.post("/bff/backchannel", data={})).status_code == 400
         assert (await rig.browser.post("/bff/backchannel", json={"logout_token": "x"})).status_code == 400
+        twice = "logout_token=a.b.c&logout_token=a.b.c"
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        assert (await rig.browser.post("/bff/backchannel", content=twice, headers=form)).status_code == 400
+        big = "logout_token=" + "a" * 20_000
+        assert (await rig.browser.post("/bff/backchannel", content=big, headers=form)).status_code == 413
+        assert (await rig.browser.post("/bff/backchannel", content=b"\xff=1", headers=form)).status_code == 400
         assert await rig.bff.store.get(key) is not None  # none of them ended the session
 
 
