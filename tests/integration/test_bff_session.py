@@ -16,12 +16,13 @@ from tests.integration.bff_support import ORIGIN, bff_rig, sign_in
 from tests.oauthkit import ISSUER, make_user
 
 
-@pytest.fixture
-def store_url(backend: Any, tmp_path: Path) -> str:
-    """The embedded backend keeps BFF sessions in SQLite, the PostgreSQL one in Redis and PostgreSQL in turn."""
+@pytest.fixture(params=["sql", "other"])
+def store_url(request: pytest.FixtureRequest, backend: Any, tmp_path: Path) -> str:
+    """The BFF's store beside each backend: SQLite or in-process beside the embedded one, PostgreSQL or Redis
+    beside PostgreSQL."""
     if backend.name == "embedded":
-        return f"sqlite:///{tmp_path / 'bff.sqlite3'}"
-    return backend.redis_url
+        return f"sqlite:///{tmp_path / 'bff.sqlite3'}" if request.param == "sql" else "memory://"
+    return backend.database_url if request.param == "sql" else backend.redis_url
 
 
 def cookie_headers(r: Any) -> list[str]:
