@@ -100,13 +100,13 @@ def new_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
-def _origin_ok(origin: str, *, allow_http: bool) -> bool:
+def _origin_ok(origin: str) -> bool:
     parts = urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
         return False
     if parts.query or parts.fragment or parts.username or parts.password:
         return False
-    return parts.scheme == "https" or allow_http or is_loopback_host(parts.hostname)
+    return parts.scheme == "https" or is_loopback_host(parts.hostname)
 
 
 class BffSettings(BaseSettings):
@@ -166,7 +166,7 @@ class BffSettings(BaseSettings):
     def _check(self) -> BffSettings:
         origin_host = urlsplit(self.origin).hostname or ""
         loopback = is_loopback_host(origin_host)
-        if not _origin_ok(self.origin, allow_http=False):
+        if not _origin_ok(self.origin):
             raise BffConfigError("IDP_BFF_ORIGIN: https://host[:port] (plain http only on a loopback host)")
         issuer = urlsplit(self.issuer)
         if not (issuer.scheme == "https" or (issuer.scheme == "http" and is_loopback_host(issuer.hostname))):

@@ -5,6 +5,7 @@ Each answers JSON with ``Cache-Control: no-store`` (or a redirect); none ever ca
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -78,7 +79,11 @@ def routes(bff: Bff) -> list[Route]:
         except Exception as exc:
             log.warning("BFF sign-in could not start: %s", type(exc).__name__)
             return error(502, "temporarily_unavailable", "idp could not be reached")
-        login_cookie.set(response, {"session": request.scope["session"], "return_to": return_to}, bff.clock.now())
+        state = {
+            name: {**entry, "data": {k: v for k, v in entry.get("data", {}).items() if k != "url"}}
+            for name, entry in request.scope["session"].items()
+        }  # Authlib's per-state data without the authorization URL it also keeps (the cookie stays small)
+        login_cookie.set(response, {"session": state, "return_to": return_to}, bff.clock.now())
         response.headers.update(NO_STORE)
         return response
 
@@ -98,7 +103,7 @@ def routes(bff: Bff) -> list[Route]:
         if old_key is not None:
             await bff.store.delete(old_key)  # no fixation: a sign-in always ends the session it found
         session_id = new_session_id()
-        session = BffSession(**{**_fields(session), "key": bff.crypto.store_key(session_id)})
+        session = dataclasses.replace(session, key=bff.crypto.store_key(session_id))
         await bff.store.create(session)
         response = RedirectResponse(safe_return_to(body.get("return_to")), status_code=303, headers=NO_STORE)
         set_session_cookie(response, settings, session_id, int(session.expires_at - bff.clock.now()))
@@ -175,10 +180,6 @@ def routes(bff: Bff) -> list[Route]:
         Route("/bff/logout", logout, methods=["POST"]),
         Route("/bff/backchannel", backchannel, methods=["POST"]),
     ]
-
-
-def _fields(session: BffSession) -> dict[str, Any]:
-    return {name: getattr(session, name) for name in BffSession.__dataclass_fields__}
 
 
 async def new_session(bff: Bff, token: dict[str, Any]) -> BffSession:

@@ -23,8 +23,8 @@ from idp.clock import Clock
 
 _FIELDS = ("key", "sub", "sid", "claims", "tokens", "created_at", "expires_at", "version", "extra")
 
-# KEYS: record, sid index ("" when none), sub index. ARGV: expiry (ms), expected version or "" (create),
-# then field/value pairs.
+# KEYS: record, sid index ("" when none), sub index. ARGV: expiry (ms), expected version or "" (create), the
+# record key (the index sets' member), then field/value pairs.
 _WRITE = """
 local rec = KEYS[1]
 if ARGV[2] ~= '' then
@@ -32,14 +32,14 @@ if ARGV[2] ~= '' then
 end
 redis.call('DEL', rec)
 local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', rec, unpack(fields))
 local at = tonumber(ARGV[1])
 redis.call('PEXPIREAT', rec, at)
 for i = 2, 3 do
   local idx = KEYS[i]
   if idx ~= '' then
-    redis.call('SADD', idx, KEYS[4])
+    redis.call('SADD', idx, ARGV[3])
     local left = redis.call('PTTL', idx)
     local now = redis.call('TIME')
     local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -87,7 +87,7 @@ class RedisSessionStore:
 
     async def _put(self, session: BffSession, expected: int | None) -> bool:
         record = to_record(self._crypto, session)
-        args: list[Any] = [int(session.expires_at * 1000), "" if expected is None else str(expected)]
+        args: list[Any] = [int(session.expires_at * 1000), "" if expected is None else str(expected), session.key]
         for name in _FIELDS:
             value = record[name]
             args += [name, "" if value is None else str(value)]
@@ -95,7 +95,6 @@ class RedisSessionStore:
             self.record_key(session.key),
             f"{self.prefix}sid:{session.sid}" if session.sid else "",
             f"{self.prefix}sub:{session.sub}",
-            session.key,
         ]
         return bool(await self._write(keys=keys, args=args))
 
