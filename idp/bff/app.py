@@ -42,7 +42,10 @@ def proxy_routes(bff: Bff) -> list[BaseRoute]:
     if importlib.util.find_spec(PROXY_MODULE) is None:
         return []
     module: Any = importlib.import_module(PROXY_MODULE)
-    return list(module.routes(bff))
+    hook = getattr(module, "routes", None)
+    if not callable(hook):  # loud: configured upstreams must not silently answer 404
+        raise RuntimeError(f"{PROXY_MODULE} defines no routes(bff) -> Sequence[BaseRoute]")
+    return list(hook(bff))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

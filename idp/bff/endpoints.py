@@ -46,6 +46,9 @@ def same_origin(bff: Bff, request: Request) -> bool:
     """A state-changing call from the SPA: ``X-CSRF: 1`` (a header no form or simple request can send, so a
     cross-site one needs a CORS preflight the BFF never grants) and an ``Origin`` that is the BFF's own."""
     origin = request.headers.get("origin")
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site != "same-origin":  # Fetch Metadata, where the browser sends it
+        return False
     return request.headers.get(CSRF_HEADER) == "1" and origin == bff.settings.origin.rstrip("/")
 
 

@@ -128,7 +128,13 @@ async def test_logout_needs_csrf_header_and_origin(app: Any, container: Services
         await sign_in(rig, alice)
         session = await rig.bff.store.get(rig.bff.crypto.store_key(rig.browser.cookies.get("__Host-bff")))
         assert session is not None
-        for headers in ({"origin": ORIGIN}, {"x-csrf": "1"}, {"x-csrf": "1", "origin": "https://evil.test"}):
+        for headers in (
+            {"origin": ORIGIN},
+            {"x-csrf": "1"},
+            {"x-csrf": "1", "origin": "https://evil.test"},
+            {"x-csrf": "1", "origin": ORIGIN, "sec-fetch-site": "same-site"},
+            {"x-csrf": "yes", "origin": ORIGIN},
+        ):
             r = await rig.browser.post("/bff/logout", headers=headers)
             assert r.status_code == 403
             assert (await rig.browser.get("/bff/user")).status_code == 200

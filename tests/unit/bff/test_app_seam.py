@@ -55,3 +55,11 @@ async def test_extra_routes_come_last() -> None:
     app = create_bff_app(SETTINGS, extra_routes=[Route("/hello", hello)])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://app.example") as c:
         assert (await c.get("/hello")).json() == {"hello": True}
+
+
+def test_a_proxy_module_without_the_hook_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.ModuleType(PROXY_MODULE)
+    fake.__spec__ = importlib.machinery.ModuleSpec(PROXY_MODULE, None)
+    monkeypatch.setitem(sys.modules, PROXY_MODULE, fake)
+    with pytest.raises(RuntimeError, match="routes"):
+        create_bff_app(SETTINGS)
