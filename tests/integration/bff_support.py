@@ -1,0 +1,95 @@
+"""A BFF wired to the in-process idp: the BFF's requests to idp and the browser's to both go over ASGI."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from idp.bff.app import create_bff_app
+from idp.bff.config import BffSettings
+from idp.bff.context import Bff
+from idp.clients.model import Client
+from idp.services import Services
+from idp.users.directory import User
+from tests.oauthkit import ISSUER, PASSWORD, query, web_client
+from tests.pagekit import field
+
+ORIGIN = "https://app.test"
+CALLBACK = f"{ORIGIN}/bff/callback"
+BACKCHANNEL = f"{ORIGIN}/bff/backchannel"
+
+
+def bff_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+def bff_client(container: Services, **kw: Any) -> tuple[Client, str]:
+    return web_client(
+        container, redirect_uris=[CALLBACK], post_logout_redirect_uris=[f"{ORIGIN}/"],
+        backchannel_logout_uri=BACKCHANNEL, **kw,
+    )  # fmt: skip
+
+
+@dataclass
+class Rig:
+    bff: Bff
+    browser: httpx.AsyncClient
+    client: Client
+    settings: BffSettings
+    bff_app: Any
+
+
+@asynccontextmanager
+async def bff_rig(
+    app: Any, container: Services, *, store_url: str = "memory://", **overrides: Any
+) -> AsyncIterator[Rig]:
+    client, secret = bff_client(container)
+    settings = BffSettings(
+        issuer=ISSUER, client_id=client.client_id, client_secret=secret, origin=ORIGIN,
+        encryption_key=bff_key(), store_url=store_url, **overrides,
+    )  # fmt: skip
+    idp_transport = httpx.ASGITransport(app=app)
+    bff_app = create_bff_app(settings, transport=idp_transport, clock=container.clock)
+    async with LifespanManager(bff_app) as manager:
+        mounts = {ISSUER: idp_transport, ORIGIN: httpx.ASGITransport(app=manager.app)}
+        async with httpx.AsyncClient(mounts=mounts, base_url=ORIGIN) as browser:
+            yield Rig(bff_app.state.bff, browser, client, settings, manager.app)
+
+
+async def browse(browser: httpx.AsyncClient, url: str, *, until: str | tuple[str, ...]) -> httpx.Response:
+    """Follow redirects like a browser (relative locations resolved against the page) until one starts with
+    ``until``; that response, its location made absolute."""
+    r = await browser.get(url)
+    for _ in range(10):
+        if r.status_code not in (302, 303):
+            return r
+        location = urljoin(str(r.url), r.headers["location"])
+        r.headers["location"] = location
+        if location.startswith(until):
+            return r
+        r = await browser.get(location)
+    raise AssertionError("redirect loop")
+
+
+async def sign_in(rig: Rig, user: User, *, return_to: str = "/orders?x=1") -> httpx.Response:
+    """Through the BFF and idp's hosted login; returns the callback's response."""
+    r = await rig.browser.get("/bff/login", params={"returnTo": return_to})
+    assert r.status_code == 302, r.text
+    r = await browse(rig.browser, r.headers["location"], until=(f"{ISSUER}/login", CALLBACK))
+    if r.headers["location"].startswith(f"{ISSUER}/login"):
+        page = await rig.browser.get(r.headers["location"])
+        form = {"csrf": field(page.text, "csrf"), "username": user.username, "password": PASSWORD,
+                "interaction": query(r.headers["location"])["interaction"]}  # fmt: skip
+        r = await rig.browser.post(f"{ISSUER}/login", data=form, headers={"origin": ISSUER})
+        assert r.status_code == 303, r.text
+        r = await browse(rig.browser, urljoin(ISSUER, r.headers["location"]), until=CALLBACK)
+    assert r.headers["location"].startswith(CALLBACK), r.headers.get("location")
+    return await rig.browser.get(r.headers["location"])
