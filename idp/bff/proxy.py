@@ -53,6 +53,7 @@ HOP_BY_HOP = frozenset(
 )
 REQUEST_DROPPED = frozenset({"cookie", "authorization", "host", "expect", "forwarded", "x-real-ip", "content-length"})
 RESPONSE_DROPPED = frozenset({"set-cookie", "set-cookie2", "alt-svc"})
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class UpstreamLike(Protocol):
@@ -163,6 +164,8 @@ def request_headers(request: Request, token: str, csrf_header: str) -> list[tupl
         if _hop(name, named) or name in dropped or name.startswith("x-forwarded-"):
             continue
         out.append((name, value.decode("latin-1")))
+    if "accept-encoding" not in request.headers:
+        out.append(("accept-encoding", "identity"))  # else httpx asks for gzip the browser did not
     length = request.headers.get("content-length")
     if length is not None and "transfer-encoding" not in request.headers:
         out.append(("content-length", length))
@@ -307,6 +310,6 @@ def proxy_routes(
             timeouts=timeouts or ProxyTimeouts(),
         )
         name = f"bff_proxy:{upstream.prefix}"
-        routes.append(Route(upstream.prefix, proxy.handle, methods=None, name=name))
-        routes.append(Route(upstream.prefix + "/{rest:path}", proxy.handle, methods=None, name=name + "/"))
+        routes.append(Route(upstream.prefix, proxy.handle, methods=METHODS, name=name))
+        routes.append(Route(upstream.prefix + "/{rest:path}", proxy.handle, methods=METHODS, name=name + "/"))
     return routes
