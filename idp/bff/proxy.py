@@ -42,7 +42,7 @@ from starlette.routing import BaseRoute, Route
 from idp.bff.csrf import CsrfGuard, error_response
 from idp.bff.exchange import TokenExchanger
 from idp.bff.refresh import TokenKeeper
-from idp.bff.session import BffSession
+from idp.bff.session import BffSession, SessionStore
 from idp.bff.token_endpoint import BffError
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,28 @@ class ProxyTimeouts:
     write: float = 30.0
     pool: float = 5.0
 
-    def httpx(self) -> httpx.Timeout:
+    def as_httpx(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
 # Resolves the request's session from its cookie (the sign-in half owns the cookie and the store).
 SessionResolver = Callable[[Request], Awaitable[BffSession | None]]
+
+
+MAX_COOKIE = 512
+
+
+def cookie_sessions(store: SessionStore, cookie: str, key_of: Callable[[str], str]) -> SessionResolver:
+    """The usual resolver: the session id from the ``cookie`` cookie, looked up by its digest ``key_of(id)``
+    (the store is keyed by digest, never by the id itself)."""
+
+    async def resolve(request: Request) -> BffSession | None:
+        value = request.cookies.get(cookie)
+        if not value or len(value) > MAX_COOKIE:
+            return None
+        return await store.get(key_of(value))
+
+    return resolve
 
 
 class InvalidPath(Exception):
@@ -261,7 +277,7 @@ class ApiProxy:
             url,
             headers=request_headers(request, token, self.csrf.header),
             content=_request_body(request) if _has_body(request) else None,
-            timeout=self.timeouts.httpx(),
+            timeout=self.timeouts.as_httpx(),
         )
         try:
             resp = await self.http.send(outgoing, stream=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +19,9 @@ from urllib.parse import quote
 import httpx
 
 log = logging.getLogger(__name__)
+
+# RFC 6749 §5.2: error codes are printable ASCII without '"' and '\\'; anything else is not repeated.
+ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
 
 
 class BffError(Exception):
@@ -103,7 +107,8 @@ class TokenEndpoint:
             raise IdpUnavailable("the token endpoint answered something other than a JSON object")
         if resp.status_code != 200:
             error = body.get("error")
-            raise TokenError(error if isinstance(error, str) else "invalid_request", resp.status_code)
+            code = error if isinstance(error, str) and ERROR_CODE.fullmatch(error) else "invalid_request"
+            raise TokenError(code, resp.status_code)
         return body
 
 

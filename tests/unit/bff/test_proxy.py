@@ -426,3 +426,33 @@ def test_exchange_upstream_needs_an_exchanger(clock):
             http=httpx.AsyncClient(),
             csrf=b.app.routes[0].endpoint,  # type: ignore[attr-defined]
         )
+
+
+async def test_head_is_forwarded(bff):
+    async with bff.client() as c:
+        r = await c.head("/api/orders", headers=CSRF)
+    assert r.status_code == 200 and r.content == b""
+    assert bff.upstream.seen[0].method == "HEAD"
+
+
+async def test_cookie_sessions_looks_up_by_digest(clock):
+    import hashlib
+
+    from starlette.requests import Request
+
+    from idp.bff.proxy import cookie_sessions
+    from tests.unit.bff.fakes import MemorySessionStore
+
+    store = MemorySessionStore(clock)
+    digest = hashlib.sha256(b"raw-id").hexdigest()
+    await store.create(make_session(clock, key=digest))
+    resolve = cookie_sessions(store, "__Host-bff", lambda v: hashlib.sha256(v.encode()).hexdigest())
+
+    def request(cookie: str | None) -> Request:
+        headers = [] if cookie is None else [(b"cookie", f"__Host-bff={cookie}".encode())]
+        return Request({"type": "http", "headers": headers})
+
+    assert (await resolve(request("raw-id"))).key == digest
+    assert await resolve(request(digest)) is None  # the digest itself opens nothing
+    assert await resolve(request(None)) is None
+    assert await resolve(request("x" * 600)) is None
