@@ -34,11 +34,17 @@ class ExchangeFailed(BffError):
     code = "exchange_failed"
 
 
+class SubjectRefused(ExchangeFailed):
+    """idp answered ``invalid_request``, which RFC 8693 §2.2.2 prescribes for a subject token it will not
+    take (revoked, deny-listed, past a cut-off). The request is well-formed by construction, so the caller
+    refreshes the session once and tries again; a second refusal stands as 502."""
+
+
 class TokenExchanger:
     """``token_for(session, audience)``: a bearer token for ``audience``, exchanged from the session's
     (fresh) access token. Raises :class:`SessionEnded` (and deletes the session) when idp refuses the
-    subject token as ``invalid_grant``, :class:`ExchangeFailed` for any other refusal, and
-    :class:`IdpUnavailable` when idp is down."""
+    subject token as ``invalid_grant``, :class:`SubjectRefused` for ``invalid_request`` (refresh, retry
+    once), :class:`ExchangeFailed` for any other refusal, and :class:`IdpUnavailable` when idp is down."""
 
     def __init__(
         self,
@@ -110,6 +116,8 @@ class TokenExchanger:
                 if self.store is not None:
                     await self.store.delete(session.key)
                 raise SessionEnded("idp refused the session's access token") from None
+            if exc.error == "invalid_request":  # RFC 8693 §2.2.2: how idp refuses a subject token
+                raise SubjectRefused("idp refused the session's access token for this upstream") from None
             log.warning("token exchange for %s refused: %s (HTTP %s)", audience, exc.error, exc.status)
             raise ExchangeFailed(f"idp refused a token for this upstream: {exc.error}") from None
         token = body.get("access_token")

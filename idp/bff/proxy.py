@@ -40,7 +40,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from idp.bff.csrf import CsrfGuard, error_response
-from idp.bff.exchange import TokenExchanger
+from idp.bff.exchange import SubjectRefused, TokenExchanger
 from idp.bff.refresh import TokenKeeper
 from idp.bff.session import BffSession, SessionStore
 from idp.bff.token_endpoint import BffError
@@ -293,10 +293,16 @@ class ApiProxy:
         return response
 
     async def _token(self, session: BffSession) -> str:
-        if self.upstream.mode == "exchange":
-            assert self.exchanger is not None and self.upstream.audience
+        if self.upstream.mode != "exchange":
+            return session.tokens.access_token
+        assert self.exchanger is not None and self.upstream.audience
+        try:
             return await self.exchanger.token_for(session, self.upstream.audience)
-        return session.tokens.access_token
+        except SubjectRefused:
+            # idp no longer takes the session's access token: a refresh settles it (new token, or the
+            # grant is gone and the session ends); a second refusal stands.
+            renewed = await self.keeper.current(session, force=True)
+            return await self.exchanger.token_for(renewed, self.upstream.audience)
 
 
 def proxy_routes(

@@ -83,13 +83,15 @@ class TokenKeeper:
     def fresh_enough(self, tokens: TokenSet) -> bool:
         return self.clock.now() < tokens.access_expires_at - self.skew
 
-    async def current(self, session: BffSession) -> BffSession:
-        """``session`` itself while its access token is fresh, else the session after one refresh."""
-        if self.fresh_enough(session.tokens):
+    async def current(self, session: BffSession, *, force: bool = False) -> BffSession:
+        """``session`` itself while its access token is fresh, else the session after one refresh. With
+        ``force``, refresh even a fresh token, unless the stored session has moved past ``session``'s
+        version already (someone else refreshed since): for a token idp has stopped accepting."""
+        if not force and self.fresh_enough(session.tokens):
             return session
         task = self._inflight.get(session.key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._refresh(session))
+            task = asyncio.get_running_loop().create_task(self._refresh(session, force))
             self._inflight[session.key] = task
             task.add_done_callback(functools.partial(self._forget, session.key))
         return await asyncio.shield(task)
@@ -100,14 +102,14 @@ class TokenKeeper:
         if not task.cancelled():
             task.exception()  # retrieved: the callers that awaited it have seen it
 
-    async def _refresh(self, seen: BffSession) -> BffSession:
+    async def _refresh(self, seen: BffSession, force: bool) -> BffSession:
         owner = secrets.token_urlsafe(12)
         spent = 0.0
         backoff = self.first_backoff
         while True:
             if await self.store.lease(seen.key, owner, self.lease_ttl):
                 try:
-                    return await self._refresh_leased(seen.key)
+                    return await self._refresh_leased(seen, force)
                 finally:
                     await self.store.release(seen.key, owner)
             # Another worker is refreshing: wait for its write instead of presenting the same token.
@@ -123,11 +125,12 @@ class TokenKeeper:
             spent += delay
             backoff *= 2
 
-    async def _refresh_leased(self, key: str) -> BffSession:
+    async def _refresh_leased(self, seen: BffSession, force: bool) -> BffSession:
+        key = seen.key
         current = await self.store.get(key)
         if current is None:
             raise SessionEnded("the session has ended")
-        if self.fresh_enough(current.tokens):
+        if self.fresh_enough(current.tokens) and not (force and current.version == seen.version):
             return current  # another worker refreshed between our read and our lease
         refresh_token = current.tokens.refresh_token
         if not refresh_token:

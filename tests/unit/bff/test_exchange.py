@@ -148,3 +148,16 @@ async def test_missing_expires_in_uses_a_short_default(idp, clock):
     clock.advance(31)
     await x.token_for(s, "a")
     assert len(idp.exchanges()) == 2
+
+
+async def test_invalid_request_is_a_refused_subject(idp, clock):
+    from idp.bff.exchange import SubjectRefused
+
+    store = MemorySessionStore(clock)
+    s = make_session(clock)
+    await store.create(s)
+    idp.fail = lambda form: error(400, "invalid_request")
+    with pytest.raises(SubjectRefused) as e:
+        await exchanger(idp, clock, store=store).token_for(s, "a")
+    assert e.value.status == 502 and e.value.code == "exchange_failed"
+    assert "k1" in store.rows  # the caller decides (refresh, retry once)

@@ -456,3 +456,40 @@ async def test_cookie_sessions_looks_up_by_digest(clock):
     assert await resolve(request(digest)) is None  # the digest itself opens nothing
     assert await resolve(request(None)) is None
     assert await resolve(request("x" * 600)) is None
+
+
+def refuse_subject(token: str):
+    """idp's way (RFC 8693 §2.2.2): invalid_request for a subject token it no longer takes."""
+
+    def fail(form):
+        if form.get("subject_token") == token:
+            return error(400, "invalid_request")
+        return None
+
+    return fail
+
+
+async def test_refused_subject_is_refreshed_once_and_retried(bff):
+    bff.idp.fail = refuse_subject("at-0")
+    async with bff.client() as c:
+        rs = await asyncio.gather(*(c.get("/billing/a", headers=CSRF) for _ in range(5)))
+    assert [r.status_code for r in rs] == [200] * 5
+    assert len(bff.idp.refreshes()) == 1
+    assert {s.headers["authorization"] for s in bff.upstream.seen} == {"Bearer x[https://billing]<-at-1#2"}
+
+
+async def test_refused_subject_and_refused_refresh_end_the_session(bff):
+    bff.idp.fail = lambda form: error(400, "invalid_request" if "subject_token" in form else "invalid_grant")
+    async with bff.client() as c:
+        r = await c.get("/billing/a", headers=CSRF)
+    assert r.status_code == 401 and r.json()["error"] == "session_ended"
+    assert "k1" not in bff.store.rows and bff.upstream.seen == []
+
+
+async def test_a_subject_refused_twice_is_502(bff):
+    bff.idp.fail = lambda form: error(400, "invalid_request") if "subject_token" in form else None
+    async with bff.client() as c:
+        r = await c.get("/billing/a", headers=CSRF)
+    assert r.status_code == 502 and r.json()["error"] == "exchange_failed"
+    assert len(bff.idp.refreshes()) == 1 and len(bff.idp.exchanges()) == 2
+    assert "k1" in bff.store.rows and bff.upstream.seen == []

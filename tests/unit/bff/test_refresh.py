@@ -259,3 +259,14 @@ async def test_a_cancelled_caller_does_not_cancel_the_refresh(store, idp, clock)
 def test_lease_must_outlive_the_token_call(store, idp, clock):
     with pytest.raises(ValueError):
         TokenKeeper(store, token_endpoint(idp, timeout=10), clock, lease_ttl=10)
+
+
+async def test_force_refreshes_a_fresh_token_once(store, idp, clock):
+    s = make_session(clock, access_ttl=300)
+    await store.create(s)
+    k = keeper(store, idp, clock)
+    got = await k.current(s, force=True)
+    assert got.version == 1 and got.tokens.access_token == "at-1"
+    # Another request forcing from the same (now superseded) version gets the refreshed session.
+    assert await k.current(s, force=True) == got
+    assert len(idp.refreshes()) == 1
