@@ -35,7 +35,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
@@ -158,6 +158,16 @@ def upstream_path(request: Request, prefix: str) -> str:
     return rest
 
 
+# RFC 3986 §3.3/§3.4: what stays as it is; every other byte (spaces, non-ASCII) is percent-encoded once,
+# and existing escapes stay (a byte-for-byte forward of what the browser encoded).
+PATH_SAFE = "/%!$&'()*+,;=:@"
+QUERY_SAFE = PATH_SAFE + "?[]"
+
+
+def _encoded(raw: bytes, safe: str) -> str:
+    return quote(raw, safe=safe)
+
+
 def _connection_named(headers: Iterable[tuple[bytes, bytes]]) -> set[str]:
     named: set[str] = set()
     for name, value in headers:
@@ -170,27 +180,28 @@ def _hop(name: str, named: set[str]) -> bool:
     return name in HOP_BY_HOP or name.startswith("proxy-") or name in named
 
 
-def request_headers(request: Request, token: str, csrf_header: str) -> list[tuple[str, str]]:
+def request_headers(request: Request, token: str, csrf_header: str) -> list[tuple[bytes, bytes]]:
+    """What goes upstream, as bytes: header values pass as the browser sent them (not re-encoded)."""
     raw = request.headers.raw
     named = _connection_named(raw)
     dropped = REQUEST_DROPPED | {csrf_header.lower()}
-    out: list[tuple[str, str]] = []
+    out: list[tuple[bytes, bytes]] = []
     for key, value in raw:
         name = key.decode("latin-1").lower()
         if _hop(name, named) or name in dropped or name.startswith("x-forwarded-"):
             continue
-        out.append((name, value.decode("latin-1")))
+        out.append((name.encode("latin-1"), value))
     if "accept-encoding" not in request.headers:
-        out.append(("accept-encoding", "identity"))  # else httpx asks for gzip the browser did not
+        out.append((b"accept-encoding", b"identity"))  # else httpx asks for gzip the browser did not
     length = request.headers.get("content-length")
     if length is not None and "transfer-encoding" not in request.headers:
-        out.append(("content-length", length))
-    out.append(("authorization", f"Bearer {token}"))
+        out.append((b"content-length", length.encode("latin-1")))
+    out.append((b"authorization", f"Bearer {token}".encode("ascii")))
     if request.client is not None:
-        out.append(("x-forwarded-for", request.client.host))
-    out.append(("x-forwarded-proto", request.url.scheme))
+        out.append((b"x-forwarded-for", request.client.host.encode("latin-1")))
+    out.append((b"x-forwarded-proto", request.url.scheme.encode("latin-1")))
     if "host" in request.headers:
-        out.append(("x-forwarded-host", request.headers["host"]))
+        out.append((b"x-forwarded-host", request.headers["host"].encode("latin-1")))
     return out
 
 
@@ -270,17 +281,22 @@ class ApiProxy:
             if exc.status == 401 and self.exchanger is not None:
                 self.exchanger.forget(session.key)
             return error_response(exc.status, exc.code, exc.description)
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        url = self.base + rest + (f"?{query}" if query else "")
-        outgoing = self.http.build_request(
-            request.method,
-            url,
-            headers=request_headers(request, token, self.csrf.header),
-            content=_request_body(request) if _has_body(request) else None,
-            timeout=self.timeouts.as_httpx(),
-        )
+        query = _encoded(request.scope.get("query_string", b""), QUERY_SAFE)
+        url = self.base + _encoded(rest.encode("latin-1"), PATH_SAFE) + (f"?{query}" if query else "")
+        try:
+            outgoing = self.http.build_request(
+                request.method,
+                url,
+                headers=request_headers(request, token, self.csrf.header),
+                content=_request_body(request) if _has_body(request) else None,
+                timeout=self.timeouts.as_httpx(),
+            )
+        except (httpx.InvalidURL, ValueError):
+            return error_response(400, "invalid_path", "the path or query cannot be forwarded")
         try:
             resp = await self.http.send(outgoing, stream=True)
+        except ClientDisconnect:
+            return Response(status_code=400)  # the browser went away mid-upload; nobody reads this
         except httpx.TimeoutException:
             return error_response(504, "upstream_timeout", "the upstream did not answer in time")
         except httpx.HTTPError as exc:

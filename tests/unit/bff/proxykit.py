@@ -153,6 +153,7 @@ async def call(
     body: list[bytes] | None = None,
     before_chunk: Callable[[int], Awaitable[None]] | None = None,
     on_chunk: Callable[[bytes], Awaitable[None]] | None = None,
+    disconnect_after: int | None = None,
 ) -> Answer:
     """One request straight into the ASGI app: ``raw_path`` exactly as a client might send it."""
     path, _, query = raw_path.partition("?")
@@ -177,6 +178,8 @@ async def call(
 
     async def receive() -> dict[str, object]:
         nonlocal sent
+        if disconnect_after is not None and sent >= disconnect_after:
+            return {"type": "http.disconnect"}
         if sent < len(chunks):
             if before_chunk is not None:
                 await before_chunk(sent)

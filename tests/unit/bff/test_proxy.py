@@ -73,6 +73,7 @@ async def test_no_session_is_401(bff, cookie):
         ("/api/", "https://orders.internal/v1/"),
         ("/api/a%20b/%C3%A9", "https://orders.internal/v1/a%20b/%C3%A9"),
         ("/api/...", "https://orders.internal/v1/..."),
+        ("/api/caf\u00e9 x", "https://orders.internal/v1/caf%C3%A9%20x"),  # raw bytes from a non-browser client
     ],
 )
 async def test_prefix_is_stripped_and_the_rest_forwarded_as_encoded(bff, path, upstream_url):
@@ -493,3 +494,34 @@ async def test_a_subject_refused_twice_is_502(bff):
     assert r.status_code == 502 and r.json()["error"] == "exchange_failed"
     assert len(bff.idp.refreshes()) == 1 and len(bff.idp.exchanges()) == 2
     assert "k1" in bff.store.rows and bff.upstream.seen == []
+
+
+async def test_non_ascii_header_values_and_queries_pass_as_bytes(bff):
+    a = await call(
+        bff.app,
+        "GET",
+        "/api/x?q=caf\u00e9&r=a b",
+        headers={**CSRF, "Cookie": "__Host-bff=k1", "X-Name": "caf\u00e9"},
+    )
+    assert a.status == 200
+    (seen,) = bff.upstream.seen
+    assert seen.url == "https://orders.internal/v1/x?q=caf%C3%A9&r=a%20b"  # the browser's bytes, encoded once
+    assert (b"x-name", "caf\u00e9".encode()) in seen.headers.raw
+
+
+async def test_browser_gone_mid_upload_is_not_a_500(bff):
+    async def reply(request: httpx.Request) -> httpx.Response:
+        async for _ in request.stream:
+            pass
+        return respond(200)
+
+    bff.upstream.reply = reply
+    a = await call(
+        bff.app,
+        "POST",
+        "/api/upload",
+        headers={**CSRF, "Cookie": "__Host-bff=k1", "Content-Length": "300000"},
+        body=[CHUNK] * 4,
+        disconnect_after=2,
+    )
+    assert a.status == 400
