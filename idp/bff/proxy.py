@@ -15,7 +15,8 @@ What crosses, and what does not:
   (the peer address; run the server with proxy-headers behind a load balancer), ``-Proto`` and ``-Host``.
 * Response: status, body and headers pass through, except hop-by-hop headers, ``Set-Cookie`` (an
   upstream must not plant cookies on the BFF's origin, where the session cookie lives) and ``Alt-Svc``
-  (it would advertise the upstream's endpoints for the BFF's origin). Tokens never go back to the browser.
+  (it would advertise the upstream's endpoints for the BFF's origin); an answer without ``Cache-Control``
+  gets ``private``. Tokens never go back to the browser.
 * Errors are JSON ``{"error", "error_description"}``: 401 ``session_required`` (no session) or
   ``session_ended`` (sign in again), 403 ``csrf_failed``, 400 ``invalid_path``, 502 ``upstream_unavailable``
   (cannot connect), 504 ``upstream_timeout``, 503 ``idp_unavailable``, 502 ``exchange_failed``.
@@ -206,13 +207,19 @@ def request_headers(request: Request, token: str, csrf_header: str) -> list[tupl
 
 
 def response_headers(resp: httpx.Response) -> list[tuple[bytes, bytes]]:
+    """The upstream's headers minus the dropped ones. Without a ``Cache-Control`` of its own the answer is
+    marked ``private``: it was made for one user's cookie, and shared caches do not treat a request's
+    ``Cookie`` the way they treat ``Authorization`` (RFC 9111 §3.5)."""
     raw = resp.headers.raw
     named = _connection_named(raw)
-    return [
+    out = [
         (key.lower(), value)
         for key, value in raw
         if not _hop(key.decode("latin-1").lower(), named) and key.decode("latin-1").lower() not in RESPONSE_DROPPED
     ]
+    if not any(key == b"cache-control" for key, _ in out):
+        out.append((b"cache-control", b"private"))
+    return out
 
 
 def _has_body(request: Request) -> bool:

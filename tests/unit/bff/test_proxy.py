@@ -213,6 +213,12 @@ async def test_response_headers_stripped_and_passed(bff):
     assert not c.cookies.get("x")
 
 
+async def test_answers_without_cache_control_are_private(bff):
+    async with bff.client() as c:
+        r = await c.get("/api/orders", headers=CSRF)
+    assert r.headers.get_list("cache-control") == ["private"]
+
+
 async def test_content_encoding_passes_through_untouched(bff):
     packed = gzip.compress(b"x" * 10_000)
 
