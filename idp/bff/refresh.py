@@ -135,7 +135,7 @@ class TokenKeeper:
         refresh_token = current.tokens.refresh_token
         if not refresh_token:
             await self.store.delete(key)
-            raise SessionEnded("the access token expired and the session holds no refresh token")
+            raise SessionEnded("the access token is no longer usable and the session holds no refresh token")
         try:
             body = await self.endpoint.post({"grant_type": "refresh_token", "refresh_token": refresh_token})
         except TokenError as exc:
