@@ -1,16 +1,14 @@
 """``create_bff_app``: the BFF as one ASGI app (serve it alone, or mount it at ``/`` of another app).
 
-Routes, in order: the BFF's own under ``/bff`` (:mod:`idp.bff.endpoints`); then the proxy's, when the
-module :data:`PROXY_MODULE` is installed (it defines ``routes(bff: Bff) -> Sequence[BaseRoute]``, called once
-per app with the shared :class:`idp.bff.context.Bff`); then ``extra_routes``; then, with ``static_dir``, the
-SPA's files (``index.html`` for ``/``).
+Routes, in order: the BFF's own under ``/bff`` (:mod:`idp.bff.endpoints`); then the proxy's, one pair per
+configured upstream (:func:`idp.bff.proxy.routes`, called once per app with the shared
+:class:`idp.bff.context.Bff`); then ``extra_routes``; then, with ``static_dir``, the SPA's files
+(``index.html`` for ``/``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -19,13 +17,14 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from idp.bff import endpoints
+from idp.bff import endpoints, proxy
 from idp.bff.config import BffSettings
 from idp.bff.context import Bff
+from idp.bff.errors import json_error
 from idp.bff.oidc import OidcClient
 from idp.bff.sealing import SessionCrypto
 from idp.bff.session import SessionStore
@@ -34,27 +33,10 @@ from idp.clock import Clock, SystemClock
 
 log = logging.getLogger("idp.bff")
 
-PROXY_MODULE = "idp.bff.proxy"
-
-
-def proxy_routes(bff: Bff) -> list[BaseRoute]:
-    """The proxy's routes, if its module is installed (it is built beside this one)."""
-    if importlib.util.find_spec(PROXY_MODULE) is None:
-        return []
-    module: Any = importlib.import_module(PROXY_MODULE)
-    hook = getattr(module, "routes", None)
-    if not callable(hook):  # loud: configured upstreams must not silently answer 404
-        raise RuntimeError(f"{PROXY_MODULE} defines no routes(bff) -> Sequence[BaseRoute]")
-    return list(hook(bff))
-
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("BFF request failed", exc_info=exc)
-    return JSONResponse(
-        {"error": "server_error", "error_description": "unexpected error"},
-        status_code=500,
-        headers=endpoints.NO_STORE,
-    )
+    return json_error(500, "server_error", "unexpected error")
 
 
 def create_bff_app(
@@ -68,7 +50,8 @@ def create_bff_app(
     static_dir: Path | None = None,
 ) -> Starlette:
     """``transport`` carries every request to idp (Authlib's and the JWKS's; tests pass an ASGITransport);
-    ``http`` is the client for JWKS and upstreams (default: one made on ``transport``). Objects passed in are
+    ``http`` is the client for idp's JWKS and token endpoint (refresh, exchange) and for the upstreams
+    (default: one made on ``transport``). Objects passed in are
     not closed by the app; those it makes are, at shutdown."""
     clock = clock or SystemClock()
     crypto = SessionCrypto(settings.key())
@@ -88,7 +71,7 @@ def create_bff_app(
     )
     bff = Bff(settings=settings, store=store, crypto=crypto, clock=clock, oidc=oidc, http=http,
               upstreams=settings.upstreams)  # fmt: skip
-    routes: list[BaseRoute] = [*endpoints.routes(bff), *proxy_routes(bff), *extra_routes]
+    routes: list[BaseRoute] = [*endpoints.routes(bff), *proxy.routes(bff), *extra_routes]
     if static_dir is not None:
         routes.append(Mount("/", app=StaticFiles(directory=static_dir, html=True), name="static"))
 

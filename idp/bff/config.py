@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from idp.bff.paths import unsafe_segments
 from idp.crypto import b64url_decode
 from idp.loopback import is_loopback_host
 
@@ -36,7 +37,8 @@ class BffConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """An API the BFF proxies: requests under ``prefix`` go to ``url`` with an access token for ``audience``."""
+    """An API the BFF proxies: requests under ``prefix`` go to ``url`` with an access token for ``audience``.
+    Checked when made (settings, CLI, or code that builds one): a bad upstream never reaches the proxy."""
 
     prefix: str  # "/api": a path prefix without a trailing slash
     url: str  # "http://127.0.0.1:9001": where the rest of the path is appended
@@ -44,8 +46,9 @@ class Upstream:
     audience: str | None = None  # the resource (RFC 8707) the token is for; required with exchange
 
     def __post_init__(self) -> None:
-        if not _PREFIX.fullmatch(self.prefix) or self.prefix.endswith("/") or "//" in self.prefix:
-            raise BffConfigError(f"upstream prefix {self.prefix!r}: a path like /api, no trailing slash")
+        prefix_ok = _PREFIX.fullmatch(self.prefix) and not unsafe_segments(self.prefix)
+        if not prefix_ok or self.prefix.endswith("/") or "//" in self.prefix:
+            raise BffConfigError(f"upstream prefix {self.prefix!r}: a path like /api, no trailing slash or dot segment")
         if self.prefix.startswith("/bff"):
             raise BffConfigError(f"upstream prefix {self.prefix!r}: /bff is the BFF's own")
         parts = urlsplit(self.url)

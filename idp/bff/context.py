@@ -1,7 +1,7 @@
 """What the BFF's parts share for one app: settings, store, clock, the OIDC client, and the request's session.
 
 The proxy, CSRF and refresh parts receive this object (:func:`idp.bff.app.create_bff_app` hands it to
-``idp.bff.proxy.routes``) and read the session with :meth:`Bff.session_of`; they write it only through
+:func:`idp.bff.proxy.routes`) and read the session with :meth:`Bff.session_of`; they write it only through
 ``store.replace`` (compare-and-set) while holding ``store.lease`` on its key.
 """
 
@@ -15,6 +15,7 @@ import httpx
 from starlette.requests import Request
 
 from idp.bff.config import BffSettings, Upstream
+from idp.bff.csrf import CsrfGuard
 from idp.bff.oidc import OidcClient
 from idp.bff.sealing import SessionCrypto
 from idp.bff.session import BffSession, SessionStore
@@ -35,6 +36,10 @@ class Bff:
     http: httpx.AsyncClient  # for JWKS and the upstreams; idp's transport in tests
     upstreams: tuple[Upstream, ...] = ()
     state: dict[str, Any] = field(default_factory=dict)  # room for the other parts' per-app objects
+    csrf: CsrfGuard = field(init=False)  # the one check of the proxy and of POST /bff/logout
+
+    def __post_init__(self) -> None:
+        self.csrf = CsrfGuard(self.settings.origin)
 
     def session_key(self, request: Request) -> str | None:
         """The store key of the request's session cookie (its digest), None without one."""

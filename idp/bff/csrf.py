@@ -8,10 +8,13 @@ use enforces SameSite. So every proxied call and every state-changing BFF call m
 * carry ``X-CSRF: 1`` (name configurable). A page may only add a custom header to a cross-origin request
   after a CORS preflight, which the BFF never grants; forms, links, ``<img>`` and ``<script>`` cannot add
   headers at all. A request that has the header therefore came from script on an origin the BFF allows;
-* when the browser sends ``Origin``, match the BFF's public origin exactly (scheme, host, port);
+* when the browser sends ``Origin``, match the BFF's public origin exactly (scheme, host, port); a caller
+  that knows the request is a POST from script (``/bff/logout``) requires it (browsers send ``Origin``
+  on every POST);
 * when the browser sends ``Sec-Fetch-Site``, say ``same-origin``.
 
-A refusal is a 403 JSON body ``{"error": "csrf_failed", ...}``.
+A refusal is a 403 JSON body ``{"error": "csrf_failed", ...}``. The proxy and ``POST /bff/logout`` use
+the same :class:`CsrfGuard` (``Bff.csrf``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from idp.bff.errors import json_error
 
 DEFAULT_HEADER = "X-CSRF"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -47,13 +52,6 @@ def canonical_origin(value: str) -> str | None:
     return f"{parts.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
 
 
-def error_response(status: int, code: str, description: str) -> JSONResponse:
-    """The BFF's JSON error shape; never cached."""
-    return JSONResponse(
-        {"error": code, "error_description": description}, status_code=status, headers={"Cache-Control": "no-store"}
-    )
-
-
 class CsrfGuard:
     """Checks a request's headers. ``public_origin`` is the origin the SPA and the BFF are served from."""
 
@@ -65,11 +63,13 @@ class CsrfGuard:
         self.header = header
         self.value = value
 
-    def problem(self, headers: Headers) -> str | None:
+    def problem(self, headers: Headers, *, require_origin: bool = False) -> str | None:
         """Why the request is refused, or None when it passes."""
         if headers.get(self.header) != self.value:
             return f"the {self.header} header is missing"
         origin = headers.get("origin")
+        if origin is None and require_origin:
+            return "the request names no Origin"
         if origin is not None and canonical_origin(origin) != self.origin:
             return "the request comes from another origin"
         site = headers.get("sec-fetch-site")
@@ -77,10 +77,10 @@ class CsrfGuard:
             return "the request is not same-origin"
         return None
 
-    def reject(self, request: Request) -> Response | None:
+    def reject(self, request: Request, *, require_origin: bool = False) -> Response | None:
         """A 403 response when ``request`` fails the check, else None: ``if (r := guard.reject(request)): return r``."""
-        problem = self.problem(request.headers)
-        return None if problem is None else error_response(403, "csrf_failed", problem)
+        problem = self.problem(request.headers, require_origin=require_origin)
+        return None if problem is None else json_error(403, "csrf_failed", problem)
 
     def protect(self, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         """Wrap a Starlette endpoint so it runs only for requests that pass."""
@@ -115,6 +115,6 @@ class CsrfMiddleware:
         if scope["type"] == "http" and self._covers(scope):
             problem = self.guard.problem(Headers(scope=scope))
             if problem is not None:
-                await error_response(403, "csrf_failed", problem)(scope, receive, send)
+                await json_error(403, "csrf_failed", problem)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from idp.bff.backchannel import LogoutTokenInvalid, LogoutTokenVerifier, end_sessions
 from idp.bff.context import SEEN, Bff
 from idp.bff.cookies import LoginCookie, clear_session_cookie, set_session_cookie
+from idp.bff.errors import NO_STORE, json_error
 from idp.bff.oidc import SignInFailed
 from idp.bff.returnto import safe_return_to
 from idp.bff.sealing import new_session_id
@@ -25,31 +26,13 @@ from idp.resource.jwks import JwksCache
 
 log = logging.getLogger("idp.bff")
 
-NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 # What /bff/user may show the SPA: who, and how they signed in. Never a token, never the sid (it is idp's
 # handle on the session, used only by back-channel logout), nor nonce / at_hash.
 SHOWN_CLAIMS = (
     "sub", "name", "given_name", "family_name", "middle_name", "nickname", "preferred_username", "picture",
     "email", "email_verified", "locale", "zoneinfo", "updated_at", "auth_time", "acr", "amr",
 )  # fmt: skip
-CSRF_HEADER = "x-csrf"
 MAX_BACKCHANNEL_BODY = 16_384  # bytes: a logout token is well under 2 KiB
-
-
-def error(status: int, code: str, description: str, **headers: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": code, "error_description": description}, status_code=status, headers={**NO_STORE, **headers}
-    )
-
-
-def same_origin(bff: Bff, request: Request) -> bool:
-    """A state-changing call from the SPA: ``X-CSRF: 1`` (a header no form or simple request can send, so a
-    cross-site one needs a CORS preflight the BFF never grants) and an ``Origin`` that is the BFF's own."""
-    origin = request.headers.get("origin")
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site != "same-origin":  # Fetch Metadata, where the browser sends it
-        return False
-    return request.headers.get(CSRF_HEADER) == "1" and origin == bff.settings.origin.rstrip("/")
 
 
 def routes(bff: Bff) -> list[Route]:
@@ -78,10 +61,10 @@ def routes(bff: Bff) -> list[Route]:
         try:
             response = await bff.oidc.authorize_redirect(request, settings.redirect_uri)
         except SignInFailed as exc:
-            return error(502, exc.error, exc.description)
+            return json_error(502, exc.error, exc.description)
         except Exception as exc:
             log.warning("BFF sign-in could not start: %s", type(exc).__name__)
-            return error(502, "temporarily_unavailable", "idp could not be reached")
+            return json_error(502, "temporarily_unavailable", "idp could not be reached")
         state = {
             name: {**entry, "data": {k: v for k, v in entry.get("data", {}).items() if k != "url"}}
             for name, entry in request.scope["session"].items()
@@ -93,12 +76,12 @@ def routes(bff: Bff) -> list[Route]:
     async def callback(request: Request) -> Response:
         body = login_cookie.read(request, bff.clock.now())
         if body is None or not isinstance(body.get("session"), dict):
-            return error(400, "invalid_request", "no sign-in under way in this browser (or it took too long)")
+            return json_error(400, "invalid_request", "no sign-in under way in this browser (or it took too long)")
         request.scope["session"] = body["session"]
         try:
             token = await bff.oidc.finish(request)
         except SignInFailed as exc:
-            failed = error(400, exc.error, exc.description)
+            failed = json_error(400, exc.error, exc.description)
             login_cookie.clear(failed)
             return failed
         session = await new_session(bff, token)
@@ -116,7 +99,7 @@ def routes(bff: Bff) -> list[Route]:
     async def user(request: Request) -> Response:
         session = await bff.session_of(request)
         if session is None:
-            response = error(401, "unauthenticated", "no session", vary="cookie")
+            response = json_error(401, "unauthenticated", "no session", vary="cookie")
             if request.cookies.get(settings.cookie_name):
                 clear_session_cookie(response, settings)
             return response
@@ -131,8 +114,9 @@ def routes(bff: Bff) -> list[Route]:
         )
 
     async def logout(request: Request) -> Response:
-        if not same_origin(bff, request):
-            return error(403, "access_denied", "logout needs the X-CSRF: 1 header and this origin")
+        refused = bff.csrf.reject(request, require_origin=True)
+        if refused is not None:
+            return refused
         key = bff.session_key(request)
         session = await bff.store.get(key) if key is not None else None
         if key is not None:
@@ -156,12 +140,12 @@ def routes(bff: Bff) -> list[Route]:
 
     async def backchannel(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-            return error(400, "invalid_request", "BCL §2.5: a form with logout_token")
+            return json_error(400, "invalid_request", "BCL §2.5: a form with logout_token")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_BACKCHANNEL_BODY:
-                return error(413, "invalid_request", "the request is too large for a logout token")
+                return json_error(413, "invalid_request", "the request is too large for a logout token")
         try:
             form = parse_qs(body.decode("ascii"), max_num_fields=10, strict_parsing=bool(body))
             token = form.get("logout_token", [None])
@@ -169,9 +153,9 @@ def routes(bff: Bff) -> list[Route]:
                 raise ValueError("one logout_token")
             verified = await (await logout_tokens()).verify(token[0])
         except LogoutTokenInvalid as exc:
-            return error(400, "invalid_request", str(exc))
+            return json_error(400, "invalid_request", str(exc))
         except ValueError:  # not ASCII, not a form, too many fields, the parameter twice
-            return error(400, "invalid_request", "malformed form")
+            return json_error(400, "invalid_request", "malformed form")
         ended = await end_sessions(bff.store, verified)
         log.info("back-channel logout ended %d BFF session(s)", ended)
         return Response(status_code=200, headers=NO_STORE)

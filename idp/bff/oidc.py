@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import warnings
 from typing import Any
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import urlencode
 
 import authlib.deprecate  # noqa: F401  (it installs an "always" filter; the one below must come after)
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
+
+from idp.bff.token_endpoint import basic_credentials
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # Authlib notes its httpx fallback on import
@@ -124,10 +126,9 @@ class OidcClient:
         endpoint = metadata.get("revocation_endpoint")
         if not endpoint:
             return False
-        # RFC 6749 §2.3.1: id and secret are form-encoded before they are joined and base64-encoded
-        auth = httpx.BasicAuth(quote_plus(self.client_id), quote_plus(self._client_secret))
+        auth = {"authorization": basic_credentials(self.client_id, self._client_secret)}
         async with httpx.AsyncClient(transport=self._transport, timeout=self._timeout, trust_env=False) as http:
-            r = await http.post(endpoint, data={"token": token, "token_type_hint": hint}, auth=auth)
+            r = await http.post(endpoint, data={"token": token, "token_type_hint": hint}, headers=auth)
         return r.status_code == 200
 
     async def end_session_url(self, *, id_token: str | None, post_logout_redirect_uri: str) -> str:

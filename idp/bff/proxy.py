@@ -31,8 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from starlette.background import BackgroundTask
@@ -40,11 +39,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from idp.bff.csrf import CsrfGuard, error_response
+from idp.bff.config import Upstream
+from idp.bff.context import Bff
+from idp.bff.csrf import CsrfGuard
+from idp.bff.errors import json_error
 from idp.bff.exchange import SubjectRefused, TokenExchanger
+from idp.bff.paths import unsafe_segments
 from idp.bff.refresh import TokenKeeper
-from idp.bff.session import BffSession, SessionStore
-from idp.bff.token_endpoint import BffError
+from idp.bff.session import BffSession
+from idp.bff.token_endpoint import BffError, TokenEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,29 +58,6 @@ HOP_BY_HOP = frozenset(
 REQUEST_DROPPED = frozenset({"cookie", "authorization", "host", "expect", "forwarded", "x-real-ip", "content-length"})
 RESPONSE_DROPPED = frozenset({"set-cookie", "set-cookie2", "alt-svc"})
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
-class UpstreamLike(Protocol):
-    """What the proxy reads of an upstream (``idp.bff.config.Upstream`` has these fields)."""
-
-    @property
-    def prefix(self) -> str: ...
-    @property
-    def url(self) -> str: ...
-    @property
-    def mode(self) -> str: ...  # "forward": the session's token; "exchange": one minted for ``audience``
-    @property
-    def audience(self) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """A plain upstream, for callers without settings (tests, embedding)."""
-
-    prefix: str
-    url: str
-    mode: Literal["forward", "exchange"] = "forward"
-    audience: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,54 +73,12 @@ class ProxyTimeouts:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
-# Resolves the request's session from its cookie (the sign-in half owns the cookie and the store).
+# Resolves the request's session from its cookie: Bff.session_of (idle and absolute expiry included).
 SessionResolver = Callable[[Request], Awaitable[BffSession | None]]
-
-
-MAX_COOKIE = 512
-
-
-def cookie_sessions(store: SessionStore, cookie: str, key_of: Callable[[str], str]) -> SessionResolver:
-    """The usual resolver: the session id from the ``cookie`` cookie, looked up by its digest ``key_of(id)``
-    (the store is keyed by digest, never by the id itself)."""
-
-    async def resolve(request: Request) -> BffSession | None:
-        value = request.cookies.get(cookie)
-        if not value or len(value) > MAX_COOKIE:
-            return None
-        return await store.get(key_of(value))
-
-    return resolve
 
 
 class InvalidPath(Exception):
     pass
-
-
-def check_upstream(upstream: UpstreamLike) -> None:
-    prefix = upstream.prefix
-    if not prefix.startswith("/") or prefix.endswith("/") or _bad_segments(prefix):
-        raise ValueError(f"upstream prefix must look like /api (no trailing slash, no dot segments): {prefix!r}")
-    parts = urlsplit(upstream.url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"upstream url must be http(s)://host[/base] without query: {upstream.url!r}")
-    if upstream.mode not in ("forward", "exchange"):
-        raise ValueError(f"upstream mode must be 'forward' or 'exchange': {upstream.mode!r}")
-    if upstream.mode == "exchange" and not upstream.audience:
-        raise ValueError(f"upstream {prefix} exchanges tokens and needs an audience")
-
-
-def _bad_segments(path: str) -> bool:
-    for segment in path.split("/"):
-        decoded = segment
-        for _ in range(4):  # decode until stable: an upstream that decodes twice must not see ".." either
-            once = unquote(decoded)
-            if once == decoded:
-                break
-            decoded = once
-        if decoded in (".", "..") or "/" in decoded or "\\" in decoded or "\x00" in decoded:
-            return True
-    return False
 
 
 def upstream_path(request: Request, prefix: str) -> str:
@@ -154,7 +92,7 @@ def upstream_path(request: Request, prefix: str) -> str:
     if path != prefix and not path.startswith(prefix + "/"):
         raise InvalidPath("the path does not start with the upstream prefix as written")
     rest = path[len(prefix) :]
-    if _bad_segments(rest):
+    if unsafe_segments(rest):
         raise InvalidPath("the path has a dot segment or an encoded separator")
     return rest
 
@@ -249,7 +187,7 @@ class ApiProxy:
 
     def __init__(
         self,
-        upstream: UpstreamLike,
+        upstream: Upstream,
         *,
         sessions: SessionResolver,
         keeper: TokenKeeper,
@@ -258,7 +196,6 @@ class ApiProxy:
         csrf: CsrfGuard,
         timeouts: ProxyTimeouts,
     ) -> None:
-        check_upstream(upstream)
         if upstream.mode == "exchange" and exchanger is None:
             raise ValueError(f"upstream {upstream.prefix} exchanges tokens but no exchanger is configured")
         self.upstream = upstream
@@ -277,17 +214,17 @@ class ApiProxy:
         try:
             rest = upstream_path(request, self.upstream.prefix)
         except InvalidPath as exc:
-            return error_response(400, "invalid_path", str(exc))
+            return json_error(400, "invalid_path", str(exc))
         session = await self.sessions(request)
         if session is None:
-            return error_response(401, "session_required", "sign in first")
+            return json_error(401, "session_required", "sign in first")
         try:
             session = await self.keeper.current(session)
             token = await self._token(session)
         except BffError as exc:
             if exc.status == 401 and self.exchanger is not None:
                 self.exchanger.forget(session.key)
-            return error_response(exc.status, exc.code, exc.description)
+            return json_error(exc.status, exc.code, exc.description)
         query = _encoded(request.scope.get("query_string", b""), QUERY_SAFE)
         url = self.base + _encoded(rest.encode("latin-1"), PATH_SAFE) + (f"?{query}" if query else "")
         try:
@@ -299,16 +236,16 @@ class ApiProxy:
                 timeout=self.timeouts.as_httpx(),
             )
         except (httpx.InvalidURL, ValueError):
-            return error_response(400, "invalid_path", "the path or query cannot be forwarded")
+            return json_error(400, "invalid_path", "the path or query cannot be forwarded")
         try:
             resp = await self.http.send(outgoing, stream=True)
         except ClientDisconnect:
             return Response(status_code=400)  # the browser went away mid-upload; nobody reads this
         except httpx.TimeoutException:
-            return error_response(504, "upstream_timeout", "the upstream did not answer in time")
+            return json_error(504, "upstream_timeout", "the upstream did not answer in time")
         except httpx.HTTPError as exc:
             log.warning("upstream %s unreachable: %s", self.upstream.prefix, type(exc).__name__)
-            return error_response(502, "upstream_unavailable", "the upstream cannot be reached")
+            return json_error(502, "upstream_unavailable", "the upstream cannot be reached")
         if resp.status_code == 401 and self.upstream.mode == "exchange" and self.exchanger is not None:
             self.exchanger.forget(session.key)  # the minted token was refused: mint a new one next time
         response = StreamingResponse(_relay(resp), status_code=resp.status_code, background=BackgroundTask(resp.aclose))
@@ -329,7 +266,7 @@ class ApiProxy:
 
 
 def proxy_routes(
-    upstreams: Sequence[UpstreamLike],
+    upstreams: Sequence[Upstream],
     *,
     sessions: SessionResolver,
     keeper: TokenKeeper,
@@ -358,3 +295,35 @@ def proxy_routes(
         routes.append(Route(upstream.prefix, proxy.handle, methods=METHODS, name=name))
         routes.append(Route(upstream.prefix + "/{rest:path}", proxy.handle, methods=METHODS, name=name + "/"))
     return routes
+
+
+async def _discovered_token_endpoint(bff: Bff) -> str:
+    metadata = await bff.oidc.metadata()  # checked to name bff's issuer; cached once read
+    url = metadata.get("token_endpoint")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise ValueError("idp's discovery document names no token endpoint")
+    return url
+
+
+def routes(bff: Bff) -> list[BaseRoute]:
+    """The proxy of one BFF app (``create_bff_app`` calls it once): one TokenEndpoint (idp's, from its
+    discovery document, as the BFF's confidential client), one TokenKeeper over the app's store (its lease
+    and compare-and-set make one refresh per session across workers), one TokenExchanger, the app's
+    CsrfGuard, and ``Bff.session_of`` to find the request's session."""
+    if not bff.upstreams:
+        return []
+    settings = bff.settings
+    endpoint = TokenEndpoint(
+        lambda: _discovered_token_endpoint(bff), settings.client_id, settings.client_secret, bff.http
+    )
+    keeper = TokenKeeper(bff.store, endpoint, bff.clock)
+    exchanger = TokenExchanger(endpoint, bff.clock, store=bff.store)
+    bff.state.update(token_keeper=keeper, token_exchanger=exchanger)
+    return proxy_routes(
+        bff.upstreams,
+        sessions=bff.session_of,
+        keeper=keeper,
+        exchanger=exchanger,
+        http=bff.http,
+        csrf=bff.csrf,
+    )

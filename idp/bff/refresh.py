@@ -9,7 +9,7 @@ page that fires twenty API calls the moment its access token lapses must cause e
 * the refresher re-reads the session after taking the lease (another worker may have refreshed between
   our read and our lease) and writes the rotated set by compare-and-set on ``version``.
 
-The lease outlives the token call (``lease_ttl`` > the endpoint's timeout), so a slow idp never lets a
+The lease outlives the token call (``lease_ttl`` > the endpoint's bound), so a slow idp never lets a
 second worker refresh with the same token. The refresh runs as a task shielded from its callers: a
 browser that disconnects mid-refresh must not cancel the write of tokens idp has already rotated.
 """
@@ -63,8 +63,8 @@ class TokenKeeper:
         default_expires_in: float = 300.0,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        lease_ttl = endpoint.timeout + 5.0 if lease_ttl is None else lease_ttl
-        if lease_ttl <= endpoint.timeout:
+        lease_ttl = endpoint.bound + 5.0 if lease_ttl is None else lease_ttl
+        if lease_ttl <= endpoint.bound:
             raise ValueError("lease_ttl must exceed the token endpoint timeout, or two workers could refresh")
         if skew < 0 or wait_budget <= 0 or first_backoff <= 0 or max_backoff < first_backoff:
             raise ValueError("skew >= 0, wait_budget > 0, 0 < first_backoff <= max_backoff")

@@ -9,10 +9,11 @@ user's session: a misconfiguration to fix, the session stays).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -72,26 +73,55 @@ def basic_credentials(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
+UrlSource = Callable[[], Awaitable[str]]
+
+
 class TokenEndpoint:
     """POSTs forms to idp's token endpoint. ``timeout`` bounds each call as a whole (connect, write, read),
-    which the refresh lease relies on: a refresh never outlives the lease that makes it single."""
+    which the refresh lease relies on: a refresh never outlives the lease that makes it single.
+
+    ``url`` is the endpoint, or a coroutine function that finds it (idp's discovery document, read on first
+    use so idp need not be up when the BFF starts); that lookup is bounded by ``timeout`` too, so a call
+    lasts at most ``2 * timeout``: :meth:`bound` is what a lease must outlive."""
 
     def __init__(
-        self, url: str, client_id: str, client_secret: str, http: httpx.AsyncClient, *, timeout: float = 10.0
+        self,
+        url: str | UrlSource,
+        client_id: str,
+        client_secret: str,
+        http: httpx.AsyncClient,
+        *,
+        timeout: float = 10.0,
     ) -> None:
-        self.url = url
+        self._url = url
         self.timeout = timeout
         self._http = http
         self._auth = basic_credentials(client_id, client_secret)
+
+    @property
+    def bound(self) -> float:
+        """The longest one :meth:`post` can take."""
+        return self.timeout if isinstance(self._url, str) else 2 * self.timeout
+
+    async def url(self) -> str:
+        if isinstance(self._url, str):
+            return self._url
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._url()
+        except TimeoutError:
+            raise IdpUnavailable("idp's discovery document did not arrive in time") from None
+        except Exception as exc:  # unreachable, not JSON, another issuer: no token endpoint to call
+            log.warning("token endpoint unknown: %s", type(exc).__name__)
+            raise IdpUnavailable("idp's token endpoint is not known (discovery failed)") from None
 
     async def post(self, form: Mapping[str, str]) -> dict[str, Any]:
         """The JSON token response. Raises :class:`TokenError` for a 4xx error response and
         :class:`IdpUnavailable` when idp cannot be reached, times out, answers 5xx or answers nonsense."""
         headers = {"Authorization": self._auth, "Accept": "application/json"}
+        url = await self.url()
         try:
-            resp = await self._http.post(
-                self.url, data=dict(form), headers=headers, timeout=httpx.Timeout(self.timeout)
-            )
+            resp = await self._http.post(url, data=dict(form), headers=headers, timeout=httpx.Timeout(self.timeout))
         except httpx.TimeoutException:
             raise IdpUnavailable("the token endpoint timed out") from None
         except httpx.HTTPError as exc:

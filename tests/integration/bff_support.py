@@ -7,10 +7,12 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 
 from idp.bff.app import create_bff_app
@@ -25,6 +27,15 @@ from tests.pagekit import field
 ORIGIN = "https://app.test"
 CALLBACK = f"{ORIGIN}/bff/callback"
 BACKCHANNEL = f"{ORIGIN}/bff/backchannel"
+
+
+@pytest.fixture(params=["sql", "other"])
+def store_url(request: pytest.FixtureRequest, backend: Any, tmp_path: Path) -> str:
+    """The BFF's store beside each backend: SQLite or in-process beside the embedded one, PostgreSQL or Redis
+    beside PostgreSQL (import this fixture into a test module to run its tests over every store)."""
+    if backend.name == "embedded":
+        return f"sqlite:///{tmp_path / 'bff.sqlite3'}" if request.param == "sql" else "memory://"
+    return backend.database_url if request.param == "sql" else backend.redis_url
 
 
 def bff_key() -> str:

@@ -17,13 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from idp.bff.config import Upstream
 from idp.bff.csrf import CsrfGuard
-from idp.bff.proxy import ProxyTimeouts, Upstream, proxy_routes
+from idp.bff.proxy import ProxyTimeouts, proxy_routes
 from idp.bff.refresh import TokenKeeper
-from idp.bff.session import BffSession
 from idp.clock import FrozenClock
 from tests.integration.live_server import LiveServer, free_port
-from tests.unit.bff.fakes import FakeTokenEndpoint, MemorySessionStore, make_session, token_endpoint
+from tests.unit.bff.fakes import FakeTokenEndpoint, MemorySessionStore, cookie_is_key, make_session, token_endpoint
 
 pytestmark = pytest.mark.timing
 
@@ -85,16 +85,12 @@ def upstream_app(state: UpstreamState) -> Starlette:
 
 
 def bff_app(upstream_url: str, dead_url: str, store: MemorySessionStore, clock: FrozenClock) -> Starlette:
-    async def sessions(request: Request) -> BffSession | None:
-        key = request.cookies.get(COOKIE)
-        return None if key is None else await store.get(key)
-
     async def user(request: Request) -> JSONResponse:
         return JSONResponse({"bff": "user"})
 
     routes = proxy_routes(
         [Upstream("/api", f"{upstream_url}/v1"), Upstream("/dead", dead_url)],
-        sessions=sessions,
+        sessions=cookie_is_key(store, COOKIE),
         keeper=TokenKeeper(store, token_endpoint(FakeTokenEndpoint()), clock),
         exchanger=None,
         http=httpx.AsyncClient(),

@@ -4,7 +4,6 @@ the BFF's own store is in-process, SQL or Redis as the backend goes."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,17 +11,11 @@ import pytest
 
 from idp.bff.session import BffSession
 from idp.services import Services
+from tests.integration import bff_support
 from tests.integration.bff_support import ORIGIN, bff_rig, sign_in
 from tests.oauthkit import ISSUER, make_user
 
-
-@pytest.fixture(params=["sql", "other"])
-def store_url(request: pytest.FixtureRequest, backend: Any, tmp_path: Path) -> str:
-    """The BFF's store beside each backend: SQLite or in-process beside the embedded one, PostgreSQL or Redis
-    beside PostgreSQL."""
-    if backend.name == "embedded":
-        return f"sqlite:///{tmp_path / 'bff.sqlite3'}" if request.param == "sql" else "memory://"
-    return backend.database_url if request.param == "sql" else backend.redis_url
+store_url = bff_support.store_url  # every BFF store beside each backend
 
 
 def cookie_headers(r: Any) -> list[str]:

@@ -12,12 +12,13 @@ import asyncio
 import base64
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
 import httpx
+from starlette.requests import Request
 
-from idp.bff.session import BffSession, TokenSet
+from idp.bff.session import BffSession, SessionStore, TokenSet
 from idp.bff.token_endpoint import TokenEndpoint
 from idp.clock import FrozenClock
 
@@ -81,6 +82,17 @@ class MemorySessionStore:
 
     async def close(self) -> None:
         pass
+
+
+def cookie_is_key(store: SessionStore, cookie: str = "__Host-bff") -> Callable[[Request], Awaitable[BffSession | None]]:
+    """A session resolver for proxy tests: the cookie's value is the store key itself (the real one,
+    ``Bff.session_of``, digests the cookie first)."""
+
+    async def sessions(request: Request) -> BffSession | None:
+        key = request.cookies.get(cookie)
+        return None if key is None else await store.get(key)
+
+    return sessions
 
 
 def make_session(clock: FrozenClock, *, key: str = "k1", access_ttl: float = 300.0, version: int = 0) -> BffSession:

@@ -16,13 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from idp.bff.config import Upstream
 from idp.bff.csrf import CsrfGuard
 from idp.bff.exchange import TokenExchanger
-from idp.bff.proxy import ProxyTimeouts, Upstream, proxy_routes
+from idp.bff.proxy import ProxyTimeouts, proxy_routes
 from idp.bff.refresh import TokenKeeper
-from idp.bff.session import BffSession
 from idp.clock import FrozenClock
-from tests.unit.bff.fakes import FakeTokenEndpoint, MemorySessionStore, YieldingSleep, token_endpoint
+from tests.unit.bff.fakes import FakeTokenEndpoint, MemorySessionStore, YieldingSleep, cookie_is_key, token_endpoint
 
 ORIGIN = "https://app.example.com"
 COOKIE = "__Host-bff"
@@ -113,16 +113,12 @@ def make_bff(
     keeper = TokenKeeper(store, token_endpoint(idp), clock, sleep=YieldingSleep())
     exchanger = TokenExchanger(token_endpoint(idp), clock, store=store)
 
-    async def sessions(request: Request) -> BffSession | None:
-        key = request.cookies.get(COOKIE)
-        return None if key is None else await store.get(key)
-
     async def user(request: Request) -> JSONResponse:
         return JSONResponse({"bff": "user"})
 
     routes = proxy_routes(
         list(upstreams),
-        sessions=sessions,
+        sessions=cookie_is_key(store, COOKIE),
         keeper=keeper,
         exchanger=exchanger,
         http=httpx.AsyncClient(transport=StreamingMock(upstream)),

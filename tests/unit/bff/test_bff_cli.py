@@ -52,6 +52,9 @@ async def test_serve_with_upstreams_and_static(bff_env: None, served: dict[str, 
         assert "SPA" in (await c.get("/")).text
         r = await c.get("/bff/user")
         assert r.status_code == 401 and r.json()["error"] == "unauthenticated"
+        for path in ("/api/x", "/orders/y"):  # proxied (SPA files come after): a session is needed first
+            r = await c.get(path, headers={"X-CSRF": "1"})
+            assert r.status_code == 401 and r.json()["error"] == "session_required"
 
 
 @pytest.mark.parametrize(
