@@ -1,6 +1,7 @@
 """The BFF's own endpoints under ``/bff``: login, callback, user, logout, back-channel logout.
 
-Each answers JSON with ``Cache-Control: no-store`` (or a redirect); none ever carries a token to the browser.
+Each answers JSON with ``Cache-Control: no-store`` (or a redirect); no answer script can read carries a token
+(sign-out, :mod:`idp.bff.logout`, hands the ID token to idp in a top-level navigation's redirect).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from idp.bff import logout as bff_logout
 from idp.bff.backchannel import LogoutTokenInvalid, LogoutTokenVerifier, end_sessions
 from idp.bff.context import SEEN, Bff
 from idp.bff.cookies import LoginCookie, clear_session_cookie, set_session_cookie
@@ -109,34 +111,15 @@ def routes(bff: Bff) -> list[Route]:
                 "claims": {k: v for k, v in session.claims.items() if k in SHOWN_CLAIMS},
                 "expires_at": int(session.expires_at),
                 "idle_expires_at": int(bff.idle_expires_at(session)),
+                "logout_url": bff_logout.logout_url(session),  # a navigation target; no token in it
             },
             headers={**NO_STORE, "vary": "cookie"},
         )
 
     async def logout(request: Request) -> Response:
-        refused = bff.csrf.reject(request, require_origin=True)
-        if refused is not None:
-            return refused
-        key = bff.session_key(request)
-        session = await bff.store.get(key) if key is not None else None
-        if key is not None:
-            await bff.store.delete(key)
-        if session is not None and session.tokens.refresh_token:
-            try:  # the BFF will never use it again: idp may forget it now, not when it expires
-                await bff.oidc.revoke(session.tokens.refresh_token)
-            except Exception as exc:
-                log.warning("BFF logout could not revoke the refresh token: %s", type(exc).__name__)
-        try:
-            url = await bff.oidc.end_session_url(
-                id_token=session.tokens.id_token if session is not None else None,
-                post_logout_redirect_uri=settings.post_logout_redirect_uri,
-            )
-        except Exception as exc:  # the local session has ended either way
-            log.warning("BFF logout could not read idp's metadata: %s", type(exc).__name__)
-            url = settings.post_logout_redirect_uri
-        response = JSONResponse({"logout_url": url}, headers=NO_STORE)
-        clear_session_cookie(response, settings)
-        return response
+        if request.method == "POST":
+            return await bff_logout.logout_link(bff, request)
+        return await bff_logout.sign_out(bff, request)
 
     async def backchannel(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
@@ -164,7 +147,7 @@ def routes(bff: Bff) -> list[Route]:
         Route("/bff/login", login, methods=["GET"]),
         Route("/bff/callback", callback, methods=["GET"]),
         Route("/bff/user", user, methods=["GET"]),
-        Route("/bff/logout", logout, methods=["POST"]),
+        Route(bff_logout.PATH, logout, methods=["GET", "POST"]),
         Route("/bff/backchannel", backchannel, methods=["POST"]),
     ]
 
@@ -198,5 +181,5 @@ async def new_session(bff: Bff, token: dict[str, Any]) -> BffSession:
         ),
         created_at=now,
         expires_at=now + bff.settings.session_lifetime,
-        extra={SEEN: now},
+        extra={SEEN: now, bff_logout.HANDLE: bff_logout.new_handle()},
     )

@@ -131,10 +131,12 @@ class OidcClient:
             r = await http.post(endpoint, data={"token": token, "token_type_hint": hint}, headers=auth)
         return r.status_code == 200
 
-    async def end_session_url(self, *, id_token: str | None, post_logout_redirect_uri: str) -> str:
+    async def end_session_url(self, *, id_token: str | None, post_logout_redirect_uri: str, state: str = "") -> str:
         """RP-initiated logout (OIDC RP-Initiated Logout 1.0 §2) at idp's end_session_endpoint."""
         metadata = await self.metadata()
         params = {"client_id": self.client_id, "post_logout_redirect_uri": post_logout_redirect_uri}
+        if state:
+            params["state"] = state
         if id_token:
             params["id_token_hint"] = id_token  # lets idp end its session without asking
         return f"{metadata['end_session_endpoint']}?{urlencode(params)}"

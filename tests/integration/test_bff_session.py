@@ -115,29 +115,74 @@ async def test_login_refuses_foreign_return_to(app: Any, container: Services, re
         assert r.status_code == 303 and r.headers["location"] == "/"
 
 
-async def test_logout_needs_csrf_header_and_origin(app: Any, container: Services, store_url: str) -> None:
+async def _signed_in_session(rig: Any, alice: Any) -> BffSession:
+    await sign_in(rig, alice)
+    session = await rig.bff.store.get(rig.bff.crypto.store_key(rig.browser.cookies.get("__Host-bff")))
+    assert session is not None
+    return session
+
+
+async def test_post_logout_needs_csrf_and_returns_only_the_navigation_url(
+    app: Any, container: Services, store_url: str
+) -> None:
     alice = make_user(container)
     async with bff_rig(app, container, store_url=store_url) as rig:
-        await sign_in(rig, alice)
-        session = await rig.bff.store.get(rig.bff.crypto.store_key(rig.browser.cookies.get("__Host-bff")))
-        assert session is not None
+        session = await _signed_in_session(rig, alice)
+        me = await rig.browser.get("/bff/user")
+        logout_url = me.json()["logout_url"]
+        handle = parse_qs(urlsplit(logout_url).query)["sid"][0]
+        assert logout_url.startswith("/bff/logout?sid=") and len(handle) >= 43  # >= 256 bits
+        assert handle != session.sid and handle not in session.key
         for headers in (
             {"origin": ORIGIN},
-            {"x-csrf": "1"},
+            {"x-csrf": "1"},  # a POST without Origin: no browser sends that from script
             {"x-csrf": "1", "origin": "https://evil.test"},
             {"x-csrf": "1", "origin": ORIGIN, "sec-fetch-site": "same-site"},
             {"x-csrf": "yes", "origin": ORIGIN},
         ):
             r = await rig.browser.post("/bff/logout", headers=headers)
-            assert r.status_code == 403
-            assert (await rig.browser.get("/bff/user")).status_code == 200
+            assert r.status_code == 403 and r.json()["error"] == "csrf_failed", headers
         r = await rig.browser.post("/bff/logout", headers={"x-csrf": "1", "origin": ORIGIN})
         assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
-        url = urlsplit(r.json()["logout_url"])
-        q = parse_qs(url.query)
-        assert f"{url.scheme}://{url.netloc}{url.path}" == f"{ISSUER}/logout"
+        assert r.json() == {"logout_url": logout_url}
+        no_tokens_in(r, session)
+        no_tokens_in(me, session)
+        assert (await rig.browser.get("/bff/user")).status_code == 200  # POST ends nothing
+
+
+async def test_logout_navigation_needs_the_sessions_handle(app: Any, container: Services, store_url: str) -> None:
+    alice = make_user(container)
+    async with bff_rig(app, container, store_url=store_url) as rig:
+        session = await _signed_in_session(rig, alice)
+        logout_url = (await rig.browser.get("/bff/user")).json()["logout_url"]
+        navigate = {"sec-fetch-mode": "navigate", "sec-fetch-site": "same-origin"}
+        refused = [
+            ("/bff/logout", {}, 400),  # a cross-site link or <img> knows no handle
+            ("/bff/logout", {"sec-fetch-mode": "navigate", "sec-fetch-site": "cross-site"}, 403),
+            ("/bff/logout?sid=" + "A" * 43, navigate, 403),
+            ("/bff/logout?sid=" + logout_url.split("=", 1)[1][:-1], navigate, 403),
+            (logout_url, {"sec-fetch-mode": "navigate", "sec-fetch-site": "cross-site"}, 403),
+            (logout_url, {"sec-fetch-mode": "navigate", "sec-fetch-site": "same-site"}, 403),
+            (logout_url, {"sec-fetch-mode": "cors", "sec-fetch-site": "same-origin"}, 403),  # a script's fetch
+        ]
+        for url, headers, status in refused:
+            r = await rig.browser.get(url, headers=headers)
+            assert r.status_code == status, (url, headers, r.text)
+            assert "location" not in r.headers and not r.headers.get_list("set-cookie")
+            no_tokens_in(r, session)
+            assert await rig.bff.store.get(session.key) is not None  # untouched
+        assert (await rig.browser.head(logout_url)).status_code == 405
+        assert (await rig.browser.get("/bff/user")).status_code == 200
+
+        r = await rig.browser.get(logout_url, headers=navigate)
+        assert r.status_code == 303 and r.headers["cache-control"] == "no-store"
+        assert r.headers["referrer-policy"] == "no-referrer" and r.text == ""
+        target = urlsplit(r.headers["location"])
+        q = parse_qs(target.query)
+        assert f"{target.scheme}://{target.netloc}{target.path}" == f"{ISSUER}/logout"
+        assert q["id_token_hint"] == [session.tokens.id_token]  # in the navigation's redirect only
         assert q["post_logout_redirect_uri"] == [f"{ORIGIN}/"] and q["client_id"] == [rig.client.client_id]
-        assert q["id_token_hint"] == [session.tokens.id_token]  # the one token a browser gets, on its way to idp
+        assert len(q["state"][0]) >= 22
         assert await rig.bff.store.get(session.key) is None
         assert any(c.startswith("__Host-bff=") and "max-age=0" in c.lower() for c in cookie_headers(r))
         assert (await rig.browser.get("/bff/user")).status_code == 401
@@ -148,9 +193,26 @@ async def test_logout_needs_csrf_header_and_origin(app: Any, container: Services
             auth=(rig.client.client_id, rig.settings.client_secret),
         )  # fmt: skip
         assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
-        # idp accepts the URL: it ends its session and goes back to the SPA without asking.
-        r = await rig.browser.get(r.json()["logout_url"])
-        assert r.status_code in (302, 303) and r.headers["location"].startswith(f"{ORIGIN}/")
+        # idp takes the redirect: it ends its session and goes back to the SPA, state echoed, without asking.
+        r = await rig.browser.get(r.headers["location"])
+        assert r.status_code in (302, 303)
+        back = urlsplit(r.headers["location"])
+        assert f"{back.scheme}://{back.netloc}{back.path}" == f"{ORIGIN}/"
+        assert parse_qs(back.query)["state"] == q["state"]
+        # The old handle ends nothing now (no session); a fresh sign-in has a fresh one.
+        session2 = await _signed_in_session(rig, alice)
+        r = await rig.browser.get(logout_url, headers=navigate)
+        assert r.status_code == 403 and await rig.bff.store.get(session2.key) is not None
+
+
+async def test_logout_without_a_session_goes_to_idp_without_a_hint(app: Any, container: Services) -> None:
+    async with bff_rig(app, container) as rig:
+        r = await rig.browser.get("/bff/logout?sid=whatever")
+        assert r.status_code == 303
+        q = parse_qs(urlsplit(r.headers["location"]).query)
+        assert "id_token_hint" not in q and q["post_logout_redirect_uri"] == [f"{ORIGIN}/"]
+        r = await rig.browser.post("/bff/logout", headers={"x-csrf": "1", "origin": ORIGIN})
+        assert r.status_code == 401
 
 
 async def test_backchannel_logout_ends_sessions(app: Any, container: Services, store_url: str) -> None:

@@ -30,6 +30,12 @@ def test_header_is_required(headers):
     assert "X-CSRF" in guard.problem(h(**headers))
 
 
+def test_origin_required_when_asked():
+    assert guard.problem(h(x_csrf="1"), require_origin=True) == "the request names no Origin"
+    assert guard.problem(h(x_csrf="1", origin=ORIGIN), require_origin=True) is None
+    assert guard.problem(h(x_csrf="1", origin="https://evil.example.com"), require_origin=True) is not None
+
+
 @pytest.mark.parametrize("origin", [ORIGIN, "https://APP.example.com", "https://app.example.com:443"])
 def test_same_origin_passes(origin):
     assert guard.problem(h(x_csrf="1", origin=origin, sec_fetch_site="same-origin")) is None
