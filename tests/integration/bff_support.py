@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,19 +60,29 @@ class Rig:
 
 @asynccontextmanager
 async def bff_rig(
-    app: Any, container: Services, *, store_url: str = "memory://", **overrides: Any
+    app: Any,
+    container: Services,
+    *,
+    store_url: str = "memory://",
+    upstream_apps: Mapping[str, Any] | None = None,
+    client_options: Mapping[str, Any] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Rig]:
-    client, secret = bff_client(container)
+    """``upstream_apps``: base URL -> ASGI app, reached by the BFF's client (idp's stays reachable too)."""
+    client, secret = bff_client(container, **(client_options or {}))
     settings = BffSettings(
         issuer=ISSUER, client_id=client.client_id, client_secret=secret, origin=ORIGIN,
         encryption_key=bff_key(), store_url=store_url, **overrides,
     )  # fmt: skip
     idp_transport = httpx.ASGITransport(app=app)
-    bff_app = create_bff_app(settings, transport=idp_transport, clock=container.clock)
-    async with LifespanManager(bff_app) as manager:
-        mounts = {ISSUER: idp_transport, ORIGIN: httpx.ASGITransport(app=manager.app)}
-        async with httpx.AsyncClient(mounts=mounts, base_url=ORIGIN) as browser:
-            yield Rig(bff_app.state.bff, browser, client, settings, manager.app)
+    mounts: dict[str, httpx.AsyncBaseTransport] = {ISSUER: idp_transport}
+    mounts.update({url: httpx.ASGITransport(app=a) for url, a in (upstream_apps or {}).items()})
+    async with httpx.AsyncClient(mounts=mounts, follow_redirects=False) as http:
+        bff_app = create_bff_app(settings, transport=idp_transport, http=http, clock=container.clock)
+        async with LifespanManager(bff_app) as manager:
+            browser_mounts = {ISSUER: idp_transport, ORIGIN: httpx.ASGITransport(app=manager.app)}
+            async with httpx.AsyncClient(mounts=browser_mounts, base_url=ORIGIN) as browser:
+                yield Rig(bff_app.state.bff, browser, client, settings, manager.app)
 
 
 async def browse(browser: httpx.AsyncClient, url: str, *, until: str | tuple[str, ...]) -> httpx.Response:
@@ -104,3 +114,46 @@ async def sign_in(rig: Rig, user: User, *, return_to: str = "/orders?x=1") -> ht
         r = await browse(rig.browser, urljoin(ISSUER, r.headers["location"]), until=CALLBACK)
     assert r.headers["location"].startswith(CALLBACK), r.headers.get("location")
     return await rig.browser.get(r.headers["location"])
+
+
+class LateTransport(httpx.AsyncBaseTransport):
+    """Sends idp's back-channel logout requests to an app chosen after idp has started (the BFF, which needs
+    idp's transport first)."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+        self.posts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert self.app is not None and request.url.path == "/bff/backchannel"
+        self.posts += 1
+        return await httpx.ASGITransport(app=self.app).handle_async_request(request)
+
+
+@pytest.fixture
+def to_bff() -> LateTransport:
+    return LateTransport()
+
+
+@pytest.fixture
+async def app_delivering_to_bff(
+    container: Services, to_bff: LateTransport, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Any]:
+    """idp with its real back-channel logout sender (outbox, lease, logout token), its HTTP sent over ASGI
+    to ``to_bff.app`` (the receiver's name is not resolved). Use as ``app = bff_support.app_delivering_to_bff``."""
+    import idp.logout.feature as logout_feature
+    from idp.app import create_app
+    from idp.logout.target import Target
+
+    real = logout_feature.make_sender
+
+    def make_sender(services: Services, **kw: Any) -> Any:
+        def resolver(uri: str) -> Target:
+            return Target(url=uri, host="app.test", sni=None)
+
+        return real(services, transport=to_bff, resolver=resolver, **kw)
+
+    monkeypatch.setattr(logout_feature, "make_sender", make_sender)
+    application = create_app(services=container)
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
+        yield manager.app

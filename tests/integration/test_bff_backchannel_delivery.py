@@ -6,55 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-import idp.logout.feature as logout_feature
-from idp.app import create_app
-from idp.logout.target import Target
 from idp.services import Services
-from tests.integration.bff_support import bff_rig, sign_in
+from tests.integration import bff_support
+from tests.integration.bff_support import LateTransport, bff_rig, sign_in
 from tests.oauthkit import make_user
 
 pytestmark = pytest.mark.timing  # the sender runs as a task: waited for in (bounded) real time
 
 
-class LateTransport(httpx.AsyncBaseTransport):
-    """Sends to an app chosen after idp has started (the BFF, which needs idp's transport first)."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-        self.posts = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert self.app is not None and request.url.path == "/bff/backchannel"
-        self.posts += 1
-        return await httpx.ASGITransport(app=self.app).handle_async_request(request)
-
-
-@pytest.fixture
-def to_bff() -> LateTransport:
-    return LateTransport()
-
-
-@pytest.fixture
-async def app(container: Services, to_bff: LateTransport, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
-    real = logout_feature.make_sender
-
-    def make_sender(services: Services, **kw: Any) -> Any:
-        def resolver(uri: str) -> Target:
-            return Target(url=uri, host="app.test", sni=None)
-
-        return real(services, transport=to_bff, resolver=resolver, **kw)
-
-    monkeypatch.setattr(logout_feature, "make_sender", make_sender)
-    application = create_app(services=container)
-    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
-        yield manager.app
+to_bff = bff_support.to_bff
+app = bff_support.app_delivering_to_bff
 
 
 async def test_sign_out_everywhere_reaches_the_bff(app: Any, container: Services, to_bff: LateTransport) -> None:
