@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from bench.server import API_SCOPE, WEB_SCOPE, Server
+from bench.server import API_SCOPE, AUDIENCE, WEB_SCOPE, Server
 
 CODE_VERIFIER = "bench-verifier-" + "v" * 40  # 55 characters of the RFC 7636 §4.1 alphabet
 CODE_CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(CODE_VERIFIER.encode()).digest()).rstrip(b"=").decode()
@@ -36,6 +36,16 @@ def basic(client: dict[str, str]) -> str:
 
 def cc_body() -> str:
     return urlencode({"grant_type": "client_credentials", "scope": API_SCOPE})
+
+
+def token_exchange_body(subject_token: str) -> str:
+    """RFC 8693 §2.1: the user's access token for one to the bench API (the web client's registered target)."""
+    return urlencode({
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": subject_token,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "audience": AUDIENCE,
+    })  # fmt: skip
 
 
 def endpoints(server: Server) -> dict[str, str]:

@@ -200,6 +200,29 @@ class Introspection(StaticRow):
         return None
 
 
+class TokenExchange(StaticRow):
+    key, title = "token_exchange", "Token exchange (RFC 8693: the user's access token for an API's at+jwt)"
+    peer_missing = "node-oidc-provider has no RFC 8693 token exchange"
+
+    def check(self, t: Target) -> str | None:
+        return super().check(t) if t.is_idp else self.peer_missing
+
+    def request(self, t: Target) -> tuple[str, str, dict[str, str], str]:
+        token = user_tokens(t)["access_token"]  # issued to the web client, which exchanges it (a BFF)
+        headers = {"Content-Type": flows.FORM_CT, "Authorization": flows.basic(t.server.info["web"])}
+        return "POST", t.paths["token"], headers, flows.token_exchange_body(token)
+
+    def validate(self, t: Target, r: httpx.Response) -> str | None:
+        if r.status_code != 200:
+            return f"answers {r.status_code}: {r.text[:160]}"
+        token = r.json().get("access_token", "")
+        shape = flows.jwt_parts(token)
+        if not shape or shape["header"].get("typ") != "at+jwt" or "act" not in shape["claims"]:
+            return f"the exchanged token is not an at+jwt with act: {shape}"
+        t.sizes()["token_exchange_access_token"] = {"bytes": len(token), **shape}
+        return None
+
+
 class Userinfo(StaticRow):
     key, title = "userinfo", "UserInfo (Bearer)"
 
@@ -602,6 +625,7 @@ ROWS: list[Row] = [
     Revocation(),
     Introspection(),
     Userinfo(),
+    TokenExchange(),
     Login(),
     DPoPToken(),
     DPoPUserinfo(),

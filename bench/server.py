@@ -229,6 +229,7 @@ def _passkey_user(c: Any, password: str) -> dict[str, Any]:
 
 def _idp_fixtures(env: dict[str, str]) -> dict[str, Any]:
     """Schema, keys, clients and the user, created with the same registry the CLI uses."""
+    from idp.clients.model import TOKEN_EXCHANGE
     from idp.config import Settings
     from idp.services import build_services, check_kek
     from idp.store.db import upgrade
@@ -243,8 +244,14 @@ def _idp_fixtures(env: dict[str, str]) -> dict[str, Any]:
             name="bench service", kind="service", scope=API_SCOPE, audience=AUDIENCE
         )
         web, web_secret = c.clients.create(
-            name="bench web", kind="web", redirect_uris=[REDIRECT_URI], scope=WEB_SCOPE, first_party=True
-        )
+            name="bench web",
+            kind="web",
+            redirect_uris=[REDIRECT_URI],
+            scope=WEB_SCOPE,
+            first_party=True,
+            grant_types=["authorization_code", "refresh_token", TOKEN_EXCHANGE],
+            token_exchange_audiences=[AUDIENCE],
+        )  # the token_exchange row: a BFF trading its user's token for one to the API
         password = secrets.token_urlsafe(12)
         user = c.directory.create(USERNAME, password, email="bench@example.com", name="Bench User")
         return {

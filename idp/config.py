@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("idp:", description="Prefix for every Redis key and channel.")
 
     access_token_ttl: int = Field(600, ge=60, le=3600, description="Access token lifetime, seconds.")
+    token_exchange_ttl: int = Field(
+        300,
+        ge=10,
+        le=3600,
+        description="Lifetime of a token issued by token exchange (RFC 8693), seconds; never past the subject "
+        "token's own exp.",
+    )
     id_token_ttl: int = Field(900, ge=60, le=86_400, description="ID token lifetime, seconds.")
     authorization_code_ttl: int = Field(60, ge=10, le=600, description="Authorization code lifetime, s.")
     refresh_idle_ttl: int = Field(30 * DAY, ge=60, description="Refresh token idle (sliding) lifetime, s.")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from idp.cli.common import CliError, Handler, leaf, out
-from idp.clients.model import Client
+from idp.clients.model import GRANT_TYPES, Client
 from idp.keys.keyring import ALGORITHMS
 from idp.services import Services
 
@@ -21,6 +21,8 @@ CORS_HELP = "an origin (https://app.example) whose pages may call token/userinfo
 BCL_HELP = "where logout tokens are POSTed when a session ends (https, or loopback http; no fragment)"
 BCL_SID_HELP = "the client needs sid in logout tokens (backchannel_logout_session_required; always sent here)"
 CLAIMS_HELP = "put the granted profile and email claims in the ID token too (else only in userinfo)"
+GRANT_HELP = "a grant type (repeat for several); default: the type's (e.g. add token exchange with its full URN)"
+EXCHANGE_HELP = "an audience (https URI or client id) this client may exchange tokens for (RFC 8693; repeat)"
 DPOP_HELP = "refuse token requests without a DPoP proof (RFC 9449 §5.2): every access token is key-bound"
 
 
@@ -54,6 +56,8 @@ def clients_create(c: Services, args: argparse.Namespace) -> None:
         dpop_bound_access_tokens=args.dpop_bound_access_tokens,
         backchannel_logout_uri=args.backchannel_logout_uri,
         backchannel_logout_session_required=args.backchannel_logout_session_required,
+        grant_types=args.grant_type or None,
+        token_exchange_audiences=args.token_exchange_audience,
     )
     data = _client_dict(client) | ({"client_secret": secret} if secret else {})
     text = f"client_id     {client.client_id}"
@@ -72,6 +76,9 @@ def clients_update(c: Services, args: argparse.Namespace) -> None:
             changes[name] = getattr(args, flag)
     if args.cors_origin or args.no_cors_origins:
         changes["allowed_cors_origins"] = [] if args.no_cors_origins else args.cors_origin
+    if args.token_exchange_audience or args.no_token_exchange_audiences:
+        exchange = [] if args.no_token_exchange_audiences else args.token_exchange_audience
+        changes["token_exchange_audiences"] = exchange
     for name in ("claims_in_id_token", "dpop_bound_access_tokens", "backchannel_logout_session_required"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
@@ -149,6 +156,8 @@ def register(sub: Any) -> None:
     q.add_argument("--dpop-bound-access-tokens", action=argparse.BooleanOptionalAction, default=False, help=DPOP_HELP)
     q.add_argument("--backchannel-logout-uri", help=BCL_HELP)
     q.add_argument("--backchannel-logout-session-required", action="store_true", help=BCL_SID_HELP)
+    q.add_argument("--grant-type", action="append", default=[], choices=sorted(GRANT_TYPES), help=GRANT_HELP)
+    q.add_argument("--token-exchange-audience", action="append", default=[], help=EXCHANGE_HELP)
     q = leaf(cl, "update", clients_update, "change a registered client (lists given here replace the old ones)")
     q.add_argument("client_id")
     q.add_argument("--name")
@@ -162,6 +171,8 @@ def register(sub: Any) -> None:
     q.add_argument("--dpop-bound-access-tokens", action=argparse.BooleanOptionalAction, default=None, help=DPOP_HELP)
     q.add_argument("--backchannel-logout-uri", help=BCL_HELP)
     q.add_argument("--no-backchannel-logout-uri", action="store_true", help="stop back-channel logout")
+    q.add_argument("--token-exchange-audience", action="append", default=[], help=EXCHANGE_HELP)
+    q.add_argument("--no-token-exchange-audiences", action="store_true", help="remove every token exchange audience")
     q.add_argument(
         "--backchannel-logout-session-required", action=argparse.BooleanOptionalAction, default=None, help=BCL_SID_HELP
     )

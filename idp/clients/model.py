@@ -16,7 +16,9 @@ GRANTS_BY_KIND = {
     "native": ["authorization_code", "refresh_token"],
     "service": ["client_credentials"],
 }
-GRANT_TYPES = frozenset(g for grants in GRANTS_BY_KIND.values() for g in grants)  # what a client may be registered for
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693 §2.1; no kind's default
+# What a client may be registered for: the kinds' defaults and the grants a confidential client opts into.
+GRANT_TYPES = frozenset({*(g for grants in GRANTS_BY_KIND.values() for g in grants), TOKEN_EXCHANGE})
 
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -49,6 +51,7 @@ class Client:
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: a token request without a DPoP proof is refused
     backchannel_logout_uri: str | None = None  # OIDC Back-Channel Logout 1.0 §2.2: logout tokens are POSTed here
     backchannel_logout_session_required: bool = False  # §2.2: the logout token must carry `sid`
+    token_exchange_audiences: list[str] = field(default_factory=list)  # RFC 8693 targets this client may ask for
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -75,6 +78,7 @@ class Client:
             "dpop_bound_access_tokens": self.dpop_bound_access_tokens,
             "backchannel_logout_uri": self.backchannel_logout_uri,
             "backchannel_logout_session_required": self.backchannel_logout_session_required,
+            "token_exchange_audiences": self.token_exchange_audiences,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -206,6 +210,40 @@ def validate_cors_origins(origins: list[str]) -> list[str]:
             raise ClientValidationError(f"CORS origin {origin!r} must be https (plain http only for loopback)")
         if normal not in out:
             out.append(normal)
+    return out
+
+
+MAX_EXCHANGE_AUDIENCES = 20
+MAX_AUDIENCE = 300
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+
+
+def validate_exchange_audiences(audiences: list[str]) -> list[str]:
+    """RFC 8693 §2.1 targets a client may exchange tokens for: each an absolute https URI (a resource server's
+    API identifier; no fragment, no userinfo, printable ASCII) or a bare identifier (another client's
+    ``client_id``; whether it names a registered client is the registry's check). Deduplicated, in order."""
+    if not isinstance(audiences, list) or len(audiences) > MAX_EXCHANGE_AUDIENCES:
+        raise ClientValidationError(f"at most {MAX_EXCHANGE_AUDIENCES} token exchange audiences")
+    out: list[str] = []
+    for aud in audiences:
+        if not isinstance(aud, str) or not 0 < len(aud) <= MAX_AUDIENCE or not _URI_CHARS.fullmatch(aud):
+            raise ClientValidationError(
+                f"a token exchange audience is printable ASCII, 1-{MAX_AUDIENCE} characters, without spaces"
+            )
+        if ":" in aud:
+            if not aud.startswith("https://") or "#" in aud or "@" in _authority(aud, "https"):
+                raise ClientValidationError(
+                    f"token exchange audience {aud[:200]!r} must be an https URI without userinfo or fragment"
+                )
+            host, port = _host_port(_authority(aud, "https"))
+            if not host or not _HOST.fullmatch(host) or (port is not None and not _PORT.fullmatch(port)):
+                raise ClientValidationError(f"token exchange audience {aud[:200]!r} must name a host")
+        elif not _CLIENT_ID.fullmatch(aud):
+            raise ClientValidationError(
+                f"token exchange audience {aud[:200]!r} is neither an https URI nor a client id"
+            )
+        if aud not in out:
+            out.append(aud)
     return out
 
 

@@ -38,10 +38,12 @@ from idp.clients.model import (
     AUTH_METHODS,
     GRANTS_BY_KIND,
     KINDS,
+    TOKEN_EXCHANGE,
     Client,
     ClientValidationError,
     validate_backchannel_logout_uri,
     validate_cors_origins,
+    validate_exchange_audiences,
     validate_redirect_uri,
 )
 from idp.clock import Clock
@@ -272,6 +274,7 @@ class ClientRegistry:
         dpop_bound_access_tokens: bool = False,
         backchannel_logout_uri: str | None = None,
         backchannel_logout_session_required: bool = False,
+        token_exchange_audiences: builtins.list[str] | None = None,
         client_id: str | None = None,
     ) -> tuple[Client, str | None]:
         """Returns the client and, once only, its plaintext secret (None for public/JWT clients)."""
@@ -291,6 +294,8 @@ class ClientRegistry:
         grants = grant_types or list(GRANTS_BY_KIND[kind])
         if method == "none" and "client_credentials" in grants:
             raise ClientValidationError("public clients cannot use client_credentials (RFC 6749 §4.4)")
+        if method == "none" and TOKEN_EXCHANGE in grants:
+            raise ClientValidationError("public clients cannot use token exchange (RFC 8693 §2.1)")
         uris = [validate_redirect_uri(u, kind) for u in (redirect_uris or [])]
         if "authorization_code" in grants and not uris:
             raise ClientValidationError("clients using the authorization code flow need a redirect URI")
@@ -324,6 +329,7 @@ class ClientRegistry:
             dpop_bound_access_tokens=bool(dpop_bound_access_tokens),
             backchannel_logout_uri=validate_backchannel_logout_uri(backchannel_logout_uri),
             backchannel_logout_session_required=bool(backchannel_logout_session_required),
+            token_exchange_audiences=self._exchange_audiences(token_exchange_audiences or []),
             created_at=now,
             updated_at=now,
         )
@@ -341,6 +347,18 @@ class ClientRegistry:
                     "ISSUER/admin only for idp:admin service clients)"
                 )
 
+    def _exchange_audiences(self, audiences: builtins.list[str]) -> builtins.list[str]:
+        """Token-exchange targets: https URIs outside the IdP's own URL space, or ids of registered clients.
+
+        An exchanged token for the issuer would reach userinfo, one for ``ISSUER/admin`` the admin API: never."""
+        out = validate_exchange_audiences(audiences)
+        for aud in out:
+            if reserved_audience(aud, issuer=self._issuer, api_audience=self._api_audience, admin=False):
+                raise ClientValidationError(f"token exchange audience {aud[:200]!r} is reserved for the IdP itself")
+            if ":" not in aud and self._store.get(aud) is None:
+                raise ClientValidationError(f"token exchange audience {aud[:200]!r} is not a registered client")
+        return out
+
     def rotate_secret(self, client_id: str) -> str:
         client = self._store.get(client_id)
         if client is None or client.secret_digest is None:
@@ -353,7 +371,8 @@ class ClientRegistry:
     UPDATABLE = frozenset(
         {"name", "redirect_uris", "post_logout_redirect_uris", "scope", "audience", "first_party", "jwks",
          "require_pkce", "access_token_alg", "id_token_alg", "disabled", "allowed_cors_origins", "claims_in_id_token",
-         "dpop_bound_access_tokens", "backchannel_logout_uri", "backchannel_logout_session_required"}
+         "dpop_bound_access_tokens", "backchannel_logout_uri", "backchannel_logout_session_required",
+         "token_exchange_audiences"}
     )  # fmt: skip
 
     def update(self, client_id: str, **changes: Any) -> Client:
@@ -399,6 +418,7 @@ class ClientRegistry:
             dpop_bound_access_tokens=bool(c.dpop_bound_access_tokens),
             backchannel_logout_uri=validate_backchannel_logout_uri(c.backchannel_logout_uri),
             backchannel_logout_session_required=bool(c.backchannel_logout_session_required),
+            token_exchange_audiences=self._exchange_audiences(c.token_exchange_audiences),
             updated_at=self._clock.now(),
         )
         return c

@@ -12,6 +12,7 @@ from idp.oauth import endpoints
 from idp.oauth.grants.authorization_code import AuthorizationCodeGrant
 from idp.oauth.grants.client_credentials import ClientCredentialsGrant
 from idp.oauth.grants.refresh_token import RefreshTokenGrant
+from idp.oauth.grants.token_exchange import TokenExchangeGrant
 from idp.resource.dpop import ALGS as DPOP_ALGS
 from idp.services import Services
 from idp.sessions import assurance
@@ -69,11 +70,12 @@ def _authorization_metadata(settings: Settings) -> Mapping[str, object]:
 TOKEN = Feature(
     name="token",
     routes=endpoints.routes,
-    grants=(AuthorizationCodeGrant(), RefreshTokenGrant(), ClientCredentialsGrant()),
+    grants=(AuthorizationCodeGrant(), RefreshTokenGrant(), ClientCredentialsGrant(), TokenExchangeGrant()),
     metadata=_authorization_metadata,
     cors={"/token": "POST", "/userinfo": "GET, POST"},
 )
-"""The token endpoint over the app's grants (RFC 6749 §3.2), the three grants of OAuth 2.1, and UserInfo
+"""The token endpoint over the app's grants (RFC 6749 §3.2), the three grants of OAuth 2.1 and token exchange
+(RFC 8693), and UserInfo
 (OIDC Core §5.3); its discovery fields cover the authorization endpoint too (one protocol description)."""
 
 

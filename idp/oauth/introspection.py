@@ -22,7 +22,8 @@ Everything here is reads of caches and stores, safe to repeat (:mod:`idp.nonbloc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from idp.clients.model import Client
 from idp.clock import Clock
@@ -32,8 +33,21 @@ from idp.tokens import jwt
 from idp.tokens.refresh import GrantRecord, TokenRecord
 from idp.users.directory import UserStore
 
+if TYPE_CHECKING:
+    from idp.services import Services
+
 INACTIVE: dict[str, Any] = {"active": False}
-ACCESS_CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "cnf")
+ACCESS_CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "cnf", "act")  # act: RFC 8693 §4.1
+
+
+@dataclass(frozen=True, slots=True)
+class AccessTokenState:
+    """One of our access tokens (signature, kid, alg, typ, iss, exp verified): ``claims`` when it is live,
+    None when it is revoked or deny-listed or its client or user is no longer active (``why`` says which)."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any] | None
+    why: str = ""
 
 
 class ActiveClients(Protocol):
@@ -99,8 +113,9 @@ class Introspection:
                 return False
         return True
 
-    def _access_token(self, caller: Client, token: str) -> dict[str, Any] | None:
-        """None when this is not one of our access tokens; INACTIVE or the answer when it is."""
+    def access_token_state(self, token: str) -> AccessTokenState | None:
+        """The decision on an access token, whoever asks: None when it is not one of ours (or expired); the
+        token exchange grant (RFC 8693) takes subject and actor tokens only where this finds them live."""
         if token.count(".") != 2:
             return None
         try:
@@ -110,8 +125,18 @@ class Introspection:
         except jwt.TokenInvalid:
             return None
         if self._denylist.is_denied(claims, header.get("kid")):  # RFC 7662 §2.2: revoked => inactive
-            return INACTIVE
-        if not may_see(caller, claims) or not self._parties_active(claims.get("client_id"), claims.get("sub")):
+            return AccessTokenState(header, None, "deny-listed")
+        if not self._parties_active(claims.get("client_id"), claims.get("sub")):
+            return AccessTokenState(header, None, "client or user no longer active")
+        return AccessTokenState(header, claims)
+
+    def _access_token(self, caller: Client, token: str) -> dict[str, Any] | None:
+        """None when this is not one of our access tokens; INACTIVE or the answer when it is."""
+        state = self.access_token_state(token)
+        if state is None:
+            return None
+        claims = state.claims
+        if claims is None or not may_see(caller, claims):
             return INACTIVE
         out = {name: claims[name] for name in ACCESS_CLAIMS if name in claims}
         token_type = "DPoP" if "cnf" in out else "Bearer"  # RFC 9449 §6.2: the key the token is bound to
@@ -144,3 +169,11 @@ class Introspection:
         if grant.jkt is not None:
             out["cnf"] = {"jkt": grant.jkt}  # RFC 9449 §6.2
         return out
+
+
+def introspection_of(c: Services) -> Introspection:
+    """The app's introspection decisions, over its services."""
+    return Introspection(
+        keyring=c.keyring, clock=c.clock, issuer=c.settings.issuer, clients=c.clients,
+        users=c.directory.store, grants=c.grants, denylist=c.denylist,
+    )  # fmt: skip

@@ -65,7 +65,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._state: list[Collector] = []
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._token_children: dict[tuple[str, str], Any] = {}  # bounded: 4 grants x 4 client types
+        self._token_children: dict[tuple[str, str], Any] = {}  # bounded: 5 grants x 4 client types
         r = self.registry
         self.requests = Counter(
             "idp_http_requests_total", "HTTP requests by route template, method and status.",

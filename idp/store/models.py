@@ -56,6 +56,7 @@ class ClientRow(Base):
     dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
     backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_exchange_audiences: Mapped[list] = mapped_column(JSON, default=list)  # RFC 8693 targets
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 

@@ -78,16 +78,22 @@ class AccessTokens:
         amr: Iterable[str] = (),
         sid: str | None = None,
         jkt: str | None = None,
+        ttl: int | None = None,
+        not_after: int | None = None,
+        act: Mapping[str, Any] | None = None,
     ) -> IssuedAccessToken:
-        """``jkt``: the thumbprint of the DPoP key the token is bound to (RFC 9449 §6.1), None for a bearer token."""
+        """``jkt``: the thumbprint of the DPoP key the token is bound to (RFC 9449 §6.1), None for a bearer token.
+        ``ttl`` replaces the configured lifetime and ``not_after`` caps ``exp`` (an exchanged token never
+        outlives its subject token); ``act``: the RFC 8693 §4.1 actor claim."""
         instant = self._clock.now()
         now = int(instant)
         jti = new_jti()
+        exp = now + (self.ttl if ttl is None else ttl)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": sub,
             "aud": audience_claim(audience),
-            "exp": now + self.ttl,
+            "exp": exp if not_after is None else min(exp, not_after),
             "iat": now,
             "jti": jti,
             "client_id": client_id,
@@ -105,6 +111,8 @@ class AccessTokens:
             claims["sid"] = sid
         if jkt is not None:
             claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: the confirmation method names the key
+        if act is not None:
+            claims["act"] = dict(act)  # RFC 8693 §4.1: who acts for the subject
         if self._latest_cutoff is not None:
             # A cut-off made earlier in this second would deny iat = int(now) (compared exactly, fail
             # closed): the next whole second instead, at most 1 s ahead, within every verifier's leeway.

@@ -14,16 +14,9 @@ from idp.errors import InvalidRequest
 from idp.nonblocking import run_cached
 from idp.oauth.client_auth import authenticate_client
 from idp.oauth.forms import read_form, single
-from idp.oauth.introspection import Introspection
+from idp.oauth.introspection import introspection_of
 from idp.oauth.responses import NO_STORE, json_response
-from idp.services import Services, services_of
-
-
-def introspection_of(c: Services) -> Introspection:
-    return Introspection(
-        keyring=c.keyring, clock=c.clock, issuer=c.settings.issuer, clients=c.clients,
-        users=c.directory.store, grants=c.grants, denylist=c.denylist,
-    )  # fmt: skip
+from idp.services import services_of
 
 
 async def introspection(request: Request) -> Response:

@@ -332,3 +332,28 @@ async def test_dpop_bound_access_tokens_round_trip(api, container) -> None:
     assert r.status_code == 200 and r.json()["dpop_bound_access_tokens"] is False
     r = await api.patch(f"/admin/clients/{cid}", json={"dpop_bound_access_tokens": "yes"})
     assert r.status_code == 422
+
+
+async def test_token_exchange_registration_round_trips(api, container) -> None:
+    grant = "urn:ietf:params:oauth:grant-type:token-exchange"
+    r = await api.post("/admin/clients", json={
+        "name": "BFF", "type": "web", "redirect_uris": ["https://bff.example/cb"],
+        "grant_types": ["authorization_code", "refresh_token", grant],
+        "token_exchange_audiences": ["https://orders.example"],
+    })  # fmt: skip
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["grant_types"][-1] == grant and created["token_exchange_audiences"] == ["https://orders.example"]
+    cid = created["client_id"]
+    r = await api.patch(f"/admin/clients/{cid}", json={"token_exchange_audiences": ["https://inventory.example"]})
+    assert r.status_code == 200 and r.json()["token_exchange_audiences"] == ["https://inventory.example"]
+    assert container.clients.get(cid).token_exchange_audiences == ["https://inventory.example"]
+    issuer = container.settings.issuer
+    for bad in ([issuer], [f"{issuer}/admin"], ["http://orders.example"], ["no-such-client"], "https://x.example"):
+        r = await api.patch(f"/admin/clients/{cid}", json={"token_exchange_audiences": bad})
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", bad
+    r = await api.post("/admin/clients", json={
+        "name": "App", "type": "native", "redirect_uris": ["http://127.0.0.1/cb"],
+        "grant_types": ["authorization_code", grant],
+    })  # fmt: skip
+    assert r.status_code == 422 and "public clients" in r.json()["detail"]

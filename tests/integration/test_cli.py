@@ -79,6 +79,26 @@ def test_clients_cors_origins_and_id_token_claims(env: Services, capsys: pytest.
     assert run(capsys, "clients", "update", cid)[0] == 2  # nothing to change
 
 
+def test_clients_token_exchange_registration(env: Services, capsys: pytest.CaptureFixture[str]) -> None:
+    grant = "urn:ietf:params:oauth:grant-type:token-exchange"
+    code, out, err = run(capsys, "clients", "create", "--name", "BFF", "--type", "web", "--redirect-uri",
+                         "https://bff.example/cb", "--grant-type", "authorization_code", "--grant-type", grant,
+                         "--token-exchange-audience", "https://orders.example", "--json")  # fmt: skip
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["grant_types"] == ["authorization_code", grant]
+    assert created["token_exchange_audiences"] == ["https://orders.example"]
+    cid = created["client_id"]
+    code, out, _ = run(capsys, "clients", "update", cid, "--token-exchange-audience", "https://a.example",
+                       "--token-exchange-audience", "https://b.example", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["token_exchange_audiences"] == ["https://a.example", "https://b.example"]
+    assert run(capsys, "clients", "update", cid, "--no-token-exchange-audiences")[0] == 0
+    env.clients.invalidate(cid)
+    assert env.clients.get(cid).token_exchange_audiences == []  # type: ignore[union-attr]
+    code, _, err = run(capsys, "clients", "update", cid, "--token-exchange-audience", "https://idp.test/admin")
+    assert code == 2 and "reserved" in err
+
+
 def test_client_validation_errors_exit_2(env: Services, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "clients", "create", "--name", "W", "--type", "web", "--redirect-uri", "http://x.com/cb")
     assert code == 2 and err.startswith("idp: error: ") and "https" in err

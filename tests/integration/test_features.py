@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from idp.app import DEFAULT_FEATURES, create_app
+from idp.clients.model import TOKEN_EXCHANGE
 from idp.events import UserDisabled
 from idp.feature import Feature
 from idp.oauth.token.grant import GrantRegistry
@@ -44,8 +45,8 @@ async def test_static_routes_and_route_factories_both_reach_the_services_of_the_
         transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
             probed = (await http.get("/probe")).json()
-            assert probed == {"grant_types": ["authorization_code", "refresh_token", "client_credentials"],
-                              "services": id(container)}  # fmt: skip
+            served = ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE]
+            assert probed == {"grant_types": served, "services": id(container)}
             assert (await http.get("/static-probe")).json() == {"services": id(container)}
 
 
@@ -74,8 +75,8 @@ async def test_tasks_handlers_and_state_follow_the_lifespan(container: Services)
         transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
             probed = (await http.get("/probe")).json()
-            assert probed == {"grant_types": ["authorization_code", "refresh_token", "client_credentials"],
-                              "services": id(container)}  # fmt: skip
+            served = ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE]
+            assert probed == {"grant_types": served, "services": id(container)}
         container.events.publish(UserDisabled("nobody", actor="test"))
     assert steps == ["start a", "start b", "stop b", "stop a"]  # exited in reverse
     container.events.publish(UserDisabled("nobody", actor="test"))

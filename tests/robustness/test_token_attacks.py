@@ -194,6 +194,36 @@ async def test_introspection_reports_every_forged_token_inactive(container: Serv
     refused_all(results, assert_inactive)
 
 
+async def test_token_exchange_refuses_every_forged_subject_and_actor_token(container: Services, site: Site) -> None:
+    """RFC 8693 §2.2.2: the exchange takes only what introspection finds active, and says invalid_request."""
+    need(site, "/token", "POST")
+    c = container
+    grant = "urn:ietf:params:oauth:grant-type:token-exchange"
+    at_type = "urn:ietf:params:oauth:token-type:access_token"
+    app, secret = c.clients.create(
+        name="exchanger", kind="service", scope="api", audience=c.settings.audience, grant_types=[grant],
+        token_exchange_audiences=["https://next.example"],
+    )  # fmt: skip
+    assert secret is not None
+    forge = Forge(c, audience=c.settings.audience, sub=oauth_user(c).id, client_id=app.client_id)  # a user's token
+    auth = (app.client_id, secret)
+    base = {"grant_type": grant, "subject_token_type": at_type, "audience": "https://next.example"}
+    ok = await site.http.post("/token", data={**base, "subject_token": forge.valid()}, auth=auth)
+    assert ok.status_code == 200 and ok.json().get("access_token"), describe(ok)
+    results = {}
+    # wrong_aud is a genuine token issued to this very client: exchangeable, which is the rule (RFC 8693 §2.1).
+    forged = {name: token for name, token in forge.tokens().items() if name != "wrong_aud"}
+    for name, token in forged.items():
+        results[name] = await site.http.post("/token", data={**base, "subject_token": token}, auth=auth)
+        as_actor = {**base, "subject_token": forge.valid(), "actor_token": token, "actor_token_type": at_type}
+        results[f"{name} (actor)"] = await site.http.post("/token", data=as_actor, auth=auth)
+
+    def refused(r: httpx.Response) -> None:
+        assert r.status_code == 400 and r.json()["error"] == "invalid_request", describe(r)
+
+    refused_all(results, refused)
+
+
 async def test_real_id_and_refresh_tokens_are_not_access_tokens(container: Services, site: Site) -> None:
     """Tokens we really issued, presented where only an access token may go (RFC 8725 §3.11, RFC 9068 §4)."""
     need(site, "/token", "POST")

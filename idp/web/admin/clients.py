@@ -24,7 +24,7 @@ BOOL_FIELDS = (
     "dpop_bound_access_tokens",
     "backchannel_logout_session_required",
 )
-LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_cors_origins")
+LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "allowed_cors_origins", "token_exchange_audiences")
 
 
 def client_json(cl: Client) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def test_the_public_view_is_every_field_but_the_secret_digest() -> None:
                disabled=True, allowed_cors_origins=["https://b.example"], claims_in_id_token=True,
                dpop_bound_access_tokens=True,
                backchannel_logout_uri="https://a.example/bcl", backchannel_logout_session_required=True,
-               created_at=1.0, updated_at=2.0)  # fmt: skip
+               token_exchange_audiences=["https://up.example"], created_at=1.0, updated_at=2.0)  # fmt: skip
     assert c.public_view() == {
         "client_id": "c1",
         "name": "Web",
@@ -49,6 +49,7 @@ def test_the_public_view_is_every_field_but_the_secret_digest() -> None:
         "dpop_bound_access_tokens": True,
         "backchannel_logout_uri": "https://a.example/bcl",
         "backchannel_logout_session_required": True,
+        "token_exchange_audiences": ["https://up.example"],
         "created_at": 1.0,
         "updated_at": 2.0,
     }
