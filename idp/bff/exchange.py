@@ -2,8 +2,9 @@
 
 An upstream in ``exchange`` mode never sees the session's own access token: the BFF trades it at idp's
 token endpoint for one whose ``aud`` is that upstream alone, so a token leaked by one API cannot be
-replayed at another. The cache key is (session key, session version, audience): a refresh bumps the
-version, so an exchanged token never outlives the subject token it was minted from. Entries are used
+replayed at another. The cache key is (session key, digest of the subject token, audience): a refresh
+changes the subject token, so an exchanged token never outlives the one it was minted from, while other
+writes to the session (its last-use time) do not cost a new exchange. Entries are used
 until ``skew`` before they lapse; the cache is a bounded LRU; concurrent callers for one key share one
 exchange.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 from collections import OrderedDict
 
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
-CacheKey = tuple[str, int, str]
+CacheKey = tuple[str, bytes, str]
 
 
 class ExchangeFailed(BffError):
@@ -71,7 +73,8 @@ class TokenExchanger:
         return len(self._cache)
 
     async def token_for(self, session: BffSession, audience: str) -> str:
-        key: CacheKey = (session.key, session.version, audience)
+        subject = hashlib.sha256(session.tokens.access_token.encode()).digest()
+        key: CacheKey = (session.key, subject, audience)
         hit = self._cache.get(key)
         if hit is not None:
             if self.clock.now() < hit[1] - self.skew:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ from tests.oauthkit import ISSUER, make_user
 pytestmark = pytest.mark.timing  # the back-channel sender and the waiting refreshers run on real time
 
 API = "https://orders.test"
+BILLING = "https://billing.test"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 CSRF = {"X-CSRF": "1"}
 
 store_url = bff_support.store_url
@@ -51,27 +53,37 @@ class OrdersApi:
 
 
 @pytest.fixture
-async def orders(app: Any, container: Services) -> AsyncIterator[OrdersApi]:
+async def apis(app: Any, container: Services) -> AsyncIterator[Callable[[str], OrdersApi]]:
+    """Makes an API that accepts tokens for one audience, checked by idp.resource against idp's JWKS."""
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
-    protector = ResourceProtector(issuer=ISSUER, audience=API, http=http, follow=False, clock=container.clock)
-    seen: list[str] = []
 
-    async def order(request: Request) -> JSONResponse:
-        principal = principal_of(request)
-        assert principal is not None
-        seen.append(request.headers["authorization"].removeprefix("Bearer "))
-        claims = principal.claims
-        return JSONResponse(
-            {"sub": principal.sub, "aud": claims["aud"], "client_id": principal.client_id, "act": claims.get("act"),
-             "path": request.url.path}
-        )  # fmt: skip
+    def make(audience: str) -> OrdersApi:
+        protector = ResourceProtector(issuer=ISSUER, audience=audience, http=http, follow=False, clock=container.clock)
+        seen: list[str] = []
 
-    api = Starlette(
-        routes=[Route("/{rest:path}", order, methods=["GET", "POST"])],
-        middleware=[Middleware(BearerAuthMiddleware, protector=protector)],
-    )
-    yield OrdersApi(protector, api, seen)
+        async def order(request: Request) -> JSONResponse:
+            principal = principal_of(request)
+            assert principal is not None
+            seen.append(request.headers["authorization"].removeprefix("Bearer "))
+            claims = principal.claims
+            return JSONResponse(
+                {"sub": principal.sub, "aud": claims["aud"], "client_id": principal.client_id,
+                 "act": claims.get("act"), "path": request.url.path}
+            )  # fmt: skip
+
+        api = Starlette(
+            routes=[Route("/{rest:path}", order, methods=["GET", "POST"])],
+            middleware=[Middleware(BearerAuthMiddleware, protector=protector)],
+        )
+        return OrdersApi(protector, api, seen)
+
+    yield make
     await http.aclose()
+
+
+@pytest.fixture
+def orders(apis: Callable[[str], OrdersApi]) -> OrdersApi:
+    return apis(API)
 
 
 def rotations(container: Services, client_id: str) -> tuple[int, int]:
@@ -149,3 +161,41 @@ async def test_sign_in_proxy_refresh_once_and_sign_out_everywhere(
         r = await rig.browser.get("/api/orders/1", headers=CSRF)
         assert r.status_code == 401 and r.json()["error"] == "session_required"
         assert len(orders.tokens) == 21  # nothing more reached the upstream
+
+
+async def test_exchange_mode_gives_the_upstream_a_token_for_its_audience_naming_the_bff(
+    app: Any, container: Services, store_url: str, apis: Callable[[str], OrdersApi]
+) -> None:
+    billing = apis(BILLING)
+    alice = make_user(container)
+    clock = container.clock
+    client_options = {"grant_types": ["authorization_code", "refresh_token", TOKEN_EXCHANGE],
+                      "token_exchange_audiences": [BILLING]}  # fmt: skip
+    async with bff_rig(
+        app, container, store_url=store_url, upstream_apps={BILLING: billing.app},
+        upstreams=f"/billing={BILLING};exchange={BILLING}", client_options=client_options,
+    ) as rig:  # fmt: skip
+        await sign_in(rig, alice)
+        session = await stored(rig)
+        with pytest.raises(TokenInvalid):  # the session's own token is not for this API
+            await billing.protector.verifier.verify(session.tokens.access_token)
+
+        r = await rig.browser.get("/billing/invoices", headers=CSRF)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["aud"] == BILLING and body["sub"] == alice.id
+        assert body["act"] == {"sub": rig.client.client_id, "client_id": rig.client.client_id}  # RFC 8693 §4.1
+        [token] = billing.tokens
+        assert token != session.tokens.access_token
+        no_tokens_in(r, token, session.tokens.access_token, session.tokens.refresh_token, session.tokens.id_token)
+        assert (await rig.browser.get("/billing/invoices/2", headers=CSRF)).status_code == 200
+        assert billing.tokens == [token, token]  # cached for its lifetime: one exchange
+        assert len(container.audit.query(action="token.exchanged")) == 1
+
+        # The session's token lapses: one refresh, then a new exchange from the new subject token.
+        clock.advance(session.tokens.access_expires_at - clock.now() + LEEWAY + 1)
+        answers = await asyncio.gather(*(rig.browser.get(f"/billing/i/{i}", headers=CSRF) for i in range(10)))
+        assert [a.status_code for a in answers] == [200] * 10
+        assert rotations(container, rig.client.client_id) == (1, 0)
+        assert len(container.audit.query(action="token.exchanged")) == 2
+        assert len(set(billing.tokens[2:])) == 1 and billing.tokens[2] != token

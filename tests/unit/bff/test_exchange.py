@@ -1,4 +1,4 @@
-"""TokenExchanger: the RFC 8693 request shape, the cache (per session version and audience, until shortly
+"""TokenExchanger: the RFC 8693 request shape, the cache (per session, subject token and audience, until shortly
 before expiry, bounded), single flight, and how refusals map."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ async def test_cached_until_shortly_before_expiry(idp, clock):
     assert len(idp.exchanges()) == 2
 
 
-async def test_cache_key_is_session_version_and_audience(idp, clock):
+async def test_cache_key_is_session_subject_token_and_audience(idp, clock):
     x = exchanger(idp, clock)
     s = make_session(clock)
     await x.token_for(s, "a")
@@ -63,6 +63,7 @@ async def test_cache_key_is_session_version_and_audience(idp, clock):
     refreshed = dataclasses.replace(s, version=1, tokens=dataclasses.replace(s.tokens, access_token="at-1"))
     assert (await x.token_for(refreshed, "a")).endswith("<-at-1#4")
     await x.token_for(s, "a")
+    await x.token_for(dataclasses.replace(s, version=7), "a")  # another write (a touch): same subject token
     assert len(idp.exchanges()) == 4
 
 
