@@ -91,7 +91,7 @@ def routes(bff: Bff) -> list[Route]:
         if old_key is not None:
             await bff.store.delete(old_key)  # no fixation: a sign-in always ends the session it found
         session_id = new_session_id()
-        session = dataclasses.replace(session, key=bff.crypto.store_key(session_id))
+        session = bff_logout.with_handle(bff.crypto, dataclasses.replace(session, key=bff.crypto.store_key(session_id)))
         await bff.store.create(session)
         response = RedirectResponse(safe_return_to(body.get("return_to")), status_code=303, headers=NO_STORE)
         set_session_cookie(response, settings, session_id, int(session.expires_at - bff.clock.now()))
@@ -111,7 +111,7 @@ def routes(bff: Bff) -> list[Route]:
                 "claims": {k: v for k, v in session.claims.items() if k in SHOWN_CLAIMS},
                 "expires_at": int(session.expires_at),
                 "idle_expires_at": int(bff.idle_expires_at(session)),
-                "logout_url": bff_logout.logout_url(session),  # a navigation target; no token in it
+                "logout_url": bff_logout.logout_url(bff.crypto, session),  # a navigation target; no token in it
             },
             headers={**NO_STORE, "vary": "cookie"},
         )
@@ -181,5 +181,5 @@ async def new_session(bff: Bff, token: dict[str, Any]) -> BffSession:
         ),
         created_at=now,
         expires_at=now + bff.settings.session_lifetime,
-        extra={SEEN: now, bff_logout.HANDLE: bff_logout.new_handle()},
+        extra={SEEN: now},
     )

@@ -1,8 +1,8 @@
 """Signing out through the BFF, the way Duende BFF does it: the SPA never holds the ID token.
 
 * ``GET /bff/user`` shows ``logout_url``: ``/bff/logout?sid=<handle>``, where the handle is a random value
-  made with the session and kept in it (not a token: it opens nothing at idp, and without the session
-  cookie it opens nothing here either).
+  made with the session and kept in it, sealed like its tokens (not a token: it opens nothing at idp, and
+  without the session cookie it opens nothing here either).
 * The SPA *navigates* there (``location.href = logout_url``). With the session's handle (compared in
   constant time), the BFF ends its session, revokes the refresh token at idp (RFC 7009) and answers 303 to
   idp's ``end_session_endpoint`` with ``id_token_hint``, ``post_logout_redirect_uri`` and ``state``
@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import secrets
@@ -31,6 +32,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from idp.bff.context import Bff
 from idp.bff.cookies import clear_session_cookie
 from idp.bff.errors import NO_STORE, json_error
+from idp.bff.sealing import SealBroken, SessionCrypto
 from idp.bff.session import BffSession
 
 log = logging.getLogger("idp.bff")
@@ -42,21 +44,37 @@ PATH = "/bff/logout"
 REFUSED_SITES = frozenset({"cross-site", "same-site"})
 
 
-def new_handle() -> str:
-    return secrets.token_urlsafe(HANDLE_BYTES)
+def _aad(session: BffSession) -> str:
+    return f"logout:{session.key}"
 
 
-def logout_url(session: BffSession) -> str | None:
-    """Where the SPA navigates to sign out; None for a session made without a handle."""
-    handle = session.extra.get(HANDLE)
-    return f"{PATH}?{urlencode({'sid': handle})}" if isinstance(handle, str) and handle else None
+def with_handle(crypto: SessionCrypto, session: BffSession) -> BffSession:
+    """``session`` (its key set) with a fresh logout handle, sealed under the record key."""
+    sealed = crypto.seal(secrets.token_urlsafe(HANDLE_BYTES).encode(), _aad(session))
+    return dataclasses.replace(session, extra={**session.extra, HANDLE: sealed})
 
 
-def handle_matches(session: BffSession, given: str | None) -> bool:
-    stored = session.extra.get(HANDLE)
-    if not isinstance(stored, str) or not stored or not given or len(given) > MAX_HANDLE:
+def handle_of(crypto: SessionCrypto, session: BffSession) -> str | None:
+    sealed = session.extra.get(HANDLE)
+    if not isinstance(sealed, str) or not sealed:
+        return None
+    try:
+        return crypto.open(sealed, _aad(session)).decode()
+    except SealBroken:
+        return None
+
+
+def logout_url(crypto: SessionCrypto, session: BffSession) -> str | None:
+    """Where the SPA navigates to sign out; None for a session without a handle."""
+    handle = handle_of(crypto, session)
+    return f"{PATH}?{urlencode({'sid': handle})}" if handle else None
+
+
+def handle_matches(crypto: SessionCrypto, session: BffSession, given: str | None) -> bool:
+    if not given or len(given) > MAX_HANDLE:
         return False
-    return hmac.compare_digest(stored.encode(), given.encode())
+    stored = handle_of(crypto, session)
+    return stored is not None and hmac.compare_digest(stored.encode(), given.encode())
 
 
 def _navigation_problem(headers: Mapping[str, str]) -> str | None:
@@ -81,7 +99,7 @@ async def sign_out(bff: Bff, request: Request) -> Response:
     if session is not None:
         if not given:
             return json_error(400, "invalid_request", "sign-out needs the sid of /bff/user's logout_url")
-        if not handle_matches(session, given):
+        if not handle_matches(bff.crypto, session, given):
             return json_error(403, "access_denied", "this sid is not the session's")
         await bff.store.delete(session.key)
         await _revoke(bff, session)
@@ -98,7 +116,7 @@ async def logout_link(bff: Bff, request: Request) -> Response:
     if refused is not None:
         return refused
     session = await bff.session_of(request)
-    url = logout_url(session) if session is not None else None
+    url = logout_url(bff.crypto, session) if session is not None else None
     if url is None:
         return json_error(401, "unauthenticated", "no session", vary="cookie")
     return JSONResponse({"logout_url": url}, headers={**NO_STORE, "vary": "cookie"})

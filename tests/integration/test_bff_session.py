@@ -133,6 +133,7 @@ async def test_post_logout_needs_csrf_and_returns_only_the_navigation_url(
         handle = parse_qs(urlsplit(logout_url).query)["sid"][0]
         assert logout_url.startswith("/bff/logout?sid=") and len(handle) >= 43  # >= 256 bits
         assert handle != session.sid and handle not in session.key
+        assert handle not in str(session.extra)  # sealed at rest, like the tokens
         for headers in (
             {"origin": ORIGIN},
             {"x-csrf": "1"},  # a POST without Origin: no browser sends that from script
