@@ -72,3 +72,37 @@ def test_expires_in():
     assert expires_in({"expires_in": 30}, 5) == 30
     for bad in [0, -1, "30", True, None]:
         assert expires_in({"expires_in": bad}, 5) == 5
+
+
+async def test_a_discovered_url_is_looked_up_per_call_and_bounded():
+    posted: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posted.append(str(request.url))
+        return httpx.Response(200, json={"access_token": "t"})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    lookups = 0
+
+    async def found() -> str:
+        nonlocal lookups
+        lookups += 1
+        return "https://idp.test/oauth/token"
+
+    ep = TokenEndpoint(found, "c", "s", http, timeout=0.05)
+    assert ep.bound == 0.1  # the lookup and the POST, each within the timeout: what a lease must outlive
+    assert (await ep.post({"grant_type": "refresh_token"}))["access_token"] == "t"
+    assert posted == ["https://idp.test/oauth/token"] and lookups == 1
+
+    async def down() -> str:
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(IdpUnavailable, match="discovery"):
+        await TokenEndpoint(down, "c", "s", http).post({"grant_type": "refresh_token"})
+
+    async def times_out() -> str:  # what asyncio.timeout raises once the bound passes
+        raise TimeoutError
+
+    with pytest.raises(IdpUnavailable, match="in time"):
+        await TokenEndpoint(times_out, "c", "s", http).post({"grant_type": "refresh_token"})
+    assert posted == ["https://idp.test/oauth/token"]  # neither failure reached a token endpoint
