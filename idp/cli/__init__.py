@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from idp.cli import clients, db, deny, keys, logout, serve, sessions, users
+from idp.cli import bff, clients, db, deny, keys, logout, serve, sessions, users
 from idp.cli.common import EXIT_USAGE, CliError, services
 from idp.clients.model import ClientValidationError
 from idp.config import ConfigError
@@ -32,6 +32,7 @@ GROUPS: tuple[Callable[[Any], None], ...] = (
     deny.register,  # idp deny ...
     sessions.register,  # idp sessions list|end|end-all
     logout.register,  # idp logout deliveries list|retry
+    bff.register,  # idp bff serve
 )
 
 
