@@ -155,6 +155,15 @@ class BffSettings(BaseSettings):
         "encryption key (sessions do not survive a restart).",
     )
     login_ttl: int = Field(600, ge=60, le=3600, description="How long a sign-in round trip may take, seconds.")
+    login_pending_per_ip: int = Field(
+        100,
+        ge=1,
+        le=1_000_000,
+        description="Sign-ins under way (a server-side record of at most 4 KiB each) one client address may have: "
+        "an IPv4 address, or an IPv6 /64. A place is taken by GET /bff/login and given back by the callback; an "
+        "abandoned one holds it one to two login TTLs. Beyond it /bff/login answers 429 with Retry-After. The "
+        "address is the TCP peer as the ASGI server reports it; raise the cap when many people share one (a NAT).",
+    )
 
     @field_validator("upstreams", mode="before")
     @classmethod

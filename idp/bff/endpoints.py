@@ -18,12 +18,14 @@ from starlette.routing import Route
 from idp.bff import logout as bff_logout
 from idp.bff.backchannel import LogoutTokenInvalid, LogoutTokenVerifier, end_sessions
 from idp.bff.context import SEEN, Bff
-from idp.bff.cookies import LoginCookie, clear_session_cookie, set_session_cookie
+from idp.bff.cookies import clear_login_cookie, clear_session_cookie, set_login_cookie, set_session_cookie
 from idp.bff.errors import NO_STORE, json_error
+from idp.bff.login import LoginTooLarge, LoginTransactions, TooManyLogins
 from idp.bff.oidc import SignInFailed
 from idp.bff.returnto import safe_return_to
 from idp.bff.sealing import new_session_id
 from idp.bff.session import BffSession, TokenSet
+from idp.peer import client_ip
 from idp.resource.jwks import JwksCache
 
 log = logging.getLogger("idp.bff")
@@ -39,7 +41,10 @@ MAX_BACKCHANNEL_BODY = 16_384  # bytes: a logout token is well under 2 KiB
 
 def routes(bff: Bff) -> list[Route]:
     settings = bff.settings
-    login_cookie = LoginCookie(bff.crypto.login_key, settings)
+    logins = LoginTransactions(
+        bff.store, bff.crypto, bff.clock, ttl=settings.login_ttl, per_ip=settings.login_pending_per_ip
+    )
+    start_again = "no sign-in under way in this browser (it took too long, or was finished already): start again"
 
     async def logout_tokens() -> LogoutTokenVerifier:
         """Made on first use: idp need not be up when the BFF starts."""
@@ -59,6 +64,7 @@ def routes(bff: Bff) -> list[Route]:
 
     async def login(request: Request) -> Response:
         return_to = safe_return_to(request.query_params.get("returnTo"))
+        await logins.finish(request.cookies.get(settings.login_cookie_name))  # an earlier round trip ends here
         request.scope["session"] = {}  # Authlib writes state, nonce and verifier here (idp.bff.oidc)
         try:
             response = await bff.oidc.authorize_redirect(request, settings.redirect_uri)
@@ -67,24 +73,34 @@ def routes(bff: Bff) -> list[Route]:
         except Exception as exc:
             log.warning("BFF sign-in could not start: %s", type(exc).__name__)
             return json_error(502, "temporarily_unavailable", "idp could not be reached")
-        state = {
+        flow = {
             name: {**entry, "data": {k: v for k, v in entry.get("data", {}).items() if k != "url"}}
             for name, entry in request.scope["session"].items()
-        }  # Authlib's per-state data without the authorization URL it also keeps (the cookie stays small)
-        login_cookie.set(response, {"session": state, "return_to": return_to}, bff.clock.now())
+        }  # Authlib's per-state data without the authorization URL it also keeps (the record stays small)
+        try:
+            login_id = await logins.begin(flow, return_to, ip=client_ip(request))
+        except TooManyLogins as exc:
+            return json_error(429, "temporarily_unavailable", "too many sign-ins are under way from this network: "
+                              "try again in a few minutes", **{"retry-after": str(exc.retry_after)})  # fmt: skip
+        except LoginTooLarge:
+            return json_error(400, "invalid_request", "the sign-in request is too large")
+        set_login_cookie(response, settings, login_id)
         response.headers.update(NO_STORE)
         return response
 
     async def callback(request: Request) -> Response:
-        body = login_cookie.read(request, bff.clock.now())
-        if body is None or not isinstance(body.get("session"), dict):
-            return json_error(400, "invalid_request", "no sign-in under way in this browser (or it took too long)")
-        request.scope["session"] = body["session"]
+        record = await logins.finish(request.cookies.get(settings.login_cookie_name))
+        if record is None:
+            refused = json_error(400, "invalid_request", start_again)
+            if request.cookies.get(settings.login_cookie_name):
+                clear_login_cookie(refused, settings)
+            return refused
+        request.scope["session"] = dict(record.flow)
         try:
             token = await bff.oidc.finish(request)
         except SignInFailed as exc:
             failed = json_error(400, exc.error, exc.description)
-            login_cookie.clear(failed)
+            clear_login_cookie(failed, settings)
             return failed
         session = await new_session(bff, token)
         old_key = bff.session_key(request)
@@ -93,9 +109,9 @@ def routes(bff: Bff) -> list[Route]:
         session_id = new_session_id()
         session = bff_logout.with_handle(bff.crypto, dataclasses.replace(session, key=bff.crypto.store_key(session_id)))
         await bff.store.create(session)
-        response = RedirectResponse(safe_return_to(body.get("return_to")), status_code=303, headers=NO_STORE)
+        response = RedirectResponse(safe_return_to(record.return_to), status_code=303, headers=NO_STORE)
         set_session_cookie(response, settings, session_id, int(session.expires_at - bff.clock.now()))
-        login_cookie.clear(response)
+        clear_login_cookie(response, settings)
         return response
 
     async def user(request: Request) -> Response:

@@ -1,14 +1,14 @@
 """The BFF as a confidential OIDC client of idp, on Authlib's Starlette integration.
 
 Authorization code with PKCE (S256) and a nonce, ``client_secret_basic`` at the token endpoint. Authlib checks
-``state`` (against the login cookie's copy), sends the verifier and validates the ID token (signature by a
+``state`` (against the login record's copy), sends the verifier and validates the ID token (signature by a
 key of idp's JWKS, ``iss``, ``aud``, ``exp``, ``nonce``, ``at_hash``). Here, besides: the ``iss`` parameter of
 the authorization response (RFC 9207) before the code is redeemed, and the ID token's ``iss``/``aud``/``sub``
 once more, so a change of Authlib defaults cannot loosen them silently.
 
 Authlib keeps its per-flow state in ``request.session``; the BFF puts a plain dict there for the one request
-(the login cookie's content, :mod:`idp.bff.cookies`), so no session middleware (and no signed cookie that
-outlives the round trip) is involved.
+(the server-side login record's flow, :mod:`idp.bff.login`), so no session middleware (and no signed or
+sealed cookie) is involved.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ Tokens are encrypted by the store implementations before they are written (the b
 ``version`` is bumped on every write: a refresh replaces the token set only if nobody else did first, and
 ``lease`` makes one worker (of all workers) the one that refreshes, so parallel API calls from one page
 never present the same refresh token twice (which idp treats as reuse and answers by revoking the family).
+
+The same store keeps each sign-in round trip under way as a :class:`LoginRecord` (keyed by the digest of the
+login cookie's random id, taken once by the callback), and the per-address counters that bound how many of
+them anonymous browsers may hold (``claim_slot`` / ``free_slot``, :mod:`idp.bff.login`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,17 @@ class BffSession:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class LoginRecord:
+    """One sign-in round trip under way, kept server-side until the callback takes it."""
+
+    key: str  # the digest of the login cookie's random id, never the id itself
+    flow: Mapping[str, Any]  # Authlib's per-state data (state, nonce, PKCE verifier): sealed at rest
+    return_to: str  # where the browser goes afterwards (a checked path, at most 512 characters)
+    slot: str  # the per-address counter this record holds a place in ("" when none)
+    expires_at: float  # epoch seconds; the store drops the record then
+
+
 class SessionStore(Protocol):
     """Persistence for BFF sessions. In-process, SQL and Redis implementations honour the same contract."""
 
@@ -64,5 +79,22 @@ class SessionStore(Protocol):
         across workers. The lease lapses by itself; ``release`` gives it back early."""
 
     async def release(self, key: str, owner: str) -> None: ...
+
+    async def put_login(self, record: LoginRecord) -> None:
+        """Write a login record (``flow`` sealed), live until ``record.expires_at``; purges expired ones."""
+
+    async def take_login(self, key: str) -> LoginRecord | None:
+        """The live login record, removed in the same atomic step: of concurrent takes at most one gets it.
+        None when absent, taken already, or past ``expires_at``."""
+
+    async def claim_slot(self, counter: str, limit: int, ttl: float) -> bool:
+        """Add one to ``counter`` unless it already holds ``limit`` (atomic: concurrent claims never overshoot,
+        a refusal changes nothing). A counter lives ``ttl`` seconds from its first claim."""
+
+    async def slots_taken(self, counter: str) -> int:
+        """The live count of ``counter`` (0 when absent or lapsed)."""
+
+    async def free_slot(self, counter: str) -> None:
+        """Give one place back (never below 0; nothing when the counter has lapsed)."""
 
     async def close(self) -> None: ...

@@ -6,6 +6,9 @@
   with the longest-lived session it lists (members whose record is gone are harmless: deleting them ends 0).
 * ``{prefix}lease:{key}``: ``SET NX PX`` (one owner; lapses by itself), released by a compare-and-delete.
 * ``replace`` is a Lua script: the hash is rewritten only while its ``version`` is still the expected one.
+* ``{prefix}login:{key}``: a login record, one JSON string expiring with it (``SET PX``), taken with ``GETDEL``
+  (atomic: of concurrent takes one gets the value, the others nothing).
+* ``{prefix}slot:{counter}``: a per-address counter, claimed by a Lua check-and-increment, lapsing by itself.
 
 The scripts compute keys from the prefix they are given, so the store expects a single Redis (or keys that
 hash alike), not a cluster spread over slots.
@@ -13,12 +16,13 @@ hash alike), not a cluster spread over slots.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from redis.asyncio import Redis
 
-from idp.bff.sealing import SessionCrypto, from_record, to_record
-from idp.bff.session import BffSession
+from idp.bff.sealing import SessionCrypto, from_login_row, from_record, to_login_row, to_record
+from idp.bff.session import BffSession, LoginRecord
 from idp.clock import Clock
 
 _FIELDS = ("key", "sub", "sid", "claims", "tokens", "created_at", "expires_at", "version", "extra")
@@ -65,6 +69,21 @@ return 0
 """
 
 
+# KEYS: the counter. ARGV: the limit, its lifetime (ms) from the first claim. 1 when a place was taken.
+_CLAIM = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return 0 end
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+_FREE = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
 class RedisSessionStore:
     def __init__(
         self, redis: Redis, crypto: SessionCrypto, clock: Clock, *, prefix: str = "bff:", owns: bool = False
@@ -77,6 +96,8 @@ class RedisSessionStore:
         self._write = redis.register_script(_WRITE)
         self._delete_indexed = redis.register_script(_DELETE_INDEXED)
         self._release = redis.register_script(_RELEASE)
+        self._claim = redis.register_script(_CLAIM)
+        self._free = redis.register_script(_FREE)
 
     @classmethod
     def from_url(cls, url: str, crypto: SessionCrypto, clock: Clock, *, prefix: str = "bff:") -> RedisSessionStore:
@@ -127,6 +148,34 @@ class RedisSessionStore:
 
     async def release(self, key: str, owner: str) -> None:
         await self._release(keys=[f"{self.prefix}lease:{key}"], args=[owner])
+
+    def login_record_key(self, key: str) -> str:
+        return f"{self.prefix}login:{key}"
+
+    async def put_login(self, record: LoginRecord) -> None:
+        ms = max(1, int((record.expires_at - self._clock.now()) * 1000))
+        row = json.dumps(to_login_row(self._crypto, record), separators=(",", ":"))
+        await self.redis.set(self.login_record_key(record.key), row, px=ms)
+
+    async def take_login(self, key: str) -> LoginRecord | None:
+        raw = await self.redis.getdel(self.login_record_key(key))
+        if raw is None:
+            return None
+        row = json.loads(raw)
+        if float(row["expires_at"]) <= self._clock.now():
+            return None
+        return from_login_row(self._crypto, row)
+
+    async def claim_slot(self, counter: str, limit: int, ttl: float) -> bool:
+        ms = max(1, int(ttl * 1000))
+        return bool(await self._claim(keys=[f"{self.prefix}slot:{counter}"], args=[limit, ms]))
+
+    async def slots_taken(self, counter: str) -> int:
+        raw = await self.redis.get(f"{self.prefix}slot:{counter}")
+        return int(raw) if raw else 0
+
+    async def free_slot(self, counter: str) -> None:
+        await self._free(keys=[f"{self.prefix}slot:{counter}"], args=[])
 
     async def close(self) -> None:
         if self._owns:

@@ -1,15 +1,18 @@
 """The SQL store (SQLAlchemy 2; SQLite or PostgreSQL through psycopg).
 
-The BFF is a component apart from idp: its two tables (``bff_sessions``, ``bff_leases``) belong to a
+The BFF is a component apart from idp: its tables (``bff_sessions``, ``bff_leases``, ``bff_logins``,
+``bff_login_slots``) belong to a
 MetaData of its own, created with ``create_all`` when the store opens (no Alembic: the BFF has no schema
 history to carry yet, and it never shares idp's migration head). Each method is one statement, run in a
 worker thread (the engine is synchronous), so each is atomic on both databases:
 
 * ``replace``: ``UPDATE … WHERE key = ? AND version = ? AND expires_at > now`` (compare-and-set);
 * ``lease``: ``INSERT … ON CONFLICT (key) DO UPDATE … WHERE bff_leases.until <= now RETURNING owner`` (a
-  row comes back only for the one writer that found the lease free or lapsed).
+  row comes back only for the one writer that found the lease free or lapsed);
+* ``take_login``: ``DELETE … WHERE key = ? RETURNING …`` (the one taker that deleted the row gets it);
+* ``claim_slot``: ``INSERT … ON CONFLICT (key) DO UPDATE … WHERE n < limit OR lapsed RETURNING n``.
 
-Expired rows are filtered from every read and purged when a session is written.
+Expired rows are filtered from every read and purged when a session or a login record is written.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from anyio import to_thread
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from idp.bff.sealing import SessionCrypto, from_record, to_record
-from idp.bff.session import BffSession
+from idp.bff.sealing import SessionCrypto, from_login_row, from_record, to_login_row, to_record
+from idp.bff.session import BffSession, LoginRecord
 from idp.clock import Clock
 
 T = TypeVar("T")
@@ -49,6 +52,25 @@ leases = sa.Table(
     metadata,
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("until", sa.Float, nullable=False, index=True),
+)
+
+
+logins = sa.Table(
+    "bff_logins",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # HMAC-SHA256 of the login cookie's id, hex
+    sa.Column("flow", sa.Text, nullable=False),  # AES-256-GCM, associated data = "login:" + key
+    sa.Column("return_to", sa.String(1024), nullable=False),
+    sa.Column("slot", sa.String(255), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+login_slots = sa.Table(
+    "bff_login_slots",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
     sa.Column("until", sa.Float, nullable=False, index=True),
 )
 
@@ -190,6 +212,77 @@ class SqlSessionStore:
         def write() -> None:
             with self.engine.begin() as conn:
                 conn.execute(sa.delete(leases).where(leases.c.key == key, leases.c.owner == owner))
+
+        await self._run(write)
+
+    async def put_login(self, record: LoginRecord) -> None:
+        row = to_login_row(self._crypto, record)
+        now = self._clock.now()
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(sa.delete(logins).where(logins.c.expires_at <= now))
+                conn.execute(sa.delete(login_slots).where(login_slots.c.until <= now))
+                conn.execute(sa.insert(logins).values(**row))
+
+        await self._run(write)
+
+    async def take_login(self, key: str) -> LoginRecord | None:
+        def write() -> dict[str, Any] | None:
+            with self.engine.begin() as conn:
+                row = conn.execute(sa.delete(logins).where(logins.c.key == key).returning(*logins.c)).first()
+            return dict(row._mapping) if row is not None else None
+
+        row = await self._run(write)
+        if row is None or float(row["expires_at"]) <= self._clock.now():
+            return None
+        return from_login_row(self._crypto, row)
+
+    async def claim_slot(self, counter: str, limit: int, ttl: float) -> bool:
+        now = self._clock.now()
+        lapsed = login_slots.c.until <= now
+        stmt = (
+            self._insert(login_slots)
+            .values(key=counter, n=1, until=now + ttl)
+            .on_conflict_do_update(
+                index_elements=[login_slots.c.key],
+                set_={
+                    "n": sa.case((lapsed, 1), else_=login_slots.c.n + 1),
+                    "until": sa.case((lapsed, now + ttl), else_=login_slots.c.until),
+                },
+                where=sa.or_(lapsed, login_slots.c.n < limit),
+            )
+            .returning(login_slots.c.n)
+        )
+
+        def write() -> bool:
+            with self.engine.begin() as conn:
+                return conn.execute(stmt).first() is not None
+
+        return await self._run(write)
+
+    async def slots_taken(self, counter: str) -> int:
+        now = self._clock.now()
+
+        def read() -> int:
+            with self.engine.connect() as conn:
+                n = conn.execute(
+                    sa.select(login_slots.c.n).where(login_slots.c.key == counter, login_slots.c.until > now)
+                ).scalar()
+            return int(n or 0)
+
+        return await self._run(read)
+
+    async def free_slot(self, counter: str) -> None:
+        now = self._clock.now()
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.update(login_slots)
+                    .where(login_slots.c.key == counter, login_slots.c.n > 0, login_slots.c.until > now)
+                    .values(n=login_slots.c.n - 1)
+                )
 
         await self._run(write)
 
