@@ -42,6 +42,12 @@ def bff_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
+def own_address() -> str:
+    """A browser address of one rig's own (an IPv6 /64 nobody else uses): the BFF's SQL tables and Redis keys
+    outlive a test, and with them the per-address counters of sign-ins under way."""
+    return f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}::1"
+
+
 def bff_client(container: Services, **kw: Any) -> tuple[Client, str]:
     return web_client(
         container, redirect_uris=[CALLBACK], post_logout_redirect_uris=[f"{ORIGIN}/"],
@@ -56,6 +62,7 @@ class Rig:
     client: Client
     settings: BffSettings
     bff_app: Any
+    address: str  # the browser's, as the BFF sees it
 
 
 @asynccontextmanager
@@ -66,9 +73,12 @@ async def bff_rig(
     store_url: str = "memory://",
     upstream_apps: Mapping[str, Any] | None = None,
     client_options: Mapping[str, Any] | None = None,
+    address: str | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Rig]:
-    """``upstream_apps``: base URL -> ASGI app, reached by the BFF's client (idp's stays reachable too)."""
+    """``upstream_apps``: base URL -> ASGI app, reached by the BFF's client (idp's stays reachable too);
+    ``address``: the browser's (default: one of this rig's own)."""
+    address = address or own_address()
     client, secret = bff_client(container, **(client_options or {}))
     settings = BffSettings(
         issuer=ISSUER, client_id=client.client_id, client_secret=secret, origin=ORIGIN,
@@ -80,9 +90,10 @@ async def bff_rig(
     async with httpx.AsyncClient(mounts=mounts, follow_redirects=False) as http:
         bff_app = create_bff_app(settings, transport=idp_transport, http=http, clock=container.clock)
         async with LifespanManager(bff_app) as manager:
-            browser_mounts = {ISSUER: idp_transport, ORIGIN: httpx.ASGITransport(app=manager.app)}
+            to_bff = httpx.ASGITransport(app=manager.app, client=(address, 50000))
+            browser_mounts = {ISSUER: idp_transport, ORIGIN: to_bff}
             async with httpx.AsyncClient(mounts=browser_mounts, base_url=ORIGIN) as browser:
-                yield Rig(bff_app.state.bff, browser, client, settings, manager.app)
+                yield Rig(bff_app.state.bff, browser, client, settings, manager.app, address)
 
 
 async def browse(browser: httpx.AsyncClient, url: str, *, until: str | tuple[str, ...]) -> httpx.Response:

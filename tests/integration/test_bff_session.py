@@ -4,15 +4,20 @@ the BFF's own store is in-process, SQL or Redis as the backend goes."""
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+import json
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from idp.bff.session import BffSession
 from idp.services import Services
 from tests.integration import bff_support
-from tests.integration.bff_support import ORIGIN, bff_rig, sign_in
+from tests.integration.bff_support import CALLBACK, ORIGIN, bff_rig, browse, sign_in
 from tests.oauthkit import ISSUER, make_user
 
 store_url = bff_support.store_url  # every BFF store beside each backend
@@ -47,7 +52,7 @@ async def test_sign_in_user_and_cookie(app: Any, container: Services, store_url:
         assert q["redirect_uri"] == [f"{ORIGIN}/bff/callback"] and "openid" in q["scope"][0].split()
         (login_cookie,) = cookie_headers(login)
         assert login_cookie.startswith("__Host-bff-login=")
-        assert q["state"][0] not in login_cookie and q["nonce"][0] not in login_cookie  # sealed, not signed
+        assert q["state"][0] not in login_cookie and q["nonce"][0] not in login_cookie  # an id, nothing more
 
         r = await sign_in(rig, alice)
         assert r.status_code == 303 and r.headers["location"] == "/orders?x=1"
@@ -105,6 +110,81 @@ async def test_callback_without_login_cookie_or_wrong_state(app: Any, container:
         assert r.status_code == 400 and "__Host-bff=" not in r.headers.get("set-cookie", "")
         assert (await rig.browser.get("/bff/user")).status_code == 401
         del alice
+
+
+async def test_login_cookie_is_only_an_opaque_id(app: Any, container: Services, store_url: str) -> None:
+    async with bff_rig(app, container, store_url=store_url) as rig:
+        seen: set[str] = set()
+        for _ in range(2):
+            login = await rig.browser.get("/bff/login", params={"returnTo": "/orders?x=1"})
+            q = parse_qs(urlsplit(login.headers["location"]).query)
+            (header,) = cookie_headers(login)
+            attrs = [a.strip().lower() for a in header.split(";")]
+            assert "httponly" in attrs and "secure" in attrs and "path=/" in attrs and "samesite=lax" in attrs
+            assert f"max-age={rig.settings.login_ttl}" in attrs and not any(a.startswith("domain") for a in attrs)
+            login_id = rig.browser.cookies.get("__Host-bff-login")
+            assert login_id and re.fullmatch(r"[A-Za-z0-9_-]{43}", login_id)  # 256 random bits, base64url
+            assert login_id not in seen
+            seen.add(login_id)
+            raw = base64.urlsafe_b64decode(login_id + "=")
+            assert len(raw) == 32
+            with pytest.raises(ValueError):
+                json.loads(raw)
+            # The round trip's state is a server-side record under the id's digest; nothing of it is in the id.
+            record = await rig.bff.store.take_login(rig.bff.crypto.login_key(login_id))
+            assert record is not None and record.return_to == "/orders?x=1"
+            (entry,) = record.flow.values()
+            verifier = entry["data"]["code_verifier"]
+            assert entry["data"]["nonce"] == q["nonce"][0] and len(verifier) >= 43
+            for secret in (q["state"][0], q["nonce"][0], verifier, "/orders"):
+                assert secret not in login_id and secret.encode() not in raw
+                assert secret[:12] not in login_id
+            assert record.key != login_id and login_id not in record.key
+
+
+async def test_replayed_callback_is_refused(app: Any, container: Services, store_url: str) -> None:
+    alice = make_user(container)
+    async with bff_rig(app, container, store_url=store_url) as rig:
+        await rig.browser.get("/bff/login")
+        abandoned = rig.browser.cookies.get("__Host-bff-login")
+        assert (await sign_in(rig, alice)).status_code == 303  # a new round trip gives up the browser's earlier one
+        assert await rig.bff.store.take_login(rig.bff.crypto.login_key(abandoned)) is None
+
+        login = await rig.browser.get("/bff/login")
+        used = rig.browser.cookies.get("__Host-bff-login")
+        r = await browse(rig.browser, login.headers["location"], until=CALLBACK)  # idp's session: no login page
+        callback_url = r.headers["location"]
+        done = await rig.browser.get(callback_url)
+        assert done.status_code == 303 and rig.browser.cookies.get("__Host-bff")
+        # The same callback with the same login cookie again (a replay, or the back button): refused.
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rig.bff_app), base_url=ORIGIN) as other:
+            replay = await other.get(callback_url, headers={"cookie": f"__Host-bff-login={used}"})
+        assert replay.status_code == 400 and replay.json()["error"] == "invalid_request"
+        assert "start again" in replay.json()["error_description"]
+        cookies = cookie_headers(replay)
+        assert not any(c.startswith("__Host-bff=") for c in cookies)  # no session from a replay
+        assert any(c.startswith("__Host-bff-login=") and "max-age=0" in c.lower() for c in cookies)
+
+
+async def test_login_cap_per_address_answers_429(app: Any, container: Services, store_url: str) -> None:
+    alice = make_user(container)
+    async with bff_rig(app, container, store_url=store_url, login_pending_per_ip=2) as rig:
+        assert (await sign_in(rig, alice)).status_code == 303  # its place is given back by the callback
+        for _ in range(5):  # one browser starting again and again holds one place: its earlier record ends
+            assert (await rig.browser.get("/bff/login")).status_code == 302
+        rig.browser.cookies.clear()  # another browser behind the same address
+        assert (await rig.browser.get("/bff/login")).status_code == 302
+        rig.browser.cookies.clear()
+        r = await rig.browser.get("/bff/login")
+        assert r.status_code == 429 and r.json()["error"] == "temporarily_unavailable"
+        assert 1 <= int(r.headers["retry-after"]) <= rig.settings.login_ttl
+        assert r.headers["cache-control"] == "no-store" and "set-cookie" not in r.headers
+        # The same /64 shares the cap; the next /64 is counted apart.
+        mine = ipaddress.IPv6Address(rig.address)
+        for address, status in ((mine + 0x5000600070008, 429), (mine + 2**64, 302)):
+            to_bff = httpx.ASGITransport(app=rig.bff_app, client=(str(address), 50000))
+            async with httpx.AsyncClient(transport=to_bff, base_url=ORIGIN) as other:
+                assert (await other.get("/bff/login")).status_code == status, address
 
 
 @pytest.mark.parametrize("return_to", ["//evil.example/x", "/\\evil.example", "https://evil.example/", "/a\r\nb"])

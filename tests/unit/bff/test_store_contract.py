@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from idp.bff.sealing import SessionCrypto, new_session_id
-from idp.bff.session import BffSession, SessionStore, TokenSet
+from idp.bff.sealing import SessionCrypto, new_login_id, new_session_id
+from idp.bff.session import BffSession, LoginRecord, SessionStore, TokenSet
 from idp.bff.stores import open_store
 from idp.bff.stores.memory import MemorySessionStore
 from idp.bff.stores.redis import RedisSessionStore
@@ -55,6 +55,8 @@ async def store(
         with s.engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM bff_sessions"))
             conn.execute(sa.text("DELETE FROM bff_leases"))
+            conn.execute(sa.text("DELETE FROM bff_logins"))
+            conn.execute(sa.text("DELETE FROM bff_login_slots"))
     else:
         if not _redis_reachable():
             _unavailable("Redis at 127.0.0.1:6379")
@@ -86,15 +88,24 @@ def make_session(crypto: SessionCrypto, clock: FrozenClock, *, sub: str = "user-
 async def raw_records(store: SessionStore) -> list[str]:
     """Everything the store holds, as text, read around the store's API."""
     if isinstance(store, MemorySessionStore):
-        return [repr(r) for r in store.records.values()]
+        return [repr(r) for r in [*store.records.values(), *store.logins.values()]]
     if isinstance(store, SqlSessionStore):
         with store.engine.connect() as conn:
-            return [repr(tuple(row)) for row in conn.execute(sa.text("SELECT * FROM bff_sessions"))]
+            return [
+                repr(tuple(row))
+                for table in ("bff_sessions", "bff_logins")
+                for row in conn.execute(sa.text(f"SELECT * FROM {table}"))
+            ]
     assert isinstance(store, RedisSessionStore)
     out = []
     async for key in store.redis.scan_iter(match=f"{store.prefix}*"):
         kind = await store.redis.type(key)
-        value: Any = await (store.redis.hgetall(key) if kind == "hash" else store.redis.smembers(key))
+        if kind == "hash":
+            value: Any = await store.redis.hgetall(key)
+        elif kind == "set":
+            value = await store.redis.smembers(key)
+        else:
+            value = await store.redis.get(key)
         out.append(f"{key} {value!r}")
     return out
 
@@ -210,3 +221,115 @@ async def test_expired_sessions_vanish(store: SessionStore, crypto: SessionCrypt
     else:
         await store.create(make_session(crypto, clock))  # a write purges what has expired
         assert s.key not in "\n".join(await raw_records(store))
+
+
+VERIFIER = "pkce-verifier-" + "V" * 40
+NONCE = "nonce-" + "N" * 24
+
+
+def make_login(crypto: SessionCrypto, clock: FrozenClock, *, ttl: float = 600, slot: str = "") -> LoginRecord:
+    flow = {f"_state_idp_{'S' * 30}": {"data": {"redirect_uri": "https://app.example/bff/callback",
+                                               "nonce": NONCE, "code_verifier": VERIFIER}, "exp": 1.0}}  # fmt: skip
+    return LoginRecord(
+        key=crypto.login_key(new_login_id()), flow=flow, return_to="/orders?x=1", slot=slot,
+        expires_at=clock.now() + ttl,
+    )  # fmt: skip
+
+
+async def test_login_put_take_once(store: SessionStore, crypto: SessionCrypto, clock: FrozenClock) -> None:
+    record = make_login(crypto, clock, slot="login:abc:1")
+    await store.put_login(record)
+    assert await store.take_login(crypto.login_key(new_login_id())) is None
+    assert await store.take_login(record.key) == record
+    assert await store.take_login(record.key) is None  # single use
+
+
+async def test_login_take_is_single_use_under_concurrency(
+    store: SessionStore, crypto: SessionCrypto, clock: FrozenClock
+) -> None:
+    record = make_login(crypto, clock)
+    await store.put_login(record)
+    results = await asyncio.gather(*(store.take_login(record.key) for _ in range(16)))
+    assert [r for r in results if r is not None] == [record]
+
+
+async def test_login_verifier_is_ciphertext_at_rest(
+    store: SessionStore, crypto: SessionCrypto, clock: FrozenClock
+) -> None:
+    record = make_login(crypto, clock)
+    await store.put_login(record)
+    raw = "\n".join(await raw_records(store))
+    assert record.key in raw and "/orders?x=1" in raw  # the record is there, read raw
+    for secret in (VERIFIER, "VVVVVVVVVV", NONCE, "NNNNNNNNNN"):
+        assert secret not in raw
+
+
+async def test_login_seal_is_bound_to_its_record(crypto: SessionCrypto, clock: FrozenClock) -> None:
+    from idp.bff.sealing import SealBroken, from_login_row, to_login_row
+
+    record = make_login(crypto, clock)
+    row = to_login_row(crypto, record)
+    assert from_login_row(crypto, row) == record
+    with pytest.raises(SealBroken):
+        from_login_row(crypto, {**row, "key": crypto.login_key(new_login_id())})
+    with pytest.raises(SealBroken):  # a session's seal and a login record's never stand in for each other
+        crypto.open_tokens(row["flow"], record.key)
+    with pytest.raises(SealBroken):
+        from_login_row(SessionCrypto(secrets.token_bytes(32)), row)
+    assert crypto.login_key("same") != crypto.store_key("same")
+
+
+async def test_login_records_expire(store: SessionStore, crypto: SessionCrypto, clock: FrozenClock) -> None:
+    record = make_login(crypto, clock, ttl=60)
+    await store.put_login(record)
+    if isinstance(store, RedisSessionStore):
+        ttl = await store.redis.pttl(store.login_record_key(record.key))
+        assert 0 < ttl <= 60_000  # Redis drops it by itself
+    clock.advance(60)
+    assert await store.take_login(record.key) is None
+    if not isinstance(store, RedisSessionStore):
+        kept = make_login(crypto, clock, ttl=60)
+        await store.put_login(make_login(crypto, clock))
+        await store.put_login(kept)  # a write purges what has expired
+        raw = "\n".join(await raw_records(store))
+        assert record.key not in raw and kept.key in raw
+    live = make_login(crypto, clock, ttl=60)
+    await store.put_login(live)
+    clock.advance(59)
+    assert await store.take_login(live.key) == live
+
+
+async def test_slots_hold_their_limit_under_concurrency(
+    store: SessionStore, crypto: SessionCrypto, clock: FrozenClock
+) -> None:
+    counter = f"login:{secrets.token_hex(8)}:1"
+    results = await asyncio.gather(*(store.claim_slot(counter, 5, 600) for _ in range(16)))
+    assert sum(results) == 5
+    assert await store.slots_taken(counter) == 5
+    assert not await store.claim_slot(counter, 5, 600)
+    assert await store.slots_taken(counter) == 5  # a refusal changes nothing
+    await store.free_slot(counter)
+    assert await store.slots_taken(counter) == 4
+    assert await store.claim_slot(counter, 5, 600)
+    assert not await store.claim_slot(counter, 5, 600)
+    for _ in range(8):
+        await store.free_slot(counter)
+    assert await store.slots_taken(counter) == 0  # never below 0
+    assert await store.claim_slot(counter, 1, 600) and not await store.claim_slot(counter, 1, 600)
+    assert await store.slots_taken(f"login:{secrets.token_hex(8)}:1") == 0
+    await store.free_slot(f"login:{secrets.token_hex(8)}:1")  # an absent counter: nothing happens
+
+
+async def test_slots_lapse(store: SessionStore, crypto: SessionCrypto, clock: FrozenClock) -> None:
+    counter = f"login:{secrets.token_hex(8)}:1"
+    assert await store.claim_slot(counter, 1, 60)
+    assert not await store.claim_slot(counter, 1, 60)
+    if isinstance(store, RedisSessionStore):  # Redis times counters itself (PEXPIRE at the first claim)
+        assert 0 < await store.redis.pttl(f"{store.prefix}slot:{counter}") <= 60_000
+        return
+    clock.advance(59)
+    assert not await store.claim_slot(counter, 1, 60)  # a later claim does not extend the counter's life
+    clock.advance(1)
+    assert await store.slots_taken(counter) == 0
+    assert await store.claim_slot(counter, 1, 60)
+    assert await store.slots_taken(counter) == 1
