@@ -116,3 +116,12 @@ def test_encryption_key_required_outside_dev() -> None:
 def test_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(BffConfigError):
         settings(**overrides)
+
+
+def test_login_pending_per_ip(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().login_pending_per_ip == 100
+    monkeypatch.setenv("IDP_BFF_LOGIN_PENDING_PER_IP", "7")
+    assert settings().login_pending_per_ip == 7
+    for bad in (0, -1, 1_000_001):
+        with pytest.raises(BffConfigError, match="IDP_BFF_LOGIN_PENDING_PER_IP"):
+            settings(login_pending_per_ip=bad)
