@@ -127,6 +127,19 @@ async def test_abandoned_records_count_until_their_window_is_no_longer_read(
         await tx.begin(FLOW, "/", ip="203.0.113.5")
 
 
+async def test_both_windows_count_together(
+    store: MemorySessionStore, crypto: SessionCrypto, clock: FrozenClock
+) -> None:
+    tx = logins(store, crypto, clock, per_ip=3)
+    clock.advance(TTL - 10)
+    await tx.begin(FLOW, "/", ip="203.0.113.5")
+    await tx.begin(FLOW, "/", ip="203.0.113.5")
+    clock.advance(20)  # the next window, the first two still live
+    await tx.begin(FLOW, "/", ip="203.0.113.5")
+    with pytest.raises(TooManyLogins):
+        await tx.begin(FLOW, "/", ip="203.0.113.5")  # 2 in the previous window + 1 in this one
+
+
 async def test_cap_holds_under_concurrency(
     store: MemorySessionStore, crypto: SessionCrypto, clock: FrozenClock
 ) -> None:
