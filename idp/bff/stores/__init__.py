@@ -2,7 +2,9 @@
 
 All three write what :mod:`idp.bff.sealing` makes of a session (digested key, sealed tokens), drop a record
 once ``expires_at`` passes, and take leases in a keyspace of their own (a lease needs no session: a
-back-channel logout token's ``jti`` is remembered as a lease that is never released).
+back-channel logout token's ``jti`` is remembered as a lease that is never released). They keep sign-ins
+under way the same way (digested key, sealed flow, dropped at ``expires_at``, taken once) and the
+per-address counters that cap them (:mod:`idp.bff.login`).
 """
 
 from __future__ import annotations

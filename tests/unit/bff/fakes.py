@@ -1,7 +1,8 @@
 """In-memory stand-ins for the BFF's session store and idp's token endpoint, for unit tests.
 
-``MemorySessionStore`` honours the SessionStore contract: compare-and-set on ``version``, an exclusive
-lease that lapses after its TTL on the injected clock. ``FakeTokenEndpoint`` is an httpx MockTransport
+``MemorySessionStore`` honours the sessions' half of the SessionStore contract (the proxy and refresh use
+no login records): compare-and-set on ``version``, an exclusive lease that lapses after its TTL on the
+injected clock. ``FakeTokenEndpoint`` is an httpx MockTransport
 handler that checks client_secret_basic and the form, rotates refresh tokens, and fails the test's way
 when told to; ``gate`` holds its answers until the test opens it.
 """
