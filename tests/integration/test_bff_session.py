@@ -8,6 +8,7 @@ import base64
 import ipaddress
 import json
 import re
+import secrets
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -164,6 +165,22 @@ async def test_replayed_callback_is_refused(app: Any, container: Services, store
         cookies = cookie_headers(replay)
         assert not any(c.startswith("__Host-bff=") for c in cookies)  # no session from a replay
         assert any(c.startswith("__Host-bff-login=") and "max-age=0" in c.lower() for c in cookies)
+
+
+async def test_unknown_or_expired_login_is_refused(app: Any, container: Services, store_url: str) -> None:
+    alice = make_user(container)
+    async with bff_rig(app, container, store_url=store_url) as rig:
+        assert (await sign_in(rig, alice)).status_code == 303  # idp's session: the next round trips skip its login
+        login = await rig.browser.get("/bff/login")
+        callback_url = (await browse(rig.browser, login.headers["location"], until=CALLBACK)).headers["location"]
+        to_bff = httpx.ASGITransport(app=rig.bff_app, client=(rig.address, 50000))
+        async with httpx.AsyncClient(transport=to_bff, base_url=ORIGIN) as other:
+            forged = await other.get(callback_url, headers={"cookie": f"__Host-bff-login={secrets.token_urlsafe(32)}"})
+        assert forged.status_code == 400 and "start again" in forged.json()["error_description"]
+        container.clock.advance(rig.settings.login_ttl)  # the injected clock (FrozenClock)
+        late = await rig.browser.get(callback_url)
+        assert late.status_code == 400 and "start again" in late.json()["error_description"]
+        assert not any(c.startswith("__Host-bff=") for c in cookie_headers(late))
 
 
 async def test_login_cap_per_address_answers_429(app: Any, container: Services, store_url: str) -> None:
