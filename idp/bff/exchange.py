@@ -11,13 +11,12 @@ exchange.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 import logging
 from collections import OrderedDict
 
 from idp.bff.session import BffSession, SessionStore
+from idp.bff.singleflight import SingleFlight
 from idp.bff.token_endpoint import BffError, SessionEnded, TokenEndpoint, TokenError, expires_in
 from idp.clock import Clock
 
@@ -67,7 +66,7 @@ class TokenExchanger:
         self.max_entries = max_entries
         self.default_expires_in = default_expires_in
         self._cache: OrderedDict[CacheKey, tuple[str, float]] = OrderedDict()
-        self._inflight: dict[CacheKey, asyncio.Task[tuple[str, float]]] = {}
+        self._flights: SingleFlight[CacheKey, tuple[str, float]] = SingleFlight(self._remember)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -81,12 +80,7 @@ class TokenExchanger:
                 self._cache.move_to_end(key)
                 return hit[0]
             del self._cache[key]
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._exchange(session, audience))
-            self._inflight[key] = task
-            task.add_done_callback(functools.partial(self._settle, key))
-        token, _ = await asyncio.shield(task)
+        token, _ = await self._flights.run(key, lambda: self._exchange(session, audience))
         return token
 
     def forget(self, session_key: str) -> None:
@@ -94,12 +88,8 @@ class TokenExchanger:
         for key in [k for k in self._cache if k[0] == session_key]:
             del self._cache[key]
 
-    def _settle(self, key: CacheKey, task: asyncio.Task[tuple[str, float]]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if task.cancelled() or task.exception() is not None:
-            return
-        self._cache[key] = task.result()
+    def _remember(self, key: CacheKey, minted: tuple[str, float]) -> None:
+        self._cache[key] = minted
         self._cache.move_to_end(key)
         while len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)

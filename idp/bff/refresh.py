@@ -3,7 +3,7 @@
 idp rotates refresh tokens and treats a second use of one as theft (it revokes the whole family), so a
 page that fires twenty API calls the moment its access token lapses must cause exactly one refresh:
 
-* within a process, concurrent callers for one session share one refresh task (``asyncio``);
+* within a process, concurrent callers for one session share one refresh task (:class:`SingleFlight`);
 * across workers, the store's lease picks one refresher; the others poll the store, with a bounded
   backoff through an injected ``sleep``, until the session's ``version`` moves, then use the new tokens;
 * the refresher re-reads the session after taking the lease (another worker may have refreshed between
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
 from idp.bff.session import BffSession, SessionStore, TokenSet
+from idp.bff.singleflight import SingleFlight
 from idp.bff.token_endpoint import (
     IdpRefused,
     IdpUnavailable,
@@ -78,7 +78,7 @@ class TokenKeeper:
         self.max_backoff = max_backoff
         self.default_expires_in = default_expires_in
         self._sleep = sleep
-        self._inflight: dict[str, asyncio.Task[BffSession]] = {}
+        self._flights: SingleFlight[str, BffSession] = SingleFlight()
 
     def fresh_enough(self, tokens: TokenSet) -> bool:
         return self.clock.now() < tokens.access_expires_at - self.skew
@@ -89,18 +89,7 @@ class TokenKeeper:
         version already (someone else refreshed since): for a token idp has stopped accepting."""
         if not force and self.fresh_enough(session.tokens):
             return session
-        task = self._inflight.get(session.key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._refresh(session, force))
-            self._inflight[session.key] = task
-            task.add_done_callback(functools.partial(self._forget, session.key))
-        return await asyncio.shield(task)
-
-    def _forget(self, key: str, task: asyncio.Task[BffSession]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: the callers that awaited it have seen it
+        return await self._flights.run(session.key, lambda: self._refresh(session, force))
 
     async def _refresh(self, seen: BffSession, force: bool) -> BffSession:
         owner = secrets.token_urlsafe(12)
