@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
 from idp.clock import FrozenClock
@@ -39,23 +40,46 @@ def now_code(secret: str, clock: FrozenClock) -> str:
     return totp.code_at(secret, totp.step_at(clock.now()))
 
 
-async def enrol_on_account_page(client, container: Services, clock: FrozenClock) -> tuple[str, list[str]]:
-    """Signed in already: set up TOTP from /account; (secret, recovery codes)."""
+def shown_secret(page: httpx.Response) -> str:
+    """The TOTP secret a set-up page shows beside its QR code."""
+    match = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text)
+    assert match is not None, page.text[:400]
+    return match.group(1).replace(" ", "")
+
+
+async def confirm_on_account_page(client, clock: FrozenClock) -> tuple[str, httpx.Response]:
+    """Signed in already: start TOTP set-up on /account and confirm it with the current code; (secret, the
+    confirmation's answer)."""
     page = await client.post("/account/totp/start", data={"csrf": await account_csrf(client)}, headers=SAME_ORIGIN)
     assert page.status_code == 200, page.text
     assert "<svg" in page.text and "Set up an authenticator app" in page.text
-    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
+    secret = shown_secret(page)
     r = await client.post(
         "/account/totp/confirm",
         data={"csrf": field(page.text, "csrf"), "factor_id": field(page.text, "factor_id"),
               "code": now_code(secret, clock)},
         headers=SAME_ORIGIN,
     )  # fmt: skip
+    return secret, r
+
+
+async def enrol_on_account_page(client, container: Services, clock: FrozenClock) -> tuple[str, list[str]]:
+    """Signed in already: set up a first TOTP factor from /account; (secret, recovery codes)."""
+    secret, r = await confirm_on_account_page(client, clock)
     assert r.status_code == 200 and "Save your recovery codes" in r.text, r.text[:400]
     codes = re.findall(r"<li>([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4})</li>", r.text)
     assert len(codes) == 10
     clock.advance(totp.STEP)
     return secret, codes
+
+
+async def enrol_at_sign_in(client, clock: FrozenClock) -> tuple[httpx.Response, httpx.Response]:
+    """Signed in up to the required enrolment: set up TOTP on /login/enrol; (the page, the answer)."""
+    page = await client.get("/login/enrol")
+    assert page.status_code == 200, page.text[:400]
+    r = await client.post("/login/enrol", data={"csrf": field(page.text, "csrf"),
+                          "code": now_code(shown_secret(page), clock)}, headers=SAME_ORIGIN)  # fmt: skip
+    return page, r
 
 
 async def sign_in_with_code(client, code: str, **kw) -> object:
@@ -165,11 +189,7 @@ async def test_a_further_factor_does_not_step_the_session_up(client, container, 
     await enrol_on_account_page(client, container, clock)
     cookie, _ = container.login_sessions.login(alice.id)  # a password-only session of the same person
     client.cookies.set(SESSION_COOKIE, cookie, domain="idp.test")
-    page = await client.post("/account/totp/start", data={"csrf": await account_csrf(client)}, headers=SAME_ORIGIN)
-    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
-    r = await client.post("/account/totp/confirm", data={"csrf": field(page.text, "csrf"),
-                          "factor_id": field(page.text, "factor_id"), "code": now_code(secret, clock)},
-                          headers=SAME_ORIGIN)  # fmt: skip
+    _, r = await confirm_on_account_page(client, clock)
     assert r.status_code == 303 and r.headers["location"] == "/account?done=totp"
     assert len(container.factors.confirmed(alice.id)) == 2
     session = container.login_sessions.current(client.cookies.get(SESSION_COOKIE))
@@ -199,21 +219,15 @@ class TestRequired:
     async def test_grace_enrolment_at_the_next_sign_in(self, client, container, clock, alice):
         r = await sign_in(client)
         assert r.status_code == 303 and r.headers["location"] == "/login/enrol"
-        page = await client.get("/login/enrol")
-        assert page.status_code == 200 and "requires two-step verification" in page.text
-        secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
-        r = await client.post("/login/enrol", data={"csrf": field(page.text, "csrf"), "code": now_code(secret, clock)},
-                              headers=SAME_ORIGIN)  # fmt: skip
+        page, r = await enrol_at_sign_in(client, clock)
+        assert "requires two-step verification" in page.text
         assert r.status_code == 200 and "Save your recovery codes" in r.text
         session = container.login_sessions.current(client.cookies.get(SESSION_COOKIE))
         assert session is not None and "mfa" in session.amr
 
     async def test_the_last_factor_cannot_be_removed(self, client, container, clock, alice):
         r = await sign_in(client)
-        page = await client.get("/login/enrol")
-        secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
-        await client.post("/login/enrol", data={"csrf": field(page.text, "csrf"), "code": now_code(secret, clock)},
-                          headers=SAME_ORIGIN)  # fmt: skip
+        await enrol_at_sign_in(client, clock)
         [factor] = container.factors.confirmed(alice.id)
         r = await client.post("/account/factors/remove", data={"csrf": await account_csrf(client),
                               "factor_id": factor.id, "current_password": PASSWORD}, headers=SAME_ORIGIN)  # fmt: skip
@@ -221,10 +235,7 @@ class TestRequired:
 
     async def test_a_passkey_counts_as_the_other_required_factor(self, client, container, clock, alice):
         r = await sign_in(client)
-        page = await client.get("/login/enrol")
-        secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
-        await client.post("/login/enrol", data={"csrf": field(page.text, "csrf"), "code": now_code(secret, clock)},
-                          headers=SAME_ORIGIN)  # fmt: skip
+        await enrol_at_sign_in(client, clock)
         auth = SoftAuthenticator(origin=container.passkeys.origin, rp_id=container.passkeys.rp_id)
         ceremony = container.passkeys.registration_options(alice.id, "alice", "Alice", binding="b")
         container.passkeys.register(alice.id, binding="b", ceremony_id=ceremony.id,
