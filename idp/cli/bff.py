@@ -13,13 +13,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from idp.bff.app import create_bff_app
-from idp.bff.config import BffConfigError, load_bff_settings, parse_upstream
 from idp.cli.common import CliError
 
 
 def build_app(args: argparse.Namespace) -> Any:
-    """The BFF app the arguments and the environment describe; CliError for a bad setting."""
+    """The BFF app the arguments and the environment describe; CliError for a bad setting. The BFF is
+    imported here, not with the CLI: ``idp serve`` and its workers never load it."""
+    from idp.bff.app import create_bff_app
+    from idp.bff.config import BffConfigError, load_bff_settings, parse_upstream
+
     overrides: dict[str, Any] = {}
     try:
         if args.upstream:

@@ -13,9 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from psycopg.types.json import Json
 from sqlalchemy import Engine, LargeBinary, and_, bindparam, delete, insert, or_, select, update
-from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.denylist.entries import DenyEntry, NewEntry
@@ -127,7 +125,6 @@ _REVOKE_FAMILY_PG = """
 _LIVE_OF = (
     "SELECT id, at_jti, at_exp FROM refresh_tokens WHERE id = ANY(%(ids)s) AND at_jti IS NOT NULL AND at_exp > %(now)s"
 )
-_FIND_PG = str(_FIND.compile(dialect=psycopg_dialect()))  # the same SELECT, in psycopg's %(name)s style
 _MARK_ROTATED = (
     update(_T)
     .where(
@@ -286,11 +283,12 @@ class SqlGrantStore:
         # PostgreSQL: the three hot statements (find, open, rotate) go straight through psycopg, one round trip
         # each (idp.store.direct); SQLite: BEGIN IMMEDIATE ... COMMIT through SQLAlchemy.
         self._direct = Direct(engine) if engine.dialect.name == "postgresql" else None
+        self._find_pg = Direct.compiled(_FIND) if self._direct is not None else ""  # _FIND in psycopg's style
         self._statement = single_statements(engine)
 
     def find(self, digest: bytes) -> tuple[TokenRecord, GrantRecord] | None:
         if self._direct is not None:
-            found = self._direct.fetchone(_FIND_PG, {"digest": digest})
+            found = self._direct.fetchone(self._find_pg, {"digest": digest})
         else:
             with self._statement() as conn:
                 found = conn.execute(_FIND, {"digest": digest}).first()
@@ -304,7 +302,7 @@ class SqlGrantStore:
                 "grant_created_at": grant.created_at,
                 **{k: getattr(grant, k) for k in _GRANT if k not in ("id", "scope", "created_at")},
             }
-            self._direct.rowcount(_OPEN_PG, params | {"amr": Json(grant.amr)})
+            self._direct.rowcount(_OPEN_PG, params | {"amr": self._direct.json(grant.amr)})
             return
         with self._statement() as conn:  # no data-modifying CTEs: two inserts in the one transaction
             conn.execute(_INSERT_GRANT, {k: getattr(grant, k) for k in _GRANT})
