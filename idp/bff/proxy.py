@@ -14,12 +14,14 @@ What crosses, and what does not:
   ``Forwarded``/``X-Forwarded-*`` the browser sent are replaced by the BFF's own ``X-Forwarded-For``
   (the peer address; run the server with proxy-headers behind a load balancer), ``-Proto`` and ``-Host``.
 * Response: status, body and headers pass through, except hop-by-hop headers, ``Set-Cookie`` (an
-  upstream must not plant cookies on the BFF's origin, where the session cookie lives) and ``Alt-Svc``
-  (it would advertise the upstream's endpoints for the BFF's origin); an answer without ``Cache-Control``
-  gets ``private``. Tokens never go back to the browser.
+  upstream must not plant cookies on the BFF's origin, where the session cookie lives), ``Alt-Svc``
+  (it would advertise the upstream's endpoints for the BFF's origin), and ``Server`` and ``Date`` (the
+  server in front of the BFF sends its own: one of each, RFC 9110 §6.6.1 and §10.2.4); an answer without
+  ``Cache-Control`` gets ``private``. Tokens never go back to the browser.
 * Errors are JSON ``{"error", "error_description"}``: 401 ``session_required`` (no session) or
-  ``session_ended`` (sign in again), 403 ``csrf_failed``, 400 ``invalid_path``, 502 ``upstream_unavailable``
-  (cannot connect), 504 ``upstream_timeout``, 503 ``idp_unavailable``, 502 ``exchange_failed``.
+  ``session_ended`` (sign in again; the session is deleted and the answer clears its cookie), 403
+  ``csrf_failed``, 400 ``invalid_path``, 502 ``upstream_unavailable`` (cannot connect), 504
+  ``upstream_timeout``, 503 ``idp_unavailable``, 502 ``exchange_failed``.
 
 Every method, GET included, needs the CSRF check: a proxied GET carries the user's bearer token, APIs do
 not all keep GET free of effects, and a cross-site ``<script src>`` or top-level navigation is exactly
@@ -41,13 +43,14 @@ from starlette.routing import BaseRoute, Route
 
 from idp.bff.config import Upstream
 from idp.bff.context import Bff
+from idp.bff.cookies import clear_session_cookie
 from idp.bff.csrf import CsrfGuard
 from idp.bff.errors import json_error
 from idp.bff.exchange import SubjectRefused, TokenExchanger
 from idp.bff.paths import unsafe_segments
 from idp.bff.refresh import TokenKeeper
 from idp.bff.session import BffSession
-from idp.bff.token_endpoint import BffError, TokenEndpoint
+from idp.bff.token_endpoint import BffError, SessionEnded, TokenEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 )
 REQUEST_DROPPED = frozenset({"cookie", "authorization", "host", "expect", "forwarded", "x-real-ip", "content-length"})
-RESPONSE_DROPPED = frozenset({"set-cookie", "set-cookie2", "alt-svc"})
+RESPONSE_DROPPED = frozenset({"set-cookie", "set-cookie2", "alt-svc", "server", "date"})
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -75,6 +78,8 @@ class ProxyTimeouts:
 
 # Resolves the request's session from its cookie: Bff.session_of (idle and absolute expiry included).
 SessionResolver = Callable[[Request], Awaitable[BffSession | None]]
+# Run on a 401 ``session_ended`` answer: delete the session (if still stored) and clear its cookie on the answer.
+SessionEnder = Callable[[BffSession, Response], Awaitable[None]]
 
 
 class InvalidPath(Exception):
@@ -195,6 +200,7 @@ class ApiProxy:
         http: httpx.AsyncClient,
         csrf: CsrfGuard,
         timeouts: ProxyTimeouts,
+        ended: SessionEnder | None = None,
     ) -> None:
         if upstream.mode == "exchange" and exchanger is None:
             raise ValueError(f"upstream {upstream.prefix} exchanges tokens but no exchanger is configured")
@@ -205,6 +211,7 @@ class ApiProxy:
         self.http = http
         self.csrf = csrf
         self.timeouts = timeouts
+        self.ended = ended
         self.base = upstream.url.rstrip("/")
 
     async def handle(self, request: Request) -> Response:
@@ -222,9 +229,13 @@ class ApiProxy:
             session = await self.keeper.current(session)
             token = await self._token(session)
         except BffError as exc:
-            if exc.status == 401 and self.exchanger is not None:
-                self.exchanger.forget(session.key)
-            return json_error(exc.status, exc.code, exc.description)
+            answer = json_error(exc.status, exc.code, exc.description)
+            if isinstance(exc, SessionEnded):
+                if self.exchanger is not None:
+                    self.exchanger.forget(session.key)
+                if self.ended is not None:
+                    await self.ended(session, answer)
+            return answer
         query = _encoded(request.scope.get("query_string", b""), QUERY_SAFE)
         url = self.base + _encoded(rest.encode("latin-1"), PATH_SAFE) + (f"?{query}" if query else "")
         try:
@@ -274,8 +285,10 @@ def proxy_routes(
     http: httpx.AsyncClient,
     csrf: CsrfGuard,
     timeouts: ProxyTimeouts | None = None,
+    ended: SessionEnder | None = None,
 ) -> list[BaseRoute]:
-    """Two routes per upstream (``prefix`` and ``prefix/...``), every method."""
+    """Two routes per upstream (``prefix`` and ``prefix/...``), every method. ``ended`` runs on every
+    ``session_ended`` answer (the app's deletes the session and clears the cookie)."""
     prefixes = [u.prefix for u in upstreams]
     for p in prefixes:
         if any(q != p and (q.startswith(p + "/")) for q in prefixes) or prefixes.count(p) > 1:
@@ -290,6 +303,7 @@ def proxy_routes(
             http=http,
             csrf=csrf,
             timeouts=timeouts or ProxyTimeouts(),
+            ended=ended,
         )
         name = f"bff_proxy:{upstream.prefix}"
         routes.append(Route(upstream.prefix, proxy.handle, methods=METHODS, name=name))
@@ -319,6 +333,11 @@ def routes(bff: Bff) -> list[BaseRoute]:
     keeper = TokenKeeper(bff.store, endpoint, bff.clock)
     exchanger = TokenExchanger(endpoint, bff.clock, store=bff.store)
     bff.state.update(token_keeper=keeper, token_exchanger=exchanger)
+
+    async def ended(session: BffSession, response: Response) -> None:
+        await bff.store.delete(session.key)  # the keeper or exchanger may have already: deleting is idempotent
+        clear_session_cookie(response, settings)
+
     return proxy_routes(
         bff.upstreams,
         sessions=bff.session_of,
@@ -326,4 +345,5 @@ def routes(bff: Bff) -> list[BaseRoute]:
         exchanger=exchanger,
         http=bff.http,
         csrf=bff.csrf,
+        ended=ended,
     )

@@ -224,6 +224,18 @@ async def test_response_headers_stripped_and_passed(bff):
     assert not c.cookies.get("x")
 
 
+async def test_upstream_server_and_date_are_dropped(bff):
+    async def reply(request: httpx.Request) -> httpx.Response:
+        headers = [("Server", "orders/1.0"), ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("X-Kept", "1")]
+        return respond(200, headers=headers, content=b"ok")
+
+    bff.upstream.reply = reply
+    async with bff.client() as c:
+        r = await c.get("/api/orders", headers=CSRF)
+    assert r.status_code == 200 and r.headers["x-kept"] == "1"
+    assert "server" not in r.headers and "date" not in r.headers  # the server in front adds its own
+
+
 async def test_answers_without_cache_control_are_private(bff):
     async with bff.client() as c:
         r = await c.get("/api/orders", headers=CSRF)
