@@ -175,6 +175,18 @@ async def _request_body(request: Request) -> AsyncIterator[bytes]:
             yield chunk
 
 
+SMALL_BODY = 64 * 1024  # bytes: an answer with a Content-Length up to this is read whole, then sent
+
+
+def _small(resp: httpx.Response) -> bool:
+    """A body of known, small length: one read and one send cost less than a streamed relay (a task group and
+    a send per chunk). Unknown or larger lengths stream, so downloads and slow producers are not buffered."""
+    if "transfer-encoding" in resp.headers:
+        return False
+    length = resp.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= SMALL_BODY
+
+
 async def _relay(resp: httpx.Response) -> AsyncIterator[bytes]:
     """The upstream body as it arrives, still content-encoded (its headers pass through with it)."""
     try:
@@ -212,6 +224,7 @@ class ApiProxy:
         self.csrf = csrf
         self.timeouts = timeouts
         self.ended = ended
+        self._timeout = timeouts.as_httpx().as_dict()  # once: the same bounds for every call
         self.base = upstream.url.rstrip("/")
 
     async def handle(self, request: Request) -> Response:
@@ -239,12 +252,14 @@ class ApiProxy:
         query = _encoded(request.scope.get("query_string", b""), QUERY_SAFE)
         url = self.base + _encoded(rest.encode("latin-1"), PATH_SAFE) + (f"?{query}" if query else "")
         try:
-            outgoing = self.http.build_request(
+            # Built here, not with the client's build_request: the client's defaults (its cookie jar, which
+            # holds whatever an upstream set for one user, its default headers) must not reach an upstream.
+            outgoing = httpx.Request(
                 request.method,
                 url,
                 headers=request_headers(request, token, self.csrf.header),
                 content=_request_body(request) if _has_body(request) else None,
-                timeout=self.timeouts.as_httpx(),
+                extensions={"timeout": self._timeout},
             )
         except (httpx.InvalidURL, ValueError):
             return json_error(400, "invalid_path", "the path or query cannot be forwarded")
@@ -259,8 +274,23 @@ class ApiProxy:
             return json_error(502, "upstream_unavailable", "the upstream cannot be reached")
         if resp.status_code == 401 and self.upstream.mode == "exchange" and self.exchanger is not None:
             self.exchanger.forget(session.key)  # the minted token was refused: mint a new one next time
-        response = StreamingResponse(_relay(resp), status_code=resp.status_code, background=BackgroundTask(resp.aclose))
-        response.raw_headers = response_headers(resp)
+        headers = response_headers(resp)
+        if not _small(resp):
+            response: Response = StreamingResponse(
+                _relay(resp), status_code=resp.status_code, background=BackgroundTask(resp.aclose)
+            )
+        else:
+            try:
+                body = b"".join([chunk async for chunk in resp.aiter_raw()])
+            except httpx.TimeoutException:
+                return json_error(504, "upstream_timeout", "the upstream did not answer in time")
+            except httpx.HTTPError as exc:
+                log.warning("upstream %s body cut short: %s", self.upstream.prefix, type(exc).__name__)
+                return json_error(502, "upstream_unavailable", "the upstream cannot be reached")
+            finally:
+                await resp.aclose()
+            response = Response(body, status_code=resp.status_code)
+        response.raw_headers = headers
         return response
 
     async def _token(self, session: BffSession) -> str:

@@ -531,3 +531,41 @@ async def test_browser_gone_mid_upload_is_not_a_500(bff):
         disconnect_after=2,
     )
     assert a.status == 400
+
+
+async def test_a_cookie_one_upstream_answer_set_never_reaches_the_upstream_again(bff):
+    async def reply(request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return respond(200, headers=[("Set-Cookie", "upstream=alice-secret; Path=/")], content=b"ok")
+
+    bff.upstream.reply = reply
+    async with bff.client() as c:
+        for _ in range(2):
+            assert (await c.get("/api/orders", headers=CSRF)).status_code == 200
+    assert [s.headers.get("cookie") for s in bff.upstream.seen] == [None, None]
+
+
+class CutShort(httpx.AsyncByteStream):
+    async def __aiter__(self):  # type: ignore[override]
+        yield b"12345"
+        raise httpx.ReadError("connection reset")
+
+
+async def test_a_small_body_cut_short_is_502_not_a_truncated_200(bff):
+    async def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=[("Content-Length", "10")], stream=CutShort())
+
+    bff.upstream.reply = reply
+    async with bff.client() as c:
+        r = await c.get("/api/orders", headers=CSRF)
+    assert r.status_code == 502 and r.json()["error"] == "upstream_unavailable"
+
+
+async def test_a_small_body_is_sent_whole_with_its_length(bff):
+    async def reply(request: httpx.Request) -> httpx.Response:
+        return respond(200, headers=[("Content-Length", "9")], content=b'{"id":43}')
+
+    bff.upstream.reply = reply
+    a = await call(bff.app, "GET", "/api/orders", headers={**CSRF, "Cookie": "__Host-bff=k1"})
+    assert a.status == 200 and a.chunks == [b'{"id":43}']
+    assert [v for k, v in a.headers if k == b"content-length"] == [b"9"]
