@@ -1,5 +1,6 @@
 """The BFF's API proxy: ``/<prefix>/<rest>`` on the BFF becomes ``<upstream.url>/<rest>`` upstream, with the
-session's token as ``Authorization: Bearer``, bodies streamed both ways.
+session's token as ``Authorization: Bearer``, bodies streamed both ways (a response with a small
+``Content-Length`` is read whole and sent in one piece).
 
 What crosses, and what does not:
 
