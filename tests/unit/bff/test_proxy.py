@@ -392,6 +392,7 @@ async def test_refused_refresh_ends_the_session_with_401(clock):
         r = await c.get("/api/orders", headers=CSRF)
         assert r.status_code == 401 and r.json()["error"] == "session_required"
     assert "k1" not in b.store.rows and b.upstream.seen == []
+    assert b.ended == ["k1"]  # once, on the session_ended answer: the app's hook clears the cookie there
 
 
 async def test_idp_outage_is_503_and_keeps_the_session(clock):
@@ -402,6 +403,7 @@ async def test_idp_outage_is_503_and_keeps_the_session(clock):
         r = await c.get("/api/orders", headers=CSRF)
     assert r.status_code == 503 and r.json()["error"] == "idp_unavailable"
     assert "k1" in b.store.rows
+    assert b.ended == [] and "set-cookie" not in r.headers  # the session stays, and so does its cookie
 
 
 async def test_exchange_upstream_gets_a_minted_token_and_never_the_session_token(bff):
@@ -420,8 +422,10 @@ async def test_exchange_refused_as_invalid_grant_ends_the_session(bff):
     bff.idp.fail = lambda form: error(400, "invalid_grant")
     async with bff.client() as c:
         r = await c.get("/billing/invoices", headers=CSRF)
+        assert not c.cookies.get("__Host-bff")  # the answer cleared it
     assert r.status_code == 401 and r.json()["error"] == "session_ended"
     assert "k1" not in bff.store.rows and bff.upstream.seen == []
+    assert bff.ended == ["k1"] and "max-age=0" in r.headers["set-cookie"].lower()
 
 
 async def test_exchange_refused_otherwise_is_502(bff):
