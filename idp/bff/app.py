@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,13 @@ log = logging.getLogger("idp.bff")
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("BFF request failed", exc_info=exc)
     return json_error(500, "server_error", "unexpected error")
+
+
+def _no_cookies() -> CookieJar:
+    """A jar that keeps nothing: the client serves every user's upstream calls (and idp's token endpoint,
+    which sets none), so a cookie an answer sets must not be kept, let alone grow with each name an
+    upstream invents."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 async def _close(owned: Sequence[Any]) -> None:
@@ -91,7 +99,7 @@ def create_bff_app(
         store = open_store(settings.store_url, crypto, clock, prefix=settings.store_prefix)
         owned.append(store)
     if http is None:
-        http = httpx.AsyncClient(transport=transport, timeout=10.0, follow_redirects=False)
+        http = httpx.AsyncClient(transport=transport, timeout=10.0, follow_redirects=False, cookies=_no_cookies())
         owned.append(http)
     oidc = OidcClient(
         issuer=settings.issuer,

@@ -106,3 +106,11 @@ def test_a_failed_start_leaves_what_was_passed_in_open(monkeypatch: pytest.Monke
     with pytest.raises(ValueError):
         create_bff_app(SETTINGS, store=store, http=http)  # type: ignore[arg-type]
     assert store.closed == 0 and not http.is_closed
+
+
+def test_the_client_the_app_makes_keeps_no_cookies() -> None:
+    http = create_bff_app(SETTINGS).state.bff.http
+    request = httpx.Request("GET", "http://127.0.0.1:9001/orders")
+    answer = httpx.Response(200, headers=[("Set-Cookie", "upstream=alice; Path=/")], request=request)
+    http.cookies.extract_cookies(answer)
+    assert list(http.cookies.jar) == []
