@@ -4,6 +4,7 @@
 * ``bench/revocation_latency.py``: revocation-to-rejection latency at a resource server (p50/p99);
 * ``bench/dpop_cost.py``: ``idp.resource`` DPoP proof verification and thumbprint, requests per core.
 * ``bench/backchannel_latency.py``: sign-out-everywhere to 10 RPs' back-channel logout receivers (p50/p99).
+* ``bench/bff_proxy.py``: what the BFF adds per proxied API call (p50/p99 direct vs through it, BFF CPU µs).
 * ``bench/soak.py`` (``mixed``): the sustained mixed-load row, its errors and p99;
 * ``bench/scale.py``: refresh at 1M stored refresh families and sign-in at 100k users against empty tables;
 * ``bench/denylist_memory.py``: the deny-list mirror's bytes per entry and check time at 10k and 1M entries.
@@ -29,6 +30,7 @@ EXTERNAL = [
     ("revocation_latency", "bench.revocation_latency", "Revocation-to-rejection latency at a resource server"),
     ("dpop_verify", "bench.dpop_cost", "idp.resource DPoP verification (proof + thumbprint), per core"),
     ("backchannel_latency", "bench.backchannel_latency", "Sign-out-everywhere to 10 RPs' back-channel receivers"),
+    ("bff_proxy", "bench.bff_proxy", "BFF proxy: an API call direct vs through the BFF (latency, BFF CPU)"),
     ("mixed", "bench.soak", "Sustained mixed load: refresh + code exchange + revocation + client_credentials"),
     ("scale", "bench.scale", "Cost at scale: refresh at 1M stored families, sign-in at 100k users"),
     ("denylist_memory", "bench.denylist_memory", "idp.resource deny-list mirror: bytes/entry, check at 10k and 1M"),
@@ -40,9 +42,10 @@ CHOSEN: dict[str, Callable[[Budget], dict[str, Any]]] = {
     "revocation_latency": lambda b: {"n": 30 if b.quick else 100, "backend": "postgres", "path": "api"},
     "dpop_verify": lambda b: {"seconds": 0.3 if b.quick else 1.0},
     "backchannel_latency": lambda b: {"n": 10 if b.quick else 50, "rps": 10, "backend": "postgres"},
+    "bff_proxy": lambda b: {"seconds": 2.0 if b.quick else 5.0},
     "mixed": lambda b: {"seconds": 5.0 if b.quick else 60.0},
 }
-ONCE = {"revocation_latency", "backchannel_latency", "denylist_memory", "mixed", "scale"}
+ONCE = {"revocation_latency", "backchannel_latency", "denylist_memory", "mixed", "scale", "bff_proxy"}
 PREFERRED = ("run", "measure", "bench", "mixed", "main")
 
 

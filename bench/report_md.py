@@ -49,6 +49,7 @@ def render(results: dict[str, Any]) -> str:
     lines += _rows(results)
     lines += _login(results)
     lines += _external(results)
+    lines += _bff(results)
     lines += _sizes(results)
     lines += _roundtrips(results)
     lines += _profile(results)
@@ -246,6 +247,45 @@ def _external(results: dict[str, Any]) -> list[str]:
             why = entry.get("unavailable") or "; ".join(entry.get("failures", []))
             out.append(f"- **{entry['title']}**: not measured ({why})")
     return [*out, ""]
+
+
+def _bff(results: dict[str, Any]) -> list[str]:
+    """The BFF's cost per proxied call (``bench.bff_proxy``) and idp's token exchange, the BFF's other call."""
+    med = (results.get("external") or {}).get("bff_proxy", {}).get("median")
+    exchange = results["rows"].get("token_exchange", {}).get("targets", {})
+    rates = [
+        [f"`{name}`", _fmt(e["median"].get("rps")), _fmt(e["median"].get("p50_ms"), 2), _fmt(e["median"].get("cpu_us"))]
+        for name, e in exchange.items()
+        if e.get("median")
+    ]
+    if not med and not rates:
+        return []
+    out = ["## BFF proxy", ""]
+    if med:
+        out += [
+            "`python -m bench.bff_proxy`: a GET of ~100 B JSON, one request at a time,"
+            f" {_fmt(med.get('requests_each'))} each way ({_fmt(med.get('errors'))} errors);"
+            f" upstream: {med.get('upstream')}; BFF: `idp bff serve`, one"
+            f" uvicorn process, {med.get('store')} session store, a signed-in session. BFF CPU from /proc.",
+            "",
+            *_table(
+                ["path", "p50 ms", "p99 ms", "BFF CPU µs/request"],
+                [
+                    ["upstream directly", _fmt(med.get("direct_p50_ms"), 2), _fmt(med.get("direct_p99_ms"), 2), DASH],
+                    ["through the BFF", _fmt(med.get("bff_p50_ms"), 2), _fmt(med.get("bff_p99_ms"), 2),
+                     _fmt(med.get("bff_cpu_us_per_request"))],
+                    ["added by the BFF", _fmt(med.get("added_p50_ms"), 2), DASH, DASH],
+                ],
+            ),
+        ]  # fmt: skip
+    if rates:
+        out += [
+            "Token exchange at idp (RFC 8693, what an `exchange` upstream costs once per minted token;"
+            " the `token_exchange` row):",
+            "",
+            *_table(["mode", "req/s", "p50 ms", "server CPU µs/req"], rates),
+        ]
+    return out
 
 
 def _sizes(results: dict[str, Any]) -> list[str]:

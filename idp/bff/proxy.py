@@ -1,5 +1,6 @@
 """The BFF's API proxy: ``/<prefix>/<rest>`` on the BFF becomes ``<upstream.url>/<rest>`` upstream, with the
-session's token as ``Authorization: Bearer``, bodies streamed both ways.
+session's token as ``Authorization: Bearer``, bodies streamed both ways (a response with a small
+``Content-Length`` is read whole and sent in one piece).
 
 What crosses, and what does not:
 
@@ -14,12 +15,14 @@ What crosses, and what does not:
   ``Forwarded``/``X-Forwarded-*`` the browser sent are replaced by the BFF's own ``X-Forwarded-For``
   (the peer address; run the server with proxy-headers behind a load balancer), ``-Proto`` and ``-Host``.
 * Response: status, body and headers pass through, except hop-by-hop headers, ``Set-Cookie`` (an
-  upstream must not plant cookies on the BFF's origin, where the session cookie lives) and ``Alt-Svc``
-  (it would advertise the upstream's endpoints for the BFF's origin); an answer without ``Cache-Control``
-  gets ``private``. Tokens never go back to the browser.
+  upstream must not plant cookies on the BFF's origin, where the session cookie lives), ``Alt-Svc``
+  (it would advertise the upstream's endpoints for the BFF's origin), and ``Server`` and ``Date`` (the
+  server in front of the BFF sends its own: one of each, RFC 9110 §6.6.1 and §10.2.4); an answer without
+  ``Cache-Control`` gets ``private``. Tokens never go back to the browser.
 * Errors are JSON ``{"error", "error_description"}``: 401 ``session_required`` (no session) or
-  ``session_ended`` (sign in again), 403 ``csrf_failed``, 400 ``invalid_path``, 502 ``upstream_unavailable``
-  (cannot connect), 504 ``upstream_timeout``, 503 ``idp_unavailable``, 502 ``exchange_failed``.
+  ``session_ended`` (sign in again; the session is deleted and the answer clears its cookie), 403
+  ``csrf_failed``, 400 ``invalid_path``, 502 ``upstream_unavailable`` (cannot connect), 504
+  ``upstream_timeout``, 503 ``idp_unavailable``, 502 ``exchange_failed``.
 
 Every method, GET included, needs the CSRF check: a proxied GET carries the user's bearer token, APIs do
 not all keep GET free of effects, and a cross-site ``<script src>`` or top-level navigation is exactly
@@ -41,13 +44,14 @@ from starlette.routing import BaseRoute, Route
 
 from idp.bff.config import Upstream
 from idp.bff.context import Bff
+from idp.bff.cookies import clear_session_cookie
 from idp.bff.csrf import CsrfGuard
 from idp.bff.errors import json_error
 from idp.bff.exchange import SubjectRefused, TokenExchanger
 from idp.bff.paths import unsafe_segments
 from idp.bff.refresh import TokenKeeper
 from idp.bff.session import BffSession
-from idp.bff.token_endpoint import BffError, TokenEndpoint
+from idp.bff.token_endpoint import BffError, SessionEnded, TokenEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 )
 REQUEST_DROPPED = frozenset({"cookie", "authorization", "host", "expect", "forwarded", "x-real-ip", "content-length"})
-RESPONSE_DROPPED = frozenset({"set-cookie", "set-cookie2", "alt-svc"})
+RESPONSE_DROPPED = frozenset({"set-cookie", "set-cookie2", "alt-svc", "server", "date"})
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -75,6 +79,8 @@ class ProxyTimeouts:
 
 # Resolves the request's session from its cookie: Bff.session_of (idle and absolute expiry included).
 SessionResolver = Callable[[Request], Awaitable[BffSession | None]]
+# Run on a 401 ``session_ended`` answer: delete the session (if still stored) and clear its cookie on the answer.
+SessionEnder = Callable[[BffSession, Response], Awaitable[None]]
 
 
 class InvalidPath(Exception):
@@ -170,6 +176,18 @@ async def _request_body(request: Request) -> AsyncIterator[bytes]:
             yield chunk
 
 
+SMALL_BODY = 64 * 1024  # bytes: an answer with a Content-Length up to this is read whole, then sent
+
+
+def _small(resp: httpx.Response) -> bool:
+    """A body of known, small length: one read and one send cost less than a streamed relay (a task group and
+    a send per chunk). Unknown or larger lengths stream, so downloads and slow producers are not buffered."""
+    if "transfer-encoding" in resp.headers:
+        return False
+    length = resp.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= SMALL_BODY
+
+
 async def _relay(resp: httpx.Response) -> AsyncIterator[bytes]:
     """The upstream body as it arrives, still content-encoded (its headers pass through with it)."""
     try:
@@ -195,6 +213,7 @@ class ApiProxy:
         http: httpx.AsyncClient,
         csrf: CsrfGuard,
         timeouts: ProxyTimeouts,
+        ended: SessionEnder | None = None,
     ) -> None:
         if upstream.mode == "exchange" and exchanger is None:
             raise ValueError(f"upstream {upstream.prefix} exchanges tokens but no exchanger is configured")
@@ -205,6 +224,8 @@ class ApiProxy:
         self.http = http
         self.csrf = csrf
         self.timeouts = timeouts
+        self.ended = ended
+        self._timeout = timeouts.as_httpx().as_dict()  # once: the same bounds for every call
         self.base = upstream.url.rstrip("/")
 
     async def handle(self, request: Request) -> Response:
@@ -222,18 +243,24 @@ class ApiProxy:
             session = await self.keeper.current(session)
             token = await self._token(session)
         except BffError as exc:
-            if exc.status == 401 and self.exchanger is not None:
-                self.exchanger.forget(session.key)
-            return json_error(exc.status, exc.code, exc.description)
+            answer = json_error(exc.status, exc.code, exc.description)
+            if isinstance(exc, SessionEnded):
+                if self.exchanger is not None:
+                    self.exchanger.forget(session.key)
+                if self.ended is not None:
+                    await self.ended(session, answer)
+            return answer
         query = _encoded(request.scope.get("query_string", b""), QUERY_SAFE)
         url = self.base + _encoded(rest.encode("latin-1"), PATH_SAFE) + (f"?{query}" if query else "")
         try:
-            outgoing = self.http.build_request(
+            # Built here, not with the client's build_request: the client's defaults (its cookie jar, which
+            # holds whatever an upstream set for one user, its default headers) must not reach an upstream.
+            outgoing = httpx.Request(
                 request.method,
                 url,
                 headers=request_headers(request, token, self.csrf.header),
                 content=_request_body(request) if _has_body(request) else None,
-                timeout=self.timeouts.as_httpx(),
+                extensions={"timeout": self._timeout},
             )
         except (httpx.InvalidURL, ValueError):
             return json_error(400, "invalid_path", "the path or query cannot be forwarded")
@@ -248,8 +275,23 @@ class ApiProxy:
             return json_error(502, "upstream_unavailable", "the upstream cannot be reached")
         if resp.status_code == 401 and self.upstream.mode == "exchange" and self.exchanger is not None:
             self.exchanger.forget(session.key)  # the minted token was refused: mint a new one next time
-        response = StreamingResponse(_relay(resp), status_code=resp.status_code, background=BackgroundTask(resp.aclose))
-        response.raw_headers = response_headers(resp)
+        headers = response_headers(resp)
+        if not _small(resp):
+            response: Response = StreamingResponse(
+                _relay(resp), status_code=resp.status_code, background=BackgroundTask(resp.aclose)
+            )
+        else:
+            try:
+                body = b"".join([chunk async for chunk in resp.aiter_raw()])
+            except httpx.TimeoutException:
+                return json_error(504, "upstream_timeout", "the upstream did not answer in time")
+            except httpx.HTTPError as exc:
+                log.warning("upstream %s body cut short: %s", self.upstream.prefix, type(exc).__name__)
+                return json_error(502, "upstream_unavailable", "the upstream cannot be reached")
+            finally:
+                await resp.aclose()
+            response = Response(body, status_code=resp.status_code)
+        response.raw_headers = headers
         return response
 
     async def _token(self, session: BffSession) -> str:
@@ -274,8 +316,10 @@ def proxy_routes(
     http: httpx.AsyncClient,
     csrf: CsrfGuard,
     timeouts: ProxyTimeouts | None = None,
+    ended: SessionEnder | None = None,
 ) -> list[BaseRoute]:
-    """Two routes per upstream (``prefix`` and ``prefix/...``), every method."""
+    """Two routes per upstream (``prefix`` and ``prefix/...``), every method. ``ended`` runs on every
+    ``session_ended`` answer (the app's deletes the session and clears the cookie)."""
     prefixes = [u.prefix for u in upstreams]
     for p in prefixes:
         if any(q != p and (q.startswith(p + "/")) for q in prefixes) or prefixes.count(p) > 1:
@@ -290,6 +334,7 @@ def proxy_routes(
             http=http,
             csrf=csrf,
             timeouts=timeouts or ProxyTimeouts(),
+            ended=ended,
         )
         name = f"bff_proxy:{upstream.prefix}"
         routes.append(Route(upstream.prefix, proxy.handle, methods=METHODS, name=name))
@@ -319,6 +364,11 @@ def routes(bff: Bff) -> list[BaseRoute]:
     keeper = TokenKeeper(bff.store, endpoint, bff.clock)
     exchanger = TokenExchanger(endpoint, bff.clock, store=bff.store)
     bff.state.update(token_keeper=keeper, token_exchanger=exchanger)
+
+    async def ended(session: BffSession, response: Response) -> None:
+        await bff.store.delete(session.key)  # the keeper or exchanger may have already: deleting is idempotent
+        clear_session_cookie(response, settings)
+
     return proxy_routes(
         bff.upstreams,
         sessions=bff.session_of,
@@ -326,4 +376,5 @@ def routes(bff: Bff) -> list[BaseRoute]:
         exchanger=exchanger,
         http=bff.http,
         csrf=bff.csrf,
+        ended=ended,
     )

@@ -143,6 +143,15 @@ async def test_forwarded_headers_and_body_over_the_wire(servers):
     assert "set-cookie" not in r.headers and r.headers["x-kept"] == "yes"
 
 
+async def test_one_server_and_one_date_header(servers):
+    # Both uvicorns add Server and Date; the browser sees the front one's only.
+    bff, _ = servers
+    async with browser(bff) as c:
+        r = await c.get("/api/orders")
+    assert r.status_code == 200
+    assert r.headers.get_list("server") == ["uvicorn"] and len(r.headers.get_list("date")) == 1
+
+
 async def iter_chunks(n: int) -> AsyncIterator[bytes]:
     for _ in range(n):
         yield CHUNK

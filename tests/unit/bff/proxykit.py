@@ -13,7 +13,7 @@ from urllib.parse import unquote
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from idp.bff.config import Upstream
@@ -21,6 +21,7 @@ from idp.bff.csrf import CsrfGuard
 from idp.bff.exchange import TokenExchanger
 from idp.bff.proxy import ProxyTimeouts, proxy_routes
 from idp.bff.refresh import TokenKeeper
+from idp.bff.session import BffSession
 from idp.clock import FrozenClock
 from tests.unit.bff.fakes import FakeTokenEndpoint, MemorySessionStore, YieldingSleep, cookie_is_key, token_endpoint
 
@@ -96,6 +97,7 @@ class Bff:
     upstream: FakeUpstream
     clock: FrozenClock
     exchanger: TokenExchanger
+    ended: list[str] = field(default_factory=list)  # the keys the proxy's ``ended`` hook was called for
 
     def client(self, cookie: str | None = "k1") -> httpx.AsyncClient:
         c = httpx.AsyncClient(transport=httpx.ASGITransport(self.app, client=("203.0.113.9", 5555)), base_url=ORIGIN)
@@ -116,6 +118,12 @@ def make_bff(
     async def user(request: Request) -> JSONResponse:
         return JSONResponse({"bff": "user"})
 
+    ended: list[str] = []
+
+    async def on_ended(session: BffSession, response: Response) -> None:
+        ended.append(session.key)
+        response.delete_cookie(COOKIE, path="/", secure=True, httponly=True)
+
     routes = proxy_routes(
         list(upstreams),
         sessions=cookie_is_key(store, COOKIE),
@@ -124,9 +132,10 @@ def make_bff(
         http=httpx.AsyncClient(transport=StreamingMock(upstream)),
         csrf=CsrfGuard(ORIGIN),
         timeouts=timeouts,
+        ended=on_ended,
     )
     app = Starlette(routes=[*routes, Route("/bff/user", user)])
-    return Bff(app, store, idp, upstream, clock, exchanger)
+    return Bff(app, store, idp, upstream, clock, exchanger, ended)
 
 
 @dataclass

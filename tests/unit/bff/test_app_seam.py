@@ -3,14 +3,17 @@ shared Bff: its store, its CsrfGuard and its session lookup; extra routes come l
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 
 import httpx
+import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+import idp.bff.app as app_module
 from idp.bff.app import create_bff_app
 from idp.bff.config import load_bff_settings
 from idp.bff.refresh import TokenKeeper
@@ -52,3 +55,62 @@ async def test_extra_routes_come_last() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://app.example") as c:
         assert (await c.get("/hello")).json() == {"hello": True}
         assert (await c.get("/api/shadow", headers={"X-CSRF": "1"})).status_code == 401  # the proxy's
+
+
+class Spy:
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+def refuse(bff: object) -> list[object]:
+    raise ValueError("upstream prefixes overlap: '/api'")
+
+
+@pytest.mark.parametrize("under_a_loop", [False, True])
+def test_a_failed_start_closes_what_the_app_opened(monkeypatch: pytest.MonkeyPatch, under_a_loop: bool) -> None:
+    store = Spy()
+    clients: list[httpx.AsyncClient] = []
+
+    class Client(httpx.AsyncClient):
+        def __init__(self, **kw: object) -> None:
+            super().__init__(**kw)  # type: ignore[arg-type]
+            clients.append(self)
+
+    monkeypatch.setattr(app_module, "open_store", lambda *a, **kw: store)
+    monkeypatch.setattr(app_module.httpx, "AsyncClient", Client)
+    monkeypatch.setattr(app_module.proxy, "routes", refuse)
+
+    def start() -> None:
+        with pytest.raises(ValueError, match="overlap"):
+            create_bff_app(SETTINGS)
+
+    if under_a_loop:
+
+        async def inside() -> None:
+            start()
+
+        asyncio.run(inside())
+    else:
+        start()
+    assert store.closed == 1
+    assert len(clients) == 1 and clients[0].is_closed
+
+
+def test_a_failed_start_leaves_what_was_passed_in_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Spy()
+    http = httpx.AsyncClient()
+    monkeypatch.setattr(app_module.proxy, "routes", refuse)
+    with pytest.raises(ValueError):
+        create_bff_app(SETTINGS, store=store, http=http)  # type: ignore[arg-type]
+    assert store.closed == 0 and not http.is_closed
+
+
+def test_the_client_the_app_makes_keeps_no_cookies() -> None:
+    http = create_bff_app(SETTINGS).state.bff.http
+    request = httpx.Request("GET", "http://127.0.0.1:9001/orders")
+    answer = httpx.Response(200, headers=[("Set-Cookie", "upstream=alice; Path=/")], request=request)
+    http.cookies.extract_cookies(answer)
+    assert list(http.cookies.jar) == []

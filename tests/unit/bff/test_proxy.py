@@ -224,6 +224,18 @@ async def test_response_headers_stripped_and_passed(bff):
     assert not c.cookies.get("x")
 
 
+async def test_upstream_server_and_date_are_dropped(bff):
+    async def reply(request: httpx.Request) -> httpx.Response:
+        headers = [("Server", "orders/1.0"), ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("X-Kept", "1")]
+        return respond(200, headers=headers, content=b"ok")
+
+    bff.upstream.reply = reply
+    async with bff.client() as c:
+        r = await c.get("/api/orders", headers=CSRF)
+    assert r.status_code == 200 and r.headers["x-kept"] == "1"
+    assert "server" not in r.headers and "date" not in r.headers  # the server in front adds its own
+
+
 async def test_answers_without_cache_control_are_private(bff):
     async with bff.client() as c:
         r = await c.get("/api/orders", headers=CSRF)
@@ -380,6 +392,7 @@ async def test_refused_refresh_ends_the_session_with_401(clock):
         r = await c.get("/api/orders", headers=CSRF)
         assert r.status_code == 401 and r.json()["error"] == "session_required"
     assert "k1" not in b.store.rows and b.upstream.seen == []
+    assert b.ended == ["k1"]  # once, on the session_ended answer: the app's hook clears the cookie there
 
 
 async def test_idp_outage_is_503_and_keeps_the_session(clock):
@@ -390,6 +403,7 @@ async def test_idp_outage_is_503_and_keeps_the_session(clock):
         r = await c.get("/api/orders", headers=CSRF)
     assert r.status_code == 503 and r.json()["error"] == "idp_unavailable"
     assert "k1" in b.store.rows
+    assert b.ended == [] and "set-cookie" not in r.headers  # the session stays, and so does its cookie
 
 
 async def test_exchange_upstream_gets_a_minted_token_and_never_the_session_token(bff):
@@ -408,8 +422,10 @@ async def test_exchange_refused_as_invalid_grant_ends_the_session(bff):
     bff.idp.fail = lambda form: error(400, "invalid_grant")
     async with bff.client() as c:
         r = await c.get("/billing/invoices", headers=CSRF)
+        assert not c.cookies.get("__Host-bff")  # the answer cleared it
     assert r.status_code == 401 and r.json()["error"] == "session_ended"
     assert "k1" not in bff.store.rows and bff.upstream.seen == []
+    assert bff.ended == ["k1"] and "max-age=0" in r.headers["set-cookie"].lower()
 
 
 async def test_exchange_refused_otherwise_is_502(bff):
@@ -519,3 +535,41 @@ async def test_browser_gone_mid_upload_is_not_a_500(bff):
         disconnect_after=2,
     )
     assert a.status == 400
+
+
+async def test_a_cookie_one_upstream_answer_set_never_reaches_the_upstream_again(bff):
+    async def reply(request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return respond(200, headers=[("Set-Cookie", "upstream=alice-secret; Path=/")], content=b"ok")
+
+    bff.upstream.reply = reply
+    async with bff.client() as c:
+        for _ in range(2):
+            assert (await c.get("/api/orders", headers=CSRF)).status_code == 200
+    assert [s.headers.get("cookie") for s in bff.upstream.seen] == [None, None]
+
+
+class CutShort(httpx.AsyncByteStream):
+    async def __aiter__(self):  # type: ignore[override]
+        yield b"12345"
+        raise httpx.ReadError("connection reset")
+
+
+async def test_a_small_body_cut_short_is_502_not_a_truncated_200(bff):
+    async def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=[("Content-Length", "10")], stream=CutShort())
+
+    bff.upstream.reply = reply
+    async with bff.client() as c:
+        r = await c.get("/api/orders", headers=CSRF)
+    assert r.status_code == 502 and r.json()["error"] == "upstream_unavailable"
+
+
+async def test_a_small_body_is_sent_whole_with_its_length(bff):
+    async def reply(request: httpx.Request) -> httpx.Response:
+        return respond(200, headers=[("Content-Length", "9")], content=b'{"id":43}')
+
+    bff.upstream.reply = reply
+    a = await call(bff.app, "GET", "/api/orders", headers={**CSRF, "Cookie": "__Host-bff=k1"})
+    assert a.status == 200 and a.chunks == [b'{"id":43}']
+    assert [v for k, v in a.headers if k == b"content-length"] == [b"9"]
