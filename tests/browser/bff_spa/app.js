@@ -29,7 +29,7 @@ async function start() {
   const me = await r.json();  // 401 {"error": "unauthenticated"} when signed out
   const who = document.getElementById("who");
   if (r.status === 401) {
-    who.innerHTML = '<a id="signin" href="/bff/login?returnTo=/">Sign in</a>';
+    who.innerHTML = '<a href="/bff/login?returnTo=/">Sign in</a>';
     return;
   }
   who.textContent = "Signed in as " + (me.claims.name || me.sub);
