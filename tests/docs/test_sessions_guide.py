@@ -125,6 +125,12 @@ def test_the_guide_runs(
     client = container.clients.get(created["client_id"])
     assert client is not None and "https://billing.example" in client.token_exchange_audiences
 
+    # ...or the admin API with the guide's body: the same client.
+    [body] = blocks("json")
+    made = by_admin_api(container, idp.url, json.loads(ports.swap(body)))
+    for field in FIELDS:
+        assert getattr(made, field) == getattr(client, field), field
+
     # 3. The two APIs, as the guide starts them.
     for command in [c for c in found if " uvicorn " in c]:
         run_api(command, monkeypatch, servers)
@@ -173,6 +179,28 @@ def test_the_guide_runs(
         assert r.json()["error"] == "session_required"
     finally:
         browser.close()
+
+
+FIELDS = ("kind", "first_party", "scope", "redirect_uris", "post_logout_redirect_uris", "backchannel_logout_uri",
+          "audience", "grant_types", "token_exchange_audiences")  # fmt: skip
+
+
+def by_admin_api(container: Services, issuer: str, body: dict[str, Any]) -> Any:
+    """POST /admin/clients with a token the ops client gets by client credentials, as docs/operations.md does."""
+    from idp.web.admin.auth import ADMIN_SCOPE, admin_audience
+
+    ops, secret = container.clients.create(
+        name="ops", kind="service", scope=ADMIN_SCOPE, audience=admin_audience(container.settings.issuer)
+    )
+    r = httpx.post(f"{issuer}/token", data={"grant_type": "client_credentials"}, auth=(ops.client_id, secret or ""))
+    assert r.status_code == 200, r.text
+    r = httpx.post(
+        f"{issuer}/admin/clients", json=body, headers={"authorization": f"Bearer {r.json()['access_token']}"}
+    )
+    assert r.status_code == 201, r.text
+    made = container.clients.get(r.json()["client_id"])
+    assert made is not None
+    return made
 
 
 def as_list(aud: Any) -> list[str]:
