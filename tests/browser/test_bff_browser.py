@@ -108,9 +108,10 @@ class Stack:
         return self.bff_run(bff.store.get(bff.crypto.store_key(cookie)))  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def stack(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("bff-browser")
+@pytest.fixture
+def stack(sqlite_template: Path, tmp_path: Path, chromium: str) -> Iterator[Stack]:
+    """idp, the two APIs and the BFF, live, fresh for each test (the clock is moved ahead in one)."""
+    tmp = tmp_path
     db = tmp / "idp.sqlite3"
     shutil.copy(sqlite_template, db)
     clock = OffsetClock()
@@ -160,18 +161,26 @@ def stack(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory, chrom
 
 
 @pytest.fixture(scope="module")
-def page(stack: Stack, chromium: str) -> Iterator[Any]:
-    """One browser profile with JavaScript on (the SPA is a script); the hosted pages open in it too."""
+def chromium_js(chromium: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
-            ctx = browser.new_context(viewport={"width": 1100, "height": 760})
-            ctx.set_default_timeout(10_000)
-            yield ctx.new_page()
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(stack: Stack, chromium_js: Any) -> Iterator[Any]:
+    """A fresh browser profile with JavaScript on (the SPA is a script); the hosted pages open in it too."""
+    ctx = chromium_js.new_context(viewport={"width": 1100, "height": 760})
+    ctx.set_default_timeout(10_000)
+    try:
+        yield ctx.new_page()
+    finally:
+        ctx.close()
 
 
 def rotations(container: Services, client_id: str) -> tuple[int, int]:
@@ -294,3 +303,30 @@ def test_spa_through_the_bff_sign_in_two_apis_refresh_once_sign_out_everywhere(s
 
 def as_list(aud: str | list[str]) -> list[str]:
     return [aud] if isinstance(aud, str) else list(aud)
+
+
+def test_sign_out_from_the_spa_ends_both_sessions_and_lands_on_the_spa(stack: Stack, page: Any, shot) -> None:
+    """The SPA's "Sign out" is a navigation to /bff/user's logout_url: the BFF ends its session and sends the
+    browser to idp's end-session endpoint (the ID token as hint, in a Location script never sees), which ends
+    idp's session and returns to the SPA, signed out."""
+    page.goto(f"{stack.bff}/")
+    page.get_by_role("link", name="Sign in").click()
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_text("Signed in as Alice Liddell").wait_for()
+    [cookie] = [c for c in page.context.cookies(stack.bff) if c["name"] == COOKIE]
+    session = stack.session(cookie["value"])
+    assert session is not None
+    sub = session.sub
+    assert len(stack.container.login_sessions.list_for_user(sub)) == 1
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(lambda url: url.startswith(f"{stack.bff}/?state="))  # idp's post-logout redirect
+    page.get_by_role("link", name="Sign in").wait_for()
+    shot(page, "bff-05-spa-signed-out")
+    assert stack.session(cookie["value"]) is None
+    assert not [c for c in page.context.cookies(stack.bff) if c["name"] == COOKIE]
+    assert stack.container.login_sessions.list_for_user(sub) == []  # idp's session ended too
+    [answer] = call(page, "/orders/mine")
+    assert answer["status"] == 401 and answer["body"]["error"] == "session_required"
