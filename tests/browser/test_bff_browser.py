@@ -3,7 +3,10 @@ the person in at idp's hosted login and proxies to two APIs (examples/bff_apis.p
 exchanged (RFC 8693). Everything is live on loopback: idp on 127.0.0.1, the BFF on localhost (another host, so
 the two keep their cookies apart; Chromium treats both as secure contexts and keeps ``__Host-`` cookies over
 plain http there), the APIs on their own ports. idp, the BFF and the APIs share one clock that runs with real
-time and can be moved ahead, so the access token lapses without waiting for it.
+time and can be moved ahead, so the access token lapses without waiting for it (the BFF checks ID tokens on
+the system clock, Authlib's, with 60 s of leeway: after such a move no new sign-in works, hence a fresh stack
+per test). Response bodies are read as they arrive: Chromium drops a body once the page navigates away, and
+keeps a response unfinished while its script has not read it (the SPA reads every answer).
 """
 
 from __future__ import annotations
