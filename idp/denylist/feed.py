@@ -264,12 +264,11 @@ class DenyFeed:
             await to_thread.run_sync(self._dl.sync)
 
     def _catch_up(self, message: str) -> None:
-        """The next versions are applied from the signed SETs of the message (one per line, in version order);
-        a gap (or a bad SET) is read from SQL."""
-        for token in message.split("\n"):
-            if not self._dl.apply_published(token):
-                self._dl.sync()
-                return
+        """The versions of the message (its signed SETs, one per line, in version order) are held from the SETs;
+        the few before them this process lacks are read from SQL in one statement (:meth:`DenyList.advance`).
+        A bad SET, or a gap too large to read that way, is a full sync from SQL."""
+        if not self._dl.apply_published_batch(message.split("\n")):
+            self._dl.sync()
 
     async def _poll(self) -> None:
         next_purge = time.monotonic() + PURGE_SECONDS

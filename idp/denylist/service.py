@@ -44,6 +44,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any, Protocol
 
 from idp.clock import Clock
@@ -65,6 +66,9 @@ REPLAY_LIMIT = 10_000  # beyond this, a follower resynchronises with GET /deny-l
 SIGNED_CACHE = 2048
 MAX_VERSION = 2**31 - 1  # deny_list.id is a 32-bit INTEGER
 PRUNE_SECONDS = 1.0  # a sync prunes the snapshot at most this often: pruning walks every entry
+GAP_LIMIT = 256
+"""A process this many versions (or fewer) behind a change it holds reads just the versions in between
+(:meth:`DenyList.advance`); further behind, or behind by an unknown amount, it syncs in full."""
 
 
 class DenyStore(Protocol):
@@ -83,6 +87,10 @@ class DenyStore(Protocol):
     def live(self, now: float) -> tuple[int, list[DenyEntry]]: ...
 
     def changes_since(self, version: int, now: float, limit: int) -> tuple[int, list[DenyChange]]: ...
+
+    def changes_between(self, after: int, upto: int, now: float) -> list[DenyChange]:
+        """Changes ``after`` < version <= ``upto`` (committed) whose entries can still match; one indexed read."""
+        ...
 
     def purge(self, now: float) -> int: ...
 
@@ -214,13 +222,7 @@ class DenyList:
     def _committed(self, changes: list[DenyChange]) -> None:
         """Apply committed changes (consecutive versions) here at once, then tell the other processes."""
         self._ensure_loaded()
-        with self._sync_lock:
-            if self._set.version == changes[0].version - 1:
-                for change in changes:
-                    self._set.apply(change)
-                self._notify(changes)
-            elif self._set.version < changes[-1].version:  # another writer got in between: read it all, in order
-                self._sync_locked()
+        self.advance(changes)
         if self._publisher is not None:
             try:
                 # One message for the batch: a SET per version, in order, one per line (a compact JWS has no
@@ -228,6 +230,51 @@ class DenyList:
                 self._publisher.publish(CHANNEL, "\n".join(self.signed(change) for change in changes).encode())
             except Exception as exc:  # the rows are durable; others catch up from SQL within sync_seconds
                 log.warning("deny-list: publish failed (%s); followers catch up from SQL", type(exc).__name__)
+
+    def advance(self, changes: builtins.list[DenyChange]) -> None:
+        """Hold ``changes`` (consecutive versions known to be committed: written here, or verified SETs).
+
+        The versions before them that this process lacks committed first (versions commit in order). A
+        gap of at most :data:`GAP_LIMIT` is read with one bounded statement, outside the lock so that
+        requests deny-listing meanwhile are not held up by the read; a larger gap is a full sync."""
+        first = changes[0].version
+        with self._sync_lock:
+            if self._advance_locked(changes, None):
+                return
+            have = self._set.version
+        if first - 1 - have > GAP_LIMIT:
+            with self._sync_lock:
+                if not self._advance_locked(changes, None):
+                    self._sync_locked()  # reads our own versions too, in order
+            return
+        missing = self._store.changes_between(have, first - 1, self._clock.now())
+        with self._sync_lock:
+            if not self._advance_locked(changes, (have, missing)):
+                self._sync_locked()  # moved backwards meanwhile (a reload): read in order
+
+    def _advance_locked(
+        self, changes: builtins.list[DenyChange], gap: tuple[int, builtins.list[DenyChange]] | None
+    ) -> bool:
+        """Apply what this process lacks of ``changes``, after the versions before them when ``gap``
+        (``(after, changes read from SQL after it up to changes[0])``) covers them; False when the gap
+        stays open. Listeners hear the whole step as one batch."""
+        first, last = changes[0].version, changes[-1].version
+        held = self._set.version
+        if held >= last:
+            return True  # already read from SQL
+        step: builtins.list[DenyChange] = []
+        if held < first - 1:
+            if gap is None or gap[0] > held:
+                return False
+            step = [c for c in gap[1] if c.version > held]
+            for change in step:
+                self._set.apply(change)
+            self._set.version = first - 1  # expired or purged versions in the gap left no rows
+        fresh = [c for c in changes if c.version > self._set.version]
+        for change in fresh:
+            self._set.apply(change)
+        self._notify(step + fresh)
+        return True
 
     def apply_published(self, token: str) -> bool:
         """A SET another process published after its commit: True once this process holds its version.
@@ -254,6 +301,28 @@ class DenyList:
             self._set.apply(change)
             self._notify([change])
         self._remember_signed(change.version, token)
+        return True
+
+    def apply_published_batch(self, tokens: Sequence[str]) -> bool:
+        """The SETs of one published message (consecutive versions, in order): each verified, then held with
+        :meth:`advance`, so that a worker a few versions behind reads only the versions in between. False
+        (the caller syncs from SQL) when one does not verify or they are not consecutive."""
+        if self._verify is None or not self._loaded or not tokens:
+            return False
+        changes: builtins.list[DenyChange] = []
+        try:
+            for token in tokens:
+                changes.append(change_from_claims(self._verify(token)))
+        except ValueError:
+            log.warning("deny-list: a published change did not verify; reading SQL instead")
+            return False
+        except Exception:  # the keys could not be read: SQL decides, as without the message
+            return False
+        if any(b.version != a.version + 1 for a, b in pairwise(changes)):
+            return False
+        self.advance(changes)
+        for change, token in zip(changes, tokens, strict=True):
+            self._remember_signed(change.version, token)
         return True
 
     # -- reading ---------------------------------------------------------------------------------

@@ -54,6 +54,15 @@ _CHANGES = (
     .order_by(_DENY.c.id)
     .limit(bindparam("b_limit"))
 )
+# A gap of known bounds (this process holds ``b_after``, a committed change at ``b_upto`` + 1 says the rest
+# committed before it): one range scan of the primary key, no version read.
+_BETWEEN = (
+    select(_DENY)
+    .where(
+        _DENY.c.id > bindparam("b_after"), _DENY.c.id <= bindparam("b_upto"), _DENY.c.expires_at > bindparam("b_now")
+    )
+    .order_by(_DENY.c.id)
+)
 _LIVE = (
     select(_DENY)
     .where(
@@ -244,6 +253,15 @@ class SqlDenyStore:
         if len(rows) == limit:
             current = rows[-1].id
         return current, [_change(r) for r in rows]
+
+    def changes_between(self, after: int, upto: int, now: float) -> list[DenyChange]:
+        """Changes ``after`` < version <= ``upto`` whose entries can still match, in version order; one
+        statement. The caller knows ``upto`` committed (a later version did, and versions commit in order)."""
+        if upto <= after:
+            return []
+        with self._reads() as conn:
+            rows = conn.execute(_BETWEEN, {"b_after": after, "b_upto": upto, "b_now": now}).all()
+        return [_change(r) for r in rows]
 
     def purge(self, now: float) -> int:
         with self._sessions.begin() as s:
