@@ -44,7 +44,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from itertools import pairwise
 from typing import Any, Protocol
 
 from idp.clock import Clock
@@ -58,7 +57,7 @@ from idp.denylist.entries import (
     clip_actor,
     clip_reason,
 )
-from idp.denylist.secevent import CHANNEL, change_from_claims, set_claims
+from idp.denylist.secevent import CHANNEL, change_from_claims, peek_version, set_claims
 
 log = logging.getLogger("idp.denylist")
 
@@ -304,24 +303,35 @@ class DenyList:
         return True
 
     def apply_published_batch(self, tokens: Sequence[str]) -> bool:
-        """The SETs of one published message (consecutive versions, in order): each verified, then held with
-        :meth:`advance`, so that a worker a few versions behind reads only the versions in between. False
-        (the caller syncs from SQL) when one does not verify or they are not consecutive."""
+        """SETs other processes published (one message or several, in any order): each verified, then held in
+        version order with :meth:`advance`, so that the few versions in between that no SET here carries are
+        read in one bounded statement. False (the caller syncs from SQL) when one does not verify."""
         if self._verify is None or not self._loaded or not tokens:
             return False
-        changes: builtins.list[DenyChange] = []
+        signed: dict[int, tuple[DenyChange, str]] = {}
+        held = self._set.version
         try:
             for token in tokens:
-                changes.append(change_from_claims(self._verify(token)))
+                announced = peek_version(token)
+                if announced is not None and announced <= held:
+                    continue  # held already: not worth a verification
+                change = change_from_claims(self._verify(token))
+                if change.version > held:
+                    signed[change.version] = (change, token)
         except ValueError:
             log.warning("deny-list: a published change did not verify; reading SQL instead")
             return False
         except Exception:  # the keys could not be read: SQL decides, as without the message
             return False
-        if any(b.version != a.version + 1 for a, b in pairwise(changes)):
-            return False
-        self.advance(changes)
-        for change, token in zip(changes, tokens, strict=True):
+        run: builtins.list[DenyChange] = []
+        for version in sorted(signed):
+            if run and version != run[-1].version + 1:
+                self.advance(run)
+                run = []
+            run.append(signed[version][0])
+        if run:
+            self.advance(run)
+        for change, token in signed.values():
             self._remember_signed(change.version, token)
         return True
 

@@ -125,3 +125,36 @@ def test_a_batch_with_a_bad_set_is_left_to_sql(container: Services, other: Servi
     assert not other.denylist.apply_published_batch(tokens)
     assert not denied(other, "u1")  # nothing applied from a batch that does not verify
     assert reads.between == []
+
+
+def test_sets_of_several_messages_in_any_order_are_held_in_version_order(
+    container: Services, other: Services, reads: Reads
+) -> None:
+    heard: list[list[DenyChange] | None] = []
+    other.denylist.listeners.append(heard.append)
+    c1, c2, c3, c4 = write(container, "u1", "u2", "u3", "u4")
+    tokens = [container.denylist.signed(c) for c in (c4, c2)]  # v4 arrived before v2; v1 and v3 on no SET here
+    assert other.denylist.apply_published_batch(tokens)
+    assert [denied(other, s) for s in ("u1", "u2", "u3", "u4")] == [True, True, True, True]
+    assert reads.between == [(0, c1.version), (c2.version, c3.version)]  # each gap read once, bounded
+    assert heard == [[c1, c2], [c3, c4]]  # in version order, each change once
+    assert reads.since == []
+
+
+def test_the_feed_catches_up_with_the_messages_that_queued_meanwhile(container: Services, other: Services) -> None:
+    import asyncio
+
+    from idp.denylist.feed import DenyFeed
+
+    feed = DenyFeed(other.denylist, other.ephemeral, heartbeat=15.0)
+    c1, c2 = write(container, "u1", "u2")
+
+    async def deliver() -> None:
+        await feed._on_message(container.denylist.signed(c2).encode())
+        await feed._on_message(container.denylist.signed(c1).encode())  # late, and held by then
+        assert feed._draining is not None
+        await feed._draining
+
+    asyncio.run(deliver())
+    assert other.denylist.version == c2.version
+    assert denied(other, "u1") and denied(other, "u2")
