@@ -235,7 +235,10 @@ class DenyList:
 
         The versions before them that this process lacks committed first (versions commit in order). A
         gap of at most :data:`GAP_LIMIT` is read with one bounded statement, outside the lock so that
-        requests deny-listing meanwhile are not held up by the read; a larger gap is a full sync."""
+        requests deny-listing meanwhile are not held up by the read; it also takes the versions up to
+        :data:`GAP_LIMIT` past ``changes`` that have committed since (what the version read of a full sync
+        would have found), so that their SETs, when they arrive, are skipped unverified. A larger gap is a
+        full sync."""
         first = changes[0].version
         with self._sync_lock:
             if self._advance_locked(changes, None):
@@ -246,33 +249,33 @@ class DenyList:
                 if not self._advance_locked(changes, None):
                     self._sync_locked()  # reads our own versions too, in order
             return
-        missing = self._store.changes_between(have, first - 1, self._clock.now())
+        read = self._store.changes_between(have, changes[-1].version + GAP_LIMIT, self._clock.now())
         with self._sync_lock:
-            if not self._advance_locked(changes, (have, missing)):
+            if not self._advance_locked(changes, (have, read)):
                 self._sync_locked()  # moved backwards meanwhile (a reload): read in order
 
     def _advance_locked(
         self, changes: builtins.list[DenyChange], gap: tuple[int, builtins.list[DenyChange]] | None
     ) -> bool:
         """Apply what this process lacks of ``changes``, after the versions before them when ``gap``
-        (``(after, changes read from SQL after it up to changes[0])``) covers them; False when the gap
-        stays open. Listeners hear the whole step as one batch."""
+        (``(after, changes read from SQL after it)``, a consistent prefix reaching past ``changes[0]``) covers
+        them, and then the read versions after ``changes``; False when the gap stays open. Listeners hear the
+        whole step as one batch."""
         first, last = changes[0].version, changes[-1].version
         held = self._set.version
         if held >= last:
             return True  # already read from SQL
-        step: builtins.list[DenyChange] = []
-        if held < first - 1:
-            if gap is None or gap[0] > held:
-                return False
-            step = [c for c in gap[1] if c.version > held]
-            for change in step:
-                self._set.apply(change)
-            self._set.version = first - 1  # expired or purged versions in the gap left no rows
-        fresh = [c for c in changes if c.version > self._set.version]
-        for change in fresh:
+        read = gap[1] if gap is not None and gap[0] <= held else None  # None: not read from where we are
+        if held < first - 1 and read is None:
+            return False
+        step = [c for c in read or () if held < c.version < first]
+        step += [c for c in changes if c.version > held]
+        step += [c for c in read or () if c.version > last]
+        for change in step:
             self._set.apply(change)
-        self._notify(step + fresh)
+        # Expired or purged versions left no rows: the version is the last one read, and at least ours.
+        self._set.version = max(self._set.version, last, read[-1].version if read else 0)
+        self._notify(step)
         return True
 
     def apply_published(self, token: str) -> bool:

@@ -54,8 +54,8 @@ _CHANGES = (
     .order_by(_DENY.c.id)
     .limit(bindparam("b_limit"))
 )
-# A gap of known bounds (this process holds ``b_after``, a committed change at ``b_upto`` + 1 says the rest
-# committed before it): one range scan of the primary key, no version read.
+# A gap (this process holds ``b_after``): one range scan of the primary key, no version read. Versions commit
+# in order, so the rows a statement sees are a prefix: every version up to the highest it returns committed.
 _BETWEEN = (
     select(_DENY)
     .where(
@@ -255,8 +255,9 @@ class SqlDenyStore:
         return current, [_change(r) for r in rows]
 
     def changes_between(self, after: int, upto: int, now: float) -> list[DenyChange]:
-        """Changes ``after`` < version <= ``upto`` whose entries can still match, in version order; one
-        statement. The caller knows ``upto`` committed (a later version did, and versions commit in order)."""
+        """Committed changes ``after`` < version <= ``upto`` whose entries can still match, in version order;
+        one statement. Versions commit in order: every version up to the highest returned has committed (those
+        missing expired or were purged), whether or not ``upto`` has yet."""
         if upto <= after:
             return []
         with self._reads() as conn:

@@ -65,6 +65,7 @@ def test_the_store_reads_exactly_the_versions_between(container: Services) -> No
     assert got == changes[1:3]  # (v1, v3]: v2 and v3, in order; nothing at or before v1, nothing after v3
     assert store.changes_between(changes[2].version, changes[2].version, now) == []
     assert store.changes_between(0, changes[-1].version, changes[0].entry.expires_at + 1) == []  # expired: gone
+    assert store.changes_between(changes[2].version, changes[-1].version + 50, now) == changes[3:]  # what committed
 
 
 def test_a_published_change_after_a_gap_brings_the_gap_with_it(
@@ -76,7 +77,7 @@ def test_a_published_change_after_a_gap_brings_the_gap_with_it(
     assert other.denylist.apply_published_batch([container.denylist.signed(last)])
     assert [denied(other, s) for s in ("u1", "u2", "u3")] == [True, True, True]  # no entry of the gap is missed
     assert other.denylist.version == last.version
-    assert reads.between == [(0, last.version - 1)]  # one bounded read of the gap
+    assert reads.between == [(0, last.version + service_mod.GAP_LIMIT)]  # one bounded read from where it is
     assert reads.since == []  # not the version-and-everything-after read
     assert heard == [[*gap, last]]  # the feed hears the gap and the change once, in order
 
@@ -86,7 +87,7 @@ def test_a_commit_after_a_gap_reads_only_the_gap(container: Services, other: Ser
     (mine,) = write(other, "u3")
     assert mine.version == gap[-1].version + 1
     assert [denied(other, s) for s in ("u1", "u2", "u3")] == [True, True, True]
-    assert reads.between == [(0, gap[-1].version)]
+    assert reads.between == [(0, mine.version + service_mod.GAP_LIMIT)]
     assert reads.since == []
 
 
@@ -136,8 +137,9 @@ def test_sets_of_several_messages_in_any_order_are_held_in_version_order(
     tokens = [container.denylist.signed(c) for c in (c4, c2)]  # v4 arrived before v2; v1 and v3 on no SET here
     assert other.denylist.apply_published_batch(tokens)
     assert [denied(other, s) for s in ("u1", "u2", "u3", "u4")] == [True, True, True, True]
-    assert reads.between == [(0, c1.version), (c2.version, c3.version)]  # each gap read once, bounded
-    assert heard == [[c1, c2], [c3, c4]]  # in version order, each change once
+    # The read for v2's gap also brings v3 (committed meanwhile, within the bound) and v4: one read in all.
+    assert reads.between == [(0, c2.version + service_mod.GAP_LIMIT)]
+    assert heard == [[c1, c2, c3, c4]]  # in version order, each change once
     assert reads.since == []
 
 
@@ -158,3 +160,28 @@ def test_the_feed_catches_up_with_the_messages_that_queued_meanwhile(container: 
     asyncio.run(deliver())
     assert other.denylist.version == c2.version
     assert denied(other, "u1") and denied(other, "u2")
+
+
+def test_the_gap_read_takes_what_committed_after_ours_and_its_set_is_then_skipped(
+    container: Services, other: Services, reads: Reads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (gap,) = write(container, "u1")
+    mine_entry = other.denylist._store.add_many(
+        other.denylist.prepare([("subject", "u2", None)]), reason="t", actor="t", now=other.clock.now()
+    )[0]
+    (later,) = write(container, "u3")  # commits after ours, before we apply ours
+    other.denylist.committed([mine_entry])
+    assert [denied(other, s) for s in ("u1", "u2", "u3")] == [True, True, True]
+    assert other.denylist.version == later.version
+    verified: list[str] = []
+    real = other.denylist._verify
+    assert real is not None
+
+    def counting(token: str) -> dict[str, object]:
+        verified.append(token)
+        return real(token)
+
+    monkeypatch.setattr(other.denylist, "_verify", counting)
+    assert other.denylist.apply_published_batch([container.denylist.signed(c) for c in (gap, later)])
+    assert verified == []  # held already: no verification
+    assert len(reads.between) == 1
