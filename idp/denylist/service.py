@@ -88,7 +88,8 @@ class DenyStore(Protocol):
     def changes_since(self, version: int, now: float, limit: int) -> tuple[int, list[DenyChange]]: ...
 
     def changes_between(self, after: int, upto: int, now: float) -> list[DenyChange]:
-        """Changes ``after`` < version <= ``upto`` (committed) whose entries can still match; one indexed read."""
+        """Committed changes ``after`` < version <= ``upto`` whose entries can still match, in version order; one
+        indexed read. A prefix: every version up to the highest returned has committed, whether or not ``upto`` has."""
         ...
 
     def purge(self, now: float) -> int: ...
