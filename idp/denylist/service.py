@@ -132,6 +132,7 @@ class DenyList:
         self._set = DenySet()
         self._loaded = False
         self._sync_lock = threading.Lock()
+        self._gap_lock = threading.Lock()  # taken before _sync_lock, never while holding it
         self._synced_at = -math.inf  # time.monotonic(): freshness is wall time, not protocol time
         self._pruned_at = -math.inf  # time.monotonic()
         self._signed: OrderedDict[int, str] = OrderedDict()
@@ -235,25 +236,28 @@ class DenyList:
         """Hold ``changes`` (consecutive versions known to be committed: written here, or verified SETs).
 
         The versions before them that this process lacks committed first (versions commit in order). A
-        gap of at most :data:`GAP_LIMIT` is read with one bounded statement, outside the lock so that
-        requests deny-listing meanwhile are not held up by the read; it also takes the versions up to
-        :data:`GAP_LIMIT` past ``changes`` that have committed since (what the version read of a full sync
-        would have found), so that their SETs, when they arrive, are skipped unverified. A larger gap is a
-        full sync."""
+        gap of at most :data:`GAP_LIMIT` is read with one bounded statement, one such read at a time and
+        outside the snapshot's lock (changes arriving in order meanwhile are applied). The read also takes
+        the versions up to :data:`GAP_LIMIT` past ``changes`` that have committed since (what the version
+        read of a full sync would have found), so that their SETs, when they arrive, are skipped
+        unverified. A larger gap is a full sync."""
         first = changes[0].version
         with self._sync_lock:
             if self._advance_locked(changes, None):
                 return
-            have = self._set.version
-        if first - 1 - have > GAP_LIMIT:
+        # One gap read at a time: threads that wait here mostly find theirs filled by the read before.
+        with self._gap_lock:
             with self._sync_lock:
-                if not self._advance_locked(changes, None):
+                if self._advance_locked(changes, None):
+                    return
+                have = self._set.version
+                if first - 1 - have > GAP_LIMIT:
                     self._sync_locked()  # reads our own versions too, in order
-            return
-        read = self._store.changes_between(have, changes[-1].version + GAP_LIMIT, self._clock.now())
-        with self._sync_lock:
-            if not self._advance_locked(changes, (have, read)):
-                self._sync_locked()  # moved backwards meanwhile (a reload): read in order
+                    return
+            read = self._store.changes_between(have, changes[-1].version + GAP_LIMIT, self._clock.now())
+            with self._sync_lock:
+                if not self._advance_locked(changes, (have, read)):
+                    self._sync_locked()  # moved backwards meanwhile (a reload): read in order
 
     def _advance_locked(
         self, changes: builtins.list[DenyChange], gap: tuple[int, builtins.list[DenyChange]] | None
