@@ -185,3 +185,30 @@ def test_the_gap_read_takes_what_committed_after_ours_and_its_set_is_then_skippe
     assert other.denylist.apply_published_batch([container.denylist.signed(c) for c in (gap, later)])
     assert verified == []  # held already: no verification
     assert len(reads.between) == 1
+
+
+def test_threads_behind_at_once_read_the_gap_once(container: Services, other: Services, reads: Reads) -> None:
+    import threading
+
+    _, c2, c3 = write(container, "u1", "u2", "u3")
+    store = other.denylist._store
+    counted = store.changes_between
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(after: int, upto: int, now: float) -> list[DenyChange]:
+        entered.set()
+        assert release.wait(10)
+        return counted(after, upto, now)
+
+    store.changes_between = slow  # type: ignore[method-assign]
+    first = threading.Thread(target=other.denylist.advance, args=([c3],))
+    first.start()
+    assert entered.wait(10)  # the first thread is reading the gap (v1, v2)
+    second = threading.Thread(target=other.denylist.advance, args=([c2],))
+    second.start()  # behind as well: it waits for that read rather than reading again
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert [denied(other, s) for s in ("u1", "u2", "u3")] == [True, True, True]
+    assert len(reads.between) == 1
+    assert other.denylist.version == c3.version
