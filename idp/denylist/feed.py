@@ -44,9 +44,8 @@ from anyio import to_thread
 
 from idp.clients.model import Client
 from idp.clock import Clock, SystemClock
-from idp.crypto import b64url_decode
 from idp.denylist.entries import DenyChange
-from idp.denylist.secevent import CHANNEL, EVENT_DENY
+from idp.denylist.secevent import CHANNEL, peek_version
 from idp.denylist.service import DenyList
 from idp.ephemeral import EphemeralStore
 from idp.errors import TemporarilyUnavailable, TooManyRequests
@@ -90,15 +89,6 @@ def still_allowed(clients: ActiveClients, seen: Client) -> bool:
 
 def format_event(version: int, token: str) -> bytes:
     return b"id: %d\nevent: deny\ndata: %s\n\n" % (version, token.encode())
-
-
-def _peek_version(message: bytes) -> int | None:
-    """The version a published SET announces (unverified: it only decides whether to read SQL)."""
-    try:
-        claims = orjson.loads(b64url_decode(message.split(b".")[1].decode()))
-        return int(claims["events"][EVENT_DENY]["version"])
-    except Exception:
-        return None
 
 
 class StreamsBusy(TemporarilyUnavailable):
@@ -186,6 +176,8 @@ class DenyFeed:
         self._snapshot_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._inbox: list[bytes] = []
+        self._draining: asyncio.Task[None] | None = None
         self._signals: dict[int, Any] = {}
         self._closing = self._stopping = False
         denylist.listeners.append(self._on_changes)
@@ -210,6 +202,10 @@ class DenyFeed:
                 await poll
         if channel is not None:
             await stop_subscriber(channel, self._ephemeral, CHANNEL, "deny-list")
+        draining, self._draining = self._draining, None
+        if draining is not None:  # its thread cannot be cancelled: let it finish
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await draining
         self._loop = None
 
     def end_streams(self) -> None:
@@ -253,23 +249,33 @@ class DenyFeed:
         )
 
     async def _on_message(self, message: bytes) -> None:
-        version = _peek_version(message.rsplit(b"\n", 1)[-1])  # a batch: its last SET holds its last version
+        version = peek_version(message.rsplit(b"\n", 1)[-1])  # a batch: its last SET holds its last version
         if version is not None and version <= self._dl.version:
             return  # ours, or already read
-        # A thread: listeners may do I/O (a kid entry re-reads the keys).
-        await to_thread.run_sync(self._catch_up, message.decode("ascii", "replace"))
+        # Messages that arrive while a catch-up runs wait for the next one: one thread hop (listeners may do
+        # I/O: a kid entry re-reads the keys) and one gap read for all of them, however many came.
+        self._inbox.append(message)
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._inbox:
+            messages, self._inbox = self._inbox, []
+            try:
+                await to_thread.run_sync(self._catch_up, b"\n".join(messages).decode("ascii", "replace"))
+            except Exception:  # the poll re-reads SQL within sync_seconds
+                log.exception("deny-list: catching up with published changes failed")
 
     async def _resync(self) -> None:
         with contextlib.suppress(Exception):
             await to_thread.run_sync(self._dl.sync)
 
     def _catch_up(self, message: str) -> None:
-        """The next versions are applied from the signed SETs of the message (one per line, in version order);
-        a gap (or a bad SET) is read from SQL."""
-        for token in message.split("\n"):
-            if not self._dl.apply_published(token):
-                self._dl.sync()
-                return
+        """The versions of the messages (signed SETs, one per line) are held from the SETs;
+        the few before them this process lacks are read from SQL in one statement (:meth:`DenyList.advance`).
+        A bad SET, or a gap too large to read that way, is a full sync from SQL."""
+        if not self._dl.apply_published_batch(message.split("\n")):
+            self._dl.sync()
 
     async def _poll(self) -> None:
         next_purge = time.monotonic() + PURGE_SECONDS

@@ -22,6 +22,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import orjson
+
+from idp.crypto import b64url_decode
 from idp.denylist.entries import DenyChange
 
 SET_TYP = "secevent+jwt"
@@ -45,3 +48,14 @@ def change_from_claims(claims: dict[str, Any]) -> DenyChange:
     if not isinstance(events, dict) or EVENT_DENY not in events:
         raise ValueError("not a deny-list event")
     return DenyChange.from_public(events[EVENT_DENY])
+
+
+def peek_version(token: str | bytes) -> int | None:
+    """The version a SET announces, unverified: only for skipping one a process already holds (or deciding
+    to read SQL), never for applying it. None when it is not a deny-list SET."""
+    try:
+        text = token.decode("ascii") if isinstance(token, bytes) else token
+        claims = orjson.loads(b64url_decode(text.split(".")[1]))
+        return int(claims["events"][EVENT_DENY]["version"])
+    except Exception:
+        return None

@@ -57,7 +57,7 @@ from idp.denylist.entries import (
     clip_actor,
     clip_reason,
 )
-from idp.denylist.secevent import CHANNEL, change_from_claims, set_claims
+from idp.denylist.secevent import CHANNEL, change_from_claims, peek_version, set_claims
 
 log = logging.getLogger("idp.denylist")
 
@@ -65,6 +65,9 @@ REPLAY_LIMIT = 10_000  # beyond this, a follower resynchronises with GET /deny-l
 SIGNED_CACHE = 2048
 MAX_VERSION = 2**31 - 1  # deny_list.id is a 32-bit INTEGER
 PRUNE_SECONDS = 1.0  # a sync prunes the snapshot at most this often: pruning walks every entry
+GAP_LIMIT = 256
+"""A process this many versions (or fewer) behind a change it holds reads just the versions in between
+(:meth:`DenyList.advance`); further behind, or behind by an unknown amount, it syncs in full."""
 
 
 class DenyStore(Protocol):
@@ -83,6 +86,11 @@ class DenyStore(Protocol):
     def live(self, now: float) -> tuple[int, list[DenyEntry]]: ...
 
     def changes_since(self, version: int, now: float, limit: int) -> tuple[int, list[DenyChange]]: ...
+
+    def changes_between(self, after: int, upto: int, now: float) -> list[DenyChange]:
+        """Committed changes ``after`` < version <= ``upto`` whose entries can still match, in version order; one
+        indexed read. A prefix: every version up to the highest returned has committed, whether or not ``upto`` has."""
+        ...
 
     def purge(self, now: float) -> int: ...
 
@@ -124,6 +132,7 @@ class DenyList:
         self._set = DenySet()
         self._loaded = False
         self._sync_lock = threading.Lock()
+        self._gap_lock = threading.Lock()  # taken before _sync_lock, never while holding it
         self._synced_at = -math.inf  # time.monotonic(): freshness is wall time, not protocol time
         self._pruned_at = -math.inf  # time.monotonic()
         self._signed: OrderedDict[int, str] = OrderedDict()
@@ -214,13 +223,7 @@ class DenyList:
     def _committed(self, changes: list[DenyChange]) -> None:
         """Apply committed changes (consecutive versions) here at once, then tell the other processes."""
         self._ensure_loaded()
-        with self._sync_lock:
-            if self._set.version == changes[0].version - 1:
-                for change in changes:
-                    self._set.apply(change)
-                self._notify(changes)
-            elif self._set.version < changes[-1].version:  # another writer got in between: read it all, in order
-                self._sync_locked()
+        self.advance(changes)
         if self._publisher is not None:
             try:
                 # One message for the batch: a SET per version, in order, one per line (a compact JWS has no
@@ -228,6 +231,57 @@ class DenyList:
                 self._publisher.publish(CHANNEL, "\n".join(self.signed(change) for change in changes).encode())
             except Exception as exc:  # the rows are durable; others catch up from SQL within sync_seconds
                 log.warning("deny-list: publish failed (%s); followers catch up from SQL", type(exc).__name__)
+
+    def advance(self, changes: builtins.list[DenyChange]) -> None:
+        """Hold ``changes`` (consecutive versions known to be committed: written here, or verified SETs).
+
+        The versions before them that this process lacks committed first (versions commit in order). A
+        gap of at most :data:`GAP_LIMIT` is read with one bounded statement, one such read at a time and
+        outside the snapshot's lock (changes arriving in order meanwhile are applied). The read also takes
+        the versions up to :data:`GAP_LIMIT` past ``changes`` that have committed since (what the version
+        read of a full sync would have found), so that their SETs, when they arrive, are skipped
+        unverified. A larger gap is a full sync."""
+        first = changes[0].version
+        with self._sync_lock:
+            if self._advance_locked(changes, None):
+                return
+        # One gap read at a time: threads that wait here mostly find theirs filled by the read before.
+        with self._gap_lock:
+            with self._sync_lock:
+                if self._advance_locked(changes, None):
+                    return
+                have = self._set.version
+                if first - 1 - have > GAP_LIMIT:
+                    self._sync_locked()  # reads our own versions too, in order
+                    return
+            read = self._store.changes_between(have, changes[-1].version + GAP_LIMIT, self._clock.now())
+            with self._sync_lock:
+                if not self._advance_locked(changes, (have, read)):
+                    self._sync_locked()  # moved backwards meanwhile (a reload): read in order
+
+    def _advance_locked(
+        self, changes: builtins.list[DenyChange], gap: tuple[int, builtins.list[DenyChange]] | None
+    ) -> bool:
+        """Apply what this process lacks of ``changes``, after the versions before them when ``gap``
+        (``(after, changes read from SQL after it)``, a consistent prefix reaching past ``changes[0]``) covers
+        them, and then the read versions after ``changes``; False when the gap stays open. Listeners hear the
+        whole step as one batch."""
+        first, last = changes[0].version, changes[-1].version
+        held = self._set.version
+        if held >= last:
+            return True  # already read from SQL
+        read = gap[1] if gap is not None and gap[0] <= held else None  # None: not read from where we are
+        if held < first - 1 and read is None:
+            return False
+        step = [c for c in read or () if held < c.version < first]
+        step += [c for c in changes if c.version > held]
+        step += [c for c in read or () if c.version > last]
+        for change in step:
+            self._set.apply(change)
+        # Expired or purged versions left no rows: the version is the last one read, and at least ours.
+        self._set.version = max(self._set.version, last, read[-1].version if read else 0)
+        self._notify(step)
+        return True
 
     def apply_published(self, token: str) -> bool:
         """A SET another process published after its commit: True once this process holds its version.
@@ -254,6 +308,39 @@ class DenyList:
             self._set.apply(change)
             self._notify([change])
         self._remember_signed(change.version, token)
+        return True
+
+    def apply_published_batch(self, tokens: Sequence[str]) -> bool:
+        """SETs other processes published (one message or several, in any order): each verified, then held in
+        version order with :meth:`advance`, so that the few versions in between that no SET here carries are
+        read in one bounded statement. False (the caller syncs from SQL) when one does not verify."""
+        if self._verify is None or not self._loaded or not tokens:
+            return False
+        signed: dict[int, tuple[DenyChange, str]] = {}
+        held = self._set.version
+        try:
+            for token in tokens:
+                announced = peek_version(token)
+                if announced is not None and announced <= held:
+                    continue  # held already: not worth a verification
+                change = change_from_claims(self._verify(token))
+                if change.version > held:
+                    signed[change.version] = (change, token)
+        except ValueError:
+            log.warning("deny-list: a published change did not verify; reading SQL instead")
+            return False
+        except Exception:  # the keys could not be read: SQL decides, as without the message
+            return False
+        run: builtins.list[DenyChange] = []
+        for version in sorted(signed):
+            if run and version != run[-1].version + 1:
+                self.advance(run)
+                run = []
+            run.append(signed[version][0])
+        if run:
+            self.advance(run)
+        for change, token in signed.values():
+            self._remember_signed(change.version, token)
         return True
 
     # -- reading ---------------------------------------------------------------------------------

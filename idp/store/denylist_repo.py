@@ -54,6 +54,15 @@ _CHANGES = (
     .order_by(_DENY.c.id)
     .limit(bindparam("b_limit"))
 )
+# A gap (this process holds ``b_after``): one range scan of the primary key, no version read. Versions commit
+# in order, so the rows a statement sees are a prefix: every version up to the highest it returns committed.
+_BETWEEN = (
+    select(_DENY)
+    .where(
+        _DENY.c.id > bindparam("b_after"), _DENY.c.id <= bindparam("b_upto"), _DENY.c.expires_at > bindparam("b_now")
+    )
+    .order_by(_DENY.c.id)
+)
 _LIVE = (
     select(_DENY)
     .where(
@@ -244,6 +253,16 @@ class SqlDenyStore:
         if len(rows) == limit:
             current = rows[-1].id
         return current, [_change(r) for r in rows]
+
+    def changes_between(self, after: int, upto: int, now: float) -> list[DenyChange]:
+        """Committed changes ``after`` < version <= ``upto`` whose entries can still match, in version order;
+        one statement. Versions commit in order: every version up to the highest returned has committed (those
+        missing expired or were purged), whether or not ``upto`` has yet."""
+        if upto <= after:
+            return []
+        with self._reads() as conn:
+            rows = conn.execute(_BETWEEN, {"b_after": after, "b_upto": upto, "b_now": now}).all()
+        return [_change(r) for r in rows]
 
     def purge(self, now: float) -> int:
         with self._sessions.begin() as s:

@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 from idp.clock import FrozenClock
 from idp.crypto import b64url
 from idp.denylist.entries import DenyChange
-from idp.denylist.feed import _peek_version
+from idp.denylist.secevent import peek_version
 from idp.denylist.service import DenyList
 from idp.services import Services
 from idp.store.denylist_repo import SqlDenyStore
@@ -99,7 +99,7 @@ def test_a_batch_is_applied_and_announced_once_per_version(container: Services, 
     assert batches == [[DenyChange(e.id, entry=e) for e in entries]]  # one notification, in version order
     # One publish for the batch, a SET per version in it (one per line): the other workers see every change.
     assert len(published.messages) == 1
-    assert [_peek_version(line) for line in published.messages[0].split(b"\n")] == [1, 2]
+    assert [peek_version(line) for line in published.messages[0].split(b"\n")] == [1, 2]
 
 
 def test_concurrent_batches_get_distinct_contiguous_versions(container: Services, clock: FrozenClock) -> None:
