@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from examples.bff_apis import create_api
 from idp.app import create_app
@@ -33,9 +32,9 @@ from idp.bff.session import BffSession
 from idp.config import Settings
 from idp.resource import ResourceProtector
 from idp.services import Services, build_services
-from idp.store.models import GrantRow, RefreshTokenRow
 from idp.tokens.jwt import LEEWAY
-from tests.browser.conftest import CHROMIUM_ARGS, PASSWORD
+from tests.browser.conftest import PASSWORD
+from tests.integration.bff_support import rotations
 from tests.integration.live_server import LiveServer, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.timing]  # live servers; the back-channel logout on real time
@@ -163,40 +162,15 @@ def stack(sqlite_template: Path, tmp_path: Path, chromium: str) -> Iterator[Stac
         c.close()
 
 
-@pytest.fixture(scope="module")
-def chromium_js(chromium: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture
-def page(stack: Stack, chromium_js: Any) -> Iterator[Any]:
+def page(stack: Stack, browser: Any) -> Iterator[Any]:
     """A fresh browser profile with JavaScript on (the SPA is a script); the hosted pages open in it too."""
-    ctx = chromium_js.new_context(viewport={"width": 1100, "height": 760})
+    ctx = browser.new_context(viewport={"width": 1100, "height": 760})
     ctx.set_default_timeout(10_000)
     try:
         yield ctx.new_page()
     finally:
         ctx.close()
-
-
-def rotations(container: Services, client_id: str) -> tuple[int, int]:
-    """(refresh tokens idp has rotated for this client, second uses it answered from its retry grace)."""
-    with container.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(
-                sa.func.count(RefreshTokenRow.rotated_at), sa.func.coalesce(sa.func.sum(RefreshTokenRow.grace_uses), 0)
-            )
-            .join(GrantRow, GrantRow.id == RefreshTokenRow.grant_id)
-            .where(GrantRow.client_id == client_id)
-        ).one()
-    return int(row[0]), int(row[1])
 
 
 def call(page: Any, *paths: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 
 from idp.bff.app import create_bff_app
@@ -20,6 +21,7 @@ from idp.bff.config import BffSettings
 from idp.bff.context import Bff
 from idp.clients.model import Client
 from idp.services import Services
+from idp.store.models import GrantRow, RefreshTokenRow
 from idp.users.directory import User
 from tests.oauthkit import ISSUER, PASSWORD, query, web_client
 from tests.pagekit import field
@@ -168,3 +170,16 @@ async def app_delivering_to_bff(
     application = create_app(services=container)
     async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
         yield manager.app
+
+
+def rotations(container: Services, client_id: str) -> tuple[int, int]:
+    """(refresh tokens idp has rotated, second uses it answered from its retry grace) for this client."""
+    with container.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(
+                sa.func.count(RefreshTokenRow.rotated_at), sa.func.coalesce(sa.func.sum(RefreshTokenRow.grace_uses), 0)
+            )
+            .join(GrantRow, GrantRow.id == RefreshTokenRow.grant_id)
+            .where(GrantRow.client_id == client_id)
+        ).one()
+    return int(row[0]), int(row[1])

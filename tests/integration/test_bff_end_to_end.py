@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -24,10 +23,9 @@ from starlette.routing import Route
 from idp.bff.session import BffSession
 from idp.resource import BearerAuthMiddleware, ResourceProtector, TokenInvalid, principal_of
 from idp.services import Services
-from idp.store.models import GrantRow, RefreshTokenRow
 from idp.tokens.jwt import LEEWAY
 from tests.integration import bff_support
-from tests.integration.bff_support import LateTransport, bff_rig, sign_in
+from tests.integration.bff_support import LateTransport, bff_rig, rotations, sign_in
 from tests.oauthkit import ISSUER, make_user
 
 pytestmark = pytest.mark.timing  # the back-channel sender and the waiting refreshers run on real time
@@ -84,19 +82,6 @@ async def apis(app: Any, container: Services) -> AsyncIterator[Callable[[str], O
 @pytest.fixture
 def orders(apis: Callable[[str], OrdersApi]) -> OrdersApi:
     return apis(API)
-
-
-def rotations(container: Services, client_id: str) -> tuple[int, int]:
-    """(refresh tokens idp has rotated, second uses it answered from its retry grace) for this client."""
-    with container.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(
-                sa.func.count(RefreshTokenRow.rotated_at), sa.func.coalesce(sa.func.sum(RefreshTokenRow.grace_uses), 0)
-            )
-            .join(GrantRow, GrantRow.id == RefreshTokenRow.grant_id)
-            .where(GrantRow.client_id == client_id)
-        ).one()
-    return int(row[0]), int(row[1])
 
 
 def no_tokens_in(r: httpx.Response, *tokens: str | None) -> None:

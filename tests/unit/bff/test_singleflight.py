@@ -29,6 +29,23 @@ class Work:
         return self.result
 
 
+async def started_and_left(flight: SingleFlight[str, object], work: Work) -> None:
+    """A caller that waits for ``work`` under "s1" (starting it if none runs) and is cancelled before it ends
+    (the browser went away)."""
+    leaving = asyncio.create_task(flight.run("s1", work))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+
+
+async def finish(work: Work) -> None:
+    """Let ``work`` end, and the loop run its done-callbacks."""
+    work.release.set()
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 async def test_concurrent_callers_for_one_key_share_one_run() -> None:
     flight: SingleFlight[str, object] = SingleFlight()
     work = Work()
@@ -55,12 +72,8 @@ async def test_a_cancelled_caller_does_not_cancel_the_work_the_others_wait_for()
     seen: list[tuple[str, object]] = []
     flight: SingleFlight[str, object] = SingleFlight(lambda k, v: seen.append((k, v)))
     work = Work()
-    leaving = asyncio.create_task(flight.run("s1", work))
     staying = asyncio.create_task(flight.run("s1", work))
-    await asyncio.sleep(0)
-    leaving.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await leaving
+    await started_and_left(flight, work)
     work.release.set()
     assert await staying == "done"
     assert work.finished == 1
@@ -71,14 +84,8 @@ async def test_work_outlives_every_caller_leaving() -> None:
     seen: list[tuple[str, object]] = []
     flight: SingleFlight[str, object] = SingleFlight(lambda k, v: seen.append((k, v)))
     work = Work()
-    only = asyncio.create_task(flight.run("s1", work))
-    await asyncio.sleep(0)
-    only.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await only
-    work.release.set()
-    for _ in range(3):
-        await asyncio.sleep(0)
+    await started_and_left(flight, work)
+    await finish(work)
     assert work.finished == 1 and seen == [("s1", "done")]
     assert "s1" not in flight
 
@@ -102,14 +109,8 @@ async def test_a_failure_nobody_waits_for_is_not_reported_as_never_retrieved() -
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
     try:
-        only = asyncio.create_task(flight.run("s1", work))
-        await asyncio.sleep(0)
-        only.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await only
-        work.release.set()
-        for _ in range(3):
-            await asyncio.sleep(0)
+        await started_and_left(flight, work)
+        await finish(work)
         gc.collect()
         await asyncio.sleep(0)
     finally:
