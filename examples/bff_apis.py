@@ -1,16 +1,16 @@
 """Two APIs behind the BFF (docs/sessions-and-jwts.md): each checks the bearer token with ``idp.resource``
 against idp's JWKS, for an audience of its own, and answers the claims it verified (never the token).
 
-* **orders** (``ORDERS_AUDIENCE``) sits behind a ``forward`` upstream: it gets the user's own access
+* **orders** (``https://orders.example``) sits behind a ``forward`` upstream: it gets the user's own access
   token, so the BFF's client is registered with ``--audience`` naming it.
-* **billing** (``BILLING_AUDIENCE``) sits behind an ``exchange`` upstream: the BFF trades the user's
+* **billing** (``https://billing.example``) sits behind an ``exchange`` upstream: the BFF trades the user's
   token (RFC 8693) for one minted for billing alone; its ``act`` claim names the BFF's client.
 
 Run both next to idp::
 
-    IDP_ISSUER=http://127.0.0.1:8000 API_AUDIENCE=http://127.0.0.1:9001 \\
+    IDP_ISSUER=http://127.0.0.1:8000 API_AUDIENCE=https://orders.example \\
         uvicorn --factory examples.bff_apis:orders_from_env --port 9001
-    IDP_ISSUER=http://127.0.0.1:8000 API_AUDIENCE=http://127.0.0.1:9002 \\
+    IDP_ISSUER=http://127.0.0.1:8000 API_AUDIENCE=https://billing.example \\
         uvicorn --factory examples.bff_apis:billing_from_env --port 9002
 """
 
