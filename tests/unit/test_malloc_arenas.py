@@ -22,7 +22,8 @@ def test_an_operators_value_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_the_cap_applies_here_and_reaches_spawned_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "")  # recorded, so the value set below is undone after the test
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert limit_malloc_arenas() is True
     seen = subprocess.run(
         [sys.executable, "-c", "import os; print(os.environ.get('MALLOC_ARENA_MAX'))"],
