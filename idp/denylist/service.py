@@ -283,37 +283,12 @@ class DenyList:
         self._notify(step)
         return True
 
-    def apply_published(self, token: str) -> bool:
-        """A SET another process published after its commit: True once this process holds its version.
-
-        The next version is applied from the SET itself (its signature checked with ``verify``: the
-        channel is not trusted to add entries), keeping its token for the change feed, instead of two
-        SQL reads per change in every other worker. Anything else (a gap, a bad SET, no ``verify``) is
-        False and the caller reads SQL, which stays the source of truth (the poll re-checks it anyway).
-        """
-        if self._verify is None or not self._loaded:
-            return False
-        try:
-            change = change_from_claims(self._verify(token))
-        except ValueError:  # the SET does not verify, or carries no deny change
-            log.warning("deny-list: a published change did not verify; reading SQL instead")
-            return False
-        except Exception:  # the keys could not be read: SQL decides, as without the message
-            return False
-        with self._sync_lock:
-            if self._set.version >= change.version:
-                return True  # ours, or already read from SQL
-            if self._set.version != change.version - 1:
-                return False  # a change in between is not here yet: SQL has them in order
-            self._set.apply(change)
-            self._notify([change])
-        self._remember_signed(change.version, token)
-        return True
-
     def apply_published_batch(self, tokens: Sequence[str]) -> bool:
-        """SETs other processes published (one message or several, in any order): each verified, then held in
-        version order with :meth:`advance`, so that the few versions in between that no SET here carries are
-        read in one bounded statement. False (the caller syncs from SQL) when one does not verify."""
+        """SETs other processes published after their commits (one message or several, in any order): each
+        verified (the channel is not trusted to add entries), then held in version order with :meth:`advance`,
+        so that the few versions in between that no SET here carries are read in one bounded statement, and
+        kept for the change feed instead of a new signature. False (the caller syncs from SQL, which stays the
+        source of truth) when one does not verify or there is nothing to verify with."""
         if self._verify is None or not self._loaded or not tokens:
             return False
         signed: dict[int, tuple[DenyChange, str]] = {}
